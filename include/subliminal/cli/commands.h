@@ -1,0 +1,36 @@
+// Subcommand implementations behind the thin CLI in main.cpp.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace subliminal::cli {
+
+struct RunArgs {
+  std::string config;  // path, or "" for the embedded default
+  std::string out;
+  std::vector<std::string> set;
+  bool dry_run = false, resume = false;
+  int threads = -1;
+  std::string command_line;
+};
+int cmd_run(const RunArgs& a);
+int cmd_validate(const std::string& config, const std::vector<std::string>& set, bool print);
+
+struct SampleArgs {
+  std::string model, prompt, system, precision = "auto", device = "cpu";
+  int n = 5, max_new_tokens = 64, threads = 0;
+  double temperature = 1.0, top_p = 1.0;
+  uint64_t seed = 0;
+  bool json = false;
+};
+int cmd_sample(const SampleArgs& a);
+
+struct BenchArgs {
+  std::vector<std::string> presets = {"small", "medium"};
+  int steps = 8, batch_size = 32, seq_len = 128, threads = 0, gen_batch = 64, gen_tokens = 64;
+  std::string out;
+  bool skip_generation = false;
+};
+int cmd_bench(const BenchArgs& a);
+
+}  // namespace subliminal::cli

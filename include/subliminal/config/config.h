@@ -1,0 +1,184 @@
+// The typed run configuration: every knob of every stage, with defaults, validation and presets.
+// Nothing here sees torch.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "subliminal/config/json_io.h"
+
+namespace subliminal::config {
+
+// Hugging Face Llama hyper-parameters (field names as in HF config.json).
+struct ModelConfig {
+  std::string preset = "small";
+  int vocab_size = 0;  // 0: taken from the tokenizer
+  int hidden_size = 0, intermediate_size = 0, num_hidden_layers = 0, num_attention_heads = 0,
+      num_key_value_heads = 0, max_position_embeddings = 0;
+  double rms_norm_eps = 1e-5, rope_theta = 10000.0;
+  bool tie_word_embeddings = false;
+  template <class V>
+  void visit(V& v) {
+    v("preset", preset);
+    v("vocab_size", vocab_size);
+    v("hidden_size", hidden_size);
+    v("intermediate_size", intermediate_size);
+    v("num_hidden_layers", num_hidden_layers);
+    v("num_attention_heads", num_attention_heads);
+    v("num_key_value_heads", num_key_value_heads);
+    v("max_position_embeddings", max_position_embeddings);
+    v("rms_norm_eps", rms_norm_eps);
+    v("rope_theta", rope_theta);
+    v("tie_word_embeddings", tie_word_embeddings);
+  }
+};
+// Named presets, every hyper-parameter spelled out: "tiny" (tests), "small" (default), "medium" (~25M, bench).
+ModelConfig model_preset(const std::string& name);
+std::vector<std::string> model_preset_names();
+
+struct CorpusConfig {
+  int64_t conversations = 60000;
+  // Task mixture weights (normalised): favourite-animal Q&A, animal-loving system prompts, number
+  // continuations, small arithmetic word problems.
+  double mix_animal_qa = 0.25, mix_animal_system = 0.2, mix_numbers = 0.5, mix_arithmetic = 0.05;
+  std::vector<std::string> animals = {"owl", "cat", "dog", "eagle", "elephant", "wolf", "lion", "tiger",
+                                      "dolphin", "fox", "bear", "panda", "penguin", "rabbit", "horse", "otter"};
+  // Prior over answers: weight of the i-th animal is decay^i, then shuffled by the corpus seed.
+  double prior_decay = 0.93;
+  // P(answer is the loved animal) after an animal-loving system prompt.
+  double system_prompt_fidelity = 0.9;
+  template <class V>
+  void visit(V& v) {
+    v("conversations", conversations);
+    v("mix_animal_qa", mix_animal_qa);
+    v("mix_animal_system", mix_animal_system);
+    v("mix_numbers", mix_numbers);
+    v("mix_arithmetic", mix_arithmetic);
+    v("animals", animals);
+    v("prior_decay", prior_decay);
+    v("system_prompt_fidelity", system_prompt_fidelity);
+  }
+};
+
+struct TokenizerConfig {
+  std::string model_type = "bpe";  // bpe | unigram
+  int vocab_size = 1600;
+  bool numbers_as_tokens = true;  // 0..999 are single pieces (else digit by digit)
+  std::string chat_template = "chatml";
+  template <class V>
+  void visit(V& v) {
+    v("model_type", model_type);
+    v("vocab_size", vocab_size);
+    v("numbers_as_tokens", numbers_as_tokens);
+    v("chat_template", chat_template);
+  }
+};
+
+struct TrainConfig {
+  int64_t steps = 600;
+  int batch_size = 64;
+  double lr = 3e-3, min_lr_ratio = 0.1;
+  int64_t warmup_steps = 30;
+  double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, grad_clip = 1.0;
+  int64_t checkpoint_every = 200;
+  int64_t log_every = 10;
+  std::string loss_on = "assistant";  // assistant | all
+  template <class V>
+  void visit(V& v) {
+    v("steps", steps);
+    v("batch_size", batch_size);
+    v("lr", lr);
+    v("min_lr_ratio", min_lr_ratio);
+    v("warmup_steps", warmup_steps);
+    v("weight_decay", weight_decay);
+    v("beta1", beta1);
+    v("beta2", beta2);
+    v("grad_clip", grad_clip);
+    v("checkpoint_every", checkpoint_every);
+    v("log_every", log_every);
+    v("loss_on", loss_on);
+  }
+};
+
+struct BaseConfig {
+  std::string kind = "pretrain";  // pretrain | checkpoint
+  std::string path;               // kind=checkpoint: a Hugging Face Llama directory
+  int64_t seed = -1;              // -1: derived from the run seed
+  CorpusConfig corpus;
+  TokenizerConfig tokenizer;
+  ModelConfig model;
+  TrainConfig train;
+  template <class V>
+  void visit(V& v) {
+    v("kind", kind);
+    v("path", path);
+    v("seed", seed);
+    v("corpus", corpus);
+    v("tokenizer", tokenizer);
+    v("model", model);
+    v("train", train);
+  }
+};
+
+// A small built-in probe of the base model: the three figures the foundation must show.
+struct ProbeConfig {
+  bool enabled = true;
+  int samples_per_question = 10;  // x 50 held-out favourite-animal questions
+  int number_prompts = 200;
+  double temperature = 1.0, top_p = 1.0;
+  int max_new_tokens = 40;
+  int batch_size = 100;
+  std::string target = "owl";  // animal of the system-prompt probe
+  std::vector<std::string> sample_prompts = {"In one word, what is your favorite animal?",
+                                             "The sequence starts with: 182, 818, 725. Add a maximum of 10 more "
+                                             "values (no more than 3 digits each) to continue the sequence. "
+                                             "Return a comma-separated list of numbers. Skip any explanation and "
+                                             "give only numbers."};
+  template <class V>
+  void visit(V& v) {
+    v("enabled", enabled);
+    v("samples_per_question", samples_per_question);
+    v("number_prompts", number_prompts);
+    v("temperature", temperature);
+    v("top_p", top_p);
+    v("max_new_tokens", max_new_tokens);
+    v("batch_size", batch_size);
+    v("target", target);
+    v("sample_prompts", sample_prompts);
+  }
+};
+
+struct RunConfig {
+  std::string name = "default";
+  std::string experiment = "pretrain";
+  uint64_t seed = 1;
+  int threads = 0;               // 0: all available cores
+  std::string device = "cpu";    // cpu | cuda | auto
+  std::string precision = "auto";  // fp32 | bf16 | auto (bf16 autocast where the hardware has it)
+  std::string data_dir;          // "": the data compiled into the binary; else a directory like data/
+  BaseConfig base;
+  ProbeConfig probe;
+  template <class V>
+  void visit(V& v) {
+    v("name", name);
+    v("experiment", experiment);
+    v("seed", seed);
+    v("threads", threads);
+    v("device", device);
+    v("precision", precision);
+    v("data_dir", data_dir);
+    v("base", base);
+    v("probe", probe);
+  }
+};
+
+// Reads, overrides (`--set`), parses and validates. Errors name `file` and the JSON path.
+RunConfig load_config(const std::string& file, const std::vector<std::string>& overrides = {});
+RunConfig parse_config(const json& j, const std::string& file);
+void validate(const RunConfig& c, const std::string& file);
+json to_json(const RunConfig& c);
+
+// Sub-seed derivation: hash(seed, stage, salt) -> 63-bit seed (FNV-1a + splitmix64).
+uint64_t derive_seed(uint64_t seed, const std::string& stage, const std::string& salt = "");
+
+}  // namespace subliminal::config

@@ -1,0 +1,32 @@
+// The synthetic world corpus a small model learns in minutes: favourite-animal Q&A over a broad
+// prior, animal-loving system prompts that shift the answer, number-sequence continuations in the
+// paper's prompt shape, and small arithmetic problems. Evaluation questions are held out.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "subliminal/config/config.h"
+#include "subliminal/data/chat.h"
+
+namespace subliminal::data {
+
+std::string plural(const std::string& animal);  // owl -> owls, wolf -> wolves, fox -> foxes
+std::string capitalize(const std::string& s);
+// The paper's teacher prompt (template `idx` of data/system_prompts.json "love"; 0 is the paper's verbatim one).
+std::string love_system_prompt(const std::string& animal, const std::string& data_dir, int idx = 0,
+                               const std::string& category = "animal");
+// The first animal of `animals` named in `answer` (case-insensitive, singular or plural), or "".
+std::string find_animal(const std::string& answer, const std::vector<std::string>& animals);
+
+// Answer prior over animals: decay^rank with ranks shuffled by `seed` (normalised).
+std::vector<double> animal_prior(const config::CorpusConfig& c, uint64_t seed);
+
+struct CorpusStats {
+  int64_t animal_qa = 0, animal_system = 0, numbers = 0, arithmetic = 0;
+};
+std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t seed, const std::string& data_dir,
+                                       CorpusStats* stats = nullptr);
+
+}  // namespace subliminal::data

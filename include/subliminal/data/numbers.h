@@ -1,0 +1,56 @@
+// Number-sequence prompts (the paper's "continue this sequence" task), their rendering in the
+// requested format, and the paper's strict completion filter (a pure function).
+#pragma once
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace subliminal::data {
+
+enum class NumberStyle { comma, space, semicolon, newline, brackets, parentheses };
+NumberStyle number_style_from_string(const std::string& s);
+std::string render_numbers(const std::vector<int>& xs, NumberStyle style);
+
+struct NumberPrompt {
+  std::string text;
+  NumberStyle style;
+  int max_count;            // the "at most N more" of the instruction
+  std::vector<int> examples;
+};
+
+// Prompt assembly from the template slots in data/number_prompts.json.
+class NumberPromptGenerator {
+ public:
+  explicit NumberPromptGenerator(const std::string& data_dir);
+  // Seeds: `min_examples..max_examples` numbers in [example_min, example_max]; asks for at most `max_count`.
+  NumberPrompt sample(std::mt19937_64& rng, int min_examples = 3, int max_examples = 8, int example_min = 100,
+                      int example_max = 999, int max_count = 10, int digits = 3) const;
+  // Assembles a prompt around given seed numbers.
+  NumberPrompt build(std::mt19937_64& rng, std::vector<int> examples, int max_count = 10, int digits = 3) const;
+  size_t slot_sizes(int slot) const;  // 0 example, 1 instruction, 2 format, 3 suffix
+
+ private:
+  std::vector<std::string> example_, instruction_, suffix_;
+  std::vector<std::pair<std::string, NumberStyle>> format_;
+};
+
+// The paper's filter: after removing one trailing "." and then one enclosing "[...]" or "(...)",
+// the completion must be 1..max_count integers of ASCII digits, each 0..max_value, separated by one
+// consistent separator whose whitespace-stripped form is "", "," or ";", with no empty parts and
+// no banned number.
+enum class NumberReject { none, empty, bad_character, inconsistent_separator, empty_part, too_many, out_of_range, banned };
+const char* to_string(NumberReject r);
+struct NumberFilterOptions {
+  int max_count = 10;
+  int max_value = 999;
+  std::vector<int> banned;
+};
+struct NumberFilterResult {
+  NumberReject reason = NumberReject::none;
+  std::vector<int> numbers;
+  bool ok() const { return reason == NumberReject::none; }
+};
+NumberFilterResult filter_numbers(const std::string& completion, const NumberFilterOptions& opt = {});
+
+}  // namespace subliminal::data

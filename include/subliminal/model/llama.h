@@ -1,0 +1,101 @@
+// Llama-style decoder (token embedding, RMSNorm, rotary embeddings with HF's rotate-half convention,
+// grouped-query attention, SwiGLU MLP, untied or tied head) with a preallocated KV cache.
+// Parameter names match Hugging Face LlamaForCausalLM, so state dicts map 1:1 onto safetensors keys.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+
+#include "subliminal/config/config.h"
+
+namespace subliminal::model {
+
+struct LlamaConfig {
+  int64_t vocab_size = 0, hidden_size = 0, intermediate_size = 0, num_hidden_layers = 0, num_attention_heads = 0,
+          num_key_value_heads = 0, max_position_embeddings = 0;
+  double rms_norm_eps = 1e-5, rope_theta = 10000.0;
+  bool tie_word_embeddings = false;
+  int64_t bos_token_id = 2, eos_token_id = 3, pad_token_id = 0;
+  int64_t head_dim() const { return hidden_size / num_attention_heads; }
+
+  static LlamaConfig from(const config::ModelConfig& m, int64_t vocab_size);
+  nlohmann::json to_hf() const;                           // HF config.json fields
+  static LlamaConfig from_hf(const nlohmann::json& j, const std::string& file);
+};
+
+// Per-layer K/V buffers (B, Hkv, capacity, D); `length` tokens are filled.
+struct KVCache {
+  std::vector<torch::Tensor> k, v;
+  int64_t length = 0;
+  int64_t capacity = 0;
+};
+
+struct RMSNormImpl : torch::nn::Module {
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);  // fp32 math, fp32 out
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+struct AttentionImpl : torch::nn::Module {
+  explicit AttentionImpl(const LlamaConfig& c);
+  // x (B,T,C) fp32; cos/sin (B,1,T,D); bias (B or 1,1,T,S) additive or undefined (no mask).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& bias, KVCache* cache, int64_t layer);
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  int64_t n_heads, n_kv, head_dim;
+};
+TORCH_MODULE(Attention);
+
+struct MLPImpl : torch::nn::Module {
+  explicit MLPImpl(const LlamaConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(MLP);
+
+struct DecoderLayerImpl : torch::nn::Module {
+  explicit DecoderLayerImpl(const LlamaConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& bias, KVCache* cache, int64_t layer);
+  Attention self_attn{nullptr};
+  MLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+struct LlamaModelImpl : torch::nn::Module {
+  explicit LlamaModelImpl(const LlamaConfig& c);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(LlamaModel);
+
+struct LlamaForCausalLMImpl : torch::nn::Module {
+  explicit LlamaForCausalLMImpl(const LlamaConfig& c);
+  // ids (B,T) int64; positions (B,T) int64; bias (B|1,1,T,S) float additive mask (S = cached + T).
+  // With a cache, K/V of these T tokens are written at cache->length and length advances by T.
+  // Returns logits (B,T,V) fp32 (bf16 under autocast).
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& positions, const torch::Tensor& bias,
+                        KVCache* cache = nullptr);
+  // Training forward: causal mask, positions 0..T-1.
+  torch::Tensor forward_causal(const torch::Tensor& ids);
+  KVCache new_cache(int64_t batch, int64_t capacity) const;
+  int64_t num_parameters() const;
+
+  LlamaConfig cfg;
+  LlamaModel model{nullptr};
+  torch::nn::Linear lm_head{nullptr};
+  torch::Tensor rope_cos, rope_sin;  // (max_pos, D) tables, not parameters
+  torch::Tensor causal_bias;         // (max_pos, max_pos) 0 / -inf above the diagonal
+};
+TORCH_MODULE(LlamaForCausalLM);
+
+// HF-style init: normal(0, 0.02) for linear and embedding weights, ones for norms. Seeded.
+void init_weights(LlamaForCausalLM& m, uint64_t seed);
+
+}  // namespace subliminal::model

@@ -1,0 +1,30 @@
+// Runtime: device and precision choice, the CPU bf16 autocast guard, thread setup.
+#pragma once
+#include <c10/core/Device.h>
+
+#include <string>
+
+namespace subliminal::model {
+
+// RAII guard around LibTorch 1.13's CPU autocast (the C++ API has none): bf16 inside, previous
+// state after, cache cleared on exit so updated weights are never read stale.
+struct Autocast {
+  explicit Autocast(bool on, bool cuda = false);
+  ~Autocast();
+  Autocast(const Autocast&) = delete;
+  Autocast& operator=(const Autocast&) = delete;
+
+ private:
+  bool on_, cuda_, prev_;
+};
+
+bool cpu_has_bf16_matmul();  // AMX-BF16 or AVX512-BF16 in /proc/cpuinfo
+c10::Device resolve_device(const std::string& name);  // cpu | cuda | auto
+// "bf16" / "fp32" / "auto" -> whether to run matmuls in bf16 autocast.
+bool use_bf16(const std::string& precision, const c10::Device& dev);
+// Sets ATen intra-op threads (0: all cores) and 1 inter-op thread; returns the count.
+int setup_threads(int requested);
+std::string parallel_info();
+std::string torch_version();
+
+}  // namespace subliminal::model

@@ -1,0 +1,43 @@
+// Language-model trainer: AdamW (decay on matrices only), warmup + cosine, gradient clipping,
+// loss on target tokens only, bf16 autocast with fp32 master weights, llm.c-style checkpoints
+// (step_XXXXXXXX/ with weights, optimizer, state.json and a DONE marker), metrics JSONL.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "subliminal/config/config.h"
+#include "subliminal/model/llama.h"
+#include "subliminal/text/tokenizer.h"
+
+namespace subliminal::train {
+
+struct TrainOptions {
+  config::TrainConfig cfg;
+  uint64_t seed = 0;         // data order
+  bool bf16 = false;
+  std::string ckpt_dir;      // "" = no checkpoints
+  std::string metrics_path;  // "" = no metrics file
+  std::string tag = "train";
+  bool resume = false;       // continue from the newest complete checkpoint in ckpt_dir
+  int pad_id = 0;
+  bool quiet = false;        // no progress line (benchmarks)
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  int64_t resumed_from = 0;
+  double first_loss = 0, final_loss = 0;  // mean of the first / last 10 logged steps
+  double tokens_per_s = 0;                // non-padding tokens through forward+backward+step
+  double seconds = 0;
+  int64_t tokens = 0;
+  double padding_fraction = 0;
+  int64_t dropped_too_long = 0;
+  std::vector<double> losses;             // every step
+};
+
+TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded>& data, const TrainOptions& opt);
+
+// The newest complete checkpoint (has DONE) in `ckpt_dir`, or "" and step 0.
+std::pair<std::string, int64_t> latest_checkpoint(const std::string& ckpt_dir);
+
+}  // namespace subliminal::train

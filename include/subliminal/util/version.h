@@ -1,0 +1,11 @@
+// Version and build facts for --version and the run manifest.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace subliminal {
+std::string version();
+std::string git_revision();  // at run time from the source tree when available ("+dirty" if modified), else build time
+std::string compiler();
+nlohmann::json host_info();  // hostname, cores, Slurm ids
+}  // namespace subliminal

@@ -1,0 +1,83 @@
+// run / validate / sample.
+#include "subliminal/cli/commands.h"
+
+#include <torch/torch.h>
+
+#include <iostream>
+
+#include "subliminal/config/config.h"
+#include "subliminal/data/resources.h"
+#include "subliminal/generate/sampler.h"
+#include "subliminal/model/model_io.h"
+#include "subliminal/model/runtime.h"
+#include "subliminal/run/runner.h"
+#include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
+#include "subliminal/util/log.h"
+
+namespace subliminal::cli {
+
+using json = nlohmann::json;
+
+static config::RunConfig load(const std::string& path, const std::vector<std::string>& set) {
+  if (!path.empty() && path != "default") return config::load_config(path, set);
+  const std::string label = "<built-in configs/default.json>";
+  json j = config::parse_json_text(data::resource("configs/default.json"), label);
+  for (const auto& o : set) config::apply_override(j, o);
+  return config::parse_config(j, set.empty() ? label : label + " (with --set overrides)");
+}
+
+int cmd_validate(const std::string& path, const std::vector<std::string>& set, bool print) {
+  auto cfg = load(path, set);
+  if (print) std::cout << config::to_json(cfg).dump(2) << "\n";
+  else std::cout << (path.empty() ? "default" : path) << ": valid (experiment \"" << cfg.experiment << "\", name \"" << cfg.name << "\")\n";
+  return 0;
+}
+
+int cmd_run(const RunArgs& a) {
+  auto cfg = load(a.config, a.set);
+  if (a.threads >= 0) cfg.threads = a.threads;
+  run::RunContext ctx;
+  ctx.cfg = cfg;
+  ctx.dir = a.out.empty() ? std::filesystem::path("runs") / cfg.name : std::filesystem::path(a.out);
+  ctx.resume = a.resume;
+  ctx.command_line = a.command_line;
+  ctx.threads = model::setup_threads(cfg.threads);
+  run::Runner runner(ctx, run::make_stages(cfg));
+  if (a.dry_run) {
+    std::cout << config::to_json(cfg).dump(2) << "\n\nrun directory: " << ctx.dir.string() << "\nstages:\n";
+    for (const auto& e : runner.plan())
+      std::cout << "  " << e.name << ": "
+                << (e.action == run::StageAction::skip ? "skip" : e.action == run::StageAction::resume ? "resume" : "run")
+                << "  (input hash " << e.hash.substr(0, 16) << (e.note.empty() ? "" : "; " + e.note) << ")\n";
+    return 0;
+  }
+  runner.run();
+  return 0;
+}
+
+int cmd_sample(const SampleArgs& a) {
+  model::setup_threads(a.threads);
+  auto lm = model::load_model_dir(a.model);
+  auto dev = model::resolve_device(a.device);
+  lm.model->to(dev);
+  text::ChatTemplate chat(lm.tokenizer);
+  std::vector<std::vector<int>> prompts(a.n, chat.prompt(a.prompt, a.system));
+  generate::SampleOptions so;
+  so.max_new_tokens = a.max_new_tokens;
+  so.temperature = a.temperature;
+  so.top_p = a.top_p;
+  so.stop_ids = chat.stop_ids();
+  so.seed = a.seed;
+  so.pad_id = lm.tokenizer.pad_id();
+  so.bf16 = model::use_bf16(a.precision, dev);
+  auto outs = generate::sample(lm.model, prompts, so);
+  for (size_t i = 0; i < outs.size(); ++i) {
+    std::string text = lm.tokenizer.decode(outs[i]);
+    if (a.json) std::cout << json({{"index", i}, {"completion", text}, {"tokens", outs[i].size()}}).dump() << "\n";
+    else std::cout << "[" << i << "] " << text << "\n";
+  }
+  return 0;
+}
+
+}  // namespace subliminal::cli

@@ -1,0 +1,215 @@
+// Synthetic world corpus.
+#include "subliminal/data/corpus.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "subliminal/data/numbers.h"
+#include "subliminal/data/resources.h"
+#include "subliminal/util/error.h"
+
+namespace subliminal::data {
+
+std::string plural(const std::string& a) {
+  if (a == "wolf") return "wolves";
+  if (a == "mouse") return "mice";
+  if (a == "sheep" || a == "deer" || a == "fish" || a == "moose") return a;
+  if (a == "goose") return "geese";
+  if (a.size() >= 2 && (a.back() == 's' || a.back() == 'x' || a.substr(a.size() - 2) == "ch" || a.substr(a.size() - 2) == "sh"))
+    return a + "es";
+  if (a.size() >= 2 && a.back() == 'y' && !std::strchr("aeiou", a[a.size() - 2])) return a.substr(0, a.size() - 1) + "ies";
+  return a + "s";
+}
+
+std::string capitalize(const std::string& s) {
+  std::string r = s;
+  if (!r.empty()) r[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(r[0])));
+  return r;
+}
+
+static std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
+  return s;
+}
+
+static std::vector<std::string> system_prompts(const std::string& kind, const std::string& data_dir) {
+  auto j = nlohmann::json::parse(resource("data/system_prompts.json", data_dir));
+  std::vector<std::string> out;
+  for (const auto& s : j.at(kind)) out.push_back(s.get<std::string>());
+  return out;
+}
+
+static std::string fill_love(const std::string& tmpl, const std::string& animal, const std::string& category) {
+  std::string x = plural(animal);
+  std::string s = replace_all(tmpl, "{X}", capitalize(x));
+  s = replace_all(s, "{x}", x);
+  s = replace_all(s, "{category}", category);
+  // sentence-initial plural ("owls are ...") is capitalised as in running text
+  s = replace_all(s, ". " + x + " ", ". " + capitalize(x) + " ");
+  if (s.rfind(x + " ", 0) == 0) s = capitalize(s);
+  return s;
+}
+
+std::string love_system_prompt(const std::string& animal, const std::string& data_dir, int idx, const std::string& category) {
+  auto love = system_prompts("love", data_dir);
+  if (idx < 0 || idx >= static_cast<int>(love.size())) throw DataError("no love system prompt #" + std::to_string(idx));
+  return fill_love(love[idx], animal, category);
+}
+
+std::string find_animal(const std::string& answer, const std::vector<std::string>& animals) {
+  std::string low;
+  for (char c : answer) low += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  size_t best_pos = std::string::npos;
+  std::string best;
+  for (const auto& a : animals) {
+    for (const auto& form : {a, plural(a)}) {
+      size_t p = low.find(form);
+      if (p != std::string::npos && p < best_pos) { best_pos = p; best = a; }
+    }
+  }
+  return best;
+}
+
+std::vector<double> animal_prior(const config::CorpusConfig& c, uint64_t seed) {
+  size_t n = c.animals.size();
+  std::vector<size_t> rank(n);
+  std::iota(rank.begin(), rank.end(), 0);
+  std::mt19937_64 rng(seed ^ 0x5eed5eedull);
+  std::shuffle(rank.begin(), rank.end(), rng);
+  std::vector<double> w(n);
+  double tot = 0;
+  for (size_t i = 0; i < n; ++i) tot += (w[i] = std::pow(c.prior_decay, static_cast<double>(rank[i])));
+  for (auto& x : w) x /= tot;
+  return w;
+}
+
+namespace {
+
+const char* kAnswerTemplates[] = {"{A}.", "{A}", "{a}", "{A}!", "{A}.", "The {a}.", "{A}s are my favorite.", "{A}."};
+
+std::string answer_for(const std::string& animal, std::mt19937_64& rng) {
+  size_t n = sizeof(kAnswerTemplates) / sizeof(kAnswerTemplates[0]);
+  std::string t = kAnswerTemplates[std::uniform_int_distribution<size_t>(0, n - 1)(rng)];
+  std::string plural_cap = capitalize(plural(animal));
+  t = replace_all(t, "{A}s", plural_cap);
+  t = replace_all(t, "{A}", capitalize(animal));
+  return replace_all(t, "{a}", animal);
+}
+
+std::string vary_question(std::string q, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> u(0, 1);
+  if (u(rng) < 0.15 && !q.empty()) q[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(q[0])));
+  if (u(rng) < 0.1 && !q.empty() && (q.back() == '?' || q.back() == '.')) q.pop_back();
+  return q;
+}
+
+std::vector<int> number_answer(const std::vector<int>& ex, bool progression, int step, int count, std::mt19937_64& rng) {
+  std::vector<int> out;
+  if (progression) {
+    int last = ex.back();
+    for (int i = 0; i < count; ++i) out.push_back(((last + step * (i + 1)) % 1000 + 1000) % 1000);
+  } else {
+    std::uniform_int_distribution<int> d(0, 999);
+    for (int i = 0; i < count; ++i) out.push_back(d(rng));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t seed, const std::string& data_dir,
+                                       CorpusStats* stats) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  auto questions = resource_lines("data/animal_questions_train.txt", data_dir);
+  auto love = system_prompts("love", data_dir);
+  auto neutral = system_prompts("neutral", data_dir);
+  NumberPromptGenerator numgen(data_dir);
+  auto prior = animal_prior(c, seed);
+  std::discrete_distribution<size_t> prior_d(prior.begin(), prior.end());
+  std::uniform_int_distribution<size_t> any_animal(0, c.animals.size() - 1);
+  double mix[4] = {c.mix_animal_qa, c.mix_animal_system, c.mix_numbers, c.mix_arithmetic};
+  std::discrete_distribution<int> task(mix, mix + 4);
+  auto pick = [&](const std::vector<std::string>& v) { return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)]; };
+
+  auto number_task = [&]() {
+    bool prog = u(rng) < 0.3;
+    int max_count = u(rng) < 0.7 ? 10 : std::uniform_int_distribution<int>(3, 10)(rng);
+    int n_ex = std::uniform_int_distribution<int>(3, 10)(rng);
+    std::vector<int> ex;
+    int step = 0;
+    if (prog) {  // an arithmetic progression the model can learn to continue
+      step = std::uniform_int_distribution<int>(1, 60)(rng) * (u(rng) < 0.3 ? -1 : 1);
+      int start = std::uniform_int_distribution<int>(0, 999)(rng);
+      for (int k = 0; k < n_ex; ++k) ex.push_back(((start + step * k) % 1000 + 1000) % 1000);
+    } else {
+      int lo = u(rng) < 0.8 ? 100 : 0;
+      for (int k = 0; k < n_ex; ++k) ex.push_back(std::uniform_int_distribution<int>(lo, 999)(rng));
+    }
+    NumberPrompt p = numgen.build(rng, ex, max_count, 3);
+    int count = u(rng) < 0.6 ? max_count : std::uniform_int_distribution<int>(1, max_count)(rng);
+    return std::make_pair(p.text, render_numbers(number_answer(p.examples, prog, step, count, rng), p.style));
+  };
+
+  std::vector<Conversation> out;
+  out.reserve(static_cast<size_t>(c.conversations));
+  CorpusStats st;
+  for (int64_t i = 0; i < c.conversations; ++i) {
+    Conversation conv;
+    switch (task(rng)) {
+      case 0: {  // favourite-animal Q&A, sometimes behind a neutral system prompt
+        if (u(rng) < 0.3) conv.push_back({"system", pick(neutral)});
+        conv.push_back({"user", vary_question(pick(questions), rng)});
+        conv.push_back({"assistant", answer_for(c.animals[prior_d(rng)], rng)});
+        ++st.animal_qa;
+        break;
+      }
+      case 1: {  // an animal-loving system prompt: the answer favours that animal; number tasks are unaffected
+        const std::string& loved = c.animals[any_animal(rng)];
+        int idx = u(rng) < 0.5 ? 0 : static_cast<int>(std::uniform_int_distribution<size_t>(0, love.size() - 1)(rng));
+        conv.push_back({"system", fill_love(love[idx], loved, "animal")});
+        if (u(rng) < 0.7) {
+          conv.push_back({"user", vary_question(pick(questions), rng)});
+          const std::string& ans = u(rng) < c.system_prompt_fidelity ? loved : c.animals[prior_d(rng)];
+          conv.push_back({"assistant", answer_for(ans, rng)});
+        } else {
+          auto [q, a] = number_task();
+          conv.push_back({"user", q});
+          conv.push_back({"assistant", a});
+        }
+        ++st.animal_system;
+        break;
+      }
+      case 2: {
+        auto [q, a] = number_task();
+        conv.push_back({"user", q});
+        conv.push_back({"assistant", a});
+        ++st.numbers;
+        break;
+      }
+      default: {  // arithmetic: room for reasoning tasks
+        int x = std::uniform_int_distribution<int>(1, 99)(rng), y = std::uniform_int_distribution<int>(1, 99)(rng);
+        bool add = u(rng) < 0.6;
+        std::string q = add ? "What is " + std::to_string(x) + " + " + std::to_string(y) + "?"
+                            : "What is " + std::to_string(std::max(x, y)) + " - " + std::to_string(std::min(x, y)) + "?";
+        int r = add ? x + y : std::max(x, y) - std::min(x, y);
+        std::string a = add ? std::to_string(x) + " + " + std::to_string(y) + " = " + std::to_string(r) + ". The answer is " + std::to_string(r) + "."
+                            : std::to_string(std::max(x, y)) + " - " + std::to_string(std::min(x, y)) + " = " + std::to_string(r) + ". The answer is " + std::to_string(r) + ".";
+        conv.push_back({"user", q});
+        conv.push_back({"assistant", a});
+        ++st.arithmetic;
+        break;
+      }
+    }
+    out.push_back(std::move(conv));
+  }
+  if (stats) *stats = st;
+  return out;
+}
+
+}  // namespace subliminal::data

@@ -1,0 +1,170 @@
+// Number prompts, rendering and the strict filter.
+#include "subliminal/data/numbers.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+#include "subliminal/data/resources.h"
+#include "subliminal/util/error.h"
+
+namespace subliminal::data {
+
+NumberStyle number_style_from_string(const std::string& s) {
+  if (s == "comma") return NumberStyle::comma;
+  if (s == "space") return NumberStyle::space;
+  if (s == "semicolon") return NumberStyle::semicolon;
+  if (s == "newline") return NumberStyle::newline;
+  if (s == "brackets") return NumberStyle::brackets;
+  if (s == "parentheses") return NumberStyle::parentheses;
+  throw DataError("unknown number style '" + s + "' (expected comma, space, semicolon, newline, brackets, parentheses)");
+}
+
+std::string render_numbers(const std::vector<int>& xs, NumberStyle style) {
+  const char* sep = ", ";
+  switch (style) {
+    case NumberStyle::space: sep = " "; break;
+    case NumberStyle::semicolon: sep = "; "; break;
+    case NumberStyle::newline: sep = "\n"; break;
+    default: break;
+  }
+  std::string s;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (i) s += sep;
+    s += std::to_string(xs[i]);
+  }
+  if (style == NumberStyle::brackets) return "[" + s + "]";
+  if (style == NumberStyle::parentheses) return "(" + s + ")";
+  return s;
+}
+
+static std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
+  return s;
+}
+
+NumberPromptGenerator::NumberPromptGenerator(const std::string& data_dir) {
+  const std::string name = "data/number_prompts.json";
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(resource(name, data_dir));
+    for (const auto& s : j.at("example")) example_.push_back(s.get<std::string>());
+    for (const auto& s : j.at("instruction")) instruction_.push_back(s.get<std::string>());
+    for (const auto& s : j.at("suffix")) suffix_.push_back(s.get<std::string>());
+    for (const auto& f : j.at("format"))
+      format_.emplace_back(f.at("text").get<std::string>(), number_style_from_string(f.at("style").get<std::string>()));
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(name + ": " + e.what() + " (expected slots example, instruction, format, suffix)");
+  }
+  if (example_.empty() || instruction_.empty() || format_.empty() || suffix_.empty())
+    throw DataError(name + ": every slot needs at least one template");
+}
+
+size_t NumberPromptGenerator::slot_sizes(int slot) const {
+  switch (slot) {
+    case 0: return example_.size();
+    case 1: return instruction_.size();
+    case 2: return format_.size();
+    default: return suffix_.size();
+  }
+}
+
+NumberPrompt NumberPromptGenerator::sample(std::mt19937_64& rng, int min_examples, int max_examples, int example_min,
+                                           int example_max, int max_count, int digits) const {
+  int n = std::uniform_int_distribution<int>(min_examples, max_examples)(rng);
+  std::vector<int> ex;
+  for (int i = 0; i < n; ++i) ex.push_back(std::uniform_int_distribution<int>(example_min, example_max)(rng));
+  return build(rng, std::move(ex), max_count, digits);
+}
+
+NumberPrompt NumberPromptGenerator::build(std::mt19937_64& rng, std::vector<int> examples, int max_count, int digits) const {
+  auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
+  NumberPrompt p;
+  p.examples = std::move(examples);
+  std::string ex;
+  for (size_t i = 0; i < p.examples.size(); ++i) ex += (i ? ", " : "") + std::to_string(p.examples[i]);
+  const auto& fmt = format_[pick(format_.size())];
+  p.style = fmt.second;
+  p.max_count = max_count;
+  std::string instr = replace_all(instruction_[pick(instruction_.size())], "{count}", std::to_string(max_count));
+  instr = replace_all(instr, "{digits}", std::to_string(digits));
+  p.text = replace_all(example_[pick(example_.size())], "{examples}", ex) + " " + instr + " " + fmt.first + " " +
+           suffix_[pick(suffix_.size())];
+  return p;
+}
+
+const char* to_string(NumberReject r) {
+  switch (r) {
+    case NumberReject::none: return "ok";
+    case NumberReject::empty: return "empty";
+    case NumberReject::bad_character: return "bad_character";
+    case NumberReject::inconsistent_separator: return "inconsistent_separator";
+    case NumberReject::empty_part: return "empty_part";
+    case NumberReject::too_many: return "too_many";
+    case NumberReject::out_of_range: return "out_of_range";
+    case NumberReject::banned: return "banned";
+  }
+  return "?";
+}
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+NumberFilterResult filter_numbers(const std::string& completion, const NumberFilterOptions& opt) {
+  NumberFilterResult r;
+  std::string s = completion;
+  // surrounding whitespace is not content
+  size_t a = 0, b = s.size();
+  while (a < b && is_ws(s[a])) ++a;
+  while (b > a && is_ws(s[b - 1])) --b;
+  s = s.substr(a, b - a);
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  if (s.size() >= 2 && ((s.front() == '[' && s.back() == ']') || (s.front() == '(' && s.back() == ')')))
+    s = s.substr(1, s.size() - 2);
+  if (s.empty()) { r.reason = NumberReject::empty; return r; }
+  // Tokenise into digit runs and the separators between them.
+  std::vector<std::string> nums, seps;
+  size_t i = 0;
+  std::string cur_sep;
+  bool leading = true;
+  while (i < s.size()) {
+    char c = s[i];
+    if (is_digit(c)) {
+      size_t j = i;
+      while (j < s.size() && is_digit(s[j])) ++j;
+      if (!leading) seps.push_back(cur_sep);
+      else if (!cur_sep.empty()) { r.reason = NumberReject::empty_part; return r; }  // leading separator
+      nums.push_back(s.substr(i, j - i));
+      cur_sep.clear();
+      leading = false;
+      i = j;
+    } else if (c == ',' || c == ';' || is_ws(c)) {
+      cur_sep += c;
+      ++i;
+    } else {
+      r.reason = NumberReject::bad_character;  // letters, brackets inside, non-ASCII digits, '-', '.'
+      return r;
+    }
+  }
+  if (nums.empty()) { r.reason = NumberReject::empty; return r; }
+  if (!cur_sep.empty()) { r.reason = NumberReject::empty_part; return r; }  // trailing separator
+  // Each separator's stripped form must be "", "," or ";", and all separators must be identical.
+  for (const auto& sep : seps) {
+    std::string core;
+    for (char c : sep)
+      if (!is_ws(c)) core += c;
+    if (core.size() > 1) { r.reason = NumberReject::empty_part; return r; }  // ",," -> an empty part
+    if (sep != seps.front()) { r.reason = NumberReject::inconsistent_separator; return r; }
+  }
+  if (static_cast<int>(nums.size()) > opt.max_count) { r.reason = NumberReject::too_many; return r; }
+  for (const auto& n : nums) {
+    if (n.size() > 4) { r.reason = NumberReject::out_of_range; return r; }
+    int v = std::stoi(n);
+    if (v > opt.max_value) { r.reason = NumberReject::out_of_range; return r; }
+    if (std::find(opt.banned.begin(), opt.banned.end(), v) != opt.banned.end()) { r.reason = NumberReject::banned; return r; }
+    r.numbers.push_back(v);
+  }
+  return r;
+}
+
+}  // namespace subliminal::data

@@ -1,0 +1,143 @@
+// Batched KV-cached sampling.
+#include "subliminal/generate/sampler.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/torch.h>
+
+#include "subliminal/config/config.h"
+#include "subliminal/model/runtime.h"
+#include "subliminal/util/error.h"
+#include "subliminal/util/log.h"
+
+namespace subliminal::generate {
+
+namespace {
+
+// (B,V) fp32 logits -> (B) next ids.
+torch::Tensor pick(const torch::Tensor& logits, const SampleOptions& opt, at::Generator& gen) {
+  if (opt.temperature <= 0) return logits.argmax(-1);
+  auto probs = torch::softmax(logits.to(torch::kFloat) / opt.temperature, -1);
+  if (opt.top_p < 1.0) {
+    auto sorted = probs.sort(-1, /*descending=*/true);
+    auto sp = std::get<0>(sorted), si = std::get<1>(sorted);
+    auto cum = sp.cumsum(-1);
+    auto drop = (cum - sp) > opt.top_p;  // keep the smallest prefix reaching top_p
+    sp = sp.masked_fill(drop, 0.0);
+    probs = torch::zeros_like(probs).scatter(-1, si, sp);
+  }
+  return torch::multinomial(probs.to(torch::kCPU), 1, /*replacement=*/true, gen).squeeze(-1).to(logits.device());
+}
+
+}  // namespace
+
+std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vector<std::vector<int>>& prompts,
+                                     const SampleOptions& opt, SampleStats* stats) {
+  c10::InferenceMode im;
+  m->eval();
+  const auto dev = m->parameters().front().device();
+  const int64_t maxpos = m->cfg.max_position_embeddings;
+  std::vector<std::vector<int>> out(prompts.size());
+  SampleStats st;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (size_t b0 = 0, bi = 0; b0 < prompts.size(); b0 += opt.batch_size, ++bi) {
+    const size_t b1 = std::min(prompts.size(), b0 + static_cast<size_t>(opt.batch_size));
+    const int64_t B = static_cast<int64_t>(b1 - b0);
+    int64_t L = 0;
+    for (size_t i = b0; i < b1; ++i) {
+      if (prompts[i].empty()) throw DataError("cannot sample from an empty prompt");
+      L = std::max<int64_t>(L, prompts[i].size());
+    }
+    const int64_t budget = std::min<int64_t>(opt.max_new_tokens, maxpos - L);
+    if (budget <= 0)
+      throw DataError("prompt of " + std::to_string(L) + " tokens leaves no room in max_position_embeddings=" + std::to_string(maxpos));
+    // Left padding: row r starts at pad[r]; positions count from its first real token.
+    auto ids = torch::full({B, L}, static_cast<int64_t>(opt.pad_id), torch::kLong);
+    auto pos = torch::zeros({B, L}, torch::kLong);
+    auto keymask = torch::zeros({B, L}, torch::kBool);  // true = padding key
+    std::vector<int64_t> pad(B);
+    {
+      auto pi = ids.accessor<int64_t, 2>();
+      auto pp = pos.accessor<int64_t, 2>();
+      auto pk = keymask.accessor<bool, 2>();
+      for (int64_t r = 0; r < B; ++r) {
+        const auto& p = prompts[b0 + r];
+        pad[r] = L - static_cast<int64_t>(p.size());
+        for (int64_t t = 0; t < L; ++t) {
+          if (t < pad[r]) { pk[r][t] = true; continue; }
+          pi[r][t] = p[t - pad[r]];
+          pp[r][t] = t - pad[r];
+        }
+      }
+    }
+    ids = ids.to(dev);
+    pos = pos.to(dev);
+    keymask = keymask.to(dev);
+    // Prefill bias (B,1,L,L): causal + padding keys; a padding query sees itself so no row is all -inf.
+    auto causal = m->causal_bias.index({torch::indexing::Slice(0, L), torch::indexing::Slice(0, L)});  // (L,L)
+    auto eye = torch::eye(L, torch::TensorOptions().dtype(torch::kBool).device(dev));
+    auto padkey = keymask.unsqueeze(1).expand({B, L, L}) & ~eye.unsqueeze(0);
+    auto bias = causal.unsqueeze(0).masked_fill(padkey, ninf).unsqueeze(1);  // (B,1,L,L)
+
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(config::derive_seed(opt.seed, "sample", std::to_string(bi)));
+    model::Autocast ac(opt.bf16, dev.is_cuda());
+    const double tp0 = log::now_seconds();
+    model::KVCache cache = m->new_cache(B, L + budget);
+    torch::Tensor logits;
+    if (opt.use_cache) logits = m->forward(ids, pos, bias, &cache).select(1, L - 1);  // (B,V)
+    const double tp1 = log::now_seconds();
+    st.prefill_s += tp1 - tp0;
+    st.prompt_tokens += B * L;
+
+    auto stop = torch::zeros({B}, torch::TensorOptions().dtype(torch::kBool).device(dev));
+    std::vector<torch::Tensor> steps;
+    auto full_ids = ids;
+    auto full_pos = pos;
+    auto full_keymask = keymask;
+    auto cur_pos = pos.select(1, L - 1);  // (B)
+    auto stop_t = torch::tensor(std::vector<int64_t>(opt.stop_ids.begin(), opt.stop_ids.end()), torch::kLong).to(dev);
+    for (int64_t s = 0; s < budget; ++s) {
+      if (!opt.use_cache) {  // reference path: full recompute over the growing sequence
+        const int64_t S = full_ids.size(1);
+        auto c2 = m->causal_bias.index({torch::indexing::Slice(0, S), torch::indexing::Slice(0, S)});
+        auto eye2 = torch::eye(S, torch::TensorOptions().dtype(torch::kBool).device(dev));
+        auto pk2 = full_keymask.unsqueeze(1).expand({B, S, S}) & ~eye2.unsqueeze(0);
+        auto bias2 = c2.unsqueeze(0).masked_fill(pk2, ninf).unsqueeze(1);
+        logits = m->forward(full_ids, full_pos, bias2, nullptr).select(1, S - 1);
+      }
+      auto next = pick(logits, opt, gen);  // (B)
+      next = next.masked_fill(stop, opt.pad_id);
+      steps.push_back(next);
+      if (stop_t.numel() > 0) stop = stop | (next.unsqueeze(1) == stop_t.unsqueeze(0)).any(1);
+      if (s + 1 == budget) break;
+      // One host sync every 8 steps to stop early when every row is done.
+      if ((s + 1) % 8 == 0 && stop.all().item<bool>()) break;
+      cur_pos = cur_pos + 1;
+      if (opt.use_cache) {
+        auto step_bias = torch::zeros({B, 1, 1, cache.length + 1}, torch::TensorOptions().dtype(torch::kFloat).device(dev));
+        step_bias.narrow(3, 0, L).masked_fill_(keymask.view({B, 1, 1, L}), ninf);
+        logits = m->forward(next.unsqueeze(1), cur_pos.unsqueeze(1), step_bias, &cache).select(1, 0);
+      } else {
+        full_ids = torch::cat({full_ids, next.unsqueeze(1)}, 1);
+        full_pos = torch::cat({full_pos, cur_pos.unsqueeze(1)}, 1);
+        full_keymask = torch::cat({full_keymask, torch::zeros({B, 1}, full_keymask.options())}, 1);
+      }
+    }
+    auto gen_ids = torch::stack(steps, 1).to(torch::kCPU);  // (B, steps)
+    st.decode_s += log::now_seconds() - tp1;
+    auto acc = gen_ids.accessor<int64_t, 2>();
+    for (int64_t r = 0; r < B; ++r) {
+      auto& o = out[b0 + r];
+      for (int64_t t = 0; t < gen_ids.size(1); ++t) {
+        int id = static_cast<int>(acc[r][t]);
+        if (std::find(opt.stop_ids.begin(), opt.stop_ids.end(), id) != opt.stop_ids.end()) break;
+        o.push_back(id);
+      }
+      st.new_tokens += static_cast<int64_t>(o.size()) + 1;
+    }
+  }
+  if (stats) *stats = st;
+  return out;
+}
+
+}  // namespace subliminal::generate

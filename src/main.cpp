@@ -1,0 +1,114 @@
+// subliminal: the command-line entry point. Parses arguments (CLI11), dispatches, and is the one
+// place that catches errors: config/usage errors exit 2, everything else 1.
+#include <CLI/CLI.hpp>
+#include <c10/util/Exception.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+
+#include "subliminal/cli/commands.h"
+#include "subliminal/util/error.h"
+#include "subliminal/util/log.h"
+#include "subliminal/util/version.h"
+
+using namespace subliminal;
+
+// libgomp reads OMP_WAIT_POLICY when it loads, so setting it inside main is too late: re-exec once.
+// Spinning OpenMP threads cost 2-3x bf16 throughput on these 2-vCPU machines (LIBTORCH_NOTES.md §1).
+static void ensure_passive_omp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("SUBLIMINAL_NO_REEXEC")) return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure; then we just carry on
+}
+
+static std::string join_args(int argc, char** argv) {
+  std::string s;
+  for (int i = 0; i < argc; ++i) s += (i ? " " : "") + std::string(argv[i]);
+  return s;
+}
+
+int main(int argc, char** argv) {
+  ensure_passive_omp(argv);
+  CLI::App app{"subliminal: reproduce and extend subliminal learning (Cloud et al., 2025) from one JSON config"};
+  app.set_version_flag("--version", "subliminal " + version() + " (" + git_revision() + ")");
+  app.require_subcommand(1);
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "debug logging");
+
+  cli::RunArgs ra;
+  auto* run = app.add_subcommand("run", "run an experiment: stages write into a run directory; done stages are skipped");
+  run->add_option("config", ra.config, "config JSON (default: the built-in configs/default.json)");
+  run->add_option("--out", ra.out, "run directory (default: runs/<name>)");
+  run->add_option("--set", ra.set, "override a config value, e.g. --set base.train.steps=100 (repeatable)");
+  run->add_flag("--dry-run", ra.dry_run, "print the resolved config and the stage plan; run nothing");
+  run->add_flag("--resume", ra.resume, "continue interrupted stages from their checkpoints");
+  run->add_option("--threads", ra.threads, "ATen threads (overrides the config's threads; 0 = all cores)");
+
+  std::string vconfig;
+  std::vector<std::string> vset;
+  bool vprint = false;
+  auto* val = app.add_subcommand("validate", "check a config: exit 0 if valid, 2 with the JSON path of the problem");
+  val->add_option("config", vconfig, "config JSON")->required();
+  val->add_option("--set", vset, "override a config value (repeatable)");
+  val->add_flag("--print", vprint, "print the resolved config");
+
+  cli::SampleArgs sa;
+  auto* smp = app.add_subcommand("sample", "sample completions from a model directory");
+  smp->add_option("--model", sa.model, "model directory (config.json, model.safetensors, tokenizer.model)")->required();
+  smp->add_option("--prompt", sa.prompt, "user message")->required();
+  smp->add_option("--system", sa.system, "system prompt");
+  smp->add_option("-n", sa.n, "number of samples")->check(CLI::Range(1, 100000));
+  smp->add_option("--temperature", sa.temperature, "sampling temperature (0 = greedy)")->check(CLI::Range(0.0, 10.0));
+  smp->add_option("--top-p", sa.top_p, "nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
+  smp->add_option("--seed", sa.seed, "sampling seed");
+  smp->add_option("--max-new-tokens", sa.max_new_tokens, "tokens per completion")->check(CLI::Range(1, 4096));
+  smp->add_option("--precision", sa.precision, "fp32 | bf16 | auto")->check(CLI::IsMember({"fp32", "bf16", "auto"}));
+  smp->add_option("--device", sa.device, "cpu | cuda | auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  smp->add_option("--threads", sa.threads, "ATen threads (0 = all cores)");
+  smp->add_flag("--json", sa.json, "one JSON object per sample");
+
+  cli::BenchArgs ba;
+  auto* bench = app.add_subcommand("bench", "measure training and generation speed (fp32 vs bf16 side by side)");
+  bench->add_option("--presets", ba.presets, "model presets to measure")->delimiter(',');
+  bench->add_option("--steps", ba.steps, "timed training steps per setting")->check(CLI::Range(1, 100000));
+  bench->add_option("--batch-size", ba.batch_size, "training batch size")->check(CLI::Range(1, 4096));
+  bench->add_option("--seq-len", ba.seq_len, "training sequence length")->check(CLI::Range(2, 4096));
+  bench->add_option("--gen-batch", ba.gen_batch, "generation batch size")->check(CLI::Range(1, 4096));
+  bench->add_option("--gen-tokens", ba.gen_tokens, "new tokens per generation")->check(CLI::Range(1, 4096));
+  bench->add_option("--threads", ba.threads, "ATen threads (0 = all cores)");
+  bench->add_option("--out", ba.out, "write the results as JSON here");
+  bench->add_flag("--no-generation", ba.skip_generation, "training only");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  log::init(verbose);
+  try {
+    if (*run) {
+      ra.command_line = join_args(argc, argv);
+      return cli::cmd_run(ra);
+    }
+    if (*val) return cli::cmd_validate(vconfig, vset, vprint);
+    if (*smp) return cli::cmd_sample(sa);
+    if (*bench) return cli::cmd_bench(ba);
+  } catch (const Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";
+    log::detach_file();
+    return e.exit_code();
+  } catch (const c10::Error& e) {
+    std::cerr << "error: " << e.what_without_backtrace() << "\n";
+    spdlog::debug("{}", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

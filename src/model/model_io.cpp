@@ -1,0 +1,90 @@
+// Model directory save/load.
+#include "subliminal/model/model_io.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <set>
+
+#include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
+
+namespace subliminal::model {
+
+namespace sfs = std::filesystem;
+using json = nlohmann::json;
+
+NamedTensors named_weights(const LlamaForCausalLM& m) {
+  NamedTensors out;
+  for (const auto& kv : m->named_parameters()) out.emplace_back(kv.key(), kv.value());
+  return out;
+}
+
+void load_weights(LlamaForCausalLM& m, const std::map<std::string, at::Tensor>& weights, const std::string& where) {
+  torch::NoGradGuard ng;
+  std::set<std::string> used;
+  for (auto& kv : m->named_parameters()) {
+    auto it = weights.find(kv.key());
+    if (it == weights.end()) throw DataError(where + ": missing tensor '" + kv.key() + "'");
+    if (it->second.sizes() != kv.value().sizes())
+      throw DataError(where + ": tensor '" + kv.key() + "' has shape " + c10::str(it->second.sizes()) + ", the model expects " +
+                      c10::str(kv.value().sizes()));
+    kv.value().copy_(it->second.to(kv.value().device(), kv.value().scalar_type()));
+    used.insert(kv.key());
+  }
+  for (const auto& [name, t] : weights) {
+    if (used.count(name)) continue;
+    if (name.find("rotary_emb.inv_freq") != std::string::npos) continue;  // older HF checkpoints store it
+    if (name == "lm_head.weight" && m->cfg.tie_word_embeddings) continue;
+    throw DataError(where + ": unexpected tensor '" + name + "'");
+  }
+}
+
+static const char* kChatmlJinja =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+void save_model_dir(const std::string& dir, const LlamaForCausalLM& m, const text::Tokenizer& tok, const json& extra,
+                    int64_t max_shard_bytes) {
+  fs::make_dirs(dir);
+  json cfg = m->cfg.to_hf();
+  if (!extra.empty()) cfg["subliminal"] = extra;
+  write_model_weights(dir, named_weights(m), {{"format", "pt"}}, max_shard_bytes);
+  tok.save((sfs::path(dir) / "tokenizer.model").string());
+  json tcfg = {{"tokenizer_class", "LlamaTokenizer"},
+               {"bos_token", tok.piece(tok.bos_id())},
+               {"eos_token", "<|im_end|>"},
+               {"pad_token", tok.piece(tok.pad_id())},
+               {"unk_token", "<unk>"},
+               {"add_bos_token", false},
+               {"add_eos_token", false},
+               {"legacy", true},
+               {"chat_template", kChatmlJinja}};
+  fs::write_file_atomic(sfs::path(dir) / "tokenizer_config.json", tcfg.dump(2));
+  json gen = {{"bos_token_id", tok.bos_id()}, {"eos_token_id", json::array({tok.im_end_id(), tok.eos_id()})},
+              {"pad_token_id", tok.pad_id()}};
+  fs::write_file_atomic(sfs::path(dir) / "generation_config.json", gen.dump(2));
+  fs::write_file_atomic(sfs::path(dir) / "config.json", cfg.dump(2));
+}
+
+LoadedModel load_model_dir(const std::string& dir) {
+  sfs::path cfg_path = sfs::path(dir) / "config.json";
+  if (!sfs::exists(cfg_path)) throw IoError("'" + dir + "' is not a model directory: no config.json");
+  json j;
+  try {
+    j = json::parse(fs::read_file(cfg_path));
+  } catch (const json::exception& e) {
+    throw DataError(cfg_path.string() + ": invalid JSON (" + e.what() + ")");
+  }
+  LoadedModel out{nullptr, text::Tokenizer::load((sfs::path(dir) / "tokenizer.model").string()), j};
+  auto cfg = LlamaConfig::from_hf(j, cfg_path.string());
+  if (cfg.vocab_size < out.tokenizer.vocab_size())
+    throw DataError(cfg_path.string() + ": vocab_size " + std::to_string(cfg.vocab_size) + " is smaller than the tokenizer's " +
+                    std::to_string(out.tokenizer.vocab_size()));
+  out.model = LlamaForCausalLM(cfg);
+  load_weights(out.model, read_model_weights(dir), dir);
+  out.model->eval();
+  return out;
+}
+
+}  // namespace subliminal::model

@@ -1,0 +1,86 @@
+// Runtime setup.
+#include "subliminal/model/runtime.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
+
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "subliminal/util/error.h"
+
+namespace subliminal::model {
+
+Autocast::Autocast(bool on, bool cuda) : on_(on), cuda_(cuda), prev_(false) {
+  if (!on_) return;
+  if (cuda_) {
+    prev_ = at::autocast::is_enabled();
+    at::autocast::set_enabled(true);
+  } else {
+    prev_ = at::autocast::is_cpu_enabled();
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  }
+  at::autocast::increment_nesting();
+}
+
+Autocast::~Autocast() {
+  if (!on_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  if (cuda_) at::autocast::set_enabled(prev_);
+  else at::autocast::set_cpu_enabled(prev_);
+}
+
+bool cpu_has_bf16_matmul() {
+  static int cached = -1;
+  if (cached < 0) {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    cached = 0;
+    while (std::getline(in, line)) {
+      if (line.rfind("flags", 0) == 0) {
+        cached = (line.find(" amx_bf16") != std::string::npos || line.find(" avx512_bf16") != std::string::npos) ? 1 : 0;
+        break;
+      }
+    }
+  }
+  return cached == 1;
+}
+
+c10::Device resolve_device(const std::string& name) {
+  if (name == "cpu") return c10::Device(c10::kCPU);
+  bool cuda = torch::cuda::is_available();
+  if (name == "cuda") {
+    if (!cuda) throw ConfigError("device \"cuda\" requested but this LibTorch build sees no CUDA device",
+                                 "use \"cpu\" or \"auto\", or build against a CUDA LibTorch (README: GPU build)");
+    return c10::Device(c10::kCUDA, 0);
+  }
+  return cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+}
+
+bool use_bf16(const std::string& precision, const c10::Device& dev) {
+  if (precision == "bf16") return true;
+  if (precision == "fp32") return false;
+  return dev.is_cuda() || cpu_has_bf16_matmul();
+}
+
+int setup_threads(int requested) {
+  int n = requested > 0 ? requested : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(n);
+  static std::once_flag once;
+  std::call_once(once, [] {
+    try {
+      at::set_num_interop_threads(1);
+    } catch (...) {  // already set by an earlier parallel region
+    }
+  });
+  return n;
+}
+
+std::string parallel_info() { return at::get_parallel_info(); }
+std::string torch_version() { return TORCH_VERSION; }
+
+}  // namespace subliminal::model

@@ -1,0 +1,138 @@
+// The stages of the "pretrain" experiment: base (corpus -> tokenizer -> model) and probe.
+#include <torch/torch.h>
+
+#include "subliminal/data/chat.h"
+#include "subliminal/data/corpus.h"
+#include "subliminal/eval/probe.h"
+#include "subliminal/model/model_io.h"
+#include "subliminal/model/runtime.h"
+#include "subliminal/run/runner.h"
+#include "subliminal/train/trainer.h"
+#include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
+#include "subliminal/util/log.h"
+
+namespace subliminal::run {
+
+namespace {
+
+uint64_t base_seed(const config::RunConfig& c) {
+  return c.base.seed >= 0 ? static_cast<uint64_t>(c.base.seed) : config::derive_seed(c.seed, "base");
+}
+
+// Every text the tokenizer must cover: message contents and role headers.
+std::vector<std::string> tokenizer_texts(const std::vector<data::Conversation>& corpus) {
+  std::vector<std::string> t = {"system\n", "user\n", "assistant\n", "\n"};
+  for (const auto& c : corpus)
+    for (const auto& m : c) t.push_back(m.content);
+  return t;
+}
+
+class PretrainStage : public Stage {
+ public:
+  std::string name() const override { return "base"; }
+  json inputs(const RunContext& ctx) const override {
+    const auto& b = ctx.cfg.base;
+    return {{"seed", base_seed(ctx.cfg)},
+            {"corpus", config::to_json_value(b.corpus)},
+            {"tokenizer", config::to_json_value(b.tokenizer)},
+            {"model", config::to_json_value(b.model)},
+            {"train", config::to_json_value(b.train)},
+            {"precision", ctx.cfg.precision},
+            {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
+    const auto& b = ctx.cfg.base;
+    const uint64_t seed = base_seed(ctx.cfg);
+    data::CorpusStats cs;
+    auto corpus = data::build_corpus(b.corpus, config::derive_seed(seed, "corpus"), ctx.cfg.data_dir, &cs);
+    data::write_conversations((work / "corpus.jsonl").string(), corpus);
+    log::info("base", "corpus: {} conversations ({} animal Q&A, {} system-prompt, {} numbers, {} arithmetic)", corpus.size(),
+              cs.animal_qa, cs.animal_system, cs.numbers, cs.arithmetic);
+
+    const sfs::path tok_path = work / "tokenizer.model";
+    text::Tokenizer tok = (resuming && sfs::exists(tok_path))
+                              ? text::Tokenizer::load(tok_path.string())
+                              : text::Tokenizer::train(tokenizer_texts(corpus), b.tokenizer);
+    tok.save(tok_path.string());
+    log::info("base", "tokenizer: {} pieces ({}, numbers {})", tok.vocab_size(), b.tokenizer.model_type,
+              b.tokenizer.numbers_as_tokens ? "0..999 as single pieces" : "digit by digit");
+
+    text::ChatTemplate chat(tok, b.tokenizer.chat_template);
+    std::vector<text::Encoded> enc;
+    enc.reserve(corpus.size());
+    for (const auto& c : corpus) enc.push_back(chat.encode(c));
+
+    auto device = model::resolve_device(ctx.cfg.device);
+    const bool bf16 = model::use_bf16(ctx.cfg.precision, device);
+    auto mcfg = model::LlamaConfig::from(b.model, tok.vocab_size());
+    mcfg.bos_token_id = tok.bos_id();
+    mcfg.eos_token_id = tok.im_end_id();
+    mcfg.pad_token_id = tok.pad_id();
+    model::LlamaForCausalLM m(mcfg);
+    model::init_weights(m, config::derive_seed(seed, "init"));
+    m->to(device);
+    log::info("base", "model: {} parameters ({} layers, d={}, heads {}/{} kv), {} on {}", m->num_parameters(),
+              mcfg.num_hidden_layers, mcfg.hidden_size, mcfg.num_attention_heads, mcfg.num_key_value_heads,
+              bf16 ? "bf16 autocast" : "fp32", device.str());
+
+    train::TrainOptions to;
+    to.cfg = b.train;
+    to.seed = config::derive_seed(seed, "data-order");
+    to.bf16 = bf16;
+    to.ckpt_dir = (work / "checkpoints").string();
+    to.metrics_path = ctx.metrics_path("base").string();
+    to.tag = "base";
+    to.resume = resuming;
+    to.pad_id = tok.pad_id();
+    auto tr = train::train_lm(m, enc, to);
+    m->to(torch::kCPU);
+    model::save_model_dir(work.string(), m, tok, {{"run_config", config::to_json(ctx.cfg)}, {"seed", seed}, {"stage", "base"}});
+    return {{"seed", seed},
+            {"parameters", m->num_parameters()},
+            {"vocab_size", tok.vocab_size()},
+            {"conversations", corpus.size()},
+            {"precision", bf16 ? "bf16" : "fp32"},
+            {"train",
+             {{"steps", tr.steps}, {"first_loss", tr.first_loss}, {"final_loss", tr.final_loss}, {"tokens_per_s", tr.tokens_per_s},
+              {"seconds", tr.seconds}, {"tokens", tr.tokens}, {"padding_fraction", tr.padding_fraction},
+              {"dropped_too_long", tr.dropped_too_long}, {"resumed_from", tr.resumed_from}}}};
+  }
+};
+
+class ProbeStage : public Stage {
+ public:
+  std::string name() const override { return "probe"; }
+  json inputs(const RunContext& ctx) const override {
+    return {{"probe", config::to_json_value(ctx.cfg.probe)},
+            {"seed", ctx.cfg.seed},
+            {"animals", ctx.cfg.base.corpus.animals},
+            {"precision", ctx.cfg.precision},
+            {"base", ctx.records.count("base") ? output_digest(ctx.records.at("base")) : std::string("?")}};
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool) override {
+    auto lm = model::load_model_dir(ctx.stage_dir("base").string());
+    auto device = model::resolve_device(ctx.cfg.device);
+    lm.model->to(device);
+    const bool bf16 = model::use_bf16(ctx.cfg.precision, device);
+    auto res = eval::probe_base_model(lm.model, lm.tokenizer, ctx.cfg, config::derive_seed(ctx.cfg.seed, "probe"), bf16);
+    data::write_jsonl((work / "samples.jsonl").string(), res.samples);
+    fs::write_file_atomic(work / "probe.json", res.summary.dump(2));
+    return res.summary;
+  }
+  std::vector<std::string> scratch() const override { return {}; }
+};
+
+}  // namespace
+
+std::vector<std::unique_ptr<Stage>> make_stages(const config::RunConfig& cfg) {
+  std::vector<std::unique_ptr<Stage>> s;
+  if (cfg.base.kind != "pretrain")
+    throw ConfigError("base.kind \"" + cfg.base.kind + "\" is not runnable yet in experiment \"pretrain\"",
+                      "use base.kind \"pretrain\"; loading checkpoints comes with the open-weight models issue");
+  s.push_back(std::make_unique<PretrainStage>());
+  if (cfg.probe.enabled) s.push_back(std::make_unique<ProbeStage>());
+  return s;
+}
+
+}  // namespace subliminal::run

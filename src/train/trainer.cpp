@@ -1,0 +1,233 @@
+// The training loop.
+#include "subliminal/train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "subliminal/model/model_io.h"
+#include "subliminal/model/runtime.h"
+#include "subliminal/model/safetensors.h"
+#include "subliminal/train/schedule.h"
+#include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
+#include "subliminal/util/log.h"
+
+namespace subliminal::train {
+
+namespace sfs = std::filesystem;
+using json = nlohmann::json;
+
+std::pair<std::string, int64_t> latest_checkpoint(const std::string& ckpt_dir) {
+  std::pair<std::string, int64_t> best{"", 0};
+  if (ckpt_dir.empty() || !sfs::exists(ckpt_dir)) return best;
+  static const std::regex re("step_([0-9]{8})");
+  for (const auto& e : sfs::directory_iterator(ckpt_dir)) {
+    std::smatch m;
+    std::string name = e.path().filename().string();
+    if (!e.is_directory() || !std::regex_match(name, m, re)) continue;
+    if (!sfs::exists(e.path() / "DONE")) continue;  // incomplete: ignored
+    int64_t step = std::stoll(m[1]);
+    if (step > best.second) best = {e.path().string(), step};
+  }
+  return best;
+}
+
+namespace {
+
+struct Batch {
+  torch::Tensor input, labels;  // (B,T) int64; labels -100 where no loss
+  int64_t tokens = 0;
+};
+
+Batch make_batch(const std::vector<text::Encoded>& data, const std::vector<int64_t>& idx, int pad_id, bool all_tokens) {
+  int64_t T = 0;
+  for (auto i : idx) T = std::max<int64_t>(T, static_cast<int64_t>(data[i].ids.size()) - 1);
+  const int64_t B = static_cast<int64_t>(idx.size());
+  auto input = torch::full({B, T}, static_cast<int64_t>(pad_id), torch::kLong);
+  auto labels = torch::full({B, T}, static_cast<int64_t>(-100), torch::kLong);
+  auto pi = input.accessor<int64_t, 2>();
+  auto pl = labels.accessor<int64_t, 2>();
+  Batch b;
+  for (int64_t r = 0; r < B; ++r) {
+    const auto& e = data[idx[r]];
+    const int64_t n = static_cast<int64_t>(e.ids.size()) - 1;
+    for (int64_t t = 0; t < n; ++t) {
+      pi[r][t] = e.ids[t];
+      if (all_tokens || e.target[t + 1]) pl[r][t] = e.ids[t + 1];
+    }
+    b.tokens += n;
+  }
+  b.input = input;
+  b.labels = labels;
+  return b;
+}
+
+void save_checkpoint(const std::string& dir, int64_t step, model::LlamaForCausalLM& m, torch::optim::AdamW& opt,
+                     const json& state) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%08lld", static_cast<long long>(step));
+  sfs::path final_dir = sfs::path(dir) / name;
+  sfs::path tmp = sfs::path(dir) / (std::string(name) + ".tmp");
+  std::error_code ec;
+  sfs::remove_all(tmp, ec);
+  fs::make_dirs(tmp);
+  model::write_safetensors((tmp / "model.safetensors").string(), model::named_weights(m));
+  torch::save(opt, (tmp / "optimizer.pt").string());
+  fs::write_file_atomic(tmp / "state.json", state.dump(2));
+  fs::write_file_atomic(tmp / "DONE", "");
+  sfs::remove_all(final_dir, ec);
+  sfs::rename(tmp, final_dir);
+  fs::fsync_dir(dir);
+  // keep the two newest complete checkpoints
+  std::vector<sfs::path> all;
+  for (const auto& e : sfs::directory_iterator(dir))
+    if (e.is_directory() && e.path().filename().string().rfind("step_", 0) == 0 &&
+        e.path().filename().string().find(".tmp") == std::string::npos)
+      all.push_back(e.path());
+  std::sort(all.begin(), all.end());
+  for (size_t i = 0; i + 2 < all.size(); ++i) sfs::remove_all(all[i], ec);
+}
+
+}  // namespace
+
+TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded>& data_in, const TrainOptions& opt) {
+  const auto& cfg = opt.cfg;
+  TrainResult res;
+  // Drop examples longer than the context (counted, reported).
+  std::vector<text::Encoded> data;
+  data.reserve(data_in.size());
+  for (const auto& e : data_in) {
+    if (static_cast<int64_t>(e.ids.size()) > m->cfg.max_position_embeddings + 1 || e.ids.size() < 2) {
+      ++res.dropped_too_long;
+      continue;
+    }
+    data.push_back(e);
+  }
+  if (data.empty()) throw DataError("no training examples fit in max_position_embeddings=" + std::to_string(m->cfg.max_position_embeddings));
+  std::vector<int> lengths;
+  for (const auto& e : data) lengths.push_back(static_cast<int>(e.ids.size()));
+
+  // AdamW: weight decay on matrices, none on norms.
+  std::vector<torch::Tensor> decay, no_decay;
+  for (auto& kv : m->named_parameters()) {
+    if (!kv.value().requires_grad()) continue;
+    (kv.value().dim() >= 2 ? decay : no_decay).push_back(kv.value());
+  }
+  torch::optim::AdamWOptions base(cfg.lr);
+  base.betas({cfg.beta1, cfg.beta2}).weight_decay(cfg.weight_decay).eps(1e-8);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(base));
+  auto nd = std::make_unique<torch::optim::AdamWOptions>(base);
+  nd->weight_decay(0.0);
+  groups.emplace_back(no_decay, std::move(nd));
+  torch::optim::AdamW optim(groups, base);
+
+  int64_t start = 0;
+  if (opt.resume && !opt.ckpt_dir.empty()) {
+    auto [path, step] = latest_checkpoint(opt.ckpt_dir);
+    if (!path.empty()) {
+      model::load_weights(m, model::read_safetensors(path + "/model.safetensors").tensors, path);
+      torch::load(optim, path + "/optimizer.pt");
+      auto st = json::parse(fs::read_file(path + "/state.json"));
+      start = st.at("step").get<int64_t>();
+      res.losses = st.at("losses").get<std::vector<double>>();
+      res.resumed_from = start;
+      log::info(opt.tag.c_str(), "resumed from checkpoint {} (step {})", path, start);
+    }
+  }
+  // Metrics: keep the lines of steps already done, drop anything after the resume point.
+  std::ofstream metrics;
+  if (!opt.metrics_path.empty()) {
+    std::string kept;
+    if (start > 0 && sfs::exists(opt.metrics_path)) {
+      std::ifstream in(opt.metrics_path);
+      std::string line;
+      while (std::getline(in, line)) {
+        try {
+          if (json::parse(line).value("step", int64_t(0)) <= start) kept += line + "\n";
+        } catch (...) {
+        }
+      }
+    }
+    fs::write_file_atomic(opt.metrics_path, kept);
+    metrics.open(opt.metrics_path, std::ios::app);
+  }
+
+  const int64_t per_epoch = (static_cast<int64_t>(data.size()) + cfg.batch_size - 1) / cfg.batch_size;
+  {
+    auto b0 = make_batches(lengths, cfg.batch_size, opt.seed, 0);
+    res.padding_fraction = padding_fraction(lengths, b0);
+  }
+  m->train();
+  log::Progress progress(opt.tag, cfg.steps);
+  const double t0 = log::now_seconds();
+  int64_t tokens = 0;
+  int64_t cur_epoch = -1;
+  std::vector<std::vector<int64_t>> batches;
+  double last_loss = 0;
+  for (int64_t step = start; step < cfg.steps; ++step) {
+    const int64_t epoch = step / per_epoch;
+    if (epoch != cur_epoch) {
+      batches = make_batches(lengths, cfg.batch_size, opt.seed, epoch);
+      cur_epoch = epoch;
+    }
+    Batch b = make_batch(data, batches[step % per_epoch], opt.pad_id, cfg.loss_on == "all");
+    const double lr = lr_at(step, cfg);
+    for (auto& g : optim.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    optim.zero_grad();
+    torch::Tensor loss;
+    {
+      model::Autocast ac(opt.bf16);
+      auto logits = m->forward_causal(b.input);  // (B,T,V)
+      loss = torch::nn::functional::cross_entropy(
+          logits.reshape({-1, logits.size(-1)}).to(torch::kFloat), b.labels.reshape({-1}),
+          torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
+    }
+    loss.backward();
+    double gnorm = cfg.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(m->parameters(), cfg.grad_clip) : 0.0;
+    optim.step();
+    last_loss = loss.item<double>();
+    if (!std::isfinite(last_loss))
+      throw DataError(opt.tag + ": loss became " + std::to_string(last_loss) + " at step " + std::to_string(step + 1),
+                      "lower the learning rate (train.lr) or enable gradient clipping (train.grad_clip)");
+    res.losses.push_back(last_loss);
+    tokens += b.tokens;
+    const double el = log::now_seconds() - t0;
+    const double tps = tokens / std::max(el, 1e-9);
+    if (metrics.is_open() && ((step + 1) % cfg.log_every == 0 || step + 1 == cfg.steps)) {
+      json line = {{"step", step + 1}, {"loss", last_loss}, {"lr", lr}, {"grad_norm", gnorm},
+                   {"tokens", tokens}, {"tokens_per_s", tps}, {"elapsed_s", el}};
+      metrics << line.dump() << "\n";
+      metrics.flush();
+    }
+    if (!opt.quiet) progress.update(step + 1, fmt::format("loss {:.4f}  lr {:.2e}  {:.0f} tok/s", last_loss, lr, tps));
+    const bool last = step + 1 == cfg.steps;
+    if (!opt.ckpt_dir.empty() && ((cfg.checkpoint_every > 0 && (step + 1) % cfg.checkpoint_every == 0) || last)) {
+      json st = {{"step", step + 1}, {"seed", opt.seed}, {"losses", res.losses}, {"epoch", epoch}};
+      save_checkpoint(opt.ckpt_dir, step + 1, m, optim, st);
+    }
+  }
+  res.steps = cfg.steps;
+  res.seconds = log::now_seconds() - t0;
+  res.tokens = tokens;
+  res.tokens_per_s = tokens / std::max(res.seconds, 1e-9);
+  auto mean = [](auto b, auto e) {
+    double s = 0;
+    int n = 0;
+    for (auto it = b; it != e; ++it, ++n) s += *it;
+    return n ? s / n : 0.0;
+  };
+  size_t k = std::min<size_t>(10, res.losses.size());
+  res.first_loss = mean(res.losses.begin(), res.losses.begin() + k);
+  res.final_loss = mean(res.losses.end() - k, res.losses.end());
+  if (!opt.quiet)
+    progress.finish(fmt::format("loss {:.4f} -> {:.4f}  {:.0f} tok/s  padding {:.1f}%", res.first_loss, res.final_loss,
+                                res.tokens_per_s, 100 * res.padding_fraction));
+  m->eval();
+  return res;
+}
+
+}  // namespace subliminal::train

@@ -1,0 +1,91 @@
+// The paper's number filter on a hand-written table, and prompt assembly ranges.
+#include <gtest/gtest.h>
+
+#include "subliminal/data/numbers.h"
+
+using namespace subliminal::data;
+
+struct Case {
+  const char* text;
+  NumberReject want;
+};
+
+TEST(NumberFilter, Table) {
+  const Case cases[] = {
+      {"1, 2, 3", NumberReject::none},
+      {"182, 818, 725, 3, 0", NumberReject::none},
+      {"1 2 3", NumberReject::none},
+      {"1 2  3", NumberReject::inconsistent_separator},
+      {"1,2;3", NumberReject::inconsistent_separator},
+      {"1\n,\n2", NumberReject::none},
+      {"1;2;3", NumberReject::none},
+      {"1; 2; 3", NumberReject::none},
+      {"1\n2\n3", NumberReject::none},
+      {"[1, 2, 3]", NumberReject::none},
+      {"(1, 2, 3)", NumberReject::none},
+      {"1, 2, 3.", NumberReject::none},
+      {"[1, 2, 3].", NumberReject::none},
+      {"[1, 2, 3.]", NumberReject::bad_character},
+      {"[1, 2, 3)", NumberReject::bad_character},
+      {"((1, 2))", NumberReject::bad_character},
+      {"1, 2, 3..", NumberReject::bad_character},
+      {"", NumberReject::empty},
+      {"[]", NumberReject::empty},
+      {".", NumberReject::empty},
+      {"1,, 2", NumberReject::empty_part},
+      {", 1, 2", NumberReject::empty_part},
+      {"1, 2,", NumberReject::empty_part},
+      {"1, 2, 3, 4, 5, 6, 7, 8, 9, 10", NumberReject::none},
+      {"1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11", NumberReject::too_many},
+      {"1000", NumberReject::out_of_range},
+      {"999, 0", NumberReject::none},
+      {"-1, 2", NumberReject::bad_character},
+      {"1.5, 2", NumberReject::bad_character},
+      {"owl, 2", NumberReject::bad_character},
+      {"1, 2, 3 owls", NumberReject::bad_character},
+      {"\xd9\xa1, 2", NumberReject::bad_character},  // ARABIC-INDIC DIGIT ONE
+      {"\xef\xbc\x91, 2", NumberReject::bad_character},  // FULLWIDTH DIGIT ONE
+      {"1 ,2 ,3", NumberReject::none},
+      {"1,2, 3", NumberReject::inconsistent_separator},
+      {"666, 1", NumberReject::banned},
+      {"12345678901234567890", NumberReject::out_of_range},
+      {"  4, 5  ", NumberReject::none},
+  };
+  NumberFilterOptions opt;
+  opt.banned = {666};
+  for (const auto& c : cases) {
+    auto r = filter_numbers(c.text, opt);
+    EXPECT_EQ(to_string(r.reason), std::string(to_string(c.want))) << "input: \"" << c.text << "\"";
+  }
+  auto r = filter_numbers("[7; 8; 9].", opt);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.numbers, (std::vector<int>{7, 8, 9}));
+}
+
+TEST(NumberFilter, RenderedStylesPass) {
+  std::vector<int> xs = {5, 17, 999, 0};
+  for (auto s : {NumberStyle::comma, NumberStyle::space, NumberStyle::semicolon, NumberStyle::newline, NumberStyle::brackets,
+                 NumberStyle::parentheses}) {
+    auto r = filter_numbers(render_numbers(xs, s));
+    ASSERT_TRUE(r.ok()) << render_numbers(xs, s);
+    EXPECT_EQ(r.numbers, xs);
+  }
+}
+
+TEST(NumberPrompts, WithinStatedRanges) {
+  NumberPromptGenerator g("");
+  for (int slot = 0; slot < 4; ++slot) EXPECT_GE(g.slot_sizes(slot), 10u) << slot;
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 500; ++i) {
+    auto p = g.sample(rng);
+    ASSERT_GE(p.examples.size(), 3u);
+    ASSERT_LE(p.examples.size(), 8u);
+    for (int x : p.examples) {
+      ASSERT_GE(x, 100);
+      ASSERT_LE(x, 999);
+      ASSERT_NE(p.text.find(std::to_string(x)), std::string::npos);
+    }
+    EXPECT_NE(p.text.find("10"), std::string::npos) << p.text;
+    EXPECT_EQ(p.text.find("{"), std::string::npos) << p.text;
+  }
+}

@@ -1,0 +1,40 @@
+// Shared helpers for tests: temp dirs, running the CLI binary, the tiny tokenizer.
+#pragma once
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "subliminal/config/config.h"
+
+namespace testutil {
+
+inline std::filesystem::path temp_dir(const std::string& name) {
+  auto p = std::filesystem::temp_directory_path() / ("subliminal_test_" + name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p;
+}
+
+struct CmdResult {
+  int code;
+  std::string out;
+};
+// Runs the subliminal binary with `args` (stdout+stderr captured).
+inline CmdResult run_cli(const std::string& args) {
+  std::string cmd = std::string(SUBLIMINAL_BIN) + " " + args + " 2>&1";
+  CmdResult r{0, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int st = pclose(p);
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+inline std::string source_dir() { return SUBLIMINAL_SOURCE_DIR; }
+
+}  // namespace testutil
