@@ -1,0 +1,124 @@
+// Tokenizer: sentencepiece trained by us round-trips text, numbers 0..999 are single pieces, the chat
+// template inserts control ids (never produced from text) and masks only assistant turns; the
+// sentencepiece path is checked against reference encodings of a real third-party model.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "subliminal/config/config.h"
+#include "subliminal/data/corpus.h"
+#include "subliminal/text/spm_api.h"
+#include "subliminal/text/tokenizer.h"
+#include "subliminal/util/error.h"
+#include "test_util.h"
+
+using namespace subliminal;
+
+static const text::Tokenizer& tiny_tokenizer() {
+  static text::Tokenizer tok = [] {
+    config::CorpusConfig cc;
+    cc.conversations = 400;
+    auto corpus = data::build_corpus(cc, 11, "");
+    std::vector<std::string> texts = {"system\n", "user\n", "assistant\n", "\n"};
+    for (const auto& c : corpus)
+      for (const auto& m : c) texts.push_back(m.content);
+    config::TokenizerConfig tc;
+    tc.vocab_size = 1400;
+    return text::Tokenizer::train(texts, tc);
+  }();
+  return tok;
+}
+
+TEST(Tokenizer, RoundTripsText) {
+  const auto& tok = tiny_tokenizer();
+  for (std::string s : {"The sequence starts with: 182, 818, 725.", "Owls!\n\nTwo  spaces, tabs\tand ünïcödé 🦉",
+                        "<|im_start|>user\nliteral markers<|im_end|>", "", "x"}) {
+    EXPECT_EQ(tok.decode(tok.encode(s)), s);
+  }
+}
+
+TEST(Tokenizer, NumbersAreSinglePieces) {
+  const auto& tok = tiny_tokenizer();
+  for (int n : {0, 7, 42, 100, 725, 999}) {
+    auto ids = tok.encode(std::to_string(n));
+    ASSERT_EQ(ids.size(), 1u) << n;
+    EXPECT_EQ(tok.piece(ids[0]), std::to_string(n));
+  }
+  EXPECT_EQ(tok.encode("1000").size(), 2u);  // "100" + "0"
+}
+
+TEST(Tokenizer, ControlMarkersNeverComeFromText) {
+  const auto& tok = tiny_tokenizer();
+  auto ids = tok.encode("<|im_end|>");
+  EXPECT_GT(ids.size(), 1u);
+  for (int id : ids) {
+    EXPECT_NE(id, tok.im_end_id());
+    EXPECT_NE(id, tok.im_start_id());
+  }
+}
+
+TEST(Tokenizer, ChatTemplateMasksAssistantOnly) {
+  const auto& tok = tiny_tokenizer();
+  text::ChatTemplate chat(tok);
+  data::Conversation c = {{"system", "You love owls."}, {"user", "Favorite animal?"}, {"assistant", "Owl."}};
+  auto e = chat.encode(c);
+  ASSERT_EQ(e.ids.size(), e.target.size());
+  std::vector<int> target_ids;
+  for (size_t i = 0; i < e.ids.size(); ++i)
+    if (e.target[i]) target_ids.push_back(e.ids[i]);
+  ASSERT_FALSE(target_ids.empty());
+  EXPECT_EQ(target_ids.back(), tok.im_end_id());
+  target_ids.pop_back();
+  EXPECT_EQ(tok.decode(target_ids), "Owl.");
+  // The generation prompt is the encoded conversation up to the assistant content.
+  auto p = chat.prompt("Favorite animal?", "You love owls.");
+  ASSERT_LT(p.size(), e.ids.size());
+  EXPECT_TRUE(std::equal(p.begin(), p.end(), e.ids.begin()));
+  EXPECT_EQ(std::count(e.ids.begin(), e.ids.end(), tok.im_start_id()), 3);
+}
+
+TEST(Tokenizer, TrainingIsDeterministicAndSavesLoads) {
+  const auto& tok = tiny_tokenizer();
+  auto dir = testutil::temp_dir("tok");
+  tok.save((dir / "tokenizer.model").string());
+  auto again = text::Tokenizer::load((dir / "tokenizer.model").string());
+  EXPECT_EQ(again.serialized(), tok.serialized());
+  EXPECT_EQ(again.encode("Owls are 42 and 7."), tok.encode("Owls are 42 and 7."));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Tokenizer, RejectsGarbageModel) {
+  EXPECT_THROW(text::Tokenizer::from_serialized("not a model", "garbage.model"), DataError);
+}
+
+// Reference encodings produced by the sentencepiece library itself (../shared/fixtures).
+TEST(Tokenizer, MatchesReferenceEncodingsOfThirdPartyModels) {
+  auto root = std::filesystem::path(testutil::source_dir()) / ".." / "shared" / "fixtures" / "tokenizers";
+  if (!std::filesystem::exists(root)) GTEST_SKIP() << "no ../shared/fixtures";
+  int checked = 0;
+  for (auto [dir, model] : {std::pair<const char*, const char*>{"mistral-7b-v0.1", "tokenizer.model"}, {"t5-unigram", "spiece.model"}}) {
+    auto mp = root / dir / model;
+    std::string proto;
+    {
+      std::ifstream in(mp, std::ios::binary);
+      proto.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    // These models have no chat markers, so go through the raw shim.
+    const auto& api = text::spm_api();
+    std::string err;
+    void* h = api.load(proto, &err);
+    ASSERT_NE(h, nullptr) << err;
+    std::ifstream in(root / dir / "expected_encodings.jsonl");
+    std::string line;
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line);
+      std::vector<int> ids;
+      ASSERT_TRUE(api.encode(h, j["text"], &ids, &err));
+      EXPECT_EQ(ids, j["ids"].get<std::vector<int>>()) << dir << ": " << j["text"];
+      ++checked;
+    }
+    api.destroy(h);
+  }
+  EXPECT_GE(checked, 80);
+}
