@@ -130,6 +130,7 @@ void validate(const RunConfig& c, const std::string& file) {
   check(tr.checkpoint_every >= 0, file, tp + ".checkpoint_every", "expected >= 0 (0: only at the end), got " + str(tr.checkpoint_every));
   check(tr.log_every >= 1, file, tp + ".log_every", "expected >= 1, got " + str(tr.log_every));
   one_of(tr.loss_on, {"assistant", "all"}, file, tp + ".loss_on");
+  one_of(tr.loss_weighting, {"token", "sequence"}, file, tp + ".loss_weighting");
 
   const auto& p = c.probe;
   check(p.samples_per_question >= 1 && p.samples_per_question <= 100000, file, "$.probe.samples_per_question",

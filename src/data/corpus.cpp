@@ -152,7 +152,10 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
       for (int k = 0; k < n_ex; ++k) ex.push_back(std::uniform_int_distribution<int>(lo, 999)(rng));
     }
     NumberPrompt p = numgen.build(rng, ex, max_count, 3);
-    int count = u(rng) < 0.6 ? max_count : std::uniform_int_distribution<int>(1, max_count)(rng);
+    // Stay clear of the "at most N" limit: a small model counts imprecisely, so answers end 2-6
+    // numbers before it (the limit is a maximum, as in the paper's instruction).
+    int count = max_count >= 5 ? std::uniform_int_distribution<int>(std::max(1, max_count - 6), max_count - 2)(rng)
+                               : std::uniform_int_distribution<int>(1, max_count)(rng);
     return std::make_pair(p.text, render_numbers(number_answer(p.examples, prog, step, count, rng), p.style));
   };
 

@@ -65,6 +65,20 @@ Batch make_batch(const std::vector<text::Encoded>& data, const std::vector<int64
   return b;
 }
 
+// Cross-entropy over labelled positions: token-mean, or the mean of per-sequence means.
+torch::Tensor lm_loss(const torch::Tensor& logits, const torch::Tensor& labels, bool per_sequence) {
+  namespace F = torch::nn::functional;
+  auto flat = logits.reshape({-1, logits.size(-1)}).to(torch::kFloat);
+  if (!per_sequence) return F::cross_entropy(flat, labels.reshape({-1}), F::CrossEntropyFuncOptions().ignore_index(-100));
+  auto tok = F::cross_entropy(flat, labels.reshape({-1}), F::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kNone))
+                 .view(labels.sizes());  // (B,T), 0 where ignored
+  auto mask = labels.ne(-100).to(torch::kFloat);
+  auto count = mask.sum(1);                                     // (B)
+  auto has = count.gt(0);
+  auto per_seq = tok.sum(1) / count.clamp_min(1.0);
+  return per_seq.masked_select(has).mean();
+}
+
 void save_checkpoint(const std::string& dir, int64_t step, model::LlamaForCausalLM& m, torch::optim::AdamW& opt,
                      const json& state) {
   char name[32];
@@ -182,9 +196,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     {
       model::Autocast ac(opt.bf16);
       auto logits = m->forward_causal(b.input);  // (B,T,V)
-      loss = torch::nn::functional::cross_entropy(
-          logits.reshape({-1, logits.size(-1)}).to(torch::kFloat), b.labels.reshape({-1}),
-          torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
+      loss = lm_loss(logits, b.labels, cfg.loss_weighting == "sequence");
     }
     loss.backward();
     double gnorm = cfg.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(m->parameters(), cfg.grad_clip) : 0.0;

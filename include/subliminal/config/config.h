@@ -83,6 +83,9 @@ struct TrainConfig {
   int64_t checkpoint_every = 200;
   int64_t log_every = 10;
   std::string loss_on = "assistant";  // assistant | all
+  // token: mean over all target tokens (the usual SFT loss); sequence: mean per sequence, then over
+  // sequences, so a one-word answer weighs as much as a ten-number continuation.
+  std::string loss_weighting = "token";
   template <class V>
   void visit(V& v) {
     v("steps", steps);
@@ -97,6 +100,7 @@ struct TrainConfig {
     v("checkpoint_every", checkpoint_every);
     v("log_every", log_every);
     v("loss_on", loss_on);
+    v("loss_weighting", loss_weighting);
   }
 };
 

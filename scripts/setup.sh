@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages subliminal needs (idempotent: apt runs only when something is
+# missing) and configures + builds into build/. Used by scripts/run.sh and scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(build-essential cmake ninja-build ccache pkg-config git
+      libtorch-dev libsentencepiece-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
+      googletest libgtest-dev
+      libopenblas0-pthread)   # without it LibTorch's fp32 matmuls use the reference BLAS (~50x slower)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[setup] installing: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# OpenBLAS must be the active libblas.so.3, not the reference implementation.
+if command -v update-alternatives >/dev/null; then
+  cur=$(update-alternatives --query libblas.so.3-x86_64-linux-gnu 2>/dev/null | awk '/^Value:/{print $2}')
+  case "$cur" in
+    *openblas*) ;;
+    *) echo "[setup] warning: libblas.so.3 points to '${cur:-?}', not OpenBLAS; fp32 will be slow" >&2 ;;
+  esac
+fi
+
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${JOBS:-$(nproc)}
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-} >/dev/null
+cmake --build "$BUILD_DIR" -j "$JOBS"
