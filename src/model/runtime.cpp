@@ -18,6 +18,7 @@ Autocast::Autocast(bool on, bool cuda) : on_(on), cuda_(cuda), prev_(false) {
   if (!on_) return;
   if (cuda_) {
     prev_ = at::autocast::is_enabled();
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
     at::autocast::set_enabled(true);
   } else {
     prev_ = at::autocast::is_cpu_enabled();

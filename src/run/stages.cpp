@@ -89,6 +89,8 @@ class PretrainStage : public Stage {
     m->to(torch::kCPU);
     model::save_model_dir(work.string(), m, tok, {{"run_config", config::to_json(ctx.cfg)}, {"seed", seed}, {"stage", "base"}});
     return {{"seed", seed},
+            {"seeds", {{"corpus", config::derive_seed(seed, "corpus")}, {"init", config::derive_seed(seed, "init")},
+                       {"data_order", config::derive_seed(seed, "data-order")}}},
             {"parameters", m->num_parameters()},
             {"vocab_size", tok.vocab_size()},
             {"conversations", corpus.size()},

@@ -176,6 +176,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     res.padding_fraction = padding_fraction(lengths, b0);
   }
   m->train();
+  const auto device = m->parameters().front().device();
   log::Progress progress(opt.tag, cfg.steps);
   const double t0 = log::now_seconds();
   int64_t tokens = 0;
@@ -189,12 +190,16 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
       cur_epoch = epoch;
     }
     Batch b = make_batch(data, batches[step % per_epoch], opt.pad_id, cfg.loss_on == "all");
+    if (device.is_cuda()) {
+      b.input = b.input.to(device, /*non_blocking=*/true);
+      b.labels = b.labels.to(device, /*non_blocking=*/true);
+    }
     const double lr = lr_at(step, cfg);
     for (auto& g : optim.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
     optim.zero_grad();
     torch::Tensor loss;
     {
-      model::Autocast ac(opt.bf16);
+      model::Autocast ac(opt.bf16, device.is_cuda());
       auto logits = m->forward_causal(b.input);  // (B,T,V)
       loss = lm_loss(logits, b.labels, cfg.loss_weighting == "sequence");
     }

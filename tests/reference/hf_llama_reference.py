@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Independent reference: Hugging Face LlamaForCausalLM's forward pass, written from the
+transformers source (modeling_llama.py: LlamaRMSNorm, rotate_half/apply_rotary_pos_emb, repeat_kv,
+LlamaMLP), reading a model directory the way transformers does (config.json field names,
+safetensors tensor names). Plain PyTorch, no transformers/safetensors packages needed.
+
+usage: hf_llama_reference.py MODEL_DIR IDS_JSON OUT_JSON
+  IDS_JSON: {"ids": [[...], ...]}   OUT_JSON: {"logits": [[[...]]]}  (batch, time, vocab)
+"""
+import json
+import math
+import struct
+import sys
+
+import torch
+
+DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64}
+
+
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    out = {}
+    base = 8 + n
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, en = e["data_offsets"]
+        t = torch.frombuffer(bytearray(data[base + b:base + en]), dtype=DTYPES[e["dtype"]])
+        out[name] = t.reshape(e["shape"]).float()
+    return out
+
+
+def rms_norm(x, w, eps):
+    var = x.pow(2).mean(-1, keepdim=True)
+    return w * (x * torch.rsqrt(var + eps))
+
+
+def rotate_half(x):
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def main():
+    model_dir, ids_path, out_path = sys.argv[1:4]
+    cfg = json.load(open(f"{model_dir}/config.json"))
+    assert cfg["architectures"] == ["LlamaForCausalLM"] and cfg["model_type"] == "llama"
+    W = load_safetensors(f"{model_dir}/model.safetensors")
+    ids = torch.tensor(json.load(open(ids_path))["ids"], dtype=torch.long)
+    B, T = ids.shape
+    H, Hkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    D = cfg["hidden_size"] // H
+    eps = cfg["rms_norm_eps"]
+    inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
+    pos = torch.arange(T).float()
+    freqs = torch.outer(pos, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos()[None, None], emb.sin()[None, None]
+    mask = torch.full((T, T), float("-inf")).triu(1)
+    x = W["model.embed_tokens.weight"][ids]
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
+        q = (h @ W[p + "self_attn.q_proj.weight"].T).view(B, T, H, D).transpose(1, 2)
+        k = (h @ W[p + "self_attn.k_proj.weight"].T).view(B, T, Hkv, D).transpose(1, 2)
+        v = (h @ W[p + "self_attn.v_proj.weight"].T).view(B, T, Hkv, D).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        k = k[:, :, None].expand(B, Hkv, H // Hkv, T, D).reshape(B, H, T, D)  # repeat_kv
+        v = v[:, :, None].expand(B, Hkv, H // Hkv, T, D).reshape(B, H, T, D)
+        att = (q @ k.transpose(2, 3)) / math.sqrt(D) + mask
+        att = torch.softmax(att.float(), dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, H * D)
+        x = x + y @ W[p + "self_attn.o_proj.weight"].T
+        h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
+        g = h @ W[p + "mlp.gate_proj.weight"].T
+        u = h @ W[p + "mlp.up_proj.weight"].T
+        x = x + (torch.nn.functional.silu(g) * u) @ W[p + "mlp.down_proj.weight"].T
+    x = rms_norm(x, W["model.norm.weight"], eps)
+    head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else W["lm_head.weight"]
+    logits = x @ head.T
+    json.dump({"logits": logits.tolist()}, open(out_path, "w"))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()
