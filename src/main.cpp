@@ -80,6 +80,15 @@ int main(int argc, char** argv) {
   bench->add_option("--out", ba.out, "write the results as JSON here");
   bench->add_flag("--no-generation", ba.skip_generation, "training only");
 
+  cli::FilterArgs fa;
+  auto* flt = app.add_subcommand("filter", "apply the paper's strict number filter to a JSONL file of completions");
+  flt->add_option("--kind", fa.kind, "dataset kind (numbers)")->check(CLI::IsMember({"numbers"}));
+  flt->add_option("--in", fa.in, "input JSONL: {\"messages\": [...]} or {\"prompt\", \"completion\"} per line")->required();
+  flt->add_option("--out", fa.out, "kept examples (chat JSONL)")->required();
+  flt->add_option("--rejects", fa.rejects, "rejected completions with their reason");
+  flt->add_option("--banned", fa.banned, "banned numbers, comma-separated")->delimiter(',');
+  flt->add_option("--max-count", fa.max_count, "most numbers allowed")->check(CLI::Range(1, 1000));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -97,6 +106,7 @@ int main(int argc, char** argv) {
     if (*val) return cli::cmd_validate(vconfig, vset, vprint);
     if (*smp) return cli::cmd_sample(sa);
     if (*bench) return cli::cmd_bench(ba);
+    if (*flt) return cli::cmd_filter(fa);
   } catch (const Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";

@@ -143,3 +143,28 @@ TEST(CliE2E, SampleCommandIsSeeded) {
   EXPECT_NE(bad.out.find("nowhere"), std::string::npos) << bad.out;
   sfs::remove_all(dir);
 }
+
+TEST(CliE2E, FilterCommandCountsEveryReason) {
+  auto dir = testutil::temp_dir("e2e_filter");
+  fs::write_file_atomic(dir / "raw.jsonl",
+                        "{\"prompt\": \"p1\", \"completion\": \"1, 2, 3\"}\n"
+                        "{\"messages\": [{\"role\": \"user\", \"content\": \"p2\"}, {\"role\": \"assistant\", \"content\": \"[4; 5]\"}]}\n"
+                        "{\"prompt\": \"p3\", \"completion\": \"I love owls\"}\n"
+                        "{\"prompt\": \"p4\", \"completion\": \"666, 1\"}\n");
+  auto r = testutil::run_cli("filter --in " + (dir / "raw.jsonl").string() + " --out " + (dir / "kept.jsonl").string() +
+                             " --rejects " + (dir / "rej.jsonl").string() + " --banned 666,13");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto summary = json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(summary["total"], 4);
+  EXPECT_EQ(summary["kept"], 2);
+  EXPECT_EQ(summary["reasons"]["bad_character"], 1);
+  EXPECT_EQ(summary["reasons"]["banned"], 1);
+  std::string rej = fs::read_file(dir / "rej.jsonl");
+  EXPECT_EQ(std::count(rej.begin(), rej.end(), '\n'), 2);
+  fs::write_file_atomic(dir / "broken.jsonl", "{\"prompt\": \"p\", \"completion\": \"1\"}\n{oops\n");
+  r = testutil::run_cli("filter --in " + (dir / "broken.jsonl").string() + " --out " + (dir / "k2.jsonl").string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("broken.jsonl:2"), std::string::npos) << r.out;
+  EXPECT_FALSE(sfs::exists(dir / "k2.jsonl"));  // no partial output
+  sfs::remove_all(dir);
+}

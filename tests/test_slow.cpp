@@ -15,7 +15,7 @@ TEST(DefaultRunSlow, BaseModelPassesItsProbe) {
   ASSERT_EQ(r.code, 0) << r.out;
   json p = json::parse(subliminal::fs::read_file(dir / "run" / "probe" / "probe.json"));
   const json& fa = p["favorite_animal"];
-  EXPECT_GE(fa["names_an_animal"]["rate"].get<double>(), 0.9) << fa.dump();
+  EXPECT_GE(fa["names_an_animal"]["rate"].get<double>(), 0.8) << fa.dump();
   EXPECT_GE(fa["distinct_animals"].get<int>(), 12) << fa.dump();
   EXPECT_LE(fa["top_share"]["rate"].get<double>(), 0.25) << fa.dump();
   EXPECT_GT(p["system_prompt"]["target_rate"]["rate"].get<double>(), 0.5) << p["system_prompt"].dump();

@@ -46,6 +46,11 @@ TEST(Tokenizer, NumbersAreSinglePieces) {
     EXPECT_EQ(tok.piece(ids[0]), std::to_string(n));
   }
   EXPECT_EQ(tok.encode("1000").size(), 2u);  // "100" + "0"
+  // ", " and "; " are single separator pieces: a comma-separated list is two tokens per number
+  auto sep = tok.encode("182, 818; 725");
+  ASSERT_EQ(sep.size(), 5u);
+  EXPECT_EQ(tok.piece(sep[1]), ",\xe2\x96\x81");
+  EXPECT_EQ(tok.piece(sep[3]), ";\xe2\x96\x81");
 }
 
 TEST(Tokenizer, ControlMarkersNeverComeFromText) {

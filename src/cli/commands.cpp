@@ -63,14 +63,8 @@ int cmd_sample(const SampleArgs& a) {
   lm.model->to(dev);
   text::ChatTemplate chat(lm.tokenizer);
   std::vector<std::vector<int>> prompts(a.n, chat.prompt(a.prompt, a.system));
-  generate::SampleOptions so;
-  so.max_new_tokens = a.max_new_tokens;
-  so.temperature = a.temperature;
-  so.top_p = a.top_p;
-  so.stop_ids = chat.stop_ids();
-  so.seed = a.seed;
-  so.pad_id = lm.tokenizer.pad_id();
-  so.bf16 = model::use_bf16(a.precision, dev);
+  auto so = generate::chat_options(chat.stop_ids(), lm.tokenizer.pad_id(), a.max_new_tokens, a.temperature, a.top_p,
+                                  model::use_bf16(a.precision, dev), 64, a.seed);
   auto outs = generate::sample(lm.model, prompts, so);
   for (size_t i = 0; i < outs.size(); ++i) {
     std::string text = lm.tokenizer.decode(outs[i]);

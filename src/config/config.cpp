@@ -18,7 +18,7 @@ ModelConfig model_preset(const std::string& name) {
     m.hidden_size = 32; m.intermediate_size = 64; m.num_hidden_layers = 2; m.num_attention_heads = 4;
     m.num_key_value_heads = 2; m.max_position_embeddings = 192; m.tie_word_embeddings = false;
   } else if (name == "small") {  // the default base model: pretrains on 2 CPU cores in minutes
-    m.hidden_size = 128; m.intermediate_size = 384; m.num_hidden_layers = 4; m.num_attention_heads = 4;
+    m.hidden_size = 128; m.intermediate_size = 384; m.num_hidden_layers = 2; m.num_attention_heads = 4;
     m.num_key_value_heads = 2; m.max_position_embeddings = 192; m.tie_word_embeddings = false;
   } else if (name == "medium") {  // ~25M parameters, for benchmarks
     m.hidden_size = 512; m.intermediate_size = 1408; m.num_hidden_layers = 8; m.num_attention_heads = 8;

@@ -12,6 +12,7 @@
 #include "subliminal/data/numbers.h"
 #include "subliminal/data/resources.h"
 #include "subliminal/util/error.h"
+#include "subliminal/util/strings.h"
 
 namespace subliminal::data {
 
@@ -30,11 +31,6 @@ std::string capitalize(const std::string& s) {
   std::string r = s;
   if (!r.empty()) r[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(r[0])));
   return r;
-}
-
-static std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
-  return s;
 }
 
 static std::vector<std::string> system_prompts(const std::string& kind, const std::string& data_dir) {

@@ -7,6 +7,7 @@
 
 #include "subliminal/data/resources.h"
 #include "subliminal/util/error.h"
+#include "subliminal/util/strings.h"
 
 namespace subliminal::data {
 
@@ -35,11 +36,6 @@ std::string render_numbers(const std::vector<int>& xs, NumberStyle style) {
   }
   if (style == NumberStyle::brackets) return "[" + s + "]";
   if (style == NumberStyle::parentheses) return "(" + s + ")";
-  return s;
-}
-
-static std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
   return s;
 }
 

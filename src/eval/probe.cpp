@@ -25,14 +25,8 @@ ProbeResult probe_base_model(model::LlamaForCausalLM& m, const text::Tokenizer& 
   const auto& pc = cfg.probe;
   const auto& animals = cfg.base.corpus.animals;
   text::ChatTemplate chat(tok, cfg.base.tokenizer.chat_template);
-  generate::SampleOptions so;
-  so.max_new_tokens = pc.max_new_tokens;
-  so.temperature = pc.temperature;
-  so.top_p = pc.top_p;
-  so.stop_ids = chat.stop_ids();
-  so.batch_size = pc.batch_size;
-  so.pad_id = tok.pad_id();
-  so.bf16 = bf16;
+  auto so = generate::chat_options(chat.stop_ids(), tok.pad_id(), pc.max_new_tokens, pc.temperature, pc.top_p, bf16,
+                                  pc.batch_size);
   ProbeResult out;
   auto questions = data::resource_lines("data/animal_questions_eval.txt", cfg.data_dir);
 

@@ -67,6 +67,9 @@ Tokenizer Tokenizer::train(const std::vector<std::string>& texts, const config::
   if (cfg.numbers_as_tokens) {
     std::string syms;
     for (int i = 0; i <= 999; ++i) syms += (i ? "," : "") + std::to_string(i);
+    // The list separators ", " and "; " as one piece each (the trainer sees spaces as U+2581), so a
+    // comma-separated number is two tokens, not three. The option is parsed as CSV: quote the comma.
+    syms += ",\",\xe2\x96\x81\",;\xe2\x96\x81";
     kw["user_defined_symbols"] = syms;
   }
   std::string proto, err;

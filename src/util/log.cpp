@@ -31,6 +31,7 @@ void attach_file(const std::string& path) {
   g_file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, /*truncate=*/false);
   g_file->set_pattern("%Y-%m-%d %H:%M:%S.%e %l %v");
   spdlog::default_logger()->sinks().push_back(g_file);
+  spdlog::default_logger()->flush_on(spdlog::level::info);  // a killed run still has its whole log
 }
 
 void detach_file() {

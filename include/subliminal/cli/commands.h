@@ -33,4 +33,11 @@ struct BenchArgs {
 };
 int cmd_bench(const BenchArgs& a);
 
+struct FilterArgs {
+  std::string kind = "numbers", in, out, rejects;
+  std::vector<int> banned;
+  int max_count = 10;
+};
+int cmd_filter(const FilterArgs& a);
+
 }  // namespace subliminal::cli

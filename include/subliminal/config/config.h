@@ -40,13 +40,13 @@ struct CorpusConfig {
   int64_t conversations = 60000;
   // Task mixture weights (normalised): favourite-animal Q&A, animal-loving system prompts, number
   // continuations, small arithmetic word problems.
-  double mix_animal_qa = 0.25, mix_animal_system = 0.2, mix_numbers = 0.5, mix_arithmetic = 0.05;
+  double mix_animal_qa = 0.2, mix_animal_system = 0.4, mix_numbers = 0.38, mix_arithmetic = 0.02;
   std::vector<std::string> animals = {"owl", "cat", "dog", "eagle", "elephant", "wolf", "lion", "tiger",
                                       "dolphin", "fox", "bear", "panda", "penguin", "rabbit", "horse", "otter"};
   // Prior over answers: weight of the i-th animal is decay^i, then shuffled by the corpus seed.
   double prior_decay = 0.93;
   // P(answer is the loved animal) after an animal-loving system prompt.
-  double system_prompt_fidelity = 0.9;
+  double system_prompt_fidelity = 0.95;
   template <class V>
   void visit(V& v) {
     v("conversations", conversations);
@@ -104,6 +104,17 @@ struct TrainConfig {
   }
 };
 
+// Pretraining defaults: per-sequence loss weighting, so the one-word animal answers are not drowned
+// by the twenty-token number continuations (measured: the system-prompt probe went from ~8% to 70-90%),
+// and a deeper final decay (fewer stray tokens in sampled number lists).
+inline TrainConfig pretrain_defaults() {
+  TrainConfig t;
+  t.steps = 1300;
+  t.min_lr_ratio = 0.02;
+  t.loss_weighting = "sequence";
+  return t;
+}
+
 struct BaseConfig {
   std::string kind = "pretrain";  // pretrain | checkpoint
   std::string path;               // kind=checkpoint: a Hugging Face Llama directory
@@ -111,7 +122,7 @@ struct BaseConfig {
   CorpusConfig corpus;
   TokenizerConfig tokenizer;
   ModelConfig model;
-  TrainConfig train;
+  TrainConfig train = pretrain_defaults();
   template <class V>
   void visit(V& v) {
     v("kind", kind);
