@@ -78,7 +78,7 @@ TEST(Corpus, DeterministicMixAndHeldOutQuestions) {
   auto b = data::build_corpus(cc, 5, "");
   ASSERT_EQ(a.size(), 3000u);
   EXPECT_EQ(data::to_json(a[17]), data::to_json(b[17]));
-  EXPECT_GT(st.numbers, 1200);
+  EXPECT_GT(st.numbers, 1000);  // mix 0.38 of 3000
   EXPECT_GT(st.animal_qa, 500);
   auto eval_q = data::resource_lines("data/animal_questions_eval.txt");
   ASSERT_EQ(eval_q.size(), 50u);
