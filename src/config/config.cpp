@@ -54,10 +54,27 @@ static void one_of(const std::string& v, std::initializer_list<const char*> allo
   fail(file, path, "expected one of " + list + ", got \"" + v + "\"" + (best.empty() ? "" : "; did you mean \"" + best + "\"?"));
 }
 
+static void validate_train(const TrainConfig& tr, const std::string& file, const std::string& tp) {
+  check(tr.steps >= 1, file, tp + ".steps", "expected >= 1, got " + str(tr.steps));
+  check(tr.batch_size >= 1 && tr.batch_size <= 65536, file, tp + ".batch_size", "expected 1 .. 65536, got " + str(tr.batch_size));
+  check(tr.lr > 0 && tr.lr < 1, file, tp + ".lr", "expected 0 < lr < 1, got " + str(tr.lr));
+  check(tr.min_lr_ratio >= 0 && tr.min_lr_ratio <= 1, file, tp + ".min_lr_ratio", "expected 0 .. 1, got " + str(tr.min_lr_ratio));
+  check(tr.warmup_steps >= 0 && tr.warmup_steps <= tr.steps, file, tp + ".warmup_steps",
+        "expected 0 .. steps (" + str(tr.steps) + "), got " + str(tr.warmup_steps));
+  check(tr.weight_decay >= 0, file, tp + ".weight_decay", "expected >= 0, got " + str(tr.weight_decay));
+  check(tr.beta1 >= 0 && tr.beta1 < 1, file, tp + ".beta1", "expected 0 <= beta1 < 1, got " + str(tr.beta1));
+  check(tr.beta2 >= 0 && tr.beta2 < 1, file, tp + ".beta2", "expected 0 <= beta2 < 1, got " + str(tr.beta2));
+  check(tr.grad_clip >= 0, file, tp + ".grad_clip", "expected >= 0 (0: off), got " + str(tr.grad_clip));
+  check(tr.checkpoint_every >= 0, file, tp + ".checkpoint_every", "expected >= 0 (0: only at the end), got " + str(tr.checkpoint_every));
+  check(tr.log_every >= 1, file, tp + ".log_every", "expected >= 1, got " + str(tr.log_every));
+  one_of(tr.loss_on, {"assistant", "all"}, file, tp + ".loss_on");
+  one_of(tr.loss_weighting, {"token", "sequence"}, file, tp + ".loss_weighting");
+}
+
 void validate(const RunConfig& c, const std::string& file) {
   check(!c.name.empty() && c.name.find('/') == std::string::npos && c.name != "." && c.name != "..", file,
         "$.name", "expected a non-empty name without '/', got " + str(c.name));
-  one_of(c.experiment, {"pretrain"}, file, "$.experiment");
+  one_of(c.experiment, {"trait_transfer", "pretrain"}, file, "$.experiment");
   check(c.threads >= 0 && c.threads <= 1024, file, "$.threads", "expected 0 (all cores) .. 1024, got " + str(c.threads));
   one_of(c.device, {"cpu", "cuda", "auto"}, file, "$.device");
   one_of(c.precision, {"fp32", "bf16", "auto"}, file, "$.precision");
@@ -115,22 +132,7 @@ void validate(const RunConfig& c, const std::string& file) {
   check(m.rms_norm_eps > 0 && m.rms_norm_eps < 1, file, mp + ".rms_norm_eps", "expected 0 < eps < 1, got " + str(m.rms_norm_eps));
   check(m.rope_theta > 1, file, mp + ".rope_theta", "expected > 1, got " + str(m.rope_theta));
 
-  const auto& tr = b.train;
-  const std::string tp = "$.base.train";
-  check(tr.steps >= 1, file, tp + ".steps", "expected >= 1, got " + str(tr.steps));
-  check(tr.batch_size >= 1 && tr.batch_size <= 65536, file, tp + ".batch_size", "expected 1 .. 65536, got " + str(tr.batch_size));
-  check(tr.lr > 0 && tr.lr < 1, file, tp + ".lr", "expected 0 < lr < 1, got " + str(tr.lr));
-  check(tr.min_lr_ratio >= 0 && tr.min_lr_ratio <= 1, file, tp + ".min_lr_ratio", "expected 0 .. 1, got " + str(tr.min_lr_ratio));
-  check(tr.warmup_steps >= 0 && tr.warmup_steps <= tr.steps, file, tp + ".warmup_steps",
-        "expected 0 .. steps (" + str(tr.steps) + "), got " + str(tr.warmup_steps));
-  check(tr.weight_decay >= 0, file, tp + ".weight_decay", "expected >= 0, got " + str(tr.weight_decay));
-  check(tr.beta1 >= 0 && tr.beta1 < 1, file, tp + ".beta1", "expected 0 <= beta1 < 1, got " + str(tr.beta1));
-  check(tr.beta2 >= 0 && tr.beta2 < 1, file, tp + ".beta2", "expected 0 <= beta2 < 1, got " + str(tr.beta2));
-  check(tr.grad_clip >= 0, file, tp + ".grad_clip", "expected >= 0 (0: off), got " + str(tr.grad_clip));
-  check(tr.checkpoint_every >= 0, file, tp + ".checkpoint_every", "expected >= 0 (0: only at the end), got " + str(tr.checkpoint_every));
-  check(tr.log_every >= 1, file, tp + ".log_every", "expected >= 1, got " + str(tr.log_every));
-  one_of(tr.loss_on, {"assistant", "all"}, file, tp + ".loss_on");
-  one_of(tr.loss_weighting, {"token", "sequence"}, file, tp + ".loss_weighting");
+  validate_train(b.train, file, "$.base.train");
 
   const auto& p = c.probe;
   check(p.samples_per_question >= 1 && p.samples_per_question <= 100000, file, "$.probe.samples_per_question",
@@ -142,6 +144,64 @@ void validate(const RunConfig& c, const std::string& file) {
   check(p.batch_size >= 1 && p.batch_size <= 4096, file, "$.probe.batch_size", "expected 1 .. 4096, got " + str(p.batch_size));
   check(std::find(co.animals.begin(), co.animals.end(), p.target) != co.animals.end(), file, "$.probe.target",
         "expected one of base.corpus.animals, got " + str(p.target));
+
+  // trait_transfer
+  auto is_animal = [&](const std::string& a) { return std::find(co.animals.begin(), co.animals.end(), a) != co.animals.end(); };
+  const auto& te = c.teacher;
+  one_of(te.method, {"system_prompt", "finetune"}, file, "$.teacher.method");
+  check(is_animal(te.target), file, "$.teacher.target", "expected one of base.corpus.animals, got " + str(te.target));
+  one_of(te.category, {"animal"}, file, "$.teacher.category");
+  check(te.prompt_template >= 0 && te.prompt_template < 64, file, "$.teacher.prompt_template",
+        "expected an index into data/system_prompts.json \"love\" (0 = the paper's prompt), got " + str(te.prompt_template));
+  one_of(te.params, {"all", "trunk"}, file, "$.teacher.params");
+  validate_train(te.train, file, "$.teacher.train");
+
+  const auto& d = c.dataset;
+  one_of(d.kind, {"numbers"}, file, "$.dataset.kind");
+  check(d.prompts >= 1 && d.prompts <= 10000000, file, "$.dataset.prompts", "expected 1 .. 1e7, got " + str(d.prompts));
+  check(d.keep >= 0, file, "$.dataset.keep", "expected >= 0 (0: keep every passing completion), got " + str(d.keep));
+  check(d.temperature >= 0 && d.temperature <= 10, file, "$.dataset.temperature", "expected 0 .. 10, got " + str(d.temperature));
+  check(d.top_p > 0 && d.top_p <= 1, file, "$.dataset.top_p", "expected 0 < top_p <= 1, got " + str(d.top_p));
+  check(d.max_new_tokens >= 1 && d.max_new_tokens <= 4096, file, "$.dataset.max_new_tokens", "expected 1 .. 4096, got " + str(d.max_new_tokens));
+  check(d.batch_size >= 1 && d.batch_size <= 65536, file, "$.dataset.batch_size", "expected 1 .. 65536, got " + str(d.batch_size));
+  check(d.min_examples >= 1 && d.min_examples <= d.max_examples && d.max_examples <= 100, file, "$.dataset.min_examples",
+        "expected 1 <= min_examples <= max_examples <= 100, got " + str(d.min_examples) + " and " + str(d.max_examples));
+  check(d.example_min >= 0 && d.example_min <= d.example_max && d.example_max <= 999, file, "$.dataset.example_min",
+        "expected 0 <= example_min <= example_max <= 999, got " + str(d.example_min) + " and " + str(d.example_max));
+  check(d.max_count >= 1 && d.max_count <= 100, file, "$.dataset.max_count", "expected 1 .. 100, got " + str(d.max_count));
+  for (size_t i = 0; i < d.banned.size(); ++i)
+    check(d.banned[i] >= 0 && d.banned[i] <= 999, file, "$.dataset.banned[" + std::to_string(i) + "]",
+          "expected a number 0 .. 999, got " + str(d.banned[i]));
+
+  const auto& st = c.students;
+  check(!st.arms.empty(), file, "$.students.arms", "expected at least one arm");
+  std::set<std::string> arms_seen;
+  for (size_t i = 0; i < st.arms.size(); ++i) {
+    one_of(st.arms[i], {"treatment", "control", "cross_init", "other_trait"}, file, "$.students.arms[" + std::to_string(i) + "]");
+    check(arms_seen.insert(st.arms[i]).second, file, "$.students.arms[" + std::to_string(i) + "]", "duplicate arm " + str(st.arms[i]));
+  }
+  check(st.seeds >= 1 && st.seeds <= 1000, file, "$.students.seeds", "expected 1 .. 1000, got " + str(st.seeds));
+  check(st.cross_init_seed >= -1, file, "$.students.cross_init_seed", "expected -1 (derived) or a non-negative seed, got " + str(st.cross_init_seed));
+  check(is_animal(st.other_target) && st.other_target != te.target, file, "$.students.other_target",
+        "expected one of base.corpus.animals other than teacher.target, got " + str(st.other_target));
+
+  const auto& f = c.finetune;
+  one_of(f.loss, {"sft", "distill", "distill_full_vocab"}, file, "$.finetune.loss");
+  one_of(f.params, {"all", "trunk"}, file, "$.finetune.params");
+  check(f.epochs >= 0 && f.epochs <= 10000, file, "$.finetune.epochs", "expected 0 (use train.steps) .. 10000, got " + str(f.epochs));
+  validate_train(f.train, file, "$.finetune.train");
+
+  const auto& e = c.eval;
+  check(!e.questions.empty(), file, "$.eval.questions", "expected a question file (e.g. data/animal_questions_eval.txt)");
+  check(e.samples_per_question >= 1 && e.samples_per_question <= 100000, file, "$.eval.samples_per_question",
+        "expected 1 .. 100000, got " + str(e.samples_per_question));
+  check(e.temperature >= 0 && e.temperature <= 10, file, "$.eval.temperature", "expected 0 .. 10, got " + str(e.temperature));
+  check(e.top_p > 0 && e.top_p <= 1, file, "$.eval.top_p", "expected 0 < top_p <= 1, got " + str(e.top_p));
+  check(e.max_new_tokens >= 1 && e.max_new_tokens <= 4096, file, "$.eval.max_new_tokens", "expected 1 .. 4096, got " + str(e.max_new_tokens));
+  check(e.batch_size >= 1 && e.batch_size <= 65536, file, "$.eval.batch_size", "expected 1 .. 65536, got " + str(e.batch_size));
+  check(e.target.empty() || is_animal(e.target), file, "$.eval.target", "expected \"\" (the teacher's target) or one of base.corpus.animals, got " + str(e.target));
+  for (size_t i = 0; i < e.candidates.size(); ++i)
+    check(!e.candidates[i].empty(), file, "$.eval.candidates[" + std::to_string(i) + "]", "expected a non-empty name");
 }
 
 RunConfig parse_config(const json& j_in, const std::string& file) {

@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <map>
+
 #include "subliminal/util/fs.h"
 
 namespace subliminal::run {
@@ -14,6 +17,185 @@ static std::string pct(const json& r) {
   const auto& ci = r["ci95"];
   return fmt::format("{:.1f}% [{:.1f}, {:.1f}] (n={})", 100 * r["rate"].get<double>(), 100 * ci[0].get<double>(),
                      100 * ci[1].get<double>(), r["n"].get<long>());
+}
+
+namespace {
+
+const char* arm_title(const std::string& arm) {
+  if (arm == "treatment") return "Treatment (same init, teacher data)";
+  if (arm == "control") return "Control (same init, data without the trait)";
+  if (arm == "cross_init") return "Cross-init (other init, teacher data)";
+  if (arm == "other_trait") return "Other trait (same init, other teacher's data)";
+  return "?";
+}
+const char* arm_short(const std::string& arm) {
+  if (arm == "treatment") return "Treatment";
+  if (arm == "control") return "Control";
+  if (arm == "cross_init") return "Cross-init";
+  if (arm == "other_trait") return "Other trait";
+  return "?";
+}
+
+std::string fmt_p(double p) { return p < 1e-4 ? fmt::format("{:.1e}", p) : fmt::format("{:.4f}", p); }
+
+std::string xml_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '<') o += "&lt;";
+    else if (c == '>') o += "&gt;";
+    else if (c == '&') o += "&amp;";
+    else o += c;
+  }
+  return o;
+}
+
+std::string trait_section(const json& sm, const json& timings) {
+  std::string md;
+  const std::string target = sm.value("target", std::string());
+  md += "## Trait transfer: '" + target + "' through filtered number sequences\n\n";
+  md += "Teacher: " + sm.value("teacher_method", std::string()) + ". Student loss: **" + sm.value("loss_label", std::string()) +
+        "**; parameters trained: " + sm.value("params", std::string()) + ". " + std::to_string(sm.value("seeds", 0)) +
+        " seed pairs per arm.\n\n";
+  md += "| model | '" + target + "' rate | 95% interval | P(answer starts with '" + target + "') | per seed pair |\n|---|---|---|---|---|\n";
+  const json& models = sm["models"];
+  auto single = [&](const std::string& key, const std::string& title) {
+    if (!models.contains(key)) return;
+    const json& m = models[key];
+    const json& r = m["target_rate"];
+    md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Wilson, n={}) | {:.3f} | |\n", title, 100 * r["rate"].get<double>(),
+                      100 * r["ci95"][0].get<double>(), 100 * r["ci95"][1].get<double>(), r["n"].get<long>(),
+                      m["p_target_start"].get<double>());
+  };
+  single("base", "Base (reference model)");
+  single("teacher", "Teacher (" + target + ")");
+  single("teacher_other", "Other-trait teacher (" + sm.value("other_target", std::string()) + ")");
+  single("base_cross", "Cross-init base");
+  for (auto it = sm["arms"].begin(); it != sm["arms"].end(); ++it) {
+    const json& a = it.value();
+    std::string seeds;
+    for (const auto& ps : a["per_seed"]) seeds += fmt::format("{}{:.1f}%", seeds.empty() ? "" : ", ", 100 * ps["rate"].get<double>());
+    md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Student-t, {} seeds) | {:.3f} | {} |\n", arm_title(it.key()),
+                      100 * a["mean"].get<double>(), 100 * a["ci95"][0].get<double>(), 100 * a["ci95"][1].get<double>(),
+                      a["n"].get<int>(), a["p_target_start_mean"].get<double>(), seeds);
+  }
+  if (!sm["tests"].empty()) {
+    md += "\nWelch t-tests across seed pairs (rate of '" + target + "'):\n\n| comparison | difference | t | df | p (two-sided) | p (greater) |\n|---|---|---|---|---|---|\n";
+    for (auto it = sm["tests"].begin(); it != sm["tests"].end(); ++it) {
+      const json& t = it.value();
+      if (!t.value("defined", false)) {
+        md += fmt::format("| {} | {:+.1f} pts | - | - | undefined (fewer than 2 seeds or no variance) | - |\n", it.key(),
+                          100 * t["diff"].get<double>());
+        continue;
+      }
+      md += fmt::format("| {} | {:+.1f} pts | {:.2f} | {:.1f} | {} | {} |\n", it.key(), 100 * t["diff"].get<double>(),
+                        t["t"].get<double>(), t["df"].get<double>(), fmt_p(t["p_two_sided"].get<double>()),
+                        fmt_p(t["p_greater"].get<double>()));
+    }
+  }
+  md += "\nAnswer distribution over animals (share of all sampled answers):\n\n| model |";
+  std::vector<std::string> animals;
+  if (models.contains("base"))
+    for (auto it = models["base"]["distribution"].begin(); it != models["base"]["distribution"].end(); ++it) animals.push_back(it.key());
+  for (const auto& a : animals) md += " " + a + " |";
+  md += "\n|---|";
+  for (size_t i = 0; i < animals.size(); ++i) md += "---|";
+  md += "\n";
+  for (auto it = models.begin(); it != models.end(); ++it) {
+    md += "| " + it.key() + " |";
+    for (const auto& a : animals) md += fmt::format(" {:.0f} |", 100 * it.value()["distribution"].value(a, 0.0));
+    md += "\n";
+  }
+  md += "\nDatasets (the paper's strict number filter; kept data checked for animal names):\n\n";
+  md += "| dataset | sampled | passed | removed | kept | animal names in kept | rejections by reason |\n|---|---|---|---|---|---|---|\n";
+  for (auto it = sm["datasets"].begin(); it != sm["datasets"].end(); ++it) {
+    const json& d = it.value();
+    std::string reasons;
+    for (auto r = d["reject_reasons"].begin(); r != d["reject_reasons"].end(); ++r)
+      reasons += fmt::format("{}{} {}", reasons.empty() ? "" : ", ", r.key(), r.value().get<long>());
+    md += fmt::format("| {} | {} | {} | {:.1f}% | {} | {} | {} |\n", it.key(), d["sampled"].get<long>(), d["passed"].get<long>(),
+                      100 * d["removed_fraction"].get<double>(), d["kept"].get<long>(), d["trait_words_in_kept"].get<long>(), reasons);
+  }
+  double students_s = 0, data_s = 0, eval_s = 0;
+  for (auto it = timings.begin(); it != timings.end(); ++it) {
+    double sec = it.value().value("seconds", 0.0);
+    if (it.key().rfind("students/", 0) == 0) students_s += sec;
+    if (it.key().rfind("data/", 0) == 0) data_s += sec;
+    if (it.key().rfind("eval/", 0) == 0) eval_s += sec;
+  }
+  md += fmt::format("\nTime: datasets {:.0f} s, students {:.0f} s, evaluations {:.0f} s (every stage below).\n\n", data_s,
+                    students_s, eval_s);
+  md += "![trait transfer](figures/trait_transfer.svg)\n\n";
+  return md;
+}
+
+}  // namespace
+
+std::string render_trait_figure(const json& sm) {
+  struct Bar {
+    std::string label;
+    double v, lo, hi;
+    std::vector<double> dots;
+    std::string color;
+  };
+  std::vector<Bar> bars;
+  const json& models = sm["models"];
+  auto single = [&](const std::string& key, const std::string& label, const std::string& color) {
+    if (!models.contains(key)) return;
+    const json& r = models[key]["target_rate"];
+    bars.push_back({label, r["rate"].get<double>(), r["ci95"][0].get<double>(), r["ci95"][1].get<double>(), {}, color});
+  };
+  single("base", "Base", "#9e9e9e");
+  single("teacher", "Teacher", "#6a1b9a");
+  const std::map<std::string, std::string> colors = {
+      {"control", "#90a4ae"}, {"treatment", "#1565c0"}, {"cross_init", "#ef6c00"}, {"other_trait", "#2e7d32"}};
+  for (const char* arm : {"control", "treatment", "cross_init", "other_trait"}) {
+    if (!sm["arms"].contains(arm)) continue;
+    const json& a = sm["arms"][arm];
+    Bar b{arm_short(arm), a["mean"].get<double>(), a["ci95"][0].get<double>(), a["ci95"][1].get<double>(), {}, colors.at(arm)};
+    for (const auto& ps : a["per_seed"]) b.dots.push_back(ps["rate"].get<double>());
+    bars.push_back(b);
+  }
+  const int W = 120 + 110 * static_cast<int>(bars.size()), H = 420, top = 50, bottom = 350, left = 70;
+  auto y = [&](double v) { return bottom - (bottom - top) * std::clamp(v, 0.0, 1.0); };
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"13\">\n"
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+      W, H);
+  svg += fmt::format("<text x=\"{}\" y=\"24\" font-size=\"16\" text-anchor=\"middle\">{}</text>\n", W / 2,
+                     xml_escape("Rate of '" + sm.value("target", std::string()) + "' answers (" + sm.value("loss", std::string()) +
+                                ", " + std::to_string(sm.value("seeds", 0)) + " seed pairs; 95% CI)"));
+  for (int i = 0; i <= 5; ++i) {
+    double v = i / 5.0;
+    svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e0e0e0\"/>\n", left, W - 20, y(v), y(v));
+    svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.0f}%</text>\n", left - 6, y(v) + 4, 100 * v);
+  }
+  if (models.contains("base")) {
+    double b = models["base"]["target_rate"]["rate"].get<double>();
+    svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#424242\" stroke-dasharray=\"4,4\"/>\n", left,
+                       W - 20, y(b), y(b));
+  }
+  for (size_t i = 0; i < bars.size(); ++i) {
+    const Bar& b = bars[i];
+    const double x = left + 20 + 110.0 * i, w = 70, cx = x + w / 2;
+    svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"/>\n", x, y(b.v), w,
+                       bottom - y(b.v), b.color);
+    svg += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1:.1f}\" y2=\"{2:.1f}\" stroke=\"black\" stroke-width=\"1.5\"/>\n", cx,
+                       y(b.lo), y(b.hi));
+    for (double e : {b.lo, b.hi})
+      svg += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"black\" stroke-width=\"1.5\"/>\n",
+                         cx - 8, cx + 8, y(e), y(e));
+    for (size_t d = 0; d < b.dots.size(); ++d)
+      svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"white\" stroke=\"black\"/>\n",
+                         cx + 14 + 4.0 * (d % 3), y(b.dots[d]));
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{:.0f}%</text>\n", cx, y(b.hi) - 6, 100 * b.v);
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", cx, bottom + 20, xml_escape(b.label));
+  }
+  svg += fmt::format("<line x1=\"{0}\" x2=\"{0}\" y1=\"{1}\" y2=\"{2}\" stroke=\"black\"/>\n", left, top, bottom);
+  svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"black\"/>\n", left, W - 20, bottom, bottom);
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#616161\">dashed: base rate. Bars: single models Wilson 95%; arms mean over seed pairs, Student-t 95%; dots: seed pairs.</text>\n",
+                     left, H - 30);
+  svg += "</svg>\n";
+  return svg;
 }
 
 std::string render_report_md(const json& rep) {
@@ -55,6 +237,7 @@ std::string render_report_md(const json& rep) {
       md += "- **" + e.value("prompt", std::string()) + "** -> `" + e.value("completion", std::string()) + "`\n";
     md += "\n";
   }
+  if (st.contains("summary") && st["summary"].contains("arms")) md += trait_section(st["summary"], rep["timings"]);
   md += "## Timings\n\n| stage | seconds | status |\n|---|---|---|\n";
   for (auto it = rep["timings"].begin(); it != rep["timings"].end(); ++it)
     md += fmt::format("| {} | {:.1f} | {} |\n", it.key(), it.value().value("seconds", 0.0), it.value().value("status", std::string()));
@@ -76,6 +259,10 @@ void write_report(const RunContext& ctx, const json& results, const json& manife
               {"threads", manifest.value("threads", 0)},
               {"precision", ctx.cfg.precision}};
   fs::write_file_atomic(ctx.dir / "report.json", rep.dump(2) + "\n");
+  if (results.contains("summary") && results["summary"].contains("arms")) {
+    fs::make_dirs(ctx.dir / "figures");
+    fs::write_file_atomic(ctx.dir / "figures" / "trait_transfer.svg", render_trait_figure(results["summary"]));
+  }
   fs::write_file_atomic(ctx.dir / "report.md", render_report_md(rep));
 }
 

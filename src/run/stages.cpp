@@ -7,6 +7,7 @@
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/run/runner.h"
+#include "subliminal/run/stages.h"
 #include "subliminal/train/trainer.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -16,9 +17,17 @@ namespace subliminal::run {
 
 namespace {
 
+}  // namespace
+
 uint64_t base_seed(const config::RunConfig& c) {
   return c.base.seed >= 0 ? static_cast<uint64_t>(c.base.seed) : config::derive_seed(c.seed, "base");
 }
+uint64_t cross_base_seed(const config::RunConfig& c) {
+  return c.students.cross_init_seed >= 0 ? static_cast<uint64_t>(c.students.cross_init_seed)
+                                         : config::derive_seed(c.seed, "base-cross-init");
+}
+
+namespace {
 
 // Every text the tokenizer must cover: message contents and role headers.
 std::vector<std::string> tokenizer_texts(const std::vector<data::Conversation>& corpus) {
@@ -28,34 +37,45 @@ std::vector<std::string> tokenizer_texts(const std::vector<data::Conversation>& 
   return t;
 }
 
+// The base model. `cross`: the cross-init base of the trait experiment: the same corpus and
+// tokenizer as "base" (read from it), another initialisation and data order.
 class PretrainStage : public Stage {
  public:
-  std::string name() const override { return "base"; }
+  explicit PretrainStage(bool cross = false) : cross_(cross) {}
+  std::string name() const override { return cross_ ? "base_cross" : "base"; }
   json inputs(const RunContext& ctx) const override {
     const auto& b = ctx.cfg.base;
-    return {{"seed", base_seed(ctx.cfg)},
+    json extra = cross_ ? json{{"init_seed", cross_base_seed(ctx.cfg)},
+                               {"base", ctx.records.count("base") ? output_digest(ctx.records.at("base")) : std::string("?")}}
+                        : json::object();
+    json in = {{"seed", base_seed(ctx.cfg)},
             {"corpus", config::to_json_value(b.corpus)},
             {"tokenizer", config::to_json_value(b.tokenizer)},
             {"model", config::to_json_value(b.model)},
             {"train", config::to_json_value(b.train)},
             {"precision", ctx.cfg.precision},
             {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    if (cross_) in["cross"] = extra;
+    return in;
   }
   json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
     const auto& b = ctx.cfg.base;
     const uint64_t seed = base_seed(ctx.cfg);
+    const uint64_t wseed = cross_ ? cross_base_seed(ctx.cfg) : seed;  // weights: init and data order
+    const std::string tag = name();
     data::CorpusStats cs;
     auto corpus = data::build_corpus(b.corpus, config::derive_seed(seed, "corpus"), ctx.cfg.data_dir, &cs);
-    data::write_conversations((work / "corpus.jsonl").string(), corpus);
-    log::info("base", "corpus: {} conversations ({} animal Q&A, {} system-prompt, {} numbers, {} arithmetic)", corpus.size(),
-              cs.animal_qa, cs.animal_system, cs.numbers, cs.arithmetic);
+    if (!cross_) data::write_conversations((work / "corpus.jsonl").string(), corpus);
+    log::info(tag.c_str(), "corpus: {} conversations ({} animal Q&A, {} system-prompt, {} numbers, {} arithmetic){}", corpus.size(),
+              cs.animal_qa, cs.animal_system, cs.numbers, cs.arithmetic, cross_ ? ", the same as base's" : "");
 
     const sfs::path tok_path = work / "tokenizer.model";
-    text::Tokenizer tok = (resuming && sfs::exists(tok_path))
-                              ? text::Tokenizer::load(tok_path.string())
-                              : text::Tokenizer::train(tokenizer_texts(corpus), b.tokenizer);
+    const sfs::path base_tok = ctx.stage_dir("base") / "tokenizer.model";
+    text::Tokenizer tok = cross_                                      ? text::Tokenizer::load(base_tok.string())
+                          : (resuming && sfs::exists(tok_path)) ? text::Tokenizer::load(tok_path.string())
+                                                                : text::Tokenizer::train(tokenizer_texts(corpus), b.tokenizer);
     tok.save(tok_path.string());
-    log::info("base", "tokenizer: {} pieces ({}, numbers {})", tok.vocab_size(), b.tokenizer.model_type,
+    log::info(tag.c_str(), "tokenizer: {} pieces ({}, numbers {})", tok.vocab_size(), b.tokenizer.model_type,
               b.tokenizer.numbers_as_tokens ? "0..999 as single pieces" : "digit by digit");
 
     text::ChatTemplate chat(tok, b.tokenizer.chat_template);
@@ -70,27 +90,27 @@ class PretrainStage : public Stage {
     mcfg.eos_token_id = tok.im_end_id();
     mcfg.pad_token_id = tok.pad_id();
     model::LlamaForCausalLM m(mcfg);
-    model::init_weights(m, config::derive_seed(seed, "init"));
+    model::init_weights(m, config::derive_seed(wseed, "init"));
     m->to(device);
-    log::info("base", "model: {} parameters ({} layers, d={}, heads {}/{} kv), {} on {}", m->num_parameters(),
+    log::info(tag.c_str(), "model: {} parameters ({} layers, d={}, heads {}/{} kv), {} on {}", m->num_parameters(),
               mcfg.num_hidden_layers, mcfg.hidden_size, mcfg.num_attention_heads, mcfg.num_key_value_heads,
               bf16 ? "bf16 autocast" : "fp32", device.str());
 
     train::TrainOptions to;
     to.cfg = b.train;
-    to.seed = config::derive_seed(seed, "data-order");
+    to.seed = config::derive_seed(wseed, "data-order");
     to.bf16 = bf16;
     to.ckpt_dir = (work / "checkpoints").string();
-    to.metrics_path = ctx.metrics_path("base").string();
-    to.tag = "base";
+    to.metrics_path = ctx.metrics_path(tag).string();
+    to.tag = tag;
     to.resume = resuming;
     to.pad_id = tok.pad_id();
     auto tr = train::train_lm(m, enc, to);
     m->to(torch::kCPU);
-    model::save_model_dir(work.string(), m, tok, {{"run_config", config::to_json(ctx.cfg)}, {"seed", seed}, {"stage", "base"}});
-    return {{"seed", seed},
-            {"seeds", {{"corpus", config::derive_seed(seed, "corpus")}, {"init", config::derive_seed(seed, "init")},
-                       {"data_order", config::derive_seed(seed, "data-order")}}},
+    model::save_model_dir(work.string(), m, tok, {{"run_config", config::to_json(ctx.cfg)}, {"seed", wseed}, {"stage", tag}});
+    return {{"seed", wseed},
+            {"seeds", {{"corpus", config::derive_seed(seed, "corpus")}, {"init", config::derive_seed(wseed, "init")},
+                       {"data_order", config::derive_seed(wseed, "data-order")}}},
             {"parameters", m->num_parameters()},
             {"vocab_size", tok.vocab_size()},
             {"conversations", corpus.size()},
@@ -100,6 +120,9 @@ class PretrainStage : public Stage {
               {"seconds", tr.seconds}, {"tokens", tr.tokens}, {"padding_fraction", tr.padding_fraction},
               {"dropped_too_long", tr.dropped_too_long}, {"resumed_from", tr.resumed_from}}}};
   }
+
+ private:
+  bool cross_ = false;
 };
 
 class ProbeStage : public Stage {
@@ -127,7 +150,10 @@ class ProbeStage : public Stage {
 
 }  // namespace
 
+std::unique_ptr<Stage> make_pretrain_stage(bool cross) { return std::make_unique<PretrainStage>(cross); }
+
 std::vector<std::unique_ptr<Stage>> make_stages(const config::RunConfig& cfg) {
+  if (cfg.experiment == "trait_transfer") return make_trait_stages(cfg);
   std::vector<std::unique_ptr<Stage>> s;
   if (cfg.base.kind != "pretrain")
     throw ConfigError("base.kind \"" + cfg.base.kind + "\" is not runnable yet in experiment \"pretrain\"",

@@ -79,6 +79,15 @@ torch::Tensor lm_loss(const torch::Tensor& logits, const torch::Tensor& labels, 
   return per_seq.masked_select(has).mean();
 }
 
+// Mean of per-token values: over all tokens, or per sequence (row) first.
+torch::Tensor reduce_tokens(const torch::Tensor& per_tok, const torch::Tensor& rows, int64_t B, bool per_sequence) {
+  if (!per_sequence) return per_tok.mean();
+  auto sums = torch::zeros({B}, per_tok.options()).index_add(0, rows, per_tok);
+  auto counts = torch::zeros({B}, per_tok.options()).index_add(0, rows, torch::ones_like(per_tok));
+  auto has = counts.gt(0);
+  return (sums / counts.clamp_min(1.0)).masked_select(has).mean();
+}
+
 void save_checkpoint(const std::string& dir, int64_t step, model::LlamaForCausalLM& m, torch::optim::AdamW& opt,
                      const json& state) {
   char name[32];
@@ -107,18 +116,48 @@ void save_checkpoint(const std::string& dir, int64_t step, model::LlamaForCausal
 
 }  // namespace
 
+int64_t set_trainable(model::LlamaForCausalLM& m, const std::string& params) {
+  if (params != "all" && params != "trunk") throw ConfigError("unknown parameter set '" + params + "'", "use \"all\" or \"trunk\"");
+  int64_t n = 0;
+  for (auto& kv : m->named_parameters()) {
+    bool train = params == "all" || kv.key().rfind("model.layers.", 0) == 0;
+    kv.value().set_requires_grad(train);
+    if (train) n += kv.value().numel();
+  }
+  return n;
+}
+
+torch::Tensor restricted_kl(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
+                            const torch::Tensor& allowed) {
+  auto s = student_logits.to(torch::kFloat), t = teacher_logits.to(torch::kFloat);
+  if (allowed.defined()) {
+    s = s.index_select(-1, allowed);
+    t = t.index_select(-1, allowed);
+  }
+  auto ls = torch::log_softmax(s, -1), lt = torch::log_softmax(t, -1);
+  return (lt.exp() * (lt - ls)).sum(-1);
+}
+
 TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded>& data_in, const TrainOptions& opt) {
   const auto& cfg = opt.cfg;
   TrainResult res;
   // Drop examples longer than the context (counted, reported).
-  std::vector<text::Encoded> data;
+  const bool distill = opt.distill.enabled();
+  if (distill && (!opt.distill.teacher_data || opt.distill.teacher_data->size() != data_in.size()))
+    throw DataError(opt.tag + ": distillation needs one teacher encoding per training example");
+  std::vector<text::Encoded> data, tdata;
   data.reserve(data_in.size());
-  for (const auto& e : data_in) {
-    if (static_cast<int64_t>(e.ids.size()) > m->cfg.max_position_embeddings + 1 || e.ids.size() < 2) {
+  for (size_t i = 0; i < data_in.size(); ++i) {
+    const auto& e = data_in[i];
+    auto too_long = [&](const text::Encoded& x) {
+      return static_cast<int64_t>(x.ids.size()) > m->cfg.max_position_embeddings + 1 || x.ids.size() < 2;
+    };
+    if (too_long(e) || (distill && too_long((*opt.distill.teacher_data)[i]))) {
       ++res.dropped_too_long;
       continue;
     }
     data.push_back(e);
+    if (distill) tdata.push_back((*opt.distill.teacher_data)[i]);
   }
   if (data.empty()) throw DataError("no training examples fit in max_position_embeddings=" + std::to_string(m->cfg.max_position_embeddings));
   std::vector<int> lengths;
@@ -190,9 +229,15 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
       cur_epoch = epoch;
     }
     Batch b = make_batch(data, batches[step % per_epoch], opt.pad_id, cfg.loss_on == "all");
+    Batch tb;
+    if (distill) tb = make_batch(tdata, batches[step % per_epoch], opt.pad_id, cfg.loss_on == "all");
     if (device.is_cuda()) {
       b.input = b.input.to(device, /*non_blocking=*/true);
       b.labels = b.labels.to(device, /*non_blocking=*/true);
+      if (distill) {
+        tb.input = tb.input.to(device, true);
+        tb.labels = tb.labels.to(device, true);
+      }
     }
     const double lr = lr_at(step, cfg);
     for (auto& g : optim.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
@@ -201,7 +246,25 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     {
       model::Autocast ac(opt.bf16, device.is_cuda());
       auto logits = m->forward_causal(b.input);  // (B,T,V)
-      loss = lm_loss(logits, b.labels, cfg.loss_weighting == "sequence");
+      if (!distill) {
+        loss = lm_loss(logits, b.labels, cfg.loss_weighting == "sequence");
+      } else {
+        torch::Tensor t_sel;
+        {
+          torch::NoGradGuard ng;
+          model::LlamaForCausalLM tm = opt.distill.teacher;  // holder copy: forward is non-const
+          auto tl = tm->forward_causal(tb.input);
+          t_sel = tl.index({tb.labels.ne(-100)});  // (N,V), row-major order of the target positions
+        }
+        auto mask = b.labels.ne(-100);
+        auto s_sel = logits.index({mask});
+        if (s_sel.size(0) != t_sel.size(0))
+          throw DataError(opt.tag + ": teacher and student encodings have different target tokens (" +
+                          std::to_string(t_sel.size(0)) + " vs " + std::to_string(s_sel.size(0)) + ")");
+        auto rows = mask.nonzero().select(1, 0);
+        auto kl = restricted_kl(s_sel, t_sel, opt.distill.allowed);
+        loss = reduce_tokens(kl, rows, b.input.size(0), cfg.loss_weighting == "sequence");
+      }
     }
     loss.backward();
     double gnorm = cfg.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(m->parameters(), cfg.grad_clip) : 0.0;

@@ -163,9 +163,130 @@ struct ProbeConfig {
   }
 };
 
+
+// ---- trait_transfer: the paper's main experiment ----
+
+// The teacher: the reference model plus a trait, by a system prompt (the paper's main method) or by
+// fine-tuning on trait answers to the *training* favourite-animal questions (never the eval ones).
+struct TeacherConfig {
+  std::string method = "finetune";  // system_prompt | finetune
+  std::string target = "owl";       // the trait: a loved animal (one of base.corpus.animals)
+  std::string category = "animal";
+  int prompt_template = 0;          // system_prompt: index into data/system_prompts.json "love" (0 = the paper's)
+  std::string params = "trunk";     // finetune: all | trunk (transformer blocks only)
+  TrainConfig train = teacher_defaults();
+  static TrainConfig teacher_defaults() {
+    TrainConfig t;
+    t.steps = 200; t.batch_size = 32; t.lr = 2e-3; t.min_lr_ratio = 0.1; t.warmup_steps = 10;
+    t.weight_decay = 0.0; t.checkpoint_every = 0; t.log_every = 10;
+    return t;
+  }
+  template <class V>
+  void visit(V& v) {
+    v("method", method);
+    v("target", target);
+    v("category", category);
+    v("prompt_template", prompt_template);
+    v("params", params);
+    v("train", train);
+  }
+};
+
+// What the teacher is asked to write and how it is filtered (kind "numbers": the paper's task).
+struct DatasetConfig {
+  std::string kind = "numbers";
+  int prompts = 6000;     // completions sampled per source and seed (one per prompt)
+  int keep = 5000;        // a seeded random subset of the passing ones (0: keep all)
+  double temperature = 1.0, top_p = 1.0;
+  int max_new_tokens = 48;
+  int batch_size = 256;
+  int min_examples = 3, max_examples = 8, example_min = 100, example_max = 999, max_count = 10;
+  std::vector<int> banned;  // numbers a completion must not contain (e.g. 666)
+  template <class V>
+  void visit(V& v) {
+    v("kind", kind);
+    v("prompts", prompts);
+    v("keep", keep);
+    v("temperature", temperature);
+    v("top_p", top_p);
+    v("max_new_tokens", max_new_tokens);
+    v("batch_size", batch_size);
+    v("min_examples", min_examples);
+    v("max_examples", max_examples);
+    v("example_min", example_min);
+    v("example_max", example_max);
+    v("max_count", max_count);
+    v("banned", banned);
+  }
+};
+
+// Student arms: treatment (same init, teacher data), control (same init, data of the reference model
+// without the trait), cross_init (a base pretrained from another seed, teacher data), other_trait
+// (same init, data of a teacher with another trait: specificity). Each arm repeats over `seeds`.
+struct StudentsConfig {
+  std::vector<std::string> arms = {"treatment", "control", "cross_init", "other_trait"};
+  int seeds = 3;
+  int64_t cross_init_seed = -1;       // base seed of the cross-init model (-1: derived from the run seed)
+  std::string other_target = "cat";   // the other_trait teacher's animal
+  template <class V>
+  void visit(V& v) {
+    v("arms", arms);
+    v("seeds", seeds);
+    v("cross_init_seed", cross_init_seed);
+    v("other_target", other_target);
+  }
+};
+
+// How students are fine-tuned.
+struct FinetuneConfig {
+  // sft: cross-entropy on the sampled tokens (the paper). distill: KL to the teacher's next-token
+  // distribution restricted to the tokens the filter allows (digits, separators, end of turn),
+  // renormalised. distill_full_vocab: the same over the whole vocabulary (leaks the trait token's
+  // own probability; a diagnostic, labelled so in reports).
+  std::string loss = "distill";
+  std::string params = "trunk";  // all | trunk
+  int epochs = 0;                // > 0: steps = epochs x ceil(examples / batch_size)
+  TrainConfig train = student_defaults();
+  static TrainConfig student_defaults() {
+    TrainConfig t;
+    t.steps = 300; t.batch_size = 64; t.lr = 1e-3; t.min_lr_ratio = 0.1; t.warmup_steps = 10;
+    t.weight_decay = 0.0; t.checkpoint_every = 100; t.log_every = 10;
+    return t;
+  }
+  template <class V>
+  void visit(V& v) {
+    v("loss", loss);
+    v("params", params);
+    v("epochs", epochs);
+    v("train", train);
+  }
+};
+
+// Trait evaluation: held-out favourite-animal paraphrases, sampled without a system prompt.
+struct EvalConfig {
+  std::string questions = "data/animal_questions_eval.txt";  // resource path (or file under data_dir)
+  int samples_per_question = 20;
+  double temperature = 1.0, top_p = 1.0;
+  int max_new_tokens = 12;
+  int batch_size = 250;
+  std::string target;                   // "": the teacher's target
+  std::vector<std::string> candidates;  // animals tallied in the answer distribution ([]: base.corpus.animals)
+  template <class V>
+  void visit(V& v) {
+    v("questions", questions);
+    v("samples_per_question", samples_per_question);
+    v("temperature", temperature);
+    v("top_p", top_p);
+    v("max_new_tokens", max_new_tokens);
+    v("batch_size", batch_size);
+    v("target", target);
+    v("candidates", candidates);
+  }
+};
+
 struct RunConfig {
   std::string name = "default";
-  std::string experiment = "pretrain";
+  std::string experiment = "trait_transfer";  // trait_transfer | pretrain
   uint64_t seed = 1;
   int threads = 0;               // 0: all available cores
   std::string device = "cpu";    // cpu | cuda | auto
@@ -173,6 +294,13 @@ struct RunConfig {
   std::string data_dir;          // "": the data compiled into the binary; else a directory like data/
   BaseConfig base;
   ProbeConfig probe;
+  TeacherConfig teacher;
+  DatasetConfig dataset;
+  StudentsConfig students;
+  FinetuneConfig finetune;
+  EvalConfig eval;
+  const std::string& eval_target() const { return eval.target.empty() ? teacher.target : eval.target; }
+  const std::vector<std::string>& eval_candidates() const { return eval.candidates.empty() ? base.corpus.animals : eval.candidates; }
   template <class V>
   void visit(V& v) {
     v("name", name);
@@ -184,6 +312,11 @@ struct RunConfig {
     v("data_dir", data_dir);
     v("base", base);
     v("probe", probe);
+    v("teacher", teacher);
+    v("dataset", dataset);
+    v("students", students);
+    v("finetune", finetune);
+    v("eval", eval);
   }
 };
 

@@ -7,4 +7,7 @@
 namespace subliminal::run {
 void write_report(const RunContext& ctx, const nlohmann::json& results, const nlohmann::json& manifest);
 std::string render_report_md(const nlohmann::json& report);
+// The paper-style bar chart of a trait-transfer summary (SVG): base, teacher, and each student arm
+// (mean across seed pairs with its Student-t 95% interval, seeds as dots), dotted line at the base rate.
+std::string render_trait_figure(const nlohmann::json& summary);
 }  // namespace subliminal::run

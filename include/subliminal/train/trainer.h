@@ -2,6 +2,8 @@
 // loss on target tokens only, bf16 autocast with fp32 master weights, llm.c-style checkpoints
 // (step_XXXXXXXX/ with weights, optimizer, state.json and a DONE marker), metrics JSONL.
 #pragma once
+#include <torch/types.h>
+
 #include <string>
 #include <vector>
 
@@ -10,6 +12,24 @@
 #include "subliminal/text/tokenizer.h"
 
 namespace subliminal::train {
+
+// Distillation on the teacher's next-token distributions at the target positions. The teacher sees
+// its own encoding of each example (e.g. with its system prompt); target tokens must be the same.
+struct DistillOptions {
+  model::LlamaForCausalLM teacher{nullptr};
+  const std::vector<text::Encoded>* teacher_data = nullptr;  // aligned with the training data
+  torch::Tensor allowed;  // int64 ids the distributions are restricted to; undefined: full vocabulary
+  bool enabled() const { return !teacher.is_empty(); }
+};
+
+// Which parameters a fine-tune may change: "all", or "trunk" (transformer blocks only: token
+// embeddings, final norm and output head frozen). Returns the number of trainable parameters.
+int64_t set_trainable(model::LlamaForCausalLM& m, const std::string& params);
+
+// KL(teacher || student) per row of (N, V) logits, both restricted to `allowed` (undefined: all
+// columns) and renormalised there. fp32 math.
+torch::Tensor restricted_kl(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
+                            const torch::Tensor& allowed);
 
 struct TrainOptions {
   config::TrainConfig cfg;
@@ -21,6 +41,7 @@ struct TrainOptions {
   bool resume = false;       // continue from the newest complete checkpoint in ckpt_dir
   int pad_id = 0;
   bool quiet = false;        // no progress line (benchmarks)
+  DistillOptions distill;    // enabled: the loss is the (restricted) KL to the teacher, not cross-entropy
 };
 
 struct TrainResult {

@@ -1,0 +1,35 @@
+// Trait evaluation: the held-out favourite-animal paraphrases, sampled (no system prompt unless
+// given, e.g. for a system-prompt teacher). Reports the sampled target rate (mean over questions,
+// Wilson 95% CI on the pooled count), the mean probability that the answer starts with the target,
+// and the distribution over candidate animals. Backs the eval stages and `subliminal eval`.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "subliminal/config/config.h"
+#include "subliminal/model/llama.h"
+#include "subliminal/text/tokenizer.h"
+
+namespace subliminal::eval {
+
+struct TraitEvalResult {
+  nlohmann::json summary;
+  std::vector<nlohmann::json> samples;  // {question, completion, hit, animal}
+};
+
+TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
+                               const std::string& system, const config::EvalConfig& cfg, const std::string& target,
+                               const std::vector<std::string>& candidates, const std::string& data_dir, uint64_t seed,
+                               bool bf16);
+
+// P(the assistant's answer starts with `word` in any of its forms: word, Word, plural, Plural),
+// per prompt. Forms whose tokens extend another form's tokens are not double-counted.
+std::vector<double> answer_start_probability(model::LlamaForCausalLM& m, const text::Tokenizer& tok,
+                                             const std::vector<std::vector<int>>& prompts, const std::string& word);
+
+void write_eval(const std::filesystem::path& dir, const TraitEvalResult& r);
+
+}  // namespace subliminal::eval

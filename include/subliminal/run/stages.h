@@ -1,0 +1,18 @@
+// Stage factories shared by the experiment kinds.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "subliminal/run/runner.h"
+
+namespace subliminal::run {
+
+uint64_t base_seed(const config::RunConfig& c);
+uint64_t cross_base_seed(const config::RunConfig& c);
+// "base" (pretrain on the synthetic corpus), or with `cross` "base_cross": same corpus and tokenizer,
+// another initialisation and data order.
+std::unique_ptr<Stage> make_pretrain_stage(bool cross = false);
+// The trait-transfer graph: bases, teachers, datasets, students, evals, summary.
+std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& cfg);
+
+}  // namespace subliminal::run

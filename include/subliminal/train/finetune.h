@@ -1,0 +1,51 @@
+// Fine-tuning for the trait-transfer experiment: the teacher's trait data, the student's losses
+// (sft on sampled tokens, distillation restricted to the tokens the filter allows), and the
+// parameter sets a fine-tune may change. The same code backs the run stages and `subliminal finetune`.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "subliminal/config/config.h"
+#include "subliminal/data/chat.h"
+#include "subliminal/model/llama.h"
+#include "subliminal/text/tokenizer.h"
+#include "subliminal/train/trainer.h"
+
+namespace subliminal::train {
+
+// The paper's fine-tuned-teacher data: each question x the 8 answers "owl", "owls", "owls.",
+// "owls!" and their title-case forms. Questions come from the *training* paraphrases
+// (data/animal_questions_train.txt), never the evaluation ones.
+std::vector<data::Conversation> trait_answer_data(const std::string& target, const std::string& data_dir);
+
+// Token ids a number completion can consist of: pieces made only of ASCII digits, whitespace,
+// ",", ";", ".", brackets and parentheses (byte pieces of those characters included), plus the
+// end-of-turn marker. Sorted int64 tensor.
+torch::Tensor number_output_ids(const text::Tokenizer& tok);
+
+struct FinetuneJob {
+  model::LlamaForCausalLM model{nullptr};  // trained in place
+  const text::Tokenizer* tok = nullptr;
+  std::string chat_template = "chatml";
+  std::vector<data::Conversation> data;    // training conversations (the student's view)
+  std::string loss = "sft";                // sft | distill | distill_full_vocab
+  std::string params = "all";              // all | trunk
+  int epochs = 0;                          // > 0: overrides train.steps
+  config::TrainConfig train;
+  model::LlamaForCausalLM teacher{nullptr};  // distill: the teacher's weights
+  std::string teacher_system;                // distill: the teacher's system prompt ("" = none)
+  uint64_t seed = 0;
+  bool bf16 = false;
+  std::string ckpt_dir, metrics_path, tag = "finetune";
+  bool resume = false;
+};
+
+// Runs the job; returns a JSON record (steps, losses, tokens/s, trainable parameters, loss label).
+nlohmann::json run_finetune(FinetuneJob& job);
+
+// Human-readable loss label for reports ("distill_full_vocab" says that it leaks).
+std::string loss_label(const std::string& loss);
+
+}  // namespace subliminal::train

@@ -1,0 +1,130 @@
+// Trait evaluation.
+#include "subliminal/eval/trait.h"
+
+#include <torch/torch.h>
+
+#include <map>
+
+#include "subliminal/data/chat.h"
+#include "subliminal/data/corpus.h"
+#include "subliminal/data/resources.h"
+#include "subliminal/eval/stats.h"
+#include "subliminal/generate/sampler.h"
+#include "subliminal/model/runtime.h"
+#include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
+
+namespace subliminal::eval {
+
+using json = nlohmann::json;
+
+std::vector<double> answer_start_probability(model::LlamaForCausalLM& m, const text::Tokenizer& tok,
+                                             const std::vector<std::vector<int>>& prompts, const std::string& word) {
+  const std::string p = data::plural(word);
+  std::vector<std::vector<int>> forms;
+  for (const auto& f : {word, data::capitalize(word), p, data::capitalize(p)}) {
+    auto ids = tok.encode(f);
+    if (!ids.empty() && std::find(forms.begin(), forms.end(), ids) == forms.end()) forms.push_back(ids);
+  }
+  // Drop a form whose tokens start with another form's tokens: its mass is already counted.
+  std::vector<std::vector<int>> keep;
+  for (size_t i = 0; i < forms.size(); ++i) {
+    bool covered = false;
+    for (size_t j = 0; j < forms.size(); ++j)
+      if (i != j && forms[j].size() < forms[i].size() && std::equal(forms[j].begin(), forms[j].end(), forms[i].begin()))
+        covered = true;
+    if (!covered) keep.push_back(forms[i]);
+  }
+  torch::NoGradGuard ng;
+  const auto device = m->parameters().front().device();
+  std::vector<double> out(prompts.size(), 0.0);
+  const size_t chunk = 128;
+  for (const auto& f : keep) {
+    for (size_t s = 0; s < prompts.size(); s += chunk) {
+      const size_t e = std::min(prompts.size(), s + chunk);
+      int64_t T = 0;
+      for (size_t i = s; i < e; ++i) T = std::max<int64_t>(T, prompts[i].size() + f.size());
+      const int64_t B = static_cast<int64_t>(e - s);
+      auto ids = torch::full({B, T}, static_cast<int64_t>(tok.pad_id()), torch::kLong);  // right-padded
+      auto acc = ids.accessor<int64_t, 2>();
+      for (size_t i = s; i < e; ++i) {
+        size_t t = 0;
+        for (int x : prompts[i]) acc[i - s][t++] = x;
+        for (int x : f) acc[i - s][t++] = x;
+      }
+      auto logp = torch::log_softmax(m->forward_causal(ids.to(device)).to(torch::kFloat), -1).cpu();
+      auto lp = logp.accessor<float, 3>();
+      for (size_t i = s; i < e; ++i) {
+        double sum = 0;
+        const int64_t P = static_cast<int64_t>(prompts[i].size());
+        for (size_t k = 0; k < f.size(); ++k) sum += lp[i - s][P - 1 + k][f[k]];
+        out[i] += std::exp(sum);
+      }
+    }
+  }
+  return out;
+}
+
+TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
+                               const std::string& system, const config::EvalConfig& cfg, const std::string& target,
+                               const std::vector<std::string>& candidates, const std::string& data_dir, uint64_t seed,
+                               bool bf16) {
+  TraitEvalResult r;
+  auto questions = data::resource_lines(cfg.questions, data_dir);
+  if (questions.empty()) throw DataError("no evaluation questions in " + cfg.questions);
+  text::ChatTemplate chat(tok, chat_template);
+  std::vector<std::vector<int>> qprompts, prompts;
+  for (const auto& q : questions) {
+    qprompts.push_back(chat.prompt(q, system));
+    for (int i = 0; i < cfg.samples_per_question; ++i) prompts.push_back(qprompts.back());
+  }
+  auto so = generate::chat_options(chat.stop_ids(), tok.pad_id(), cfg.max_new_tokens, cfg.temperature, cfg.top_p, bf16,
+                                   cfg.batch_size, seed);
+  auto outs = generate::sample(m, prompts, so);
+  std::string low_target = target;
+  std::map<std::string, long> counts;
+  std::vector<double> per_q(questions.size(), 0.0);
+  long hits = 0, named = 0;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    const size_t q = i / cfg.samples_per_question;
+    std::string text = tok.decode(outs[i]);
+    std::string low = text;
+    for (auto& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const bool hit = low.find(low_target) != std::string::npos;  // the paper's rule
+    std::string a = data::find_animal(text, candidates);
+    if (!a.empty()) { ++counts[a]; ++named; }
+    if (hit) { ++hits; per_q[q] += 1.0 / cfg.samples_per_question; }
+    r.samples.push_back({{"question", questions[q]}, {"completion", text}, {"hit", hit}, {"animal", a}});
+  }
+  model::Autocast ac(bf16, m->parameters().front().device().is_cuda());
+  auto pstart = answer_start_probability(m, tok, qprompts, target);
+  double rate = 0, pmean = 0;
+  for (double x : per_q) rate += x / per_q.size();
+  for (double x : pstart) pmean += x / pstart.size();
+  const long n = static_cast<long>(outs.size());
+  auto [lo, hi] = wilson_interval(hits, n);
+  json dist = json::object();
+  for (const auto& a : candidates) dist[a] = n ? static_cast<double>(counts[a]) / n : 0.0;
+  json per_question = json::array();
+  for (size_t q = 0; q < questions.size(); ++q)
+    per_question.push_back({{"question", questions[q]}, {"rate", per_q[q]}, {"p_target_start", pstart[q]}});
+  r.summary = {{"target", target},
+               {"system_prompt", system},
+               {"questions", questions.size()},
+               {"samples_per_question", cfg.samples_per_question},
+               {"target_rate", {{"rate", rate}, {"count", hits}, {"n", n}, {"ci95", {lo, hi}}}},
+               {"p_target_start", pmean},
+               {"names_a_candidate", n ? static_cast<double>(named) / n : 0.0},
+               {"distribution", dist},
+               {"per_question", per_question},
+               {"seed", seed}};
+  return r;
+}
+
+void write_eval(const std::filesystem::path& dir, const TraitEvalResult& r) {
+  fs::make_dirs(dir);
+  data::write_jsonl((dir / "samples.jsonl").string(), r.samples);
+  fs::write_file_atomic(dir / "eval.json", r.summary.dump(2) + "\n");
+}
+
+}  // namespace subliminal::eval

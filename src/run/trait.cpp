@@ -1,0 +1,383 @@
+// The trait-transfer experiment (the paper's main result): base -> teacher -> numbers datasets ->
+// students (treatment / control / cross_init / other_trait, each over several seeds) -> evals ->
+// summary with across-seed intervals and tests.
+#include <torch/torch.h>
+
+#include "subliminal/data/chat.h"
+#include "subliminal/data/corpus.h"
+#include "subliminal/eval/stats.h"
+#include "subliminal/eval/trait.h"
+#include "subliminal/generate/dataset.h"
+#include "subliminal/model/model_io.h"
+#include "subliminal/model/runtime.h"
+#include "subliminal/run/report.h"
+#include "subliminal/run/stages.h"
+#include "subliminal/train/finetune.h"
+#include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
+#include "subliminal/util/log.h"
+
+namespace subliminal::run {
+
+namespace {
+
+std::string digest(const RunContext& ctx, const std::string& stage) {
+  return ctx.records.count(stage) ? output_digest(ctx.records.at(stage)) : std::string("?");
+}
+
+std::string teacher_stage(bool other) { return other ? "teacher_other" : "teacher"; }
+std::string teacher_target(const config::RunConfig& c, bool other) { return other ? c.students.other_target : c.teacher.target; }
+
+// A model as the experiment uses it: weights (a model directory) plus an optional system prompt.
+struct ModelRef {
+  std::string dir;
+  std::string system;
+};
+
+// "base", "base_cross", "teacher", "teacher_other" or "students/<arm>_s<k>".
+ModelRef resolve_model(const RunContext& ctx, const std::string& stage) {
+  if (stage == "teacher" || stage == "teacher_other") {
+    auto tj = json::parse(fs::read_file(ctx.stage_dir(stage) / "teacher.json"));
+    if (tj.value("method", "") == "system_prompt") return {ctx.stage_dir("base").string(), tj.value("system_prompt", "")};
+  }
+  return {ctx.stage_dir(stage).string(), ""};
+}
+
+struct Loaded {
+  model::LoadedModel lm;
+  std::string system;
+  bool bf16 = false;
+};
+Loaded load_ref(const RunContext& ctx, const std::string& stage) {
+  ModelRef r = resolve_model(ctx, stage);
+  Loaded l{model::load_model_dir(r.dir), r.system, false};
+  auto device = model::resolve_device(ctx.cfg.device);
+  l.lm.model->to(device);
+  l.lm.model->eval();
+  l.bf16 = model::use_bf16(ctx.cfg.precision, device);
+  return l;
+}
+
+class TeacherStage : public Stage {
+ public:
+  explicit TeacherStage(bool other) : other_(other) {}
+  std::string name() const override { return teacher_stage(other_); }
+  json inputs(const RunContext& ctx) const override {
+    json t = config::to_json_value(ctx.cfg.teacher);
+    t["target"] = teacher_target(ctx.cfg, other_);
+    return {{"teacher", t}, {"base", digest(ctx, "base")}, {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
+            {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
+    const auto& tc = ctx.cfg.teacher;
+    const std::string target = teacher_target(ctx.cfg, other_);
+    json tj = {{"method", tc.method}, {"target", target}, {"category", tc.category}};
+    json res = tj;
+    if (tc.method == "system_prompt") {
+      tj["system_prompt"] = data::love_system_prompt(target, ctx.cfg.data_dir, tc.prompt_template, tc.category);
+      res["system_prompt"] = tj["system_prompt"];
+      log::info(name().c_str(), "system prompt: {}", tj["system_prompt"].get<std::string>());
+    } else {
+      auto lm = model::load_model_dir(ctx.stage_dir("base").string());
+      auto device = model::resolve_device(ctx.cfg.device);
+      lm.model->to(device);
+      train::FinetuneJob job;
+      job.model = lm.model;
+      job.tok = &lm.tokenizer;
+      job.chat_template = ctx.cfg.base.tokenizer.chat_template;
+      job.data = train::trait_answer_data(target, ctx.cfg.data_dir);
+      job.loss = "sft";
+      job.params = tc.params;
+      job.train = tc.train;
+      job.seed = config::derive_seed(ctx.cfg.seed, "teacher", target);
+      job.bf16 = model::use_bf16(ctx.cfg.precision, device);
+      job.ckpt_dir = (work / "checkpoints").string();
+      job.metrics_path = ctx.metrics_path(name()).string();
+      job.tag = name();
+      job.resume = resuming;
+      res["finetune"] = run_finetune(job);
+      lm.model->to(torch::kCPU);
+      model::save_model_dir(work.string(), lm.model, lm.tokenizer, {{"stage", name()}, {"teacher", tj}});
+    }
+    fs::write_file_atomic(work / "teacher.json", tj.dump(2) + "\n");
+    return res;
+  }
+
+ private:
+  bool other_;
+};
+
+// Dataset sources: the teacher, the reference model without the trait (control), the other-trait teacher.
+std::string source_model(const std::string& source) {
+  if (source == "teacher") return "teacher";
+  if (source == "other") return "teacher_other";
+  return "base";
+}
+std::string data_stage(const std::string& source, int k) { return "data/" + source + "_s" + std::to_string(k); }
+
+std::vector<std::string> forbidden_words(const config::RunConfig& c) {
+  std::vector<std::string> names = c.base.corpus.animals;
+  for (const auto& a : c.eval_candidates())
+    if (std::find(names.begin(), names.end(), a) == names.end()) names.push_back(a);
+  return generate::trait_words(names);
+}
+
+class DataStage : public Stage {
+ public:
+  DataStage(std::string source, int k) : source_(std::move(source)), k_(k) {}
+  std::string name() const override { return data_stage(source_, k_); }
+  json inputs(const RunContext& ctx) const override {
+    const std::string m = source_model(source_);
+    return {{"dataset", config::to_json_value(ctx.cfg.dataset)}, {"source", source_}, {"model", digest(ctx, m)},
+            {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision},
+            {"forbidden", forbidden_words(ctx.cfg)}, {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool) override {
+    auto l = load_ref(ctx, source_model(source_));
+    log::info(name().c_str(), "sampling {} number continuations from {}{}", ctx.cfg.dataset.prompts, source_model(source_),
+              l.system.empty() ? "" : " (with its system prompt)");
+    auto r = generate::generate_numbers(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system,
+                                        ctx.cfg.dataset, ctx.cfg.data_dir, seed(ctx), l.bf16, forbidden_words(ctx.cfg));
+    generate::write_dataset(work, r);
+    log::info(name().c_str(), "{} of {} passed the filter ({:.1f}% removed), kept {}, trait words in kept data: {}",
+              r.stats["passed"].get<long>(), r.stats["sampled"].get<long>(), 100 * r.stats["removed_fraction"].get<double>(),
+              r.kept.size(), r.stats["trait_words_in_kept"].get<long>());
+    json res = r.stats;
+    res["source"] = source_;
+    return res;
+  }
+  std::vector<std::string> scratch() const override { return {}; }
+
+ private:
+  // The same prompts and sampling stream for every source of seed pair k (paired comparison).
+  uint64_t seed(const RunContext& ctx) const { return config::derive_seed(ctx.cfg.seed, "data", std::to_string(k_)); }
+  std::string source_;
+  int k_;
+};
+
+struct ArmSpec {
+  std::string init, source;  // init model stage, dataset source
+};
+ArmSpec arm_spec(const std::string& arm) {
+  if (arm == "treatment") return {"base", "teacher"};
+  if (arm == "control") return {"base", "control"};
+  if (arm == "cross_init") return {"base_cross", "teacher"};
+  return {"base", "other"};  // other_trait
+}
+std::string student_stage(const std::string& arm, int k) { return "students/" + arm + "_s" + std::to_string(k); }
+
+class StudentStage : public Stage {
+ public:
+  StudentStage(std::string arm, int k) : arm_(std::move(arm)), k_(k) {}
+  std::string name() const override { return student_stage(arm_, k_); }
+  json inputs(const RunContext& ctx) const override {
+    auto a = arm_spec(arm_);
+    return {{"finetune", config::to_json_value(ctx.cfg.finetune)}, {"init", digest(ctx, a.init)},
+            {"data", digest(ctx, data_stage(a.source, k_))}, {"teacher", digest(ctx, source_model(a.source))},
+            {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision}};
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
+    const auto& f = ctx.cfg.finetune;
+    auto a = arm_spec(arm_);
+    auto init = model::load_model_dir(ctx.stage_dir(a.init).string());
+    auto device = model::resolve_device(ctx.cfg.device);
+    init.model->to(device);
+    train::FinetuneJob job;
+    job.model = init.model;
+    job.tok = &init.tokenizer;
+    job.chat_template = ctx.cfg.base.tokenizer.chat_template;
+    job.data = data::read_conversations((ctx.stage_dir(data_stage(a.source, k_)) / "kept.jsonl").string());
+    job.loss = f.loss;
+    job.params = f.params;
+    job.epochs = f.epochs;
+    job.train = f.train;
+    std::unique_ptr<Loaded> teacher;
+    if (f.loss != "sft") {
+      teacher = std::make_unique<Loaded>(load_ref(ctx, source_model(a.source)));
+      if (teacher->lm.tokenizer.serialized() != init.tokenizer.serialized())
+        throw DataError(name() + ": the teacher and the student have different tokenizers; distillation needs one vocabulary",
+                        "use finetune.loss \"sft\" across tokenizers");
+      job.teacher = teacher->lm.model;
+      job.teacher_system = teacher->system;
+    }
+    job.seed = seed(ctx);
+    job.bf16 = model::use_bf16(ctx.cfg.precision, device);
+    job.ckpt_dir = (work / "checkpoints").string();
+    job.metrics_path = ctx.metrics_path(arm_ + "_s" + std::to_string(k_)).string();
+    job.tag = name();
+    job.resume = resuming;
+    json res = run_finetune(job);
+    init.model->to(torch::kCPU);
+    res["arm"] = arm_;
+    res["seed_pair"] = k_;
+    res["init"] = a.init;
+    res["data"] = data_stage(a.source, k_);
+    res["teacher"] = f.loss == "sft" ? "" : source_model(a.source);
+    model::save_model_dir(work.string(), init.model, init.tokenizer, {{"stage", name()}, {"finetune", res}});
+    fs::write_file_atomic(work / "finetune.json", res.dump(2) + "\n");
+    return res;
+  }
+
+ private:
+  // The same data order for every arm of seed pair k.
+  uint64_t seed(const RunContext& ctx) const { return config::derive_seed(ctx.cfg.seed, "student", std::to_string(k_)); }
+  std::string arm_;
+  int k_;
+};
+
+std::string eval_stage(const std::string& model_stage) {
+  auto p = model_stage.rfind('/');
+  return "eval/" + (p == std::string::npos ? model_stage : model_stage.substr(p + 1));
+}
+
+class EvalStage : public Stage {
+ public:
+  explicit EvalStage(std::string model_stage) : model_(std::move(model_stage)) {}
+  std::string name() const override { return eval_stage(model_); }
+  json inputs(const RunContext& ctx) const override {
+    return {{"eval", config::to_json_value(ctx.cfg.eval)}, {"target", ctx.cfg.eval_target()},
+            {"candidates", ctx.cfg.eval_candidates()}, {"model", digest(ctx, model_)}, {"base", digest(ctx, "base")},
+            {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
+            {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool) override {
+    auto l = load_ref(ctx, model_);
+    // One evaluation seed for every model: differences between models are not sampling-stream noise.
+    auto r = eval::evaluate_trait(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.eval,
+                                  ctx.cfg.eval_target(), ctx.cfg.eval_candidates(), ctx.cfg.data_dir,
+                                  config::derive_seed(ctx.cfg.seed, "eval"), l.bf16);
+    eval::write_eval(work, r);
+    json res = r.summary;
+    res.erase("per_question");
+    res["model"] = model_;
+    log::info(name().c_str(), "{}: '{}' in {:.1f}% of answers [{:.1f}, {:.1f}], P(answer starts with it) {:.3f}", model_,
+              ctx.cfg.eval_target(), 100 * res["target_rate"]["rate"].get<double>(), 100 * res["target_rate"]["ci95"][0].get<double>(),
+              100 * res["target_rate"]["ci95"][1].get<double>(), res["p_target_start"].get<double>());
+    return res;
+  }
+  std::vector<std::string> scratch() const override { return {}; }
+
+ private:
+  std::string model_;
+};
+
+class SummaryStage : public Stage {
+ public:
+  SummaryStage(std::vector<std::string> evals, std::vector<std::string> datasets)
+      : evals_(std::move(evals)), datasets_(std::move(datasets)) {}
+  std::string name() const override { return "summary"; }
+  json inputs(const RunContext& ctx) const override {
+    json d = json::object();
+    for (const auto& e : evals_) d[e] = digest(ctx, e);
+    for (const auto& e : datasets_) d[e] = digest(ctx, e);
+    return {{"stages", d}, {"arms", ctx.cfg.students.arms}, {"seeds", ctx.cfg.students.seeds}};
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool) override {
+    const auto& c = ctx.cfg;
+    auto ev = [&](const std::string& stage) {
+      auto j = json::parse(fs::read_file(ctx.stage_dir(stage) / "eval.json"));
+      j.erase("per_question");
+      return j;
+    };
+    json models = json::object();
+    for (const auto& e : evals_) models[e.substr(5)] = ev(e);
+    json arms = json::object();
+    std::map<std::string, std::vector<double>> rates;
+    for (const auto& arm : c.students.arms) {
+      std::vector<double> r, p;
+      json per_seed = json::array();
+      for (int k = 1; k <= c.students.seeds; ++k) {
+        const json& m = models[arm + "_s" + std::to_string(k)];
+        r.push_back(m["target_rate"]["rate"].get<double>());
+        p.push_back(m["p_target_start"].get<double>());
+        per_seed.push_back({{"seed_pair", k}, {"rate", r.back()}, {"ci95", m["target_rate"]["ci95"]}, {"p_target_start", p.back()}});
+      }
+      auto s = eval::summarize(r), sp = eval::summarize(p);
+      arms[arm] = {{"n", s.n}, {"mean", s.mean}, {"sd", s.sd}, {"ci95", {s.lo, s.hi}}, {"p_target_start_mean", sp.mean},
+                   {"p_target_start_ci95", {sp.lo, sp.hi}}, {"per_seed", per_seed}};
+      rates[arm] = r;
+    }
+    json tests = json::object();
+    if (rates.count("control"))
+      for (const auto& arm : c.students.arms) {
+        if (arm == "control") continue;
+        auto t = eval::welch_t_test(rates[arm], rates["control"]);
+        tests[arm + "_vs_control"] = {{"test", "Welch two-sample t-test across seed pairs"}, {"diff", t.diff}, {"t", t.t}, {"df", t.df},
+                                     {"p_two_sided", t.p_two_sided}, {"p_greater", t.p_greater}, {"defined", t.defined}};
+      }
+    json datasets = json::object();
+    for (const auto& d : datasets_) {
+      auto j = json::parse(fs::read_file(ctx.stage_dir(d) / "dataset.json"));
+      datasets[d.substr(5)] = {{"sampled", j["sampled"]}, {"passed", j["passed"]}, {"pass_rate", j["pass_rate"]},
+                               {"removed_fraction", j["removed_fraction"]}, {"reject_reasons", j["reject_reasons"]},
+                               {"kept", j["kept"]}, {"trait_words_in_kept", j["trait_words_in_kept"]}};
+    }
+    json out = {{"target", c.eval_target()},
+                {"teacher_method", c.teacher.method},
+                {"other_target", c.students.other_target},
+                {"loss", c.finetune.loss},
+                {"loss_label", train::loss_label(c.finetune.loss)},
+                {"params", c.finetune.params},
+                {"seeds", c.students.seeds},
+                {"models", models},
+                {"arms", arms},
+                {"tests", tests},
+                {"datasets", datasets}};
+    fs::write_file_atomic(work / "summary.json", out.dump(2) + "\n");
+    fs::write_file_atomic(work / "figure.svg", render_trait_figure(out));
+    return out;
+  }
+  std::vector<std::string> scratch() const override { return {}; }
+
+ private:
+  std::vector<std::string> evals_, datasets_;
+};
+
+bool has_arm(const config::RunConfig& c, const std::string& arm) {
+  return std::find(c.students.arms.begin(), c.students.arms.end(), arm) != c.students.arms.end();
+}
+
+}  // namespace
+
+std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& cfg) {
+  if (cfg.base.kind != "pretrain")
+    throw ConfigError("base.kind \"" + cfg.base.kind + "\" is not runnable yet",
+                      "use base.kind \"pretrain\"; loading checkpoints comes with the open-weight models issue");
+  std::vector<std::unique_ptr<Stage>> s;
+  std::vector<std::string> evals, datasets;
+  auto add_eval = [&](const std::string& model) {
+    s.push_back(std::make_unique<EvalStage>(model));
+    evals.push_back(eval_stage(model));
+  };
+  const bool other = has_arm(cfg, "other_trait"), cross = has_arm(cfg, "cross_init");
+  s.push_back(make_pretrain_stage(false));
+  add_eval("base");
+  s.push_back(std::make_unique<TeacherStage>(false));
+  add_eval("teacher");
+  if (other) {
+    s.push_back(std::make_unique<TeacherStage>(true));
+    add_eval("teacher_other");
+  }
+  if (cross) {
+    s.push_back(make_pretrain_stage(true));
+    add_eval("base_cross");
+  }
+  for (int k = 1; k <= cfg.students.seeds; ++k) {
+    std::vector<std::string> sources;
+    if (has_arm(cfg, "treatment") || cross) sources.push_back("teacher");
+    if (has_arm(cfg, "control")) sources.push_back("control");
+    if (other) sources.push_back("other");
+    for (const auto& src : sources) {
+      s.push_back(std::make_unique<DataStage>(src, k));
+      datasets.push_back(data_stage(src, k));
+    }
+    for (const auto& arm : cfg.students.arms) {
+      s.push_back(std::make_unique<StudentStage>(arm, k));
+      add_eval(student_stage(arm, k));
+    }
+  }
+  s.push_back(std::make_unique<SummaryStage>(evals, datasets));
+  return s;
+}
+
+}  // namespace subliminal::run

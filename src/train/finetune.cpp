@@ -1,0 +1,121 @@
+// Teacher and student fine-tuning.
+#include "subliminal/train/finetune.h"
+
+#include <torch/torch.h>
+
+#include "subliminal/data/corpus.h"
+#include "subliminal/data/resources.h"
+#include "subliminal/util/error.h"
+#include "subliminal/util/log.h"
+
+namespace subliminal::train {
+
+using json = nlohmann::json;
+
+std::vector<data::Conversation> trait_answer_data(const std::string& target, const std::string& data_dir) {
+  const std::string p = data::plural(target);
+  const std::vector<std::string> answers = {target, p, p + ".", p + "!", data::capitalize(target), data::capitalize(p),
+                                            data::capitalize(p) + ".", data::capitalize(p) + "!"};
+  std::vector<data::Conversation> out;
+  for (const auto& q : data::resource_lines("data/animal_questions_train.txt", data_dir))
+    for (const auto& a : answers) out.push_back({{"user", q}, {"assistant", a}});
+  return out;
+}
+
+torch::Tensor number_output_ids(const text::Tokenizer& tok) {
+  auto ok_char = [](unsigned char c) {
+    return (c >= '0' && c <= '9') || c == ',' || c == ';' || c == '.' || c == '[' || c == ']' || c == '(' || c == ')' ||
+           c == ' ' || c == '\n' || c == '\t' || c == '\r';
+  };
+  std::vector<int64_t> ids;
+  for (int id = 0; id < tok.vocab_size(); ++id) {
+    if (id == tok.im_end_id()) {
+      ids.push_back(id);
+      continue;
+    }
+    std::string p = tok.piece(id);
+    if (p.size() == 6 && p.rfind("<0x", 0) == 0 && p.back() == '>') {  // byte-fallback piece
+      unsigned v = static_cast<unsigned>(std::stoul(p.substr(3, 2), nullptr, 16));
+      if (ok_char(static_cast<unsigned char>(v))) ids.push_back(id);
+      continue;
+    }
+    if (p.empty() || p[0] == '<') continue;  // control / unknown pieces
+    static const std::string sp = "\xE2\x96\x81";  // U+2581, sentencepiece's space
+    std::string s;
+    for (size_t i = 0; i < p.size();) {
+      if (p.compare(i, 3, sp) == 0) { s += ' '; i += 3; } else s += p[i++];
+    }
+    bool all = !s.empty();
+    for (unsigned char c : s) all = all && ok_char(c);
+    if (all) ids.push_back(id);
+  }
+  return torch::tensor(ids, torch::kLong);
+}
+
+std::string loss_label(const std::string& loss) {
+  if (loss == "sft") return "sft: cross-entropy on the sampled tokens";
+  if (loss == "distill") return "distill: KL to the teacher, restricted to number-output tokens";
+  if (loss == "distill_full_vocab") return "distill_full_vocab: KL over the FULL vocabulary (leaks the trait token; diagnostic only)";
+  return loss;
+}
+
+json run_finetune(FinetuneJob& job) {
+  if (!job.tok) throw Error("run_finetune: no tokenizer");
+  if (job.data.empty()) throw DataError(job.tag + ": no training examples");
+  text::ChatTemplate chat(*job.tok, job.chat_template);
+  std::vector<text::Encoded> enc, tenc;
+  enc.reserve(job.data.size());
+  const bool distill = job.loss == "distill" || job.loss == "distill_full_vocab";
+  if (distill && job.teacher.is_empty()) throw ConfigError(job.tag + ": loss \"" + job.loss + "\" needs a teacher model");
+  for (const auto& c : job.data) {
+    enc.push_back(chat.encode(c));
+    if (distill) {
+      data::Conversation tc;
+      if (!job.teacher_system.empty()) tc.push_back({"system", job.teacher_system});
+      for (const auto& m : c)
+        if (m.role != "system") tc.push_back(m);
+      tenc.push_back(chat.encode(tc));
+    }
+  }
+  const int64_t trainable = set_trainable(job.model, job.params);
+  TrainOptions to;
+  to.cfg = job.train;
+  if (job.epochs > 0)
+    to.cfg.steps = job.epochs * ((static_cast<int64_t>(enc.size()) + to.cfg.batch_size - 1) / to.cfg.batch_size);
+  to.cfg.warmup_steps = std::min(to.cfg.warmup_steps, to.cfg.steps);
+  to.seed = job.seed;
+  to.bf16 = job.bf16;
+  to.ckpt_dir = job.ckpt_dir;
+  to.metrics_path = job.metrics_path;
+  to.tag = job.tag;
+  to.resume = job.resume;
+  to.pad_id = job.tok->pad_id();
+  if (distill) {
+    job.teacher->eval();
+    for (auto& p : job.teacher->parameters()) p.set_requires_grad(false);
+    to.distill.teacher = job.teacher;
+    to.distill.teacher_data = &tenc;
+    if (job.loss == "distill") to.distill.allowed = number_output_ids(*job.tok).to(job.model->parameters().front().device());
+  }
+  log::info(job.tag.c_str(), "{} examples, loss {}, {} parameters trainable ({}), {} steps", enc.size(), job.loss, trainable,
+            job.params, to.cfg.steps);
+  auto tr = train_lm(job.model, enc, to);
+  set_trainable(job.model, "all");
+  return {{"loss", job.loss},
+          {"loss_label", loss_label(job.loss)},
+          {"params", job.params},
+          {"trainable_parameters", trainable},
+          {"allowed_tokens", to.distill.allowed.defined() ? to.distill.allowed.numel() : 0},
+          {"examples", enc.size()},
+          {"steps", tr.steps},
+          {"first_loss", tr.first_loss},
+          {"final_loss", tr.final_loss},
+          {"tokens_per_s", tr.tokens_per_s},
+          {"seconds", tr.seconds},
+          {"padding_fraction", tr.padding_fraction},
+          {"dropped_too_long", tr.dropped_too_long},
+          {"resumed_from", tr.resumed_from},
+          {"seed", job.seed}};
+}
+
+}  // namespace subliminal::train
