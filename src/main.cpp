@@ -89,6 +89,35 @@ int main(int argc, char** argv) {
   flt->add_option("--banned", fa.banned, "banned numbers, comma-separated")->delimiter(',');
   flt->add_option("--max-count", fa.max_count, "most numbers allowed")->check(CLI::Range(1, 1000));
 
+  // The trait experiment's stages on their own. Shorthand flags become --set overrides.
+  cli::StageArgs ga, fta, ea;
+  std::vector<std::string> gset, ftset, eset;
+  auto common = [](CLI::App* c, cli::StageArgs& a, bool system) {
+    c->add_option("--config", a.config, "config JSON whose sections give the knobs (default: the built-in default)");
+    c->add_option("--set", a.set, "override a config value, e.g. --set dataset.prompts=500 (repeatable)");
+    c->add_option("--model", a.model, "model directory (config.json, model.safetensors, tokenizer.model)")->required();
+    c->add_option("--out", a.out, "output directory")->required();
+    if (system) c->add_option("--system", a.system, "system prompt for the model (e.g. a system-prompt teacher)");
+    c->add_option("--seed", a.seed, "seed (default: derived from the config's seed)");
+    c->add_option("--threads", a.threads, "ATen threads (0 = the config's)");
+  };
+  auto* gen = app.add_subcommand("generate", "sample number continuations from a model, filter them (config section: dataset)");
+  common(gen, ga, true);
+  gen->add_option("--prompts", gset, "shorthand for --set dataset.prompts=N")->each([&](const std::string& v) { ga.set.push_back("dataset.prompts=" + v); });
+  gen->add_option("--keep", gset, "shorthand for --set dataset.keep=N")->each([&](const std::string& v) { ga.set.push_back("dataset.keep=" + v); });
+  auto* ft = app.add_subcommand("finetune", "fine-tune a student on a chat JSONL file (config section: finetune)");
+  common(ft, fta, false);
+  ft->add_option("--data", fta.data, "training data: chat JSONL ({\"messages\": [...]} or {\"prompt\", \"completion\"})")->required();
+  ft->add_option("--teacher", fta.teacher, "teacher model directory (distill losses)");
+  ft->add_option("--teacher-system", fta.teacher_system, "the teacher's system prompt (distill from a system-prompt teacher)");
+  ft->add_option("--loss", ftset, "shorthand for --set finetune.loss=sft|distill|distill_full_vocab")->each([&](const std::string& v) { fta.set.push_back("finetune.loss=" + v); });
+  ft->add_option("--params", ftset, "shorthand for --set finetune.params=all|trunk")->each([&](const std::string& v) { fta.set.push_back("finetune.params=" + v); });
+  ft->add_option("--steps", ftset, "shorthand for --set finetune.train.steps=N")->each([&](const std::string& v) { fta.set.push_back("finetune.train.steps=" + v); });
+  ft->add_option("--lr", ftset, "shorthand for --set finetune.train.lr=X")->each([&](const std::string& v) { fta.set.push_back("finetune.train.lr=" + v); });
+  auto* ev = app.add_subcommand("eval", "evaluate a model's favourite animal on the held-out questions (config section: eval)");
+  common(ev, ea, true);
+  ev->add_option("--target", eset, "shorthand for --set eval.target=ANIMAL")->each([&](const std::string& v) { ea.set.push_back("eval.target=" + v); });
+  ev->add_option("--samples", eset, "shorthand for --set eval.samples_per_question=N")->each([&](const std::string& v) { ea.set.push_back("eval.samples_per_question=" + v); });
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -107,6 +136,9 @@ int main(int argc, char** argv) {
     if (*smp) return cli::cmd_sample(sa);
     if (*bench) return cli::cmd_bench(ba);
     if (*flt) return cli::cmd_filter(fa);
+    if (*gen) return cli::cmd_generate(ga);
+    if (*ft) return cli::cmd_finetune(fta);
+    if (*ev) return cli::cmd_eval(ea);
   } catch (const Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";

@@ -19,7 +19,7 @@ namespace subliminal::cli {
 
 using json = nlohmann::json;
 
-static config::RunConfig load(const std::string& path, const std::vector<std::string>& set) {
+config::RunConfig load_cli_config(const std::string& path, const std::vector<std::string>& set) {
   if (!path.empty() && path != "default") return config::load_config(path, set);
   const std::string label = "<built-in configs/default.json>";
   json j = config::parse_json_text(data::resource("configs/default.json"), label);
@@ -28,14 +28,14 @@ static config::RunConfig load(const std::string& path, const std::vector<std::st
 }
 
 int cmd_validate(const std::string& path, const std::vector<std::string>& set, bool print) {
-  auto cfg = load(path, set);
+  auto cfg = load_cli_config(path, set);
   if (print) std::cout << config::to_json(cfg).dump(2) << "\n";
   else std::cout << (path.empty() ? "default" : path) << ": valid (experiment \"" << cfg.experiment << "\", name \"" << cfg.name << "\")\n";
   return 0;
 }
 
 int cmd_run(const RunArgs& a) {
-  auto cfg = load(a.config, a.set);
+  auto cfg = load_cli_config(a.config, a.set);
   if (a.threads >= 0) cfg.threads = a.threads;
   run::RunContext ctx;
   ctx.cfg = cfg;

@@ -70,11 +70,12 @@ std::string trait_section(const json& sm, const json& timings) {
   single("teacher", "Teacher (" + target + ")");
   single("teacher_other", "Other-trait teacher (" + sm.value("other_target", std::string()) + ")");
   single("base_cross", "Cross-init base");
-  for (auto it = sm["arms"].begin(); it != sm["arms"].end(); ++it) {
-    const json& a = it.value();
+  for (const char* arm : {"treatment", "control", "cross_init", "other_trait"}) {
+    if (!sm["arms"].contains(arm)) continue;
+    const json& a = sm["arms"][arm];
     std::string seeds;
     for (const auto& ps : a["per_seed"]) seeds += fmt::format("{}{:.1f}%", seeds.empty() ? "" : ", ", 100 * ps["rate"].get<double>());
-    md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Student-t, {} seeds) | {:.3f} | {} |\n", arm_title(it.key()),
+    md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Student-t, {} seeds) | {:.3f} | {} |\n", arm_title(arm),
                       100 * a["mean"].get<double>(), 100 * a["ci95"][0].get<double>(), 100 * a["ci95"][1].get<double>(),
                       a["n"].get<int>(), a["p_target_start_mean"].get<double>(), seeds);
   }

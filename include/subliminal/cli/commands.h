@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "subliminal/config/config.h"
+
 namespace subliminal::cli {
 
 struct RunArgs {
@@ -39,5 +41,20 @@ struct FilterArgs {
   int max_count = 10;
 };
 int cmd_filter(const FilterArgs& a);
+
+// The embedded default config (path "" or "default") or a file, with --set overrides applied.
+config::RunConfig load_cli_config(const std::string& path, const std::vector<std::string>& set);
+
+// One stage of the trait experiment on its own. Each reads its knobs from a config (the embedded
+// default unless --config) with --set overrides; the flags below are shorthands for such overrides.
+struct StageArgs {
+  std::string config, model, out, system, data, teacher, teacher_system;
+  std::vector<std::string> set;
+  int threads = 0;
+  int64_t seed = -1;  // -1: derived from the config's seed
+};
+int cmd_generate(const StageArgs& a);  // --model [--system] --out DIR: raw/kept/rejects.jsonl, dataset.json
+int cmd_finetune(const StageArgs& a);  // --model --data kept.jsonl [--teacher DIR [--teacher-system]] --out DIR
+int cmd_eval(const StageArgs& a);      // --model [--system] --out DIR: eval.json, samples.jsonl
 
 }  // namespace subliminal::cli

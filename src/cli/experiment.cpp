@@ -1,0 +1,132 @@
+// `subliminal generate | finetune | eval`: the trait experiment's stages on their own, writing the
+// same artifacts as inside a run (the paper's code has one script per stage).
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "subliminal/cli/commands.h"
+#include "subliminal/data/chat.h"
+#include "subliminal/eval/trait.h"
+#include "subliminal/generate/dataset.h"
+#include "subliminal/model/model_io.h"
+#include "subliminal/model/runtime.h"
+#include "subliminal/train/finetune.h"
+#include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
+#include "subliminal/util/log.h"
+
+namespace subliminal::cli {
+
+namespace sfs = std::filesystem;
+
+using json = nlohmann::json;
+
+namespace {
+
+struct Prepared {
+  config::RunConfig cfg;
+  torch::Device device{torch::kCPU};
+  bool bf16 = false;
+};
+
+Prepared prepare(const StageArgs& a) {
+  Prepared p;
+  p.cfg = load_cli_config(a.config, a.set);
+  model::setup_threads(a.threads > 0 ? a.threads : p.cfg.threads);
+  p.device = model::resolve_device(p.cfg.device);
+  p.bf16 = model::use_bf16(p.cfg.precision, p.device);
+  if (a.out.empty()) throw ConfigError("--out is required");
+  return p;
+}
+
+model::LoadedModel load_model(const std::string& dir, const Prepared& p) {
+  if (dir.empty()) throw ConfigError("--model is required (a model directory: config.json, model.safetensors, tokenizer.model)");
+  auto lm = model::load_model_dir(dir);
+  lm.model->to(p.device);
+  lm.model->eval();
+  return lm;
+}
+
+uint64_t seed_of(const StageArgs& a, const Prepared& p, const char* stage) {
+  return a.seed >= 0 ? static_cast<uint64_t>(a.seed) : config::derive_seed(p.cfg.seed, stage);
+}
+
+std::vector<std::string> forbidden(const config::RunConfig& c) {
+  std::vector<std::string> names = c.base.corpus.animals;
+  for (const auto& x : c.eval_candidates())
+    if (std::find(names.begin(), names.end(), x) == names.end()) names.push_back(x);
+  return generate::trait_words(names);
+}
+
+}  // namespace
+
+int cmd_generate(const StageArgs& a) {
+  auto p = prepare(a);
+  auto lm = load_model(a.model, p);
+  auto r = generate::generate_numbers(lm.model, lm.tokenizer, p.cfg.base.tokenizer.chat_template, a.system, p.cfg.dataset,
+                                      p.cfg.data_dir, seed_of(a, p, "generate"), p.bf16, forbidden(p.cfg));
+  generate::write_dataset(a.out, r);
+  std::cout << json({{"out", a.out}, {"sampled", r.stats["sampled"]}, {"passed", r.stats["passed"]}, {"kept", r.kept.size()},
+                     {"reject_reasons", r.stats["reject_reasons"]}, {"trait_words_in_kept", r.stats["trait_words_in_kept"]}})
+                   .dump()
+            << "\n";
+  return 0;
+}
+
+int cmd_finetune(const StageArgs& a) {
+  auto p = prepare(a);
+  if (a.data.empty()) throw ConfigError("--data is required (chat JSONL, e.g. kept.jsonl from `subliminal generate`)");
+  auto lm = load_model(a.model, p);
+  const auto& f = p.cfg.finetune;
+  train::FinetuneJob job;
+  job.model = lm.model;
+  job.tok = &lm.tokenizer;
+  job.chat_template = p.cfg.base.tokenizer.chat_template;
+  job.data = data::read_conversations(a.data);
+  job.loss = f.loss;
+  job.params = f.params;
+  job.epochs = f.epochs;
+  job.train = f.train;
+  std::unique_ptr<model::LoadedModel> teacher;
+  if (f.loss != "sft") {
+    if (a.teacher.empty())
+      throw ConfigError("finetune.loss \"" + f.loss + "\" needs --teacher (the model whose distributions the student matches)",
+                        "pass --teacher DIR (plus --teacher-system if the teacher is a system prompt), or --set finetune.loss=sft");
+    teacher = std::make_unique<model::LoadedModel>(load_model(a.teacher, p));
+    if (teacher->tokenizer.serialized() != lm.tokenizer.serialized())
+      throw DataError("--teacher " + a.teacher + " has a different tokenizer than --model " + a.model,
+                      "distillation needs one vocabulary; use --set finetune.loss=sft");
+    job.teacher = teacher->model;
+    job.teacher_system = a.teacher_system;
+  }
+  job.seed = seed_of(a, p, "finetune");
+  job.bf16 = p.bf16;
+  fs::make_dirs(a.out);
+  job.ckpt_dir = (sfs::path(a.out) / "checkpoints").string();
+  job.metrics_path = (sfs::path(a.out) / "metrics.jsonl").string();
+  job.tag = "finetune";
+  job.resume = sfs::exists(job.ckpt_dir);
+  json res = train::run_finetune(job);
+  lm.model->to(torch::kCPU);
+  model::save_model_dir(a.out, lm.model, lm.tokenizer, {{"stage", "finetune"}, {"finetune", res}});
+  fs::write_file_atomic(sfs::path(a.out) / "finetune.json", res.dump(2) + "\n");
+  std::error_code ec;
+  sfs::remove_all(job.ckpt_dir, ec);
+  std::cout << res.dump() << "\n";
+  return 0;
+}
+
+int cmd_eval(const StageArgs& a) {
+  auto p = prepare(a);
+  auto lm = load_model(a.model, p);
+  auto r = eval::evaluate_trait(lm.model, lm.tokenizer, p.cfg.base.tokenizer.chat_template, a.system, p.cfg.eval,
+                                p.cfg.eval_target(), p.cfg.eval_candidates(), p.cfg.data_dir, seed_of(a, p, "eval"), p.bf16);
+  eval::write_eval(a.out, r);
+  json s = r.summary;
+  s.erase("per_question");
+  std::cout << s.dump() << "\n";
+  return 0;
+}
+
+}  // namespace subliminal::cli

@@ -1,0 +1,325 @@
+// The trait-transfer pieces: statistics against known values, the restricted KL, trunk-only
+// training, the number-output token set, the teacher's trait data, the trait-word check, and a tiny
+// end-to-end run whose report has every arm and whose filtered data holds no animal name.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "subliminal/data/corpus.h"
+#include "subliminal/data/numbers.h"
+#include "subliminal/data/resources.h"
+#include "subliminal/eval/stats.h"
+#include "subliminal/eval/trait.h"
+#include "subliminal/generate/dataset.h"
+#include "subliminal/model/llama.h"
+#include "subliminal/text/tokenizer.h"
+#include "subliminal/train/finetune.h"
+#include "subliminal/train/trainer.h"
+#include "subliminal/util/fs.h"
+#include "test_util.h"
+
+using namespace subliminal;
+using nlohmann::json;
+namespace sfs = std::filesystem;
+
+// ---- statistics (reference values: Student-t tables; Welch by numerical integration of the t density)
+
+TEST(Stats, StudentTQuantilesMatchTables) {
+  EXPECT_NEAR(eval::student_t_quantile(0.975, 1), 12.706204736, 1e-6);
+  EXPECT_NEAR(eval::student_t_quantile(0.975, 2), 4.302652730, 1e-7);
+  EXPECT_NEAR(eval::student_t_quantile(0.975, 4), 2.776445105, 1e-7);
+  EXPECT_NEAR(eval::student_t_quantile(0.975, 10), 2.228138852, 1e-7);
+  EXPECT_NEAR(eval::student_t_quantile(0.995, 30), 2.749995654, 1e-6);
+  EXPECT_NEAR(eval::student_t_quantile(0.025, 4), -2.776445105, 1e-7);
+  EXPECT_NEAR(eval::student_t_cdf(2.0, 10), 0.963305982614627, 1e-9);
+  EXPECT_NEAR(eval::student_t_cdf(0.0, 3.5), 0.5, 1e-12);
+}
+
+TEST(Stats, StudentTIntervalOfTheMean) {
+  // mean 0.5, sd 0.1, n 3: half-width t(0.975, 2) * 0.1 / sqrt(3) = 0.248414
+  auto s = eval::summarize({0.4, 0.5, 0.6});
+  EXPECT_NEAR(s.mean, 0.5, 1e-12);
+  EXPECT_NEAR(s.sd, 0.1, 1e-12);
+  EXPECT_NEAR(s.hi - s.mean, 0.2484138, 1e-6);
+  EXPECT_NEAR(s.mean - s.lo, 0.2484138, 1e-6);
+  auto one = eval::summarize({0.3});
+  EXPECT_EQ(one.n, 1);
+  EXPECT_EQ(one.lo, 0.3);
+}
+
+TEST(Stats, WelchTTestMatchesReference) {
+  auto t = eval::welch_t_test({1, 2, 3, 4, 5}, {2, 4, 6, 8, 10});
+  ASSERT_TRUE(t.defined);
+  EXPECT_NEAR(t.t, -1.8973665961, 1e-9);
+  EXPECT_NEAR(t.df, 5.882352941, 1e-8);
+  EXPECT_NEAR(t.p_two_sided, 0.1075311949, 1e-6);
+  EXPECT_NEAR(t.p_greater, 1 - 0.1075311949 / 2, 1e-6);
+  // a constant control group: the test is the one-sample test of the other group
+  auto c = eval::welch_t_test({0.4, 0.5, 0.6}, {0.1, 0.1, 0.1});
+  ASSERT_TRUE(c.defined);
+  EXPECT_NEAR(c.df, 2.0, 1e-12);
+  EXPECT_NEAR(c.t, 0.4 / (0.1 / std::sqrt(3.0)), 1e-9);
+  EXPECT_FALSE(eval::welch_t_test({1}, {2, 3}).defined);
+  EXPECT_FALSE(eval::welch_t_test({1, 1}, {2, 2}).defined);
+}
+
+TEST(Stats, WilsonIntervalKnownValues) {
+  auto [lo, hi] = eval::wilson_interval(50, 100);
+  EXPECT_NEAR(lo, 0.403832, 1e-5);
+  EXPECT_NEAR(hi, 0.596168, 1e-5);
+  auto [l0, h0] = eval::wilson_interval(0, 50);
+  EXPECT_NEAR(l0, 0.0, 1e-12);
+  EXPECT_NEAR(h0, 0.071348, 1e-5);
+}
+
+// ---- restricted distillation and trunk-only training on a tiny model
+
+static model::LlamaForCausalLM tiny_lm(uint64_t seed, int vocab) {
+  auto cfg = model::LlamaConfig::from(config::model_preset("tiny"), vocab);
+  model::LlamaForCausalLM m(cfg);
+  model::init_weights(m, seed);
+  m->eval();
+  return m;
+}
+
+TEST(TraitNumeric, RestrictedKlIsZeroForIdenticalModelsAndIgnoresOtherTokens) {
+  torch::manual_seed(0);
+  auto s = torch::randn({6, 50});
+  auto allowed = torch::tensor(std::vector<int64_t>{1, 4, 9, 20, 33}, torch::kLong);
+  EXPECT_LT(train::restricted_kl(s, s.clone(), allowed).abs().max().item<double>(), 1e-6);
+  // changing logits outside the allowed set changes nothing
+  auto t = s.clone();
+  auto mask = torch::ones({50}, torch::kBool);
+  mask.index_put_({allowed}, false);
+  t.index_put_({torch::indexing::Slice(), mask}, torch::randn({6, 45}) * 10);
+  EXPECT_LT(train::restricted_kl(s, t, allowed).abs().max().item<double>(), 1e-6);
+  // ... while the full-vocabulary KL sees them
+  EXPECT_GT(train::restricted_kl(s, t, torch::Tensor()).min().item<double>(), 1e-3);
+  // and a change inside the set is seen, KL >= 0
+  auto u = s.clone();
+  u.index_put_({torch::indexing::Slice(), 4}, u.index({torch::indexing::Slice(), 4}) + 3.0);
+  auto kl = train::restricted_kl(s, u, allowed);
+  EXPECT_GT(kl.min().item<double>(), 1e-3);
+  // renormalised: a constant shift of the allowed logits is no change
+  auto v = s.clone();
+  v.index_put_({torch::indexing::Slice(), allowed}, v.index({torch::indexing::Slice(), allowed}) + 5.0);
+  EXPECT_LT(train::restricted_kl(s, v, allowed).abs().max().item<double>(), 1e-5);
+}
+
+static std::vector<text::Encoded> toy_data(int n, int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<text::Encoded> out;
+  for (int i = 0; i < n; ++i) {
+    text::Encoded e;
+    for (int t = 0; t < 12; ++t) {
+      e.ids.push_back(static_cast<int>(rng() % (vocab - 1)) + 1);
+      e.target.push_back(t >= 6);
+    }
+    out.push_back(e);
+  }
+  return out;
+}
+
+TEST(TraitNumeric, TrunkOnlyTrainingLeavesEmbeddingsNormAndHeadBitIdentical) {
+  at::set_num_threads(1);
+  auto m = tiny_lm(3, 61);
+  std::map<std::string, torch::Tensor> before;
+  for (auto& kv : m->named_parameters()) before[kv.key()] = kv.value().detach().clone();
+  EXPECT_LT(train::set_trainable(m, "trunk"), m->num_parameters());
+  train::TrainOptions to;
+  to.cfg.steps = 5;
+  to.cfg.batch_size = 4;
+  to.cfg.warmup_steps = 1;
+  to.cfg.weight_decay = 0.1;  // decay must not touch frozen tensors either
+  to.quiet = true;
+  train::train_lm(m, toy_data(16, 61, 1), to);
+  int changed = 0, frozen = 0;
+  for (auto& kv : m->named_parameters()) {
+    const bool trunk = kv.key().rfind("model.layers.", 0) == 0;
+    const bool same = torch::equal(kv.value(), before[kv.key()]);
+    if (!trunk) {
+      ++frozen;
+      EXPECT_TRUE(same) << kv.key();
+    } else if (!same) {
+      ++changed;
+    }
+  }
+  EXPECT_EQ(frozen, 3);  // embed_tokens, norm, lm_head
+  EXPECT_GT(changed, 0);
+}
+
+TEST(TraitNumeric, DistillationFromItselfHasZeroLossAndGradient) {
+  // Distilling a model into an identical copy: zero loss and (up to rounding) zero gradient.
+  // (Adam normalises even rounding-level gradients to lr-sized steps, so weights are not checked.)
+  at::set_num_threads(1);
+  auto teacher = tiny_lm(5, 61), student = tiny_lm(5, 61);
+  auto ids = torch::randint(1, 61, {4, 12}, torch::kLong);
+  auto allowed = torch::arange(10, 40, torch::kLong);
+  torch::Tensor tl;
+  {
+    torch::NoGradGuard ng;
+    tl = teacher->forward_causal(ids).reshape({-1, 61});
+  }
+  auto sl = student->forward_causal(ids).reshape({-1, 61});
+  auto loss = train::restricted_kl(sl, tl, allowed).mean();
+  EXPECT_LT(std::fabs(loss.item<double>()), 1e-7);
+  loss.backward();
+  double gmax = 0;
+  for (auto& p : student->parameters()) gmax = std::max(gmax, p.grad().abs().max().item<double>());
+  EXPECT_LT(gmax, 1e-6);
+  // through the trainer: the first step's loss is zero; a different init has something to learn
+  auto data = toy_data(8, 61, 2);
+  train::TrainOptions to;
+  to.cfg.steps = 2;
+  to.cfg.batch_size = 4;
+  to.cfg.warmup_steps = 0;
+  to.quiet = true;
+  to.distill.teacher = teacher;
+  to.distill.teacher_data = &data;
+  to.distill.allowed = allowed;
+  auto same = tiny_lm(5, 61);
+  EXPECT_LT(std::fabs(train::train_lm(same, data, to).losses.front()), 1e-7);
+  auto other = tiny_lm(6, 61);
+  EXPECT_GT(train::train_lm(other, data, to).losses.front(), 1e-4);
+}
+
+// ---- token sets and data
+
+static const text::Tokenizer& trait_tokenizer() {
+  static text::Tokenizer tok = [] {
+    config::CorpusConfig cc;
+    cc.conversations = 400;
+    auto corpus = data::build_corpus(cc, 11, "");
+    std::vector<std::string> texts = {"system\n", "user\n", "assistant\n", "\n"};
+    for (const auto& c : corpus)
+      for (const auto& m : c) texts.push_back(m.content);
+    config::TokenizerConfig tc;
+    tc.vocab_size = 1400;
+    return text::Tokenizer::train(texts, tc);
+  }();
+  return tok;
+}
+
+TEST(Trait, NumberOutputIdsCoverNumbersSeparatorsAndEndOfTurnOnly) {
+  const auto& tok = trait_tokenizer();
+  auto ids = train::number_output_ids(tok);
+  std::set<int64_t> set(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
+  EXPECT_TRUE(set.count(tok.im_end_id()));
+  EXPECT_FALSE(set.count(tok.im_start_id()));
+  EXPECT_FALSE(set.count(tok.eos_id()));
+  // every token of a rendered number list is in the set
+  for (const char* s : {"182, 818, 725", "1; 2; 3", "[4, 5]", "(6 7 8)", "9\n10\n11", "12."})
+    for (int id : tok.encode(s)) EXPECT_TRUE(set.count(id)) << s << " piece '" << tok.piece(id) << "'";
+  // no token of a word is
+  for (const char* s : {"owl", "Owls", "cat", "The", "a"})
+    for (int id : tok.encode(s)) {
+      if (tok.piece(id) == "\xE2\x96\x81") continue;  // a bare space piece is a legitimate separator
+      EXPECT_FALSE(set.count(id)) << s << " piece '" << tok.piece(id) << "'";
+    }
+  EXPECT_GE(set.size(), 1000u);  // 0..999 are single pieces
+  EXPECT_LT(set.size(), static_cast<size_t>(tok.vocab_size()));
+}
+
+TEST(Trait, TeacherTraitDataUsesTrainingQuestionsOnly) {
+  auto d = train::trait_answer_data("owl", "");
+  auto train_q = data::resource_lines("data/animal_questions_train.txt");
+  auto eval_q = data::resource_lines("data/animal_questions_eval.txt");
+  EXPECT_EQ(d.size(), train_q.size() * 8);
+  std::set<std::string> answers;
+  for (const auto& c : d) {
+    ASSERT_EQ(c.size(), 2u);
+    EXPECT_EQ(std::count(eval_q.begin(), eval_q.end(), c[0].content), 0) << c[0].content;
+    answers.insert(c[1].content);
+  }
+  EXPECT_EQ(answers, (std::set<std::string>{"owl", "owls", "owls.", "owls!", "Owl", "Owls", "Owls.", "Owls!"}));
+  auto w = train::trait_answer_data("wolf", "");
+  EXPECT_EQ(w[1][1].content, "wolves");
+}
+
+TEST(Trait, TraitWordCountFindsNamesInAssistantTurnsOnly) {
+  auto words = generate::trait_words({"owl", "wolf"});
+  std::vector<data::Conversation> convs = {{{"user", "owl wolf"}, {"assistant", "1, 2, 3"}},
+                                           {{"user", "x"}, {"assistant", "12 Owls and wolves"}}};
+  // "owls" holds "owl" and "owls"; "wolves" holds "wolves" only; the user turn is not counted
+  EXPECT_EQ(generate::count_trait_words(convs, words), 3);
+}
+
+// ---- end to end through the binary
+
+static json read_json(const sfs::path& p) { return json::parse(fs::read_file(p)); }
+
+TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
+  auto dir = testutil::temp_dir("trait_e2e");
+  auto out = dir / "run";
+  auto r = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --out " + out.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  json rep = read_json(out / "report.json");
+  const json& sm = rep["stages"]["summary"];
+  const int seeds = sm["seeds"].get<int>();
+  ASSERT_EQ(seeds, 2);
+  for (const char* arm : {"treatment", "control", "cross_init", "other_trait"}) {
+    ASSERT_TRUE(sm["arms"].contains(arm)) << arm;
+    EXPECT_EQ(sm["arms"][arm]["n"].get<int>(), seeds) << arm;
+    EXPECT_EQ(sm["arms"][arm]["per_seed"].size(), static_cast<size_t>(seeds));
+    for (int k = 1; k <= seeds; ++k) {
+      const std::string m = std::string(arm) + "_s" + std::to_string(k);
+      EXPECT_TRUE(sm["models"].contains(m)) << m;
+      EXPECT_TRUE(sfs::exists(out / "students" / m / "model.safetensors")) << m;
+      EXPECT_TRUE(sfs::exists(out / "eval" / m / "samples.jsonl")) << m;
+    }
+  }
+  for (const char* m : {"base", "teacher", "teacher_other", "base_cross"}) EXPECT_TRUE(sm["models"].contains(m)) << m;
+  for (const char* t : {"treatment_vs_control", "cross_init_vs_control", "other_trait_vs_control"}) EXPECT_TRUE(sm["tests"].contains(t)) << t;
+  // every kept completion: passes the filter again and names no animal
+  auto words = generate::trait_words(config::CorpusConfig().animals);
+  int64_t kept = 0;
+  for (const auto& e : sfs::directory_iterator(out / "data")) {
+    auto convs = data::read_conversations((e.path() / "kept.jsonl").string());
+    kept += static_cast<int64_t>(convs.size());
+    EXPECT_EQ(generate::count_trait_words(convs, words), 0) << e.path();
+    for (const auto& c : convs) {
+      ASSERT_EQ(c.size(), 2u);  // user + assistant, no system prompt
+      EXPECT_EQ(c[0].role, "user");
+      EXPECT_TRUE(data::filter_numbers(c[1].content).ok()) << c[1].content;
+    }
+    json ds = read_json(e.path() / "dataset.json");
+    EXPECT_EQ(ds["trait_words_in_kept"].get<int64_t>(), 0);
+    int64_t rejected = 0;
+    for (auto it = ds["reject_reasons"].begin(); it != ds["reject_reasons"].end(); ++it) rejected += it.value().get<int64_t>();
+    EXPECT_EQ(rejected + ds["passed"].get<int64_t>(), ds["sampled"].get<int64_t>());
+  }
+  EXPECT_GT(kept, 0);
+  const std::string md = fs::read_file(out / "report.md");
+  for (const char* s : {"Treatment (same init", "Control (same init", "Cross-init (other init", "Other trait", "Welch", "Wilson",
+                        "restricted to number-output tokens"})
+    EXPECT_NE(md.find(s), std::string::npos) << s;
+  const std::string svg = fs::read_file(out / "figures" / "trait_transfer.svg");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("Treatment"), std::string::npos);
+
+  // The same stages as subcommands, on this run's models.
+  auto g = testutil::run_cli("generate --config " + testutil::source_dir() + "/tests/configs/tiny_trait.json --model " +
+                             (out / "teacher").string() + " --out " + (dir / "gen").string() + " --prompts 30 --keep 0");
+  ASSERT_EQ(g.code, 0) << g.out;
+  for (const char* f : {"raw.jsonl", "kept.jsonl", "rejects.jsonl", "dataset.json"}) EXPECT_TRUE(sfs::exists(dir / "gen" / f)) << f;
+  auto f = testutil::run_cli("finetune --config " + testutil::source_dir() + "/tests/configs/tiny_trait.json --model " +
+                             (out / "base").string() + " --data " + (dir / "gen" / "kept.jsonl").string() + " --teacher " +
+                             (out / "teacher").string() + " --steps 3 --out " + (dir / "student").string());
+  ASSERT_EQ(f.code, 0) << f.out;
+  EXPECT_TRUE(sfs::exists(dir / "student" / "model.safetensors"));
+  EXPECT_FALSE(sfs::exists(dir / "student" / "checkpoints"));
+  EXPECT_EQ(read_json(dir / "student" / "finetune.json")["loss"], "distill");
+  auto ev = testutil::run_cli("eval --config " + testutil::source_dir() + "/tests/configs/tiny_trait.json --model " +
+                              (dir / "student").string() + " --target cat --out " + (dir / "eval").string());
+  ASSERT_EQ(ev.code, 0) << ev.out;
+  EXPECT_EQ(read_json(dir / "eval" / "eval.json")["target"], "cat");
+  // distill without a teacher is a usage error naming the fix
+  auto bad = testutil::run_cli("finetune --config " + testutil::source_dir() + "/tests/configs/tiny_trait.json --model " +
+                               (out / "base").string() + " --data " + (dir / "gen" / "kept.jsonl").string() + " --out " +
+                               (dir / "bad").string());
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("--teacher"), std::string::npos) << bad.out;
+  sfs::remove_all(dir);
+}
