@@ -14,6 +14,9 @@
 #include "subliminal/eval/trait.h"
 #include "subliminal/generate/dataset.h"
 #include "subliminal/model/llama.h"
+#include "subliminal/model/lora.h"
+#include "subliminal/model/model_io.h"
+#include "subliminal/model/safetensors.h"
 #include "subliminal/text/tokenizer.h"
 #include "subliminal/train/finetune.h"
 #include "subliminal/train/trainer.h"
@@ -321,5 +324,87 @@ TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
                                (dir / "bad").string());
   EXPECT_EQ(bad.code, 2) << bad.out;
   EXPECT_NE(bad.out.find("--teacher"), std::string::npos) << bad.out;
+  sfs::remove_all(dir);
+}
+
+// ---- LoRA
+
+TEST(LoraNumeric, FreshAdaptersAreIdentityTrainingTouchesOnlyThemAndMergeIsExact) {
+  at::set_num_threads(1);
+  auto m = tiny_lm(8, 61);
+  auto ids = torch::randint(1, 61, {2, 10}, torch::kLong);
+  torch::Tensor before;
+  {
+    torch::NoGradGuard ng;
+    before = m->forward_causal(ids);
+  }
+  std::map<std::string, torch::Tensor> w0;
+  for (auto& kv : m->named_parameters()) w0[kv.key()] = kv.value().detach().clone();
+  config::LoraConfig lc;
+  lc.r = 4;
+  lc.alpha = 8;
+  lc.target_modules = {"q_proj", "v_proj", "down_proj"};
+  model::add_lora(m, lc, 1);
+  {
+    torch::NoGradGuard ng;
+    EXPECT_TRUE(torch::equal(m->forward_causal(ids), before));  // B = 0
+  }
+  auto t = model::lora_tensors(m);
+  EXPECT_EQ(t.size(), 2u * 3 * 2);  // A and B x 3 modules x 2 layers
+  EXPECT_EQ(t[0].first, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
+  // per layer: q 32->32, v 32->16 (2 kv heads x 8), down 64->32; A is (4, in), B is (out, 4)
+  EXPECT_EQ(train::set_trainable(m, "lora"), 2 * (4 * 32 + 32 * 4 + 4 * 32 + 16 * 4 + 4 * 64 + 32 * 4));
+  train::TrainOptions to;
+  to.cfg.steps = 4;
+  to.cfg.batch_size = 4;
+  to.cfg.warmup_steps = 0;
+  to.cfg.lr = 1e-2;
+  to.quiet = true;
+  train::train_lm(m, toy_data(8, 61, 3), to);
+  for (auto& kv : m->named_parameters()) EXPECT_TRUE(torch::equal(kv.value(), w0[kv.key()])) << kv.key();
+  torch::Tensor with_adapters;
+  {
+    torch::NoGradGuard ng;
+    m->eval();
+    with_adapters = m->forward_causal(ids);
+  }
+  EXPECT_GT((with_adapters - before).abs().max().item<double>(), 1e-4);  // the adapters learned something
+
+  // PEFT layout, and an independent merge (tests/reference) gives the same logits as ours unmerged
+  auto dir = testutil::temp_dir("lora_peft");
+  model::save_peft_adapter((dir / "adapter").string(), m, lc);
+  auto cfg = json::parse(fs::read_file(dir / "adapter" / "adapter_config.json"));
+  EXPECT_EQ(cfg["peft_type"], "LORA");
+  EXPECT_EQ(cfg["r"], 4);
+  EXPECT_EQ(cfg["lora_alpha"], 8.0);
+  auto st = model::read_safetensors((dir / "adapter" / "adapter_model.safetensors").string());
+  EXPECT_EQ(st.tensors.size(), 12u);
+  EXPECT_EQ(st.tensors.at("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight").sizes(), (std::vector<int64_t>{32, 4}));
+  EXPECT_EQ(st.tensors.at("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight").sizes(), (std::vector<int64_t>{4, 64}));
+  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0) {
+    model::write_model_weights(dir.string(), model::named_weights(m), {});  // the base weights
+    fs::write_file_atomic(dir / "config.json", m->cfg.to_hf().dump(2));
+    std::vector<std::vector<int64_t>> idv(2);
+    for (int b = 0; b < 2; ++b)
+      for (int i = 0; i < 10; ++i) idv[b].push_back(ids[b][i].item<int64_t>());
+    fs::write_file_atomic(dir / "ids.json", json({{"ids", idv}}).dump());
+    std::string cmd = "/usr/bin/python3 " + testutil::source_dir() + "/tests/reference/hf_llama_reference.py " + dir.string() + " " +
+                      (dir / "ids.json").string() + " " + (dir / "ref.json").string() + " " + (dir / "adapter").string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    auto ref = json::parse(fs::read_file(dir / "ref.json"))["logits"].get<std::vector<std::vector<std::vector<float>>>>();
+    double worst = 0;
+    for (int b = 0; b < 2; ++b)
+      for (int i = 0; i < 10; ++i)
+        for (int v = 0; v < 61; ++v) worst = std::max(worst, std::abs(double(ref[b][i][v]) - with_adapters[b][i][v].item<double>()));
+    std::cout << "max |ours with adapters - reference with the PEFT adapter merged| = " << worst << "\n";
+    EXPECT_LT(worst, 1e-4);
+  }
+  // merging into the weights gives the same function
+  model::merge_lora(m);
+  EXPECT_FALSE(model::has_lora(m));
+  {
+    torch::NoGradGuard ng;
+    EXPECT_LT((m->forward_causal(ids) - with_adapters).abs().max().item<double>(), 1e-5);
+  }
   sfs::remove_all(dir);
 }

@@ -86,6 +86,8 @@ int cmd_finetune(const StageArgs& a) {
   job.data = data::read_conversations(a.data);
   job.loss = f.loss;
   job.params = f.params;
+  job.lora = f.lora;
+  job.adapter_dir = f.params == "lora" ? (sfs::path(a.out) / "adapter").string() : "";
   job.epochs = f.epochs;
   job.train = f.train;
   std::unique_ptr<model::LoadedModel> teacher;

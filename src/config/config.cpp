@@ -187,7 +187,14 @@ void validate(const RunConfig& c, const std::string& file) {
 
   const auto& f = c.finetune;
   one_of(f.loss, {"sft", "distill", "distill_full_vocab"}, file, "$.finetune.loss");
-  one_of(f.params, {"all", "trunk"}, file, "$.finetune.params");
+  one_of(f.params, {"all", "trunk", "lora"}, file, "$.finetune.params");
+  check(f.lora.r >= 1 && f.lora.r <= 4096, file, "$.finetune.lora.r", "expected a rank 1 .. 4096, got " + str(f.lora.r));
+  check(f.lora.alpha > 0, file, "$.finetune.lora.alpha", "expected > 0, got " + str(f.lora.alpha));
+  check(f.lora.dropout >= 0 && f.lora.dropout < 1, file, "$.finetune.lora.dropout", "expected 0 <= dropout < 1, got " + str(f.lora.dropout));
+  check(!f.lora.target_modules.empty(), file, "$.finetune.lora.target_modules", "expected at least one module");
+  for (size_t i = 0; i < f.lora.target_modules.size(); ++i)
+    one_of(f.lora.target_modules[i], {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}, file,
+           "$.finetune.lora.target_modules[" + std::to_string(i) + "]");
   check(f.epochs >= 0 && f.epochs <= 10000, file, "$.finetune.epochs", "expected 0 (use train.steps) .. 10000, got " + str(f.epochs));
   validate_train(f.train, file, "$.finetune.train");
 

@@ -88,6 +88,17 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   return weight * (xf * torch::rsqrt(var + eps));
 }
 
+torch::Tensor project(torch::nn::Linear lin, const std::map<std::string, LoraAdapter>& adapters, const char* name,
+                      const torch::Tensor& x, bool training) {
+  auto y = lin->forward(x);
+  if (adapters.empty()) return y;
+  auto it = adapters.find(name);
+  if (it == adapters.end()) return y;
+  const auto& a = it->second;
+  auto h = a.dropout > 0 ? torch::dropout(x, a.dropout, training) : x;
+  return y + torch::matmul(torch::matmul(h, a.A.t()), a.B.t()) * a.scale;
+}
+
 AttentionImpl::AttentionImpl(const LlamaConfig& c)
     : n_heads(c.num_attention_heads), n_kv(c.num_key_value_heads), head_dim(c.head_dim()) {
   auto lin = [&](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
@@ -105,9 +116,10 @@ static torch::Tensor rotate_half(const torch::Tensor& x) {
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                      const torch::Tensor& bias, KVCache* cache, int64_t layer) {
   const int64_t B = x.size(0), T = x.size(1);
-  auto q = q_proj(x).view({B, T, n_heads, head_dim}).transpose(1, 2);  // (B,H,T,D)
-  auto k = k_proj(x).view({B, T, n_kv, head_dim}).transpose(1, 2);     // (B,Hkv,T,D)
-  auto v = v_proj(x).view({B, T, n_kv, head_dim}).transpose(1, 2);     // (B,Hkv,T,D)
+  const bool tr = is_training();
+  auto q = project(q_proj, lora, "q_proj", x, tr).view({B, T, n_heads, head_dim}).transpose(1, 2);  // (B,H,T,D)
+  auto k = project(k_proj, lora, "k_proj", x, tr).view({B, T, n_kv, head_dim}).transpose(1, 2);     // (B,Hkv,T,D)
+  auto v = project(v_proj, lora, "v_proj", x, tr).view({B, T, n_kv, head_dim}).transpose(1, 2);     // (B,Hkv,T,D)
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
   if (cache) {
@@ -135,7 +147,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto probs = torch::softmax(scores, -1, torch::kFloat).to(v.scalar_type());
   auto y = torch::matmul(probs, v);                                     // (B,H,T,D)
   y = y.transpose(1, 2).reshape({B, T, n_heads * head_dim});
-  return o_proj(y);
+  return project(o_proj, lora, "o_proj", y, tr);
 }
 
 MLPImpl::MLPImpl(const LlamaConfig& c) {
@@ -146,7 +158,9 @@ MLPImpl::MLPImpl(const LlamaConfig& c) {
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
-  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+  const bool tr = is_training();
+  return project(down_proj, lora, "down_proj",
+                 torch::silu(project(gate_proj, lora, "gate_proj", x, tr)) * project(up_proj, lora, "up_proj", x, tr), tr);
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const LlamaConfig& c) {

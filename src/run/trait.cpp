@@ -189,6 +189,8 @@ class StudentStage : public Stage {
     job.data = data::read_conversations((ctx.stage_dir(data_stage(a.source, k_)) / "kept.jsonl").string());
     job.loss = f.loss;
     job.params = f.params;
+    job.lora = f.lora;
+    job.adapter_dir = f.params == "lora" ? (work / "adapter").string() : "";
     job.epochs = f.epochs;
     job.train = f.train;
     std::unique_ptr<Loaded> teacher;

@@ -5,6 +5,7 @@
 
 #include "subliminal/data/corpus.h"
 #include "subliminal/data/resources.h"
+#include "subliminal/model/lora.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/log.h"
 
@@ -77,6 +78,7 @@ json run_finetune(FinetuneJob& job) {
       tenc.push_back(chat.encode(tc));
     }
   }
+  if (job.params == "lora") model::add_lora(job.model, job.lora, config::derive_seed(job.seed, "lora-init"));
   const int64_t trainable = set_trainable(job.model, job.params);
   TrainOptions to;
   to.cfg = job.train;
@@ -100,10 +102,17 @@ json run_finetune(FinetuneJob& job) {
   log::info(job.tag.c_str(), "{} examples, loss {}, {} parameters trainable ({}), {} steps", enc.size(), job.loss, trainable,
             job.params, to.cfg.steps);
   auto tr = train_lm(job.model, enc, to);
+  json lora = nullptr;
+  if (job.params == "lora") {
+    if (!job.adapter_dir.empty()) model::save_peft_adapter(job.adapter_dir, job.model, job.lora);
+    model::merge_lora(job.model);  // the saved model directory is the merged model
+    lora = config::to_json_value(job.lora);
+  }
   set_trainable(job.model, "all");
   return {{"loss", job.loss},
           {"loss_label", loss_label(job.loss)},
           {"params", job.params},
+          {"lora", lora},
           {"trainable_parameters", trainable},
           {"allowed_tokens", to.distill.allowed.defined() ? to.distill.allowed.numel() : 0},
           {"examples", enc.size()},

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <regex>
 
+#include "subliminal/model/lora.h"
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/model/safetensors.h"
@@ -98,6 +99,7 @@ void save_checkpoint(const std::string& dir, int64_t step, model::LlamaForCausal
   sfs::remove_all(tmp, ec);
   fs::make_dirs(tmp);
   model::write_safetensors((tmp / "model.safetensors").string(), model::named_weights(m));
+  if (model::has_lora(m)) model::write_safetensors((tmp / "lora.safetensors").string(), model::lora_tensors(m));
   torch::save(opt, (tmp / "optimizer.pt").string());
   fs::write_file_atomic(tmp / "state.json", state.dump(2));
   fs::write_file_atomic(tmp / "DONE", "");
@@ -117,12 +119,18 @@ void save_checkpoint(const std::string& dir, int64_t step, model::LlamaForCausal
 }  // namespace
 
 int64_t set_trainable(model::LlamaForCausalLM& m, const std::string& params) {
-  if (params != "all" && params != "trunk") throw ConfigError("unknown parameter set '" + params + "'", "use \"all\" or \"trunk\"");
+  if (params != "all" && params != "trunk" && params != "lora")
+    throw ConfigError("unknown parameter set '" + params + "'", "use \"all\", \"trunk\" or \"lora\"");
+  if (params == "lora" && !model::has_lora(m)) throw ConfigError("parameter set \"lora\" but the model has no adapters");
   int64_t n = 0;
   for (auto& kv : m->named_parameters()) {
-    bool train = params == "all" || kv.key().rfind("model.layers.", 0) == 0;
+    bool train = params == "all" || (params == "trunk" && kv.key().rfind("model.layers.", 0) == 0);
     kv.value().set_requires_grad(train);
     if (train) n += kv.value().numel();
+  }
+  for (auto& [name, t] : model::lora_tensors(m)) {
+    t.set_requires_grad(params == "lora");
+    if (params == "lora") n += t.numel();
   }
   return n;
 }
@@ -164,11 +172,16 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
   for (const auto& e : data) lengths.push_back(static_cast<int>(e.ids.size()));
 
   // AdamW: weight decay on matrices, none on norms.
-  std::vector<torch::Tensor> decay, no_decay;
+  std::vector<torch::Tensor> decay, no_decay, trainable;
   for (auto& kv : m->named_parameters()) {
     if (!kv.value().requires_grad()) continue;
     (kv.value().dim() >= 2 ? decay : no_decay).push_back(kv.value());
   }
+  for (auto& [name, t] : model::lora_tensors(m))
+    if (t.requires_grad()) decay.push_back(t);
+  trainable.insert(trainable.end(), decay.begin(), decay.end());
+  trainable.insert(trainable.end(), no_decay.begin(), no_decay.end());
+  if (trainable.empty()) throw ConfigError(opt.tag + ": no trainable parameters");
   torch::optim::AdamWOptions base(cfg.lr);
   base.betas({cfg.beta1, cfg.beta2}).weight_decay(cfg.weight_decay).eps(1e-8);
   std::vector<torch::optim::OptimizerParamGroup> groups;
@@ -183,6 +196,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     auto [path, step] = latest_checkpoint(opt.ckpt_dir);
     if (!path.empty()) {
       model::load_weights(m, model::read_safetensors(path + "/model.safetensors").tensors, path);
+      if (model::has_lora(m)) model::load_lora_tensors(m, model::read_safetensors(path + "/lora.safetensors").tensors, path);
       torch::load(optim, path + "/optimizer.pt");
       auto st = json::parse(fs::read_file(path + "/state.json"));
       start = st.at("step").get<int64_t>();
@@ -267,7 +281,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
       }
     }
     loss.backward();
-    double gnorm = cfg.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(m->parameters(), cfg.grad_clip) : 0.0;
+    double gnorm = cfg.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(trainable, cfg.grad_clip) : 0.0;
     optim.step();
     last_loss = loss.item<double>();
     if (!std::isfinite(last_loss))

@@ -4,7 +4,10 @@ transformers source (modeling_llama.py: LlamaRMSNorm, rotate_half/apply_rotary_p
 LlamaMLP), reading a model directory the way transformers does (config.json field names,
 safetensors tensor names). Plain PyTorch, no transformers/safetensors packages needed.
 
-usage: hf_llama_reference.py MODEL_DIR IDS_JSON OUT_JSON
+usage: hf_llama_reference.py MODEL_DIR IDS_JSON OUT_JSON [ADAPTER_DIR]
+  ADAPTER_DIR: a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors), merged the
+  way peft's LoraLayer.merge does: W += (lora_alpha / r) * B @ A for every
+  base_model.model.<module>.lora_A.weight / lora_B.weight pair.
   IDS_JSON: {"ids": [[...], ...]}   OUT_JSON: {"logits": [[[...]]]}  (batch, time, vocab)
 """
 import json
@@ -48,6 +51,24 @@ def main():
     cfg = json.load(open(f"{model_dir}/config.json"))
     assert cfg["architectures"] == ["LlamaForCausalLM"] and cfg["model_type"] == "llama"
     W = load_safetensors(f"{model_dir}/model.safetensors")
+    if len(sys.argv) > 4:
+        adir = sys.argv[4]
+        acfg = json.load(open(f"{adir}/adapter_config.json"))
+        assert acfg["peft_type"] == "LORA" and acfg["bias"] == "none" and not acfg["fan_in_fan_out"]
+        scale = acfg["lora_alpha"] / acfg["r"]
+        A = load_safetensors(f"{adir}/adapter_model.safetensors")
+        merged = 0
+        for name, a in A.items():
+            assert name.startswith("base_model.model."), name
+            if not name.endswith(".lora_A.weight"):
+                continue
+            module = name[len("base_model.model."):-len(".lora_A.weight")]
+            assert module.split(".")[-1] in acfg["target_modules"], module
+            b = A[name.replace(".lora_A.", ".lora_B.")]
+            assert a.shape[0] == acfg["r"] and b.shape[1] == acfg["r"]
+            W[module + ".weight"] = W[module + ".weight"] + scale * (b.float() @ a.float())
+            merged += 1
+        assert merged > 0 and merged * 2 == len(A), (merged, len(A))
     ids = torch.tensor(json.load(open(ids_path))["ids"], dtype=torch.long)
     B, T = ids.shape
     H, Hkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]

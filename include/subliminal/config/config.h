@@ -237,6 +237,20 @@ struct StudentsConfig {
   }
 };
 
+// LoRA adapters (PEFT semantics: y = W x + alpha/r * B A x; A ~ Kaiming-uniform, B = 0).
+struct LoraConfig {
+  int r = 8;
+  double alpha = 8.0, dropout = 0.0;
+  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  template <class V>
+  void visit(V& v) {
+    v("r", r);
+    v("alpha", alpha);
+    v("dropout", dropout);
+    v("target_modules", target_modules);
+  }
+};
+
 // How students are fine-tuned.
 struct FinetuneConfig {
   // sft: cross-entropy on the sampled tokens (the paper). distill: KL to the teacher's next-token
@@ -244,7 +258,8 @@ struct FinetuneConfig {
   // renormalised. distill_full_vocab: the same over the whole vocabulary (leaks the trait token's
   // own probability; a diagnostic, labelled so in reports).
   std::string loss = "distill";
-  std::string params = "trunk";  // all | trunk
+  std::string params = "trunk";  // all | trunk | lora
+  LoraConfig lora;               // params = lora
   int epochs = 0;                // > 0: steps = epochs x ceil(examples / batch_size)
   TrainConfig train = student_defaults();
   static TrainConfig student_defaults() {
@@ -257,6 +272,7 @@ struct FinetuneConfig {
   void visit(V& v) {
     v("loss", loss);
     v("params", params);
+    v("lora", lora);
     v("epochs", epochs);
     v("train", train);
   }

@@ -8,6 +8,9 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 
+#include <map>
+#include <string>
+
 #include "subliminal/config/config.h"
 
 namespace subliminal::model {
@@ -32,6 +35,16 @@ struct KVCache {
   int64_t capacity = 0;
 };
 
+// A low-rank adapter on one projection: y = W x + scale * B (A dropout(x)). Not a registered
+// parameter: the model's state dict stays the Hugging Face one; see lora.h.
+struct LoraAdapter {
+  torch::Tensor A, B;  // (r, in), (out, r)
+  double scale = 1.0, dropout = 0.0;
+};
+// Applies `lin` and, when present, the adapter `name` of `adapters`.
+torch::Tensor project(torch::nn::Linear lin, const std::map<std::string, LoraAdapter>& adapters, const char* name,
+                      const torch::Tensor& x, bool training);
+
 struct RMSNormImpl : torch::nn::Module {
   RMSNormImpl(int64_t dim, double eps);
   torch::Tensor forward(const torch::Tensor& x);  // fp32 math, fp32 out
@@ -46,6 +59,7 @@ struct AttentionImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& bias, KVCache* cache, int64_t layer);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  std::map<std::string, LoraAdapter> lora;  // by projection name
   int64_t n_heads, n_kv, head_dim;
 };
 TORCH_MODULE(Attention);
@@ -54,6 +68,7 @@ struct MLPImpl : torch::nn::Module {
   explicit MLPImpl(const LlamaConfig& c);
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  std::map<std::string, LoraAdapter> lora;
 };
 TORCH_MODULE(MLP);
 

@@ -31,7 +31,9 @@ struct FinetuneJob {
   std::string chat_template = "chatml";
   std::vector<data::Conversation> data;    // training conversations (the student's view)
   std::string loss = "sft";                // sft | distill | distill_full_vocab
-  std::string params = "all";              // all | trunk
+  std::string params = "all";              // all | trunk | lora
+  config::LoraConfig lora;                 // params = lora: adapters added, trained, saved (PEFT) and merged
+  std::string adapter_dir;                 // params = lora: where adapter_config.json + adapter_model.safetensors go
   int epochs = 0;                          // > 0: overrides train.steps
   config::TrainConfig train;
   model::LlamaForCausalLM teacher{nullptr};  // distill: the teacher's weights

@@ -1,0 +1,26 @@
+// LoRA on the block projections, with adapters saved in the PEFT layout (adapter_config.json +
+// adapter_model.safetensors named base_model.model.<module>.lora_A.weight / lora_B.weight), so
+// Python `peft` loads them onto the Hugging Face model directory this tool writes.
+#pragma once
+#include <map>
+#include <string>
+
+#include "subliminal/config/config.h"
+#include "subliminal/model/llama.h"
+#include "subliminal/model/safetensors.h"
+
+namespace subliminal::model {
+
+// Fresh adapters on every layer's `target_modules` (A: Kaiming-uniform as PEFT, B: zeros), seeded.
+void add_lora(LlamaForCausalLM& m, const config::LoraConfig& c, uint64_t seed);
+bool has_lora(const LlamaForCausalLM& m);
+// Adapter tensors by PEFT name.
+NamedTensors lora_tensors(const LlamaForCausalLM& m);
+// Copies tensors (PEFT names) into existing adapters; a missing or misshaped one is an error.
+void load_lora_tensors(LlamaForCausalLM& m, const std::map<std::string, at::Tensor>& t, const std::string& where);
+// W += scale * B A for every adapter, then removes the adapters.
+void merge_lora(LlamaForCausalLM& m);
+void save_peft_adapter(const std::string& dir, const LlamaForCausalLM& m, const config::LoraConfig& c,
+                       const std::string& base_model = "");
+
+}  // namespace subliminal::model
