@@ -57,11 +57,14 @@ static void one_of(const std::string& v, std::initializer_list<const char*> allo
 static void validate_train(const TrainConfig& tr, const std::string& file, const std::string& tp) {
   check(tr.steps >= 1, file, tp + ".steps", "expected >= 1, got " + str(tr.steps));
   check(tr.batch_size >= 1 && tr.batch_size <= 65536, file, tp + ".batch_size", "expected 1 .. 65536, got " + str(tr.batch_size));
-  check(tr.lr > 0 && tr.lr < 1, file, tp + ".lr", "expected 0 < lr < 1, got " + str(tr.lr));
+  check(tr.lr > 0 && tr.lr < (tr.optimizer == "sgd" ? 1e6 : 1), file, tp + ".lr",
+        std::string("expected 0 < lr < ") + (tr.optimizer == "sgd" ? "1e6" : "1") + ", got " + str(tr.lr));
   check(tr.min_lr_ratio >= 0 && tr.min_lr_ratio <= 1, file, tp + ".min_lr_ratio", "expected 0 .. 1, got " + str(tr.min_lr_ratio));
   check(tr.warmup_steps >= 0 && tr.warmup_steps <= tr.steps, file, tp + ".warmup_steps",
         "expected 0 .. steps (" + str(tr.steps) + "), got " + str(tr.warmup_steps));
   check(tr.weight_decay >= 0, file, tp + ".weight_decay", "expected >= 0, got " + str(tr.weight_decay));
+  one_of(tr.optimizer, {"adamw", "sgd"}, file, tp + ".optimizer");
+  check(tr.adam_eps > 0 && tr.adam_eps < 1, file, tp + ".adam_eps", "expected 0 < eps < 1, got " + str(tr.adam_eps));
   check(tr.beta1 >= 0 && tr.beta1 < 1, file, tp + ".beta1", "expected 0 <= beta1 < 1, got " + str(tr.beta1));
   check(tr.beta2 >= 0 && tr.beta2 < 1, file, tp + ".beta2", "expected 0 <= beta2 < 1, got " + str(tr.beta2));
   check(tr.grad_clip >= 0, file, tp + ".grad_clip", "expected >= 0 (0: off), got " + str(tr.grad_clip));

@@ -201,6 +201,25 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& c) : cfg(c) {
 
 torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& ids, const torch::Tensor& positions,
                                             const torch::Tensor& bias, KVCache* cache) {
+  return head(hidden(ids, positions, bias, cache));
+}
+
+torch::Tensor LlamaForCausalLMImpl::head(const torch::Tensor& x, const torch::Tensor& cols) {
+  const auto& w = lm_head ? lm_head->weight : model->embed_tokens->weight;
+  return torch::linear(x, cols.defined() ? w.index_select(0, cols) : w);
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward_causal_at(const torch::Tensor& ids, const torch::Tensor& mask, const torch::Tensor& cols) {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  TORCH_CHECK(T <= cfg.max_position_embeddings, "sequence length ", T, " exceeds max_position_embeddings ",
+              cfg.max_position_embeddings);
+  auto pos = torch::arange(T, ids.options().dtype(torch::kLong)).unsqueeze(0).expand({B, T});
+  auto bias = causal_bias.index({Slice(0, T), Slice(0, T)}).view({1, 1, T, T});
+  return head(hidden(ids, pos, bias, nullptr).index({mask}), cols);
+}
+
+torch::Tensor LlamaForCausalLMImpl::hidden(const torch::Tensor& ids, const torch::Tensor& positions,
+                                           const torch::Tensor& bias, KVCache* cache) {
   const int64_t B = ids.size(0), T = ids.size(1);
   TORCH_CHECK(positions.max().item<int64_t>() < cfg.max_position_embeddings, "position ",
               positions.max().item<int64_t>(), " exceeds max_position_embeddings ", cfg.max_position_embeddings);
@@ -211,8 +230,7 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& ids, const torc
   int64_t i = 0;
   for (auto& layer : *model->layers) x = layer->as<DecoderLayer>()->forward(x, cos, sin, bias, cache, i++);
   if (cache) cache->length += T;
-  x = model->norm(x);
-  return lm_head ? lm_head(x) : torch::linear(x, model->embed_tokens->weight);  // (B,T,V)
+  return model->norm(x);  // (B,T,C) fp32
 }
 
 torch::Tensor LlamaForCausalLMImpl::forward_causal(const torch::Tensor& ids) {

@@ -66,20 +66,6 @@ Batch make_batch(const std::vector<text::Encoded>& data, const std::vector<int64
   return b;
 }
 
-// Cross-entropy over labelled positions: token-mean, or the mean of per-sequence means.
-torch::Tensor lm_loss(const torch::Tensor& logits, const torch::Tensor& labels, bool per_sequence) {
-  namespace F = torch::nn::functional;
-  auto flat = logits.reshape({-1, logits.size(-1)}).to(torch::kFloat);
-  if (!per_sequence) return F::cross_entropy(flat, labels.reshape({-1}), F::CrossEntropyFuncOptions().ignore_index(-100));
-  auto tok = F::cross_entropy(flat, labels.reshape({-1}), F::CrossEntropyFuncOptions().ignore_index(-100).reduction(torch::kNone))
-                 .view(labels.sizes());  // (B,T), 0 where ignored
-  auto mask = labels.ne(-100).to(torch::kFloat);
-  auto count = mask.sum(1);                                     // (B)
-  auto has = count.gt(0);
-  auto per_seq = tok.sum(1) / count.clamp_min(1.0);
-  return per_seq.masked_select(has).mean();
-}
-
 // Mean of per-token values: over all tokens, or per sequence (row) first.
 torch::Tensor reduce_tokens(const torch::Tensor& per_tok, const torch::Tensor& rows, int64_t B, bool per_sequence) {
   if (!per_sequence) return per_tok.mean();
@@ -89,7 +75,7 @@ torch::Tensor reduce_tokens(const torch::Tensor& per_tok, const torch::Tensor& r
   return (sums / counts.clamp_min(1.0)).masked_select(has).mean();
 }
 
-void save_checkpoint(const std::string& dir, int64_t step, model::LlamaForCausalLM& m, torch::optim::AdamW& opt,
+void save_checkpoint(const std::string& dir, int64_t step, model::LlamaForCausalLM& m, torch::optim::Optimizer& opt,
                      const json& state) {
   char name[32];
   std::snprintf(name, sizeof name, "step_%08lld", static_cast<long long>(step));
@@ -182,14 +168,26 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
   trainable.insert(trainable.end(), decay.begin(), decay.end());
   trainable.insert(trainable.end(), no_decay.begin(), no_decay.end());
   if (trainable.empty()) throw ConfigError(opt.tag + ": no trainable parameters");
-  torch::optim::AdamWOptions base(cfg.lr);
-  base.betas({cfg.beta1, cfg.beta2}).weight_decay(cfg.weight_decay).eps(1e-8);
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(base));
-  auto nd = std::make_unique<torch::optim::AdamWOptions>(base);
-  nd->weight_decay(0.0);
-  groups.emplace_back(no_decay, std::move(nd));
-  torch::optim::AdamW optim(groups, base);
+  std::unique_ptr<torch::optim::Optimizer> optim_ptr;
+  if (cfg.optimizer == "sgd") {  // momentum = beta1; weight decay (L2) on matrices only
+    torch::optim::SGDOptions base(cfg.lr);
+    base.momentum(cfg.beta1).weight_decay(cfg.weight_decay);
+    groups.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(base));
+    auto nd = std::make_unique<torch::optim::SGDOptions>(base);
+    nd->weight_decay(0.0);
+    groups.emplace_back(no_decay, std::move(nd));
+    optim_ptr = std::make_unique<torch::optim::SGD>(groups, base);
+  } else {
+    torch::optim::AdamWOptions base(cfg.lr);
+    base.betas({cfg.beta1, cfg.beta2}).weight_decay(cfg.weight_decay).eps(cfg.adam_eps);
+    groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(base));
+    auto nd = std::make_unique<torch::optim::AdamWOptions>(base);
+    nd->weight_decay(0.0);
+    groups.emplace_back(no_decay, std::move(nd));
+    optim_ptr = std::make_unique<torch::optim::AdamW>(groups, base);
+  }
+  torch::optim::Optimizer& optim = *optim_ptr;
 
   int64_t start = 0;
   if (opt.resume && !opt.ckpt_dir.empty()) {
@@ -254,30 +252,33 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
       }
     }
     const double lr = lr_at(step, cfg);
-    for (auto& g : optim.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    for (auto& g : optim.param_groups()) g.options().set_lr(lr);
     optim.zero_grad();
     torch::Tensor loss;
     {
       model::Autocast ac(opt.bf16, device.is_cuda());
-      auto logits = m->forward_causal(b.input);  // (B,T,V)
+      auto mask = b.labels.ne(-100);
+      auto rows = mask.nonzero().select(1, 0);  // batch row of every loss position
+      const bool per_seq = cfg.loss_weighting == "sequence";
       if (!distill) {
-        loss = lm_loss(logits, b.labels, cfg.loss_weighting == "sequence");
+        auto logits = m->forward_causal_at(b.input, mask).to(torch::kFloat);  // (N,V): loss positions only
+        auto per_tok = torch::nn::functional::cross_entropy(
+            logits, b.labels.index({mask}), torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+        loss = reduce_tokens(per_tok, rows, b.input.size(0), per_seq);
       } else {
+        const auto& cols = opt.distill.allowed;  // undefined: the full vocabulary
         torch::Tensor t_sel;
         {
           torch::NoGradGuard ng;
           model::LlamaForCausalLM tm = opt.distill.teacher;  // holder copy: forward is non-const
-          auto tl = tm->forward_causal(tb.input);
-          t_sel = tl.index({tb.labels.ne(-100)});  // (N,V), row-major order of the target positions
+          t_sel = tm->forward_causal_at(tb.input, tb.labels.ne(-100), cols);  // (N,|cols|)
         }
-        auto mask = b.labels.ne(-100);
-        auto s_sel = logits.index({mask});
+        auto s_sel = m->forward_causal_at(b.input, mask, cols);
         if (s_sel.size(0) != t_sel.size(0))
           throw DataError(opt.tag + ": teacher and student encodings have different target tokens (" +
                           std::to_string(t_sel.size(0)) + " vs " + std::to_string(s_sel.size(0)) + ")");
-        auto rows = mask.nonzero().select(1, 0);
-        auto kl = restricted_kl(s_sel, t_sel, opt.distill.allowed);
-        loss = reduce_tokens(kl, rows, b.input.size(0), cfg.loss_weighting == "sequence");
+        auto kl = restricted_kl(s_sel, t_sel, torch::Tensor());
+        loss = reduce_tokens(kl, rows, b.input.size(0), per_seq);
       }
     }
     loss.backward();

@@ -79,7 +79,11 @@ struct TrainConfig {
   int batch_size = 64;
   double lr = 3e-3, min_lr_ratio = 0.1;
   int64_t warmup_steps = 30;
+  std::string optimizer = "adamw";  // adamw | sgd (momentum = beta1)
   double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, grad_clip = 1.0;
+  // Adam's epsilon. Distillation gradients are tiny (KL ~1e-3); with eps 1e-8 Adam scales rounding
+  // noise up to full lr-sized steps.
+  double adam_eps = 1e-8;
   int64_t checkpoint_every = 200;
   int64_t log_every = 10;
   std::string loss_on = "assistant";  // assistant | all
@@ -93,6 +97,8 @@ struct TrainConfig {
     v("lr", lr);
     v("min_lr_ratio", min_lr_ratio);
     v("warmup_steps", warmup_steps);
+    v("optimizer", optimizer);
+    v("adam_eps", adam_eps);
     v("weight_decay", weight_decay);
     v("beta1", beta1);
     v("beta2", beta2);

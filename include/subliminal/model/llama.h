@@ -99,6 +99,14 @@ struct LlamaForCausalLMImpl : torch::nn::Module {
                         KVCache* cache = nullptr);
   // Training forward: causal mask, positions 0..T-1.
   torch::Tensor forward_causal(const torch::Tensor& ids);
+  // The same, with logits only where `mask` (B,T bool) is set, in row-major order: (N,V); with
+  // `cols` (int64 ids) only those vocabulary columns: (N,|cols|). The head is the costliest
+  // matmul of a small model; loss positions are a fraction of all.
+  torch::Tensor forward_causal_at(const torch::Tensor& ids, const torch::Tensor& mask, const torch::Tensor& cols = {});
+  // Final-normed hidden states (B,T,C) and the output head (tied or untied).
+  torch::Tensor hidden(const torch::Tensor& ids, const torch::Tensor& positions, const torch::Tensor& bias,
+                       KVCache* cache = nullptr);
+  torch::Tensor head(const torch::Tensor& x, const torch::Tensor& cols = {});
   KVCache new_cache(int64_t batch, int64_t capacity) const;
   int64_t num_parameters() const;
 
