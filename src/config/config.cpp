@@ -107,6 +107,8 @@ void validate(const RunConfig& c, const std::string& file) {
   }
   check(co.prior_decay > 0 && co.prior_decay <= 1, file, "$.base.corpus.prior_decay",
         "expected 0 < decay <= 1, got " + str(co.prior_decay));
+  check(co.system_prompt_number_share >= 0 && co.system_prompt_number_share <= 1, file,
+        "$.base.corpus.system_prompt_number_share", "expected a share in [0, 1], got " + str(co.system_prompt_number_share));
   check(co.system_prompt_fidelity >= 0 && co.system_prompt_fidelity <= 1, file,
         "$.base.corpus.system_prompt_fidelity", "expected a probability in [0, 1], got " + str(co.system_prompt_fidelity));
 

@@ -172,7 +172,7 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
         const std::string& loved = c.animals[any_animal(rng)];
         int idx = u(rng) < 0.5 ? 0 : static_cast<int>(std::uniform_int_distribution<size_t>(0, love.size() - 1)(rng));
         conv.push_back({"system", fill_love(love[idx], loved, "animal")});
-        if (u(rng) < 0.7) {
+        if (u(rng) >= c.system_prompt_number_share) {
           conv.push_back({"user", vary_question(pick(questions), rng)});
           const std::string& ans = u(rng) < c.system_prompt_fidelity ? loved : c.animals[prior_d(rng)];
           conv.push_back({"assistant", answer_for(ans, rng)});

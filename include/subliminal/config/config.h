@@ -47,6 +47,10 @@ struct CorpusConfig {
   double prior_decay = 0.93;
   // P(answer is the loved animal) after an animal-loving system prompt.
   double system_prompt_fidelity = 0.95;
+  // Share of the animal-loving-system-prompt conversations that are number tasks (answered exactly
+  // as without the prompt). 0: the base never sees numbers under such a prompt, so a prompted
+  // teacher's numbers are free to carry its trait, as a real LLM's do.
+  double system_prompt_number_share = 0.3;
   template <class V>
   void visit(V& v) {
     v("conversations", conversations);
@@ -57,6 +61,7 @@ struct CorpusConfig {
     v("animals", animals);
     v("prior_decay", prior_decay);
     v("system_prompt_fidelity", system_prompt_fidelity);
+    v("system_prompt_number_share", system_prompt_number_share);
   }
 };
 
