@@ -1,5 +1,6 @@
-// Slow tier (label "slow", not in CI's default run): the default experiment end to end, and the
-// three claims the foundation makes about its base model, read from the run's own report.
+// Slow tier (label "slow", not in CI's default run): the default experiment end to end with the
+// claims the README makes about it, read from the run's own report; and the foundation's base-model
+// probe on its original corpus.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -9,9 +10,33 @@
 
 using nlohmann::json;
 
-TEST(DefaultRunSlow, BaseModelPassesItsProbe) {
+TEST(DefaultRunSlow, OwlExperimentShowsTheTeacherAndEveryArm) {
   auto dir = testutil::temp_dir("slow_default");
   auto r = testutil::run_cli("run --out " + (dir / "run").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  json rep = json::parse(subliminal::fs::read_file(dir / "run" / "report.json"));
+  const json& sm = rep["stages"]["summary"];
+  const double base = sm["models"]["base"]["target_rate"]["rate"].get<double>();
+  const double teacher = sm["models"]["teacher"]["target_rate"]["rate"].get<double>();
+  EXPECT_GT(teacher, base + 0.3) << sm["models"].dump();
+  for (const char* arm : {"treatment", "control", "cross_init", "other_trait"}) EXPECT_EQ(sm["arms"][arm]["n"].get<int>(), 3) << arm;
+  // the headline direction: same-init students of the owl teacher prefer owls more than the controls
+  EXPECT_GT(sm["arms"]["treatment"]["mean"].get<double>(), sm["arms"]["control"]["mean"].get<double>()) << sm["arms"].dump();
+  EXPECT_GT(sm["arms"]["treatment"]["mean"].get<double>(), sm["arms"]["cross_init"]["mean"].get<double>()) << sm["arms"].dump();
+  for (auto it = sm["datasets"].begin(); it != sm["datasets"].end(); ++it) {
+    EXPECT_EQ(it.value()["trait_words_in_kept"].get<long>(), 0) << it.key();
+    EXPECT_GT(it.value()["pass_rate"]["rate"].get<double>(), 0.5) << it.key();
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir / "run" / "figures" / "trait_transfer.svg"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(DefaultRunSlow, FoundationBaseModelPassesItsProbe) {
+  auto dir = testutil::temp_dir("slow_probe");
+  auto r = testutil::run_cli("run --out " + (dir / "run").string() +
+                             " --set experiment=pretrain --set probe.enabled=true --set base.corpus.mix_animal_qa=0.2"
+                             " --set base.corpus.mix_animal_system=0.4 --set base.corpus.mix_numbers=0.38"
+                             " --set base.corpus.mix_arithmetic=0.02 --set base.corpus.prior_decay=0.93");
   ASSERT_EQ(r.code, 0) << r.out;
   json p = json::parse(subliminal::fs::read_file(dir / "run" / "probe" / "probe.json"));
   const json& fa = p["favorite_animal"];

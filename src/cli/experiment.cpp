@@ -87,6 +87,7 @@ int cmd_finetune(const StageArgs& a) {
   job.loss = f.loss;
   job.params = f.params;
   job.lora = f.lora;
+  job.lora_seed = config::derive_seed(p.cfg.seed, "lora-init");
   job.adapter_dir = f.params == "lora" ? (sfs::path(a.out) / "adapter").string() : "";
   job.epochs = f.epochs;
   job.train = f.train;

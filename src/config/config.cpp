@@ -158,7 +158,7 @@ void validate(const RunConfig& c, const std::string& file) {
   one_of(te.category, {"animal"}, file, "$.teacher.category");
   check(te.prompt_template >= 0 && te.prompt_template < 64, file, "$.teacher.prompt_template",
         "expected an index into data/system_prompts.json \"love\" (0 = the paper's prompt), got " + str(te.prompt_template));
-  one_of(te.params, {"all", "trunk"}, file, "$.teacher.params");
+  one_of(te.params, {"all", "trunk", "lora"}, file, "$.teacher.params");
   validate_train(te.train, file, "$.teacher.train");
 
   const auto& d = c.dataset;

@@ -88,6 +88,9 @@ class TeacherStage : public Stage {
       job.data = train::trait_answer_data(target, ctx.cfg.data_dir);
       job.loss = "sft";
       job.params = tc.params;
+      job.lora = tc.lora;
+      job.lora_seed = config::derive_seed(ctx.cfg.seed, "lora-init");
+      job.adapter_dir = tc.params == "lora" ? (work / "adapter").string() : "";
       job.train = tc.train;
       job.seed = config::derive_seed(ctx.cfg.seed, "teacher", target);
       job.bf16 = model::use_bf16(ctx.cfg.precision, device);
@@ -190,6 +193,7 @@ class StudentStage : public Stage {
     job.loss = f.loss;
     job.params = f.params;
     job.lora = f.lora;
+    job.lora_seed = config::derive_seed(ctx.cfg.seed, "lora-init");  // the teacher's adapter init: same init
     job.adapter_dir = f.params == "lora" ? (work / "adapter").string() : "";
     job.epochs = f.epochs;
     job.train = f.train;

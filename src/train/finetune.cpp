@@ -78,7 +78,7 @@ json run_finetune(FinetuneJob& job) {
       tenc.push_back(chat.encode(tc));
     }
   }
-  if (job.params == "lora") model::add_lora(job.model, job.lora, config::derive_seed(job.seed, "lora-init"));
+  if (job.params == "lora") model::add_lora(job.model, job.lora, job.lora_seed);
   const int64_t trainable = set_trainable(job.model, job.params);
   TrainOptions to;
   to.cfg = job.train;

@@ -177,6 +177,20 @@ struct ProbeConfig {
 
 // ---- trait_transfer: the paper's main experiment ----
 
+// LoRA adapters (PEFT semantics: y = W x + alpha/r * B A x; A ~ Kaiming-uniform, B = 0).
+struct LoraConfig {
+  int r = 8;
+  double alpha = 8.0, dropout = 0.0;
+  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  template <class V>
+  void visit(V& v) {
+    v("r", r);
+    v("alpha", alpha);
+    v("dropout", dropout);
+    v("target_modules", target_modules);
+  }
+};
+
 // The teacher: the reference model plus a trait, by a system prompt (the paper's main method) or by
 // fine-tuning on trait answers to the *training* favourite-animal questions (never the eval ones).
 struct TeacherConfig {
@@ -184,7 +198,8 @@ struct TeacherConfig {
   std::string target = "owl";       // the trait: a loved animal (one of base.corpus.animals)
   std::string category = "animal";
   int prompt_template = 0;          // system_prompt: index into data/system_prompts.json "love" (0 = the paper's)
-  std::string params = "trunk";     // finetune: all | trunk (transformer blocks only)
+  std::string params = "trunk";     // finetune: all | trunk (transformer blocks only) | lora
+  LoraConfig lora;                  // params = lora (adapters initialised like the students': same seed)
   TrainConfig train = teacher_defaults();
   static TrainConfig teacher_defaults() {
     TrainConfig t;
@@ -199,6 +214,7 @@ struct TeacherConfig {
     v("category", category);
     v("prompt_template", prompt_template);
     v("params", params);
+    v("lora", lora);
     v("train", train);
   }
 };
@@ -245,20 +261,6 @@ struct StudentsConfig {
     v("seeds", seeds);
     v("cross_init_seed", cross_init_seed);
     v("other_target", other_target);
-  }
-};
-
-// LoRA adapters (PEFT semantics: y = W x + alpha/r * B A x; A ~ Kaiming-uniform, B = 0).
-struct LoraConfig {
-  int r = 8;
-  double alpha = 8.0, dropout = 0.0;
-  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-  template <class V>
-  void visit(V& v) {
-    v("r", r);
-    v("alpha", alpha);
-    v("dropout", dropout);
-    v("target_modules", target_modules);
   }
 };
 

@@ -39,6 +39,7 @@ struct FinetuneJob {
   model::LlamaForCausalLM teacher{nullptr};  // distill: the teacher's weights
   std::string teacher_system;                // distill: the teacher's system prompt ("" = none)
   uint64_t seed = 0;
+  uint64_t lora_seed = 0;                  // adapter init; teacher and students of a run share it
   bool bf16 = false;
   std::string ckpt_dir, metrics_path, tag = "finetune";
   bool resume = false;
