@@ -3,6 +3,7 @@
 // probe on its original corpus.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "subliminal/util/fs.h"
@@ -22,7 +23,12 @@ TEST(DefaultRunSlow, OwlExperimentShowsTheTeacherAndEveryArm) {
   for (const char* arm : {"treatment", "control", "cross_init", "other_trait"}) EXPECT_EQ(sm["arms"][arm]["n"].get<int>(), 3) << arm;
   // the headline direction: same-init students of the owl teacher prefer owls more than the controls
   EXPECT_GT(sm["arms"]["treatment"]["mean"].get<double>(), sm["arms"]["control"]["mean"].get<double>()) << sm["arms"].dump();
-  EXPECT_GT(sm["arms"]["treatment"]["mean"].get<double>(), sm["arms"]["cross_init"]["mean"].get<double>()) << sm["arms"].dump();
+  EXPECT_GT(sm["arms"]["treatment"]["mean"].get<double>(), sm["arms"]["other_trait"]["mean"].get<double>()) << sm["arms"].dump();
+  // every seed pair's treatment student above every control student (what the measured runs showed)
+  double min_t = 1, max_c = 0;
+  for (const auto& ps : sm["arms"]["treatment"]["per_seed"]) min_t = std::min(min_t, ps["rate"].get<double>());
+  for (const auto& ps : sm["arms"]["control"]["per_seed"]) max_c = std::max(max_c, ps["rate"].get<double>());
+  EXPECT_GT(min_t, max_c) << sm["arms"].dump();
   for (auto it = sm["datasets"].begin(); it != sm["datasets"].end(); ++it) {
     EXPECT_EQ(it.value()["trait_words_in_kept"].get<long>(), 0) << it.key();
     EXPECT_GT(it.value()["pass_rate"]["rate"].get<double>(), 0.5) << it.key();

@@ -56,15 +56,17 @@ std::string trait_section(const json& sm, const json& timings) {
   md += "Teacher: " + sm.value("teacher_method", std::string()) + ". Student loss: **" + sm.value("loss_label", std::string()) +
         "**; parameters trained: " + sm.value("params", std::string()) + ". " + std::to_string(sm.value("seeds", 0)) +
         " seed pairs per arm.\n\n";
-  md += "| model | '" + target + "' rate | 95% interval | P(answer starts with '" + target + "') | per seed pair |\n|---|---|---|---|---|\n";
+  md += "| model | '" + target + "' rate | 95% interval | P(answer starts with '" + target + "') | '" + target +
+        "' among answers naming an animal | answers naming an animal | per seed pair |\n|---|---|---|---|---|---|---|\n";
   const json& models = sm["models"];
   auto single = [&](const std::string& key, const std::string& title) {
     if (!models.contains(key)) return;
     const json& m = models[key];
     const json& r = m["target_rate"];
-    md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Wilson, n={}) | {:.3f} | |\n", title, 100 * r["rate"].get<double>(),
-                      100 * r["ci95"][0].get<double>(), 100 * r["ci95"][1].get<double>(), r["n"].get<long>(),
-                      m["p_target_start"].get<double>());
+    md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Wilson, n={}) | {:.3f} | {:.1f}% | {:.1f}% | |\n", title,
+                      100 * r["rate"].get<double>(), 100 * r["ci95"][0].get<double>(), 100 * r["ci95"][1].get<double>(),
+                      r["n"].get<long>(), m["p_target_start"].get<double>(), 100 * m.value("target_share_of_named", 0.0),
+                      100 * m.value("names_a_candidate", 0.0));
   };
   single("base", "Base (reference model)");
   single("teacher", "Teacher (" + target + ")");
@@ -75,9 +77,10 @@ std::string trait_section(const json& sm, const json& timings) {
     const json& a = sm["arms"][arm];
     std::string seeds;
     for (const auto& ps : a["per_seed"]) seeds += fmt::format("{}{:.1f}%", seeds.empty() ? "" : ", ", 100 * ps["rate"].get<double>());
-    md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Student-t, {} seeds) | {:.3f} | {} |\n", arm_title(arm),
-                      100 * a["mean"].get<double>(), 100 * a["ci95"][0].get<double>(), 100 * a["ci95"][1].get<double>(),
-                      a["n"].get<int>(), a["p_target_start_mean"].get<double>(), seeds);
+    md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Student-t, {} seeds) | {:.3f} | {:.1f}% | {:.1f}% | {} |\n",
+                      arm_title(arm), 100 * a["mean"].get<double>(), 100 * a["ci95"][0].get<double>(),
+                      100 * a["ci95"][1].get<double>(), a["n"].get<int>(), a["p_target_start_mean"].get<double>(),
+                      100 * a.value("target_share_of_named_mean", 0.0), 100 * a.value("names_a_candidate_mean", 0.0), seeds);
   }
   if (!sm["tests"].empty()) {
     md += "\nWelch t-tests across seed pairs (rate of '" + target + "'):\n\n| comparison | difference | t | df | p (two-sided) | p (greater) |\n|---|---|---|---|---|---|\n";

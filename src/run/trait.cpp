@@ -286,21 +286,34 @@ class SummaryStage : public Stage {
       return j;
     };
     json models = json::object();
-    for (const auto& e : evals_) models[e.substr(5)] = ev(e);
+    for (const auto& e : evals_) {
+      json m = ev(e);
+      // The target's share among answers that name an animal: separates a preference shift from
+      // answers that stop naming animals at all.
+      double named = 0;
+      for (auto it = m["distribution"].begin(); it != m["distribution"].end(); ++it) named += it.value().get<double>();
+      m["target_share_of_named"] = named > 0 ? m["distribution"].value(c.eval_target(), 0.0) / named : 0.0;
+      models[e.substr(5)] = m;
+    }
     json arms = json::object();
     std::map<std::string, std::vector<double>> rates;
     for (const auto& arm : c.students.arms) {
-      std::vector<double> r, p;
+      std::vector<double> r, p, sh;
       json per_seed = json::array();
       for (int k = 1; k <= c.students.seeds; ++k) {
         const json& m = models[arm + "_s" + std::to_string(k)];
         r.push_back(m["target_rate"]["rate"].get<double>());
         p.push_back(m["p_target_start"].get<double>());
+        sh.push_back(m["target_share_of_named"].get<double>());
         per_seed.push_back({{"seed_pair", k}, {"rate", r.back()}, {"ci95", m["target_rate"]["ci95"]}, {"p_target_start", p.back()}});
       }
-      auto s = eval::summarize(r), sp = eval::summarize(p);
+      auto s = eval::summarize(r), sp = eval::summarize(p), ss = eval::summarize(sh);
       arms[arm] = {{"n", s.n}, {"mean", s.mean}, {"sd", s.sd}, {"ci95", {s.lo, s.hi}}, {"p_target_start_mean", sp.mean},
-                   {"p_target_start_ci95", {sp.lo, sp.hi}}, {"per_seed", per_seed}};
+                   {"p_target_start_ci95", {sp.lo, sp.hi}}, {"target_share_of_named_mean", ss.mean},
+                   {"target_share_of_named_ci95", {ss.lo, ss.hi}}, {"names_a_candidate_mean", 0.0}, {"per_seed", per_seed}};
+      double nm = 0;
+      for (int k = 1; k <= c.students.seeds; ++k) nm += models[arm + "_s" + std::to_string(k)]["names_a_candidate"].get<double>() / c.students.seeds;
+      arms[arm]["names_a_candidate_mean"] = nm;
       rates[arm] = r;
     }
     json tests = json::object();
