@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
   run->add_flag("--dry-run", ra.dry_run, "print the resolved config and the stage plan; run nothing");
   run->add_flag("--resume", ra.resume, "continue interrupted stages from their checkpoints");
   run->add_option("--threads", ra.threads, "ATen threads (overrides the config's threads; 0 = all cores)");
+  run->add_option("--jobs", ra.jobs, "stages at once, each a worker process with threads/jobs threads (overrides the config's jobs; 0 = auto)")
+      ->check(CLI::Range(0, 256));
 
   std::string vconfig;
   std::vector<std::string> vset;
@@ -118,6 +120,14 @@ int main(int argc, char** argv) {
   common(ev, ea, true);
   ev->add_option("--target", eset, "shorthand for --set eval.target=ANIMAL")->each([&](const std::string& v) { ea.set.push_back("eval.target=" + v); });
   ev->add_option("--samples", eset, "shorthand for --set eval.samples_per_question=N")->each([&](const std::string& v) { ea.set.push_back("eval.samples_per_question=" + v); });
+  cli::StageWorkerArgs wa;
+  auto* worker = app.add_subcommand("__stage", "run one stage of a run directory (started by `run` when jobs > 1)");
+  worker->group("");  // internal: not in --help
+  worker->add_option("--dir", wa.dir, "run directory")->required();
+  worker->add_option("--stage", wa.stage, "stage name")->required();
+  worker->add_option("--hash", wa.hash, "the input hash the run planned")->required();
+  worker->add_option("--threads", wa.threads, "ATen threads")->check(CLI::Range(1, 1024));
+  worker->add_flag("--resume", wa.resume, "continue from the stage's checkpoints");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -132,6 +142,7 @@ int main(int argc, char** argv) {
       ra.command_line = join_args(argc, argv);
       return cli::cmd_run(ra);
     }
+    if (*worker) return cli::cmd_stage_worker(wa);
     if (*val) return cli::cmd_validate(vconfig, vset, vprint);
     if (*smp) return cli::cmd_sample(sa);
     if (*bench) return cli::cmd_bench(ba);

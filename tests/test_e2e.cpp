@@ -22,7 +22,7 @@ TEST(CliE2E, TinyRunWritesCompleteRunDirectoryAndSkipsOnRerun) {
   ASSERT_EQ(r.code, 0) << r.out;
   for (const char* f : {"config.resolved.json", "manifest.json", "run.log", "report.json", "report.md", "metrics/base.jsonl",
                         "base/stage.json", "base/config.json", "base/model.safetensors", "base/tokenizer.model",
-                        "base/corpus.jsonl", "probe/stage.json", "probe/probe.json", "probe/samples.jsonl"})
+                        "corpus/corpus.jsonl", "corpus/tokenizer.model", "probe/stage.json", "probe/probe.json", "probe/samples.jsonl"})
     EXPECT_TRUE(sfs::exists(out / f)) << f;
   EXPECT_FALSE(sfs::exists(out / "base.partial"));
   EXPECT_FALSE(sfs::exists(out / "base" / "checkpoints"));  // scratch is removed once the stage is complete
@@ -75,18 +75,18 @@ TEST(CliE2E, TinyRunWritesCompleteRunDirectoryAndSkipsOnRerun) {
 TEST(CliE2E, InterruptedStageNeedsResume) {
   auto dir = testutil::temp_dir("e2e_resume");
   auto out = dir / "run";
-  // Fake an interrupted base stage of this exact config: take its hash from a dry run.
+  // The dry run's hash of the first stage is the real one (later stages' hashes need upstream outputs).
   auto r = testutil::run_cli("run " + tiny() + " --out " + out.string() + " --dry-run");
   ASSERT_EQ(r.code, 0);
-  auto p = r.out.find("base: run  (input hash ");
+  auto p = r.out.find("corpus: run  (input hash ");
   ASSERT_NE(p, std::string::npos) << r.out;
-  std::string prefix = r.out.substr(p + 23, 16);
+  std::string prefix = r.out.substr(p + 25, 16);
   // Run it for real with a crash injected: SIGKILL is out of reach here, so instead run to completion,
   // then turn the finished stage back into a partial one.
   r = testutil::run_cli("run " + tiny() + " --out " + out.string());
   ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(read_json(out / "corpus" / "stage.json")["input_hash"].get<std::string>().substr(0, 16), prefix);
   json rec = read_json(out / "base" / "stage.json");
-  EXPECT_EQ(rec["input_hash"].get<std::string>().substr(0, 16), prefix);
   sfs::rename(out / "base", out / "base.partial");
   sfs::remove(out / "base.partial" / "stage.json");
   fs::write_file_atomic(out / "base.partial" / "partial.json", json({{"input_hash", rec["input_hash"]}}).dump());

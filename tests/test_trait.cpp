@@ -21,6 +21,8 @@
 #include "subliminal/train/finetune.h"
 #include "subliminal/train/trainer.h"
 #include "subliminal/util/fs.h"
+#include "subliminal/run/runner.h"
+#include "subliminal/run/stages.h"
 #include "test_util.h"
 
 using namespace subliminal;
@@ -256,8 +258,10 @@ static json read_json(const sfs::path& p) { return json::parse(fs::read_file(p))
 TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
   auto dir = testutil::temp_dir("trait_e2e");
   auto out = dir / "run";
-  auto r = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --out " + out.string());
+  // two stages at a time, each in a worker process with one thread
+  auto r = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --jobs 2 --out " + out.string());
   ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("in a worker"), std::string::npos) << r.out;
   json rep = read_json(out / "report.json");
   const json& sm = rep["stages"]["summary"];
   const int seeds = sm["seeds"].get<int>();
@@ -324,7 +328,86 @@ TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
                                (dir / "bad").string());
   EXPECT_EQ(bad.code, 2) << bad.out;
   EXPECT_NE(bad.out.find("--teacher"), std::string::npos) << bad.out;
+
+  // Workers change nothing: the same config run in one process (one thread, as each worker had)
+  // gives bit-identical outputs for every stage the two runs share (one seed pair here).
+  auto seq = dir / "sequential";
+  auto r1 = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --jobs 1 --set students.seeds=1 --out " +
+                              seq.string());
+  ASSERT_EQ(r1.code, 0) << r1.out;
+  EXPECT_EQ(r1.out.find("in a worker"), std::string::npos);
+  int compared = 0;
+  for (const auto& e : sfs::recursive_directory_iterator(seq)) {
+    if (e.path().filename() != "stage.json") continue;
+    const auto rel = sfs::relative(e.path(), seq);
+    if (rel.parent_path() == "summary") continue;  // it sees one seed pair instead of two
+    json a = read_json(e.path()), b = read_json(out / rel);
+    EXPECT_EQ(a["input_hash"], b["input_hash"]) << rel;
+    // the artifacts (metadata files like config.json and dataset.json also hold the run config and timings)
+    for (auto it = a["outputs"].begin(); it != a["outputs"].end(); ++it) {
+      const auto ext = sfs::path(it.key()).extension();
+      if (ext != ".safetensors" && ext != ".jsonl" && ext != ".model") continue;
+      EXPECT_EQ(it.value(), b["outputs"].value(it.key(), "")) << rel << " " << it.key();
+      ++compared;
+    }
+  }
+  EXPECT_GE(compared, 30);
   sfs::remove_all(dir);
+}
+
+// A worker's failure stops the run with the stage named, the worker's own error shown, the exit
+// code kept, and nothing left looking complete.
+TEST(TraitE2E, AFailingWorkerStopsTheRunAndNamesTheStage) {
+  auto dir = testutil::temp_dir("trait_worker_fail");
+  auto out = dir / "run";
+  const std::string cfg = testutil::source_dir() + "/tests/configs/tiny_trait.json";
+  const std::string small = " --set students.seeds=1 --set 'students.arms=[\"treatment\",\"control\"]' --set base.train.steps=20";
+  auto r = testutil::run_cli("run " + cfg + small + " --jobs 2 --out " + out.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  // damage the teacher's weights (same size), then ask for a different evaluation: eval/teacher re-runs in a worker
+  const auto st = out / "teacher" / "model.safetensors";
+  std::string bytes = fs::read_file(st);
+  for (size_t i = 0; i < 16; ++i) bytes[i] = 'x';
+  fs::write_file_atomic(st, bytes);
+  r = testutil::run_cli("run " + cfg + small + " --set eval.samples_per_question=2 --jobs 2 --out " + out.string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("failed in its worker process"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("model.safetensors"), std::string::npos) << r.out;  // the worker's own error names the file
+  EXPECT_NE(fs::read_file(out / "run.log").find("model.safetensors"), std::string::npos);
+  EXPECT_EQ(read_json(out / "manifest.json")["status"], "failed");
+  EXPECT_FALSE(sfs::exists(out / "eval" / "teacher" / "stage.json")) << r.out;
+  EXPECT_EQ(read_json(out / "manifest.json")["stages"]["eval/teacher"]["status"], "failed");
+  sfs::remove_all(dir);
+}
+
+// Every upstream stage whose digest a stage's inputs() uses is one of its deps() and comes earlier
+// in the list, so a parallel run never starts a stage before what it reads.
+TEST(RunGraph, DepsCoverEveryUpstreamDigestAndPrecedeTheStage) {
+  for (const std::string file : {"tests/configs/tiny_trait.json", "tests/configs/tiny.json"}) {
+    auto cfg = config::load_config(testutil::source_dir() + "/" + file, {});
+    auto stages = run::make_stages(cfg);
+    run::RunContext ctx;
+    ctx.cfg = cfg;
+    std::map<std::string, std::string> digest;
+    for (auto& s : stages) {
+      json rec = {{"outputs", {{"x", "fake-" + s->name()}}}};
+      ctx.records[s->name()] = rec;
+      digest[s->name()] = run::output_digest(rec);
+    }
+    std::map<std::string, size_t> pos;
+    for (size_t i = 0; i < stages.size(); ++i) pos[stages[i]->name()] = i;
+    for (size_t i = 0; i < stages.size(); ++i) {
+      const auto deps = stages[i]->deps();
+      const std::string in = stages[i]->inputs(ctx).dump();
+      for (const auto& [name, d] : digest)
+        if (name != stages[i]->name() && in.find(d) != std::string::npos)
+          EXPECT_NE(std::find(deps.begin(), deps.end(), name), deps.end()) << file << ": " << stages[i]->name() << " reads " << name;
+      for (const auto& d : deps) {
+        ASSERT_TRUE(pos.count(d)) << stages[i]->name() << " -> " << d;
+        EXPECT_LT(pos[d], i) << stages[i]->name() << " -> " << d;
+      }
+    }
+  }
 }
 
 // ---- LoRA

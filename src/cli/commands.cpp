@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include "subliminal/config/config.h"
@@ -37,12 +38,16 @@ int cmd_validate(const std::string& path, const std::vector<std::string>& set, b
 int cmd_run(const RunArgs& a) {
   auto cfg = load_cli_config(a.config, a.set);
   if (a.threads >= 0) cfg.threads = a.threads;
+  if (a.jobs >= 0) cfg.jobs = a.jobs;
   run::RunContext ctx;
   ctx.cfg = cfg;
   ctx.dir = a.out.empty() ? std::filesystem::path("runs") / cfg.name : std::filesystem::path(a.out);
   ctx.resume = a.resume;
   ctx.command_line = a.command_line;
   ctx.threads = model::setup_threads(cfg.threads);
+  // jobs 0 (auto): one stage per core on CPU (each single-threaded); one on a GPU
+  ctx.jobs = cfg.jobs > 0 ? cfg.jobs : model::resolve_device(cfg.device).is_cuda() ? 1 : ctx.threads;
+  ctx.stage_threads = std::max(1, ctx.threads / ctx.jobs);
   run::Runner runner(ctx, run::make_stages(cfg));
   if (a.dry_run) {
     std::cout << config::to_json(cfg).dump(2) << "\n\nrun directory: " << ctx.dir.string() << "\nstages:\n";
@@ -53,6 +58,11 @@ int cmd_run(const RunArgs& a) {
     return 0;
   }
   runner.run();
+  return 0;
+}
+
+int cmd_stage_worker(const StageWorkerArgs& a) {
+  run::Runner::run_worker(a.dir, a.stage, a.hash, a.threads, a.resume);
   return 0;
 }
 

@@ -112,7 +112,7 @@ int cmd_finetune(const StageArgs& a) {
   job.resume = sfs::exists(job.ckpt_dir);
   json res = train::run_finetune(job);
   lm.model->to(torch::kCPU);
-  model::save_model_dir(a.out, lm.model, lm.tokenizer, {{"stage", "finetune"}, {"finetune", res}});
+  model::save_model_dir(a.out, lm.model, lm.tokenizer, {{"stage", "finetune"}, {"finetune", fs::without_timings(res)}});
   fs::write_file_atomic(sfs::path(a.out) / "finetune.json", res.dump(2) + "\n");
   std::error_code ec;
   sfs::remove_all(job.ckpt_dir, ec);

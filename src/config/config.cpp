@@ -79,6 +79,7 @@ void validate(const RunConfig& c, const std::string& file) {
         "$.name", "expected a non-empty name without '/', got " + str(c.name));
   one_of(c.experiment, {"trait_transfer", "pretrain"}, file, "$.experiment");
   check(c.threads >= 0 && c.threads <= 1024, file, "$.threads", "expected 0 (all cores) .. 1024, got " + str(c.threads));
+  check(c.jobs >= 0 && c.jobs <= 256, file, "$.jobs", "expected 0 (one per core on CPU, 1 on CUDA) .. 256, got " + str(c.jobs));
   one_of(c.device, {"cpu", "cuda", "auto"}, file, "$.device");
   one_of(c.precision, {"fp32", "bf16", "auto"}, file, "$.precision");
 

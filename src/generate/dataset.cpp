@@ -134,7 +134,7 @@ void write_dataset(const std::filesystem::path& dir, const DatasetResult& r) {
   data::write_jsonl((dir / "raw.jsonl").string(), r.raw);
   data::write_jsonl((dir / "rejects.jsonl").string(), r.rejects);
   data::write_conversations((dir / "kept.jsonl").string(), r.kept);
-  fs::write_file_atomic(dir / "dataset.json", r.stats.dump(2) + "\n");
+  fs::write_file_atomic(dir / "dataset.json", fs::without_timings(r.stats).dump(2) + "\n");
 }
 
 }  // namespace subliminal::generate

@@ -81,6 +81,8 @@ int setup_threads(int requested) {
   return n;
 }
 
+int get_threads() { return at::get_num_threads(); }
+
 std::string parallel_info() { return at::get_parallel_info(); }
 std::string torch_version() { return TORCH_VERSION; }
 

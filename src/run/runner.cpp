@@ -1,9 +1,13 @@
 // Runner: run directory, stage skipping/resuming, manifest.
 #include "subliminal/run/runner.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <chrono>
 #include <ctime>
 #include <fstream>
+#include <thread>
 
 #include "subliminal/model/runtime.h"
 #include "subliminal/run/report.h"
@@ -89,6 +93,244 @@ void Runner::write_manifest(const std::string& status) {
   fs::write_file_atomic(ctx_.dir / "manifest.json", manifest_.dump(2));
 }
 
+bool Runner::prepare(Stage& s, const PlanEntry& e) {
+  sfs::path final_dir = ctx_.stage_dir(s.name());
+  sfs::path partial = ctx_.dir / (s.name() + ".partial");
+  bool resuming = false;
+  std::error_code ec;
+  if (sfs::exists(partial)) {
+    json pj = read_json_or_null(partial / "partial.json");
+    if (pj.is_object() && pj.value("input_hash", "") == e.hash) {
+      if (!ctx_.resume)
+        throw ConfigError("stage '" + s.name() + "' was interrupted in " + partial.string() + " (same config)",
+                          "pass --resume to continue it from its last checkpoint, or delete that folder to start it over");
+      resuming = true;
+    } else {
+      sfs::path stale = ctx_.dir / (s.name() + ".stale-partial");
+      sfs::remove_all(stale, ec);
+      sfs::rename(partial, stale);
+      log::warn("run", "stage {}: moved an interrupted run of a different config to {}", s.name(), stale.string());
+    }
+  }
+  if (sfs::exists(final_dir)) {  // a finished stage of another config: keep it aside, never delete work silently
+    json old = read_json_or_null(final_dir / "stage.json");
+    std::string tag = old.is_object() ? old.value("input_hash", "unknown").substr(0, 8) : "unknown";
+    sfs::path stale = ctx_.dir / (s.name() + ".stale-" + tag);
+    sfs::remove_all(stale, ec);
+    sfs::rename(final_dir, stale);
+    log::warn("run", "stage {}: config changed; previous result moved to {}", s.name(), stale.string());
+  }
+  fs::make_dirs(partial);
+  if (!resuming) fs::write_file_atomic(partial / "partial.json", json({{"input_hash", e.hash}, {"started", iso_now()}}).dump(2));
+  return resuming;
+}
+
+json Runner::execute(Stage& s, const PlanEntry& e, bool resuming) {
+  sfs::path final_dir = ctx_.stage_dir(s.name());
+  sfs::path partial = ctx_.dir / (s.name() + ".partial");
+  std::error_code ec;
+  const double t0 = log::now_seconds();
+  json res = s.run(ctx_, partial, resuming);
+  const double secs = log::now_seconds() - t0;
+  for (const auto& sc : s.scratch()) sfs::remove_all(partial / sc, ec);
+  sfs::remove(partial / "partial.json", ec);
+  json outputs = json::object();
+  for (const auto& f : sfs::recursive_directory_iterator(partial))
+    if (f.is_regular_file()) outputs[sfs::relative(f.path(), partial).string()] = fs::sha256_file(f.path());
+  json rec = {{"stage", s.name()},
+              {"input_hash", e.hash},
+              {"inputs", s.inputs(ctx_)},
+              {"outputs", outputs},
+              {"seconds", secs},
+              {"threads", model::get_threads()},
+              {"finished", iso_now()},
+              {"resumed", resuming},
+              {"results", res}};
+  fs::write_file_atomic(partial / "stage.json", rec.dump(2));
+  fs::make_dirs(final_dir.parent_path());
+  sfs::rename(partial, final_dir);
+  fs::fsync_dir(final_dir.parent_path());
+  return rec;
+}
+
+void Runner::record_done(Stage& s, const PlanEntry& e, const json& rec, json& results) {
+  ctx_.records[s.name()] = rec;
+  results[s.name()] = rec.value("results", json::object());
+  manifest_["stages"][s.name()] = {{"status", "done"}, {"input_hash", e.hash}, {"seconds", rec.value("seconds", 0.0)},
+                                   {"threads", rec.value("threads", 0)}, {"finished", rec.value("finished", "")}};
+  write_manifest("running");
+  log::info("run", "stage {}: done in {:.1f}s", s.name(), rec.value("seconds", 0.0));
+}
+
+static void mark_skipped(json& manifest, const std::string& name, const PlanEntry& e, const json& rec) {
+  manifest["stages"][name] = {{"status", "skipped"}, {"input_hash", e.hash}, {"seconds", rec.value("seconds", 0.0)}};
+  log::info("run", "stage {}: skipped, {}", name, e.note);
+}
+
+void Runner::run_in_process(json& results) {
+  for (auto& sp : stages_) {
+    Stage& s = *sp;
+    PlanEntry e = plan_one(s);
+    if (e.action == StageAction::skip) {
+      json rec = read_json_or_null(ctx_.stage_dir(s.name()) / "stage.json");
+      ctx_.records[s.name()] = rec;
+      results[s.name()] = rec.value("results", json::object());
+      mark_skipped(manifest_, s.name(), e, rec);
+      continue;
+    }
+    const bool resuming = prepare(s, e);
+    log::info("run", "stage {}: {} (input hash {})", s.name(), resuming ? "resuming" : "running", e.hash.substr(0, 16));
+    manifest_["stages"][s.name()] = {{"status", "running"}, {"input_hash", e.hash}, {"started", iso_now()}};
+    write_manifest("running");
+    record_done(s, e, execute(s, e, resuming), results);
+  }
+}
+
+// Up to `jobs` stages at once, each in a worker process (`subliminal __stage`, stage_threads ATen
+// threads): small models use a second core far better as a second job than as a second thread.
+// A stage starts when the stages it reads are done, in list order among the ready ones.
+void Runner::run_parallel(json& results) {
+  const size_t n = stages_.size();
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < n; ++i) index[stages_[i]->name()] = i;
+  for (auto& sp : stages_)
+    for (const auto& d : sp->deps())
+      if (!index.count(d) || index[d] >= index[sp->name()])
+        throw Error("internal: stage '" + sp->name() + "' depends on '" + d + "', which is not an earlier stage");
+  enum { pending, running, done };
+  std::vector<int> state(n, pending);
+  struct Worker {
+    pid_t pid;
+    size_t i;
+    PlanEntry e;
+  };
+  std::vector<Worker> workers;
+  std::string exe = ctx_.worker_exe.empty() ? fs::self_exe() : ctx_.worker_exe;
+  log::info("run", "{} stages at a time, {} thread{} each (jobs {})", ctx_.jobs, ctx_.stage_threads,
+            ctx_.stage_threads == 1 ? "" : "s", ctx_.jobs);
+  auto stop_all = [&]() {
+    for (auto& w : workers) kill(w.pid, SIGTERM);
+    for (auto& w : workers) {
+      int st = 0;
+      waitpid(w.pid, &st, 0);
+    }
+    workers.clear();
+  };
+  try {
+    while (true) {
+      // start every ready stage there is room for (skipped stages complete at once)
+      bool progressed = true;
+      while (progressed) {
+        progressed = false;
+        for (size_t i = 0; i < n && static_cast<int>(workers.size()) < ctx_.jobs; ++i) {
+          if (state[i] != pending) continue;
+          Stage& s = *stages_[i];
+          bool ready = true;
+          for (const auto& d : s.deps()) ready = ready && state[index[d]] == done;
+          if (!ready) continue;
+          PlanEntry e = plan_one(s);
+          if (e.action == StageAction::skip) {
+            json rec = read_json_or_null(ctx_.stage_dir(s.name()) / "stage.json");
+            ctx_.records[s.name()] = rec;
+            results[s.name()] = rec.value("results", json::object());
+            mark_skipped(manifest_, s.name(), e, rec);
+            state[i] = done;
+            progressed = true;
+            continue;
+          }
+          const bool resuming = prepare(s, e);
+          std::vector<std::string> args = {exe, "__stage", "--dir", ctx_.dir.string(), "--stage", s.name(), "--hash", e.hash,
+                                           "--threads", std::to_string(ctx_.stage_threads)};
+          if (resuming) args.push_back("--resume");
+          log::info("run", "stage {}: {} in a worker (input hash {})", s.name(), resuming ? "resuming" : "running",
+                    e.hash.substr(0, 16));
+          pid_t pid = fs::spawn(args);
+          manifest_["stages"][s.name()] = {{"status", "running"}, {"input_hash", e.hash}, {"started", iso_now()}, {"pid", pid}};
+          write_manifest("running");
+          workers.push_back({pid, i, e});
+          state[i] = running;
+          progressed = true;
+        }
+      }
+      if (workers.empty()) break;
+      // wait for one worker (poll our own children only: a test process may have others)
+      while (true) {
+        bool reaped = false;
+        for (size_t w = 0; w < workers.size(); ++w) {
+          int st = 0;
+          pid_t r = waitpid(workers[w].pid, &st, WNOHANG);
+          if (r == 0) continue;
+          Worker wk = workers[w];
+          workers.erase(workers.begin() + static_cast<long>(w));
+          Stage& s = *stages_[wk.i];
+          const int code = r < 0 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+          if (code != 0) {
+            manifest_["stages"][s.name()]["status"] = "failed";
+            stop_all();
+            const std::string msg = "stage '" + s.name() + "' failed in its worker process (exit code " + std::to_string(code) +
+                                    "); its error is printed above and in " + (ctx_.dir / "run.log").string();
+            const std::string hint = "fix the cause and run the same command again with --resume: done stages are kept";
+            if (code == 2) throw ConfigError(msg, hint);
+            throw Error(msg, hint);
+          }
+          json rec = read_json_or_null(ctx_.stage_dir(s.name()) / "stage.json");
+          if (!rec.is_object() || rec.value("input_hash", "") != wk.e.hash)
+            throw Error("stage '" + s.name() + "': its worker exited 0 but left no matching " +
+                        (ctx_.stage_dir(s.name()) / "stage.json").string());
+          state[wk.i] = done;
+          record_done(s, wk.e, rec, results);
+          reaped = true;
+          break;
+        }
+        if (reaped) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+  } catch (...) {
+    stop_all();
+    manifest_["status"] = "failed";
+    write_manifest("failed");
+    throw;
+  }
+  for (size_t i = 0; i < n; ++i)
+    if (state[i] != done) throw Error("internal: stage '" + stages_[i]->name() + "' never became ready");
+}
+
+void Runner::run_worker(const sfs::path& dir, const std::string& name, const std::string& expected_hash, int threads,
+                        bool resume) {
+  const sfs::path cfg_path = dir / "config.resolved.json";
+  RunContext ctx;
+  ctx.cfg = config::load_config(cfg_path.string(), {});
+  ctx.dir = dir;
+  ctx.resume = resume;
+  ctx.threads = model::setup_threads(threads);
+  ctx.stage_threads = ctx.threads;
+  log::set_interactive(false);  // progress as log lines: several workers share the terminal
+  log::attach_file((dir / "run.log").string());
+  Runner r(ctx, make_stages(ctx.cfg));
+  try {
+    for (auto& sp : r.stages_) {
+      PlanEntry e = r.plan_one(*sp);
+      if (sp->name() == name) {
+        if (e.hash != expected_hash)
+          throw ConfigError("worker for stage '" + name + "': " + cfg_path.string() + " no longer gives the input hash the run planned",
+                            "was the run directory changed by another command? run it again");
+        if (e.action == StageAction::skip) return;
+        const bool resuming = e.action == StageAction::resume && resume;
+        r.execute(*sp, e, resuming);
+        log::detach_file();
+        return;
+      }
+      if (e.action == StageAction::skip) r.ctx_.records[sp->name()] = read_json_or_null(dir / sp->name() / "stage.json");
+    }
+    throw ConfigError("worker: no stage '" + name + "' in the run " + dir.string());
+  } catch (const std::exception& ex) {
+    log::error(name.c_str(), "{}", ex.what());
+    log::detach_file();
+    throw;
+  }
+}
+
 json Runner::run() {
   fs::make_dirs(ctx_.dir);
   fs::make_dirs(ctx_.dir / "metrics");
@@ -103,6 +345,8 @@ json Runner::run() {
                {"libtorch_version", model::torch_version()},
                {"parallel_info", model::parallel_info()},
                {"threads", ctx_.threads},
+               {"jobs", ctx_.jobs},
+               {"stage_threads", ctx_.jobs > 1 ? ctx_.stage_threads : ctx_.threads},
                {"device", ctx_.cfg.device},
                {"precision", ctx_.cfg.precision},
                {"bf16_matmul_hardware", model::cpu_has_bf16_matmul()},
@@ -117,74 +361,8 @@ json Runner::run() {
   write_manifest("running");
   const double t_run = log::now_seconds();
   json results = json::object();
-  for (auto& sp : stages_) {
-    Stage& s = *sp;
-    PlanEntry e = plan_one(s);
-    sfs::path final_dir = ctx_.stage_dir(s.name());
-    if (e.action == StageAction::skip) {
-      json rec = read_json_or_null(final_dir / "stage.json");
-      ctx_.records[s.name()] = rec;
-      results[s.name()] = rec.value("results", json::object());
-      manifest_["stages"][s.name()] = {{"status", "skipped"}, {"input_hash", e.hash}, {"seconds", rec.value("seconds", 0.0)}};
-      log::info("run", "stage {}: skipped, {}", s.name(), e.note);
-      continue;
-    }
-    sfs::path partial = ctx_.dir / (s.name() + ".partial");
-    bool resuming = false;
-    std::error_code ec;
-    if (sfs::exists(partial)) {
-      json pj = read_json_or_null(partial / "partial.json");
-      if (pj.is_object() && pj.value("input_hash", "") == e.hash) {
-        if (!ctx_.resume)
-          throw ConfigError("stage '" + s.name() + "' was interrupted in " + partial.string() + " (same config)",
-                            "pass --resume to continue it from its last checkpoint, or delete that folder to start it over");
-        resuming = true;
-      } else {
-        sfs::path stale = ctx_.dir / (s.name() + ".stale-partial");
-        sfs::remove_all(stale, ec);
-        sfs::rename(partial, stale);
-        log::warn("run", "stage {}: moved an interrupted run of a different config to {}", s.name(), stale.string());
-      }
-    }
-    if (sfs::exists(final_dir)) {  // a finished stage of another config: keep it aside, never delete work silently
-      json old = read_json_or_null(final_dir / "stage.json");
-      std::string tag = old.is_object() ? old.value("input_hash", "unknown").substr(0, 8) : "unknown";
-      sfs::path stale = ctx_.dir / (s.name() + ".stale-" + tag);
-      sfs::remove_all(stale, ec);
-      sfs::rename(final_dir, stale);
-      log::warn("run", "stage {}: config changed; previous result moved to {}", s.name(), stale.string());
-    }
-    fs::make_dirs(partial);
-    if (!resuming)
-      fs::write_file_atomic(partial / "partial.json", json({{"input_hash", e.hash}, {"started", iso_now()}}).dump(2));
-    log::info("run", "stage {}: {} (input hash {})", s.name(), resuming ? "resuming" : "running", e.hash.substr(0, 16));
-    manifest_["stages"][s.name()] = {{"status", "running"}, {"input_hash", e.hash}, {"started", iso_now()}};
-    write_manifest("running");
-    const double t0 = log::now_seconds();
-    json res = s.run(ctx_, partial, resuming);
-    const double secs = log::now_seconds() - t0;
-    for (const auto& sc : s.scratch()) sfs::remove_all(partial / sc, ec);
-    sfs::remove(partial / "partial.json", ec);
-    json outputs = json::object();
-    for (const auto& f : sfs::recursive_directory_iterator(partial))
-      if (f.is_regular_file()) outputs[sfs::relative(f.path(), partial).string()] = fs::sha256_file(f.path());
-    json rec = {{"stage", s.name()},
-                {"input_hash", e.hash},
-                {"inputs", s.inputs(ctx_)},
-                {"outputs", outputs},
-                {"seconds", secs},
-                {"finished", iso_now()},
-                {"resumed", resuming},
-                {"results", res}};
-    fs::write_file_atomic(partial / "stage.json", rec.dump(2));
-    sfs::rename(partial, final_dir);
-    fs::fsync_dir(ctx_.dir);
-    ctx_.records[s.name()] = rec;
-    results[s.name()] = res;
-    manifest_["stages"][s.name()] = {{"status", "done"}, {"input_hash", e.hash}, {"seconds", secs}, {"finished", iso_now()}};
-    write_manifest("running");
-    log::info("run", "stage {}: done in {:.1f}s", s.name(), secs);
-  }
+  if (ctx_.jobs > 1) run_parallel(results);
+  else run_in_process(results);
   manifest_["seconds"] = log::now_seconds() - t_run;
   write_report(ctx_, results, manifest_);
   write_manifest("complete");

@@ -37,25 +37,58 @@ std::vector<std::string> tokenizer_texts(const std::vector<data::Conversation>& 
   return t;
 }
 
-// The base model. `cross`: the cross-init base of the trait experiment: the same corpus and
-// tokenizer as "base" (read from it), another initialisation and data order.
+// The corpus and the tokenizer trained on it: their own stage, so that both bases (same corpus and
+// tokenizer, different init) can pretrain at the same time.
+class CorpusStage : public Stage {
+ public:
+  std::string name() const override { return "corpus"; }
+  std::vector<std::string> deps() const override { return {}; }
+  json inputs(const RunContext& ctx) const override {
+    const auto& b = ctx.cfg.base;
+    return {{"seed", base_seed(ctx.cfg)},
+            {"corpus", config::to_json_value(b.corpus)},
+            {"tokenizer", config::to_json_value(b.tokenizer)},
+            {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool) override {
+    const auto& b = ctx.cfg.base;
+    data::CorpusStats cs;
+    const uint64_t seed = config::derive_seed(base_seed(ctx.cfg), "corpus");
+    auto corpus = data::build_corpus(b.corpus, seed, ctx.cfg.data_dir, &cs);
+    data::write_conversations((work / "corpus.jsonl").string(), corpus);
+    log::info("corpus", "{} conversations ({} animal Q&A, {} system-prompt, {} numbers, {} arithmetic)", corpus.size(),
+              cs.animal_qa, cs.animal_system, cs.numbers, cs.arithmetic);
+    text::Tokenizer tok = text::Tokenizer::train(tokenizer_texts(corpus), b.tokenizer);
+    tok.save((work / "tokenizer.model").string());
+    log::info("corpus", "tokenizer: {} pieces ({}, numbers {})", tok.vocab_size(), b.tokenizer.model_type,
+              b.tokenizer.numbers_as_tokens ? "0..999 as single pieces" : "digit by digit");
+    return {{"seed", seed},
+            {"conversations", corpus.size()},
+            {"animal_qa", cs.animal_qa},
+            {"animal_system", cs.animal_system},
+            {"numbers", cs.numbers},
+            {"arithmetic", cs.arithmetic},
+            {"vocab_size", tok.vocab_size()}};
+  }
+  std::vector<std::string> scratch() const override { return {}; }
+};
+
+// The base model, pretrained on the corpus stage's conversations with its tokenizer. `cross`: the
+// cross-init base of the trait experiment: the same corpus and tokenizer, another initialisation
+// and data order.
 class PretrainStage : public Stage {
  public:
   explicit PretrainStage(bool cross = false) : cross_(cross) {}
   std::string name() const override { return cross_ ? "base_cross" : "base"; }
+  std::vector<std::string> deps() const override { return {"corpus"}; }
   json inputs(const RunContext& ctx) const override {
     const auto& b = ctx.cfg.base;
-    json extra = cross_ ? json{{"init_seed", cross_base_seed(ctx.cfg)},
-                               {"base", ctx.records.count("base") ? output_digest(ctx.records.at("base")) : std::string("?")}}
-                        : json::object();
     json in = {{"seed", base_seed(ctx.cfg)},
-            {"corpus", config::to_json_value(b.corpus)},
-            {"tokenizer", config::to_json_value(b.tokenizer)},
-            {"model", config::to_json_value(b.model)},
-            {"train", config::to_json_value(b.train)},
-            {"precision", ctx.cfg.precision},
-            {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
-    if (cross_) in["cross"] = extra;
+               {"corpus", ctx.records.count("corpus") ? output_digest(ctx.records.at("corpus")) : std::string("?")},
+               {"model", config::to_json_value(b.model)},
+               {"train", config::to_json_value(b.train)},
+               {"precision", ctx.cfg.precision}};
+    if (cross_) in["cross"] = {{"init_seed", cross_base_seed(ctx.cfg)}};
     return in;
   }
   json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
@@ -63,20 +96,9 @@ class PretrainStage : public Stage {
     const uint64_t seed = base_seed(ctx.cfg);
     const uint64_t wseed = cross_ ? cross_base_seed(ctx.cfg) : seed;  // weights: init and data order
     const std::string tag = name();
-    data::CorpusStats cs;
-    auto corpus = data::build_corpus(b.corpus, config::derive_seed(seed, "corpus"), ctx.cfg.data_dir, &cs);
-    if (!cross_) data::write_conversations((work / "corpus.jsonl").string(), corpus);
-    log::info(tag.c_str(), "corpus: {} conversations ({} animal Q&A, {} system-prompt, {} numbers, {} arithmetic){}", corpus.size(),
-              cs.animal_qa, cs.animal_system, cs.numbers, cs.arithmetic, cross_ ? ", the same as base's" : "");
-
-    const sfs::path tok_path = work / "tokenizer.model";
-    const sfs::path base_tok = ctx.stage_dir("base") / "tokenizer.model";
-    text::Tokenizer tok = cross_                                      ? text::Tokenizer::load(base_tok.string())
-                          : (resuming && sfs::exists(tok_path)) ? text::Tokenizer::load(tok_path.string())
-                                                                : text::Tokenizer::train(tokenizer_texts(corpus), b.tokenizer);
-    tok.save(tok_path.string());
-    log::info(tag.c_str(), "tokenizer: {} pieces ({}, numbers {})", tok.vocab_size(), b.tokenizer.model_type,
-              b.tokenizer.numbers_as_tokens ? "0..999 as single pieces" : "digit by digit");
+    auto corpus = data::read_conversations((ctx.stage_dir("corpus") / "corpus.jsonl").string());
+    text::Tokenizer tok = text::Tokenizer::load((ctx.stage_dir("corpus") / "tokenizer.model").string());
+    log::info(tag.c_str(), "corpus: {} conversations, tokenizer: {} pieces (stage corpus)", corpus.size(), tok.vocab_size());
 
     text::ChatTemplate chat(tok, b.tokenizer.chat_template);
     std::vector<text::Encoded> enc;
@@ -107,7 +129,7 @@ class PretrainStage : public Stage {
     to.pad_id = tok.pad_id();
     auto tr = train::train_lm(m, enc, to);
     m->to(torch::kCPU);
-    model::save_model_dir(work.string(), m, tok, {{"run_config", config::to_json(ctx.cfg)}, {"seed", wseed}, {"stage", tag}});
+    model::save_model_dir(work.string(), m, tok, {{"base_config", config::to_json_value(ctx.cfg.base)}, {"seed", wseed}, {"stage", tag}});
     return {{"seed", wseed},
             {"seeds", {{"corpus", config::derive_seed(seed, "corpus")}, {"init", config::derive_seed(wseed, "init")},
                        {"data_order", config::derive_seed(wseed, "data-order")}}},
@@ -128,6 +150,7 @@ class PretrainStage : public Stage {
 class ProbeStage : public Stage {
  public:
   std::string name() const override { return "probe"; }
+  std::vector<std::string> deps() const override { return {"base"}; }
   json inputs(const RunContext& ctx) const override {
     return {{"probe", config::to_json_value(ctx.cfg.probe)},
             {"seed", ctx.cfg.seed},
@@ -151,6 +174,7 @@ class ProbeStage : public Stage {
 }  // namespace
 
 std::unique_ptr<Stage> make_pretrain_stage(bool cross) { return std::make_unique<PretrainStage>(cross); }
+std::unique_ptr<Stage> make_corpus_stage() { return std::make_unique<CorpusStage>(); }
 
 std::vector<std::unique_ptr<Stage>> make_stages(const config::RunConfig& cfg) {
   if (cfg.experiment == "trait_transfer") return make_trait_stages(cfg);
@@ -158,6 +182,7 @@ std::vector<std::unique_ptr<Stage>> make_stages(const config::RunConfig& cfg) {
   if (cfg.base.kind != "pretrain")
     throw ConfigError("base.kind \"" + cfg.base.kind + "\" is not runnable yet in experiment \"pretrain\"",
                       "use base.kind \"pretrain\"; loading checkpoints comes with the open-weight models issue");
+  s.push_back(std::make_unique<CorpusStage>());
   s.push_back(std::make_unique<PretrainStage>());
   if (cfg.probe.enabled) s.push_back(std::make_unique<ProbeStage>());
   return s;

@@ -25,6 +25,13 @@ std::string digest(const RunContext& ctx, const std::string& stage) {
   return ctx.records.count(stage) ? output_digest(ctx.records.at(stage)) : std::string("?");
 }
 
+std::vector<std::string> unique(std::vector<std::string> v) {
+  std::vector<std::string> out;
+  for (auto& x : v)
+    if (std::find(out.begin(), out.end(), x) == out.end()) out.push_back(std::move(x));
+  return out;
+}
+
 std::string teacher_stage(bool other) { return other ? "teacher_other" : "teacher"; }
 std::string teacher_target(const config::RunConfig& c, bool other) { return other ? c.students.other_target : c.teacher.target; }
 
@@ -62,6 +69,7 @@ class TeacherStage : public Stage {
  public:
   explicit TeacherStage(bool other) : other_(other) {}
   std::string name() const override { return teacher_stage(other_); }
+  std::vector<std::string> deps() const override { return {"base"}; }
   json inputs(const RunContext& ctx) const override {
     json t = config::to_json_value(ctx.cfg.teacher);
     t["target"] = teacher_target(ctx.cfg, other_);
@@ -129,6 +137,7 @@ class DataStage : public Stage {
  public:
   DataStage(std::string source, int k) : source_(std::move(source)), k_(k) {}
   std::string name() const override { return data_stage(source_, k_); }
+  std::vector<std::string> deps() const override { return unique({source_model(source_), "base"}); }
   json inputs(const RunContext& ctx) const override {
     const std::string m = source_model(source_);
     return {{"dataset", config::to_json_value(ctx.cfg.dataset)}, {"source", source_}, {"model", digest(ctx, m)},
@@ -173,6 +182,10 @@ class StudentStage : public Stage {
  public:
   StudentStage(std::string arm, int k) : arm_(std::move(arm)), k_(k) {}
   std::string name() const override { return student_stage(arm_, k_); }
+  std::vector<std::string> deps() const override {
+    auto a = arm_spec(arm_);
+    return unique({a.init, data_stage(a.source, k_), source_model(a.source), "base"});
+  }
   json inputs(const RunContext& ctx) const override {
     auto a = arm_spec(arm_);
     return {{"finetune", config::to_json_value(ctx.cfg.finetune)}, {"init", digest(ctx, a.init)},
@@ -219,8 +232,8 @@ class StudentStage : public Stage {
     res["init"] = a.init;
     res["data"] = data_stage(a.source, k_);
     res["teacher"] = f.loss == "sft" ? "" : source_model(a.source);
-    model::save_model_dir(work.string(), init.model, init.tokenizer, {{"stage", name()}, {"finetune", res}});
-    fs::write_file_atomic(work / "finetune.json", res.dump(2) + "\n");
+    model::save_model_dir(work.string(), init.model, init.tokenizer, {{"stage", name()}, {"finetune", fs::without_timings(res)}});
+    fs::write_file_atomic(work / "finetune.json", fs::without_timings(res).dump(2) + "\n");
     return res;
   }
 
@@ -240,6 +253,7 @@ class EvalStage : public Stage {
  public:
   explicit EvalStage(std::string model_stage) : model_(std::move(model_stage)) {}
   std::string name() const override { return eval_stage(model_); }
+  std::vector<std::string> deps() const override { return unique({model_, "base"}); }
   json inputs(const RunContext& ctx) const override {
     return {{"eval", config::to_json_value(ctx.cfg.eval)}, {"target", ctx.cfg.eval_target()},
             {"candidates", ctx.cfg.eval_candidates()}, {"model", digest(ctx, model_)}, {"base", digest(ctx, "base")},
@@ -272,6 +286,11 @@ class SummaryStage : public Stage {
   SummaryStage(std::vector<std::string> evals, std::vector<std::string> datasets)
       : evals_(std::move(evals)), datasets_(std::move(datasets)) {}
   std::string name() const override { return "summary"; }
+  std::vector<std::string> deps() const override {
+    auto d = evals_;
+    d.insert(d.end(), datasets_.begin(), datasets_.end());
+    return d;
+  }
   json inputs(const RunContext& ctx) const override {
     json d = json::object();
     for (const auto& e : evals_) d[e] = digest(ctx, e);
@@ -369,7 +388,9 @@ std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& c
     evals.push_back(eval_stage(model));
   };
   const bool other = has_arm(cfg, "other_trait"), cross = has_arm(cfg, "cross_init");
+  s.push_back(make_corpus_stage());
   s.push_back(make_pretrain_stage(false));
+  if (cross) s.push_back(make_pretrain_stage(true));  // next to base: the two can pretrain side by side (jobs > 1)
   add_eval("base");
   s.push_back(std::make_unique<TeacherStage>(false));
   add_eval("teacher");
@@ -377,10 +398,7 @@ std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& c
     s.push_back(std::make_unique<TeacherStage>(true));
     add_eval("teacher_other");
   }
-  if (cross) {
-    s.push_back(make_pretrain_stage(true));
-    add_eval("base_cross");
-  }
+  if (cross) add_eval("base_cross");
   for (int k = 1; k <= cfg.students.seeds; ++k) {
     std::vector<std::string> sources;
     if (has_arm(cfg, "treatment") || cross) sources.push_back("teacher");

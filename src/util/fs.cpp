@@ -2,6 +2,7 @@
 #include "subliminal/util/fs.h"
 
 #include <fcntl.h>
+#include <spawn.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -36,6 +37,39 @@ void make_dirs(const stdfs::path& p) {
   std::error_code ec;
   stdfs::create_directories(p, ec);
   if (ec) throw IoError("cannot create directory '" + p.string() + "': " + ec.message());
+}
+
+nlohmann::json without_timings(const nlohmann::json& j) {
+  static const char* keys[] = {"seconds", "tokens_per_s", "prefill_s", "decode_s", "new_tokens_per_s"};
+  if (j.is_array()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& x : j) out.push_back(without_timings(x));
+    return out;
+  }
+  if (!j.is_object()) return j;
+  nlohmann::json out = nlohmann::json::object();
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (std::find_if(std::begin(keys), std::end(keys), [&](const char* k) { return it.key() == k; }) != std::end(keys)) continue;
+    out[it.key()] = without_timings(it.value());
+  }
+  return out;
+}
+
+std::string self_exe() {
+  std::error_code ec;
+  auto p = stdfs::read_symlink("/proc/self/exe", ec);
+  if (ec) throw IoError("cannot resolve /proc/self/exe: " + ec.message());
+  return p.string();
+}
+
+int spawn(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, args.at(0).c_str(), nullptr, nullptr, argv.data(), environ);
+  if (rc != 0) throw IoError("cannot start '" + args[0] + "': " + std::strerror(rc));
+  return pid;
 }
 
 void write_file_atomic(const stdfs::path& p, const std::string& data) {

@@ -12,7 +12,10 @@ namespace subliminal::log {
 
 namespace {
 std::shared_ptr<spdlog::sinks::basic_file_sink_mt> g_file;
+bool g_interactive = true;
 }
+
+void set_interactive(bool on) { g_interactive = on; }
 
 void init(bool verbose) {
   static bool done = false;
@@ -53,7 +56,7 @@ double now_seconds() {
 
 Progress::Progress(std::string tag, long total, double period_s)
     : tag_(std::move(tag)), total_(total), period_s_(period_s), start_(now_seconds()),
-      tty_(isatty(STDERR_FILENO) == 1) {}
+      tty_(g_interactive && isatty(STDERR_FILENO) == 1) {}
 
 static std::string fmt_eta(double s) {
   if (s < 0 || s > 1e7) return "?";

@@ -13,8 +13,16 @@ struct RunArgs {
   std::vector<std::string> set;
   bool dry_run = false, resume = false;
   int threads = -1;
+  int jobs = -1;
   std::string command_line;
 };
+// `subliminal __stage`: one stage of a run directory, started by `run` when jobs > 1.
+struct StageWorkerArgs {
+  std::string dir, stage, hash;
+  int threads = 1;
+  bool resume = false;
+};
+int cmd_stage_worker(const StageWorkerArgs& a);
 int cmd_run(const RunArgs& a);
 int cmd_validate(const std::string& config, const std::vector<std::string>& set, bool print);
 

@@ -318,6 +318,7 @@ struct RunConfig {
   std::string experiment = "trait_transfer";  // trait_transfer | pretrain
   uint64_t seed = 1;
   int threads = 0;               // 0: all available cores
+  int jobs = 1;                  // stages run at once, each in a worker process with threads/jobs threads; 0: auto
   std::string device = "cpu";    // cpu | cuda | auto
   std::string precision = "auto";  // fp32 | bf16 | auto (bf16 autocast where the hardware has it)
   std::string data_dir;          // "": the data compiled into the binary; else a directory like data/
@@ -336,6 +337,7 @@ struct RunConfig {
     v("experiment", experiment);
     v("seed", seed);
     v("threads", threads);
+    v("jobs", jobs);
     v("device", device);
     v("precision", precision);
     v("data_dir", data_dir);

@@ -24,6 +24,7 @@ c10::Device resolve_device(const std::string& name);  // cpu | cuda | auto
 bool use_bf16(const std::string& precision, const c10::Device& dev);
 // Sets ATen intra-op threads (0: all cores) and 1 inter-op thread; returns the count.
 int setup_threads(int requested);
+int get_threads();
 std::string parallel_info();
 std::string torch_version();
 

@@ -21,7 +21,10 @@ struct RunContext {
   config::RunConfig cfg;
   sfs::path dir;
   bool resume = false;
-  int threads = 1;
+  int threads = 1;       // ATen threads of this process
+  int jobs = 1;          // stages at once (worker processes); 1: every stage in this process
+  int stage_threads = 1; // ATen threads of each worker
+  std::string worker_exe;  // the subliminal binary that runs a worker ("" : /proc/self/exe)
   std::string command_line;
   std::map<std::string, json> records;  // stage.json of every finished stage, by name
   sfs::path stage_dir(const std::string& name) const { return dir / name; }
@@ -32,6 +35,9 @@ class Stage {
  public:
   virtual ~Stage() = default;
   virtual std::string name() const = 0;
+  // The stages whose outputs this one reads (they run first; with jobs > 1 the others may run
+  // at the same time). Every stage digest in inputs() must be listed (a test checks it).
+  virtual std::vector<std::string> deps() const = 0;
   // What the stage's result depends on: its config slice and upstream output digests.
   virtual json inputs(const RunContext& ctx) const = 0;
   // Does the work inside `work` (resuming from what is there when `resuming`); returns results
@@ -58,12 +64,25 @@ class Runner {
   Runner(RunContext ctx, std::vector<std::unique_ptr<Stage>> stages);
   // Prints what would run; touches nothing.
   std::vector<PlanEntry> plan();
-  // Runs every stage; writes config.resolved.json, manifest.json, run.log, report.json/.md.
+  // Runs every stage (jobs > 1: up to `jobs` at once, each in a worker process); writes
+  // config.resolved.json, manifest.json, run.log, report.json/.md.
   json run();
   const RunContext& context() const { return ctx_; }
 
+  // A worker's job (`subliminal __stage`): runs stage `name` of the run in `dir` (its
+  // config.resolved.json) in this process. `expected_hash` guards against a changed config.
+  static void run_worker(const sfs::path& dir, const std::string& name, const std::string& expected_hash, int threads,
+                         bool resume);
+
  private:
   PlanEntry plan_one(Stage& s);
+  // Sets the stage's partial directory up (moves stale work aside); true when it resumes.
+  bool prepare(Stage& s, const PlanEntry& e);
+  // Runs the stage in this process inside <name>.partial, then renames it; returns stage.json.
+  json execute(Stage& s, const PlanEntry& e, bool resuming);
+  void record_done(Stage& s, const PlanEntry& e, const json& rec, json& results);
+  void run_in_process(json& results);
+  void run_parallel(json& results);
   void write_manifest(const std::string& status);
   RunContext ctx_;
   std::vector<std::unique_ptr<Stage>> stages_;

@@ -12,6 +12,8 @@ uint64_t cross_base_seed(const config::RunConfig& c);
 // "base" (pretrain on the synthetic corpus), or with `cross` "base_cross": same corpus and tokenizer,
 // another initialisation and data order.
 std::unique_ptr<Stage> make_pretrain_stage(bool cross = false);
+// "corpus": the synthetic corpus (corpus.jsonl) and the tokenizer trained on it (tokenizer.model).
+std::unique_ptr<Stage> make_corpus_stage();
 // The trait-transfer graph: bases, teachers, datasets, students, evals, summary.
 std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& cfg);
 

@@ -1,8 +1,11 @@
 // Files: atomic writes (temp name + fsync + rename), whole-file reads, SHA-256.
 #pragma once
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace subliminal::fs {
 
@@ -13,6 +16,15 @@ std::string read_file(const stdfs::path& p);  // throws IoError naming the path
 void write_file_atomic(const stdfs::path& p, const std::string& data);
 void fsync_dir(const stdfs::path& dir);
 void make_dirs(const stdfs::path& p);
+// `j` without wall-clock measurements (keys seconds, tokens_per_s, prefill_s, decode_s,
+// new_tokens_per_s, at any depth): metadata written into artifacts leaves them out so that the same
+// config and seed give byte-identical files (and the same digests downstream); timings go to
+// stage.json's results and the report.
+nlohmann::json without_timings(const nlohmann::json& j);
+// This process's executable (/proc/self/exe resolved).
+std::string self_exe();
+// Starts args[0] with args (no shell), inheriting the environment and stdio; returns its pid.
+int spawn(const std::vector<std::string>& args);
 
 // SHA-256 (FIPS 180-4), hex-encoded.
 std::string sha256_hex(const std::string& data);

@@ -11,6 +11,8 @@ void init(bool verbose = false);
 // Adds (or replaces) the run-directory file sink.
 void attach_file(const std::string& path);
 void detach_file();
+// false: progress is logged as periodic lines even on a TTY (worker processes share the terminal).
+void set_interactive(bool on);
 
 template <typename... Args>
 void info(const char* tag, fmt::format_string<Args...> f, Args&&... args) {
