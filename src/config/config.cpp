@@ -77,7 +77,7 @@ static void validate_train(const TrainConfig& tr, const std::string& file, const
 void validate(const RunConfig& c, const std::string& file) {
   check(!c.name.empty() && c.name.find('/') == std::string::npos && c.name != "." && c.name != "..", file,
         "$.name", "expected a non-empty name without '/', got " + str(c.name));
-  one_of(c.experiment, {"trait_transfer", "pretrain"}, file, "$.experiment");
+  one_of(c.experiment, {"trait_transfer", "pretrain", "mnist_aux"}, file, "$.experiment");
   check(c.threads >= 0 && c.threads <= 1024, file, "$.threads", "expected 0 (all cores) .. 1024, got " + str(c.threads));
   check(c.jobs >= 0 && c.jobs <= 256, file, "$.jobs", "expected 0 (one per core on CPU, 1 on CUDA) .. 256, got " + str(c.jobs));
   one_of(c.device, {"cpu", "cuda", "auto"}, file, "$.device");
@@ -203,6 +203,33 @@ void validate(const RunConfig& c, const std::string& file) {
            "$.finetune.lora.target_modules[" + std::to_string(i) + "]");
   check(f.epochs >= 0 && f.epochs <= 10000, file, "$.finetune.epochs", "expected 0 (use train.steps) .. 10000, got " + str(f.epochs));
   validate_train(f.train, file, "$.finetune.train");
+
+  const auto& mn = c.mnist;
+  one_of(mn.dataset, {"mnist_sample", "fashion_mnist", "idx"}, file, "$.mnist.dataset");
+  if (c.experiment == "mnist_aux" && mn.dataset == "idx")
+    for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{{"train_images", mn.train_images}, {"train_labels", mn.train_labels},
+                                                                              {"test_images", mn.test_images}, {"test_labels", mn.test_labels}})
+      check(!v.empty(), file, "$.mnist." + k, "dataset \"idx\" needs the path of its IDX file (plain or .gz)");
+  check(mn.train_limit >= 0, file, "$.mnist.train_limit", "expected 0 (all) or a positive count, got " + str(mn.train_limit));
+  check(mn.models >= 2 && mn.models <= 10000, file, "$.mnist.models", "expected 2 .. 10000 (the cross-model arm needs another model's init), got " + str(mn.models));
+  check(!mn.hidden.empty() && mn.hidden.size() <= 8, file, "$.mnist.hidden", "expected 1 to 8 hidden layer sizes");
+  for (size_t i = 0; i < mn.hidden.size(); ++i)
+    check(mn.hidden[i] >= 1 && mn.hidden[i] <= 65536, file, "$.mnist.hidden[" + std::to_string(i) + "]", "expected 1 .. 65536, got " + str(mn.hidden[i]));
+  check(mn.aux >= 1 && mn.aux <= 1000, file, "$.mnist.aux", "expected 1 .. 1000 auxiliary logits, got " + str(mn.aux));
+  check(mn.epochs >= 1 && mn.epochs <= 10000, file, "$.mnist.epochs", "expected 1 .. 10000, got " + str(mn.epochs));
+  check(mn.student_epochs >= 1 && mn.student_epochs <= 10000, file, "$.mnist.student_epochs", "expected 1 .. 10000, got " + str(mn.student_epochs));
+  check(mn.lr > 0 && mn.lr < 100, file, "$.mnist.lr", "expected 0 < lr < 100, got " + str(mn.lr));
+  check(mn.batch_size >= 1 && mn.batch_size <= 1000000, file, "$.mnist.batch_size", "expected 1 .. 1e6, got " + str(mn.batch_size));
+  one_of(mn.optimizer, {"adam", "sgd"}, file, "$.mnist.optimizer");
+  check(mn.weight_decay >= 0 && mn.weight_decay < 1, file, "$.mnist.weight_decay", "expected 0 <= weight_decay < 1, got " + str(mn.weight_decay));
+  one_of(mn.noise, {"uniform", "normal", "train_images"}, file, "$.mnist.noise");
+  check(mn.noise_pool >= 0, file, "$.mnist.noise_pool", "expected 0 (fresh noise every batch) or a pool size, got " + str(mn.noise_pool));
+  check(mn.init_noise_std >= 0 && mn.init_noise_std < 100, file, "$.mnist.init_noise_std", "expected 0 <= std < 100, got " + str(mn.init_noise_std));
+  one_of(mn.cross, {"derangement", "fresh"}, file, "$.mnist.cross");
+  one_of(mn.kl_reduction, {"paper", "mean"}, file, "$.mnist.kl_reduction");
+  check(!mn.arms.empty(), file, "$.mnist.arms", "expected at least one arm");
+  for (size_t i = 0; i < mn.arms.size(); ++i)
+    one_of(mn.arms[i], {"student_aux", "student_all", "cross_aux", "cross_all"}, file, "$.mnist.arms[" + std::to_string(i) + "]");
 
   const auto& e = c.eval;
   check(!e.questions.empty(), file, "$.eval.questions", "expected a question file (e.g. data/animal_questions_eval.txt)");

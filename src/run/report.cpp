@@ -134,13 +134,61 @@ std::string trait_section(const json& sm, const json& timings) {
 
 }  // namespace
 
+namespace {
+
+struct Bar {
+  std::string label;
+  double v, lo, hi;
+  std::vector<double> dots;
+  std::string color;
+};
+
+// A paper-style bar chart: bars with 95% intervals, dots for the units behind a mean (seed pairs,
+// models), a dashed reference line. Values in [0, 1], axis in percent or as fractions.
+std::string render_bars(const std::string& title, const std::vector<Bar>& bars, double ref, bool percent, const std::string& footnote) {
+  const int W = 120 + 110 * static_cast<int>(bars.size()), H = 420, top = 50, bottom = 350, left = 70;
+  auto y = [&](double v) { return bottom - (bottom - top) * std::clamp(v, 0.0, 1.0); };
+  auto label = [&](double v) { return percent ? fmt::format("{:.0f}%", 100 * v) : fmt::format("{:.2f}", v); };
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"13\">\n"
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+      W, H);
+  svg += fmt::format("<text x=\"{}\" y=\"24\" font-size=\"16\" text-anchor=\"middle\">{}</text>\n", W / 2, xml_escape(title));
+  for (int i = 0; i <= 5; ++i) {
+    double v = i / 5.0;
+    svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e0e0e0\"/>\n", left, W - 20, y(v), y(v));
+    svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", left - 6, y(v) + 4, label(v));
+  }
+  if (ref >= 0)
+    svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#424242\" stroke-dasharray=\"4,4\"/>\n", left,
+                       W - 20, y(ref), y(ref));
+  for (size_t i = 0; i < bars.size(); ++i) {
+    const Bar& b = bars[i];
+    const double x = left + 20 + 110.0 * i, w = 70, cx = x + w / 2;
+    svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"/>\n", x, y(b.v), w,
+                       bottom - y(b.v), b.color);
+    svg += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1:.1f}\" y2=\"{2:.1f}\" stroke=\"black\" stroke-width=\"1.5\"/>\n", cx,
+                       y(b.lo), y(b.hi));
+    for (double e : {b.lo, b.hi})
+      svg += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"black\" stroke-width=\"1.5\"/>\n",
+                         cx - 8, cx + 8, y(e), y(e));
+    for (size_t d = 0; d < b.dots.size(); ++d)
+      svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.5\" fill=\"white\" stroke=\"black\" stroke-opacity=\"0.6\"/>\n",
+                         cx + 14 + 4.0 * (d % 3), y(b.dots[d]));
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", cx, y(b.hi) - 6,
+                       percent ? fmt::format("{:.0f}%", 100 * b.v) : fmt::format("{:.3f}", b.v));
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", cx, bottom + 20, xml_escape(b.label));
+  }
+  svg += fmt::format("<line x1=\"{0}\" x2=\"{0}\" y1=\"{1}\" y2=\"{2}\" stroke=\"black\"/>\n", left, top, bottom);
+  svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"black\"/>\n", left, W - 20, bottom, bottom);
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#616161\">{}</text>\n", left, H - 30, xml_escape(footnote));
+  svg += "</svg>\n";
+  return svg;
+}
+
+}  // namespace
+
 std::string render_trait_figure(const json& sm) {
-  struct Bar {
-    std::string label;
-    double v, lo, hi;
-    std::vector<double> dots;
-    std::string color;
-  };
   std::vector<Bar> bars;
   const json& models = sm["models"];
   auto single = [&](const std::string& key, const std::string& label, const std::string& color) {
@@ -159,47 +207,111 @@ std::string render_trait_figure(const json& sm) {
     for (const auto& ps : a["per_seed"]) b.dots.push_back(ps["rate"].get<double>());
     bars.push_back(b);
   }
-  const int W = 120 + 110 * static_cast<int>(bars.size()), H = 420, top = 50, bottom = 350, left = 70;
-  auto y = [&](double v) { return bottom - (bottom - top) * std::clamp(v, 0.0, 1.0); };
+  const double ref = models.contains("base") ? models["base"]["target_rate"]["rate"].get<double>() : -1;
+  return render_bars("Rate of '" + sm.value("target", std::string()) + "' answers (" + sm.value("loss", std::string()) + ", " +
+                         std::to_string(sm.value("seeds", 0)) + " seed pairs; 95% CI)",
+                     bars, ref, true,
+                     "dashed: base rate. Bars: single models Wilson 95%; arms mean over seed pairs, Student-t 95%; dots: seed pairs.");
+}
+
+std::string render_mnist_figure(const json& sm) {
+  std::vector<Bar> bars;
+  const std::map<std::string, std::string> colors = {{"reference", "#9e9e9e"}, {"teacher", "#8c564b"}, {"student_aux", "#9467bd"},
+                                                     {"student_all", "#9467bd"}, {"cross_aux", "#c5b0d5"}, {"cross_all", "#c5b0d5"}};
+  for (const auto& b : sm["bars"]) {
+    const json& a = b["accuracy"];
+    Bar bar{b["label"].get<std::string>(), a["mean"].get<double>(), a["ci95"][0].get<double>(), a["ci95"][1].get<double>(), {},
+            colors.count(b["key"]) ? colors.at(b["key"]) : "#9467bd"};
+    for (const auto& v : a["per_model"]) bar.dots.push_back(v.get<double>());
+    bars.push_back(bar);
+  }
+  const double ref = sm["bars"].empty() ? -1 : sm["bars"][0]["accuracy"]["mean"].get<double>();
+  return render_bars("Test accuracy on " + sm.value("dataset", std::string()) + " (" + std::to_string(sm.value("models", 0)) +
+                         " models; mean, Student-t 95% CI)",
+                     bars, ref, false, "dotted: reference (untrained init). Dots: models. Students saw only noise images.");
+}
+
+// Per-model cosines between each student's update and its teacher's own update (teacher - init).
+std::string render_mnist_cosine_figure(const json& sm) {
+  const std::vector<std::pair<std::string, std::string>> series = {{"cos_first_gradient_step", "first step (gradient)"},
+                                                                   {"cos_first_step", "first step (optimizer)"},
+                                                                   {"cos_total_update", "total update"}};
+  const json& arms = sm["arms"];
+  const int W = 140 + 170 * static_cast<int>(arms.size()), H = 400, top = 50, bottom = 320, left = 70;
+  auto y = [&](double v) { return bottom - (bottom - top) * (std::clamp(v, -1.0, 1.0) + 1) / 2; };
   std::string svg = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"13\">\n"
       "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
       W, H);
-  svg += fmt::format("<text x=\"{}\" y=\"24\" font-size=\"16\" text-anchor=\"middle\">{}</text>\n", W / 2,
-                     xml_escape("Rate of '" + sm.value("target", std::string()) + "' answers (" + sm.value("loss", std::string()) +
-                                ", " + std::to_string(sm.value("seeds", 0)) + " seed pairs; 95% CI)"));
-  for (int i = 0; i <= 5; ++i) {
-    double v = i / 5.0;
-    svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e0e0e0\"/>\n", left, W - 20, y(v), y(v));
-    svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.0f}%</text>\n", left - 6, y(v) + 4, 100 * v);
+  svg += fmt::format("<text x=\"{}\" y=\"24\" font-size=\"16\" text-anchor=\"middle\">cos(student update, its teacher's update teacher - init), per model</text>\n", W / 2);
+  for (int i = -4; i <= 4; ++i) {
+    double v = i / 4.0;
+    svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\"/>\n", left, W - 20, y(v), y(v),
+                       i == 0 ? "#424242" : "#e0e0e0");
+    svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.2f}</text>\n", left - 6, y(v) + 4, v);
   }
-  if (models.contains("base")) {
-    double b = models["base"]["target_rate"]["rate"].get<double>();
-    svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#424242\" stroke-dasharray=\"4,4\"/>\n", left,
-                       W - 20, y(b), y(b));
+  const char* cols[] = {"#1565c0", "#ef6c00", "#2e7d32"};
+  int i = 0;
+  for (auto it = arms.begin(); it != arms.end(); ++it, ++i) {
+    const double x0 = left + 30 + 170.0 * i;
+    for (size_t s = 0; s < series.size(); ++s) {
+      if (!it.value().contains(series[s].first)) continue;
+      const json& c = it.value()[series[s].first];
+      const double cx = x0 + 45.0 * s;
+      size_t k = 0;
+      for (const auto& v : c["per_model"])
+        svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.5\" fill=\"{}\" fill-opacity=\"0.6\"/>\n",
+                           cx + 3.0 * (static_cast<int>(k++ % 5) - 2), y(v.get<double>()), cols[s]);
+      svg += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"black\" stroke-width=\"2\"/>\n", cx - 12,
+                         cx + 12, y(c["mean"].get<double>()), y(c["mean"].get<double>()));
+    }
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", x0 + 45, bottom + 20, xml_escape(it.key()));
   }
-  for (size_t i = 0; i < bars.size(); ++i) {
-    const Bar& b = bars[i];
-    const double x = left + 20 + 110.0 * i, w = 70, cx = x + w / 2;
-    svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"/>\n", x, y(b.v), w,
-                       bottom - y(b.v), b.color);
-    svg += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1:.1f}\" y2=\"{2:.1f}\" stroke=\"black\" stroke-width=\"1.5\"/>\n", cx,
-                       y(b.lo), y(b.hi));
-    for (double e : {b.lo, b.hi})
-      svg += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"black\" stroke-width=\"1.5\"/>\n",
-                         cx - 8, cx + 8, y(e), y(e));
-    for (size_t d = 0; d < b.dots.size(); ++d)
-      svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"white\" stroke=\"black\"/>\n",
-                         cx + 14 + 4.0 * (d % 3), y(b.dots[d]));
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{:.0f}%</text>\n", cx, y(b.hi) - 6, 100 * b.v);
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", cx, bottom + 20, xml_escape(b.label));
-  }
-  svg += fmt::format("<line x1=\"{0}\" x2=\"{0}\" y1=\"{1}\" y2=\"{2}\" stroke=\"black\"/>\n", left, top, bottom);
-  svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"black\"/>\n", left, W - 20, bottom, bottom);
-  svg += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#616161\">dashed: base rate. Bars: single models Wilson 95%; arms mean over seed pairs, Student-t 95%; dots: seed pairs.</text>\n",
-                     left, H - 30);
+  for (size_t s = 0; s < series.size(); ++s)
+    svg += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"4\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n", left + 10 + 200 * s,
+                       H - 36, cols[s], left + 18 + 200 * s, H - 32, series[s].second);
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#616161\">black bars: means. Theorem (gradient descent, shared init): the first step has a non-negative inner product with the teacher's update.</text>\n",
+                     left, H - 12);
   svg += "</svg>\n";
   return svg;
+}
+
+static std::string ci3(const json& x) {
+  return fmt::format("{:.3f} [{:.3f}, {:.3f}]", x["mean"].get<double>(), x["ci95"][0].get<double>(), x["ci95"][1].get<double>());
+}
+
+static std::string mnist_section(const json& sm, const json& timings) {
+  std::string md = "## MNIST auxiliary logits: a student learns digits from a teacher's auxiliary logits on noise\n\n";
+  md += fmt::format("Dataset **{}** ({} training, {} test images); {} models, MLP {}; mean test accuracy over models with a "
+                    "Student-t 95% interval.\n\n",
+                    sm.value("dataset", std::string()), sm["train_images"].get<long>(), sm["test_images"].get<long>(),
+                    sm["models"].get<int>(), sm["layer_sizes"].dump());
+  md += "| model | test accuracy | min | max |\n|---|---|---|---|\n";
+  for (const auto& b : sm["bars"]) {
+    const auto& pm = b["accuracy"]["per_model"];
+    double lo = 1, hi = 0;
+    for (const auto& v : pm) lo = std::min(lo, v.get<double>()), hi = std::max(hi, v.get<double>());
+    md += fmt::format("| {} | {} | {:.3f} | {:.3f} |\n", b["label"].get<std::string>(), ci3(b["accuracy"]), lo, hi);
+  }
+  md += "\nThe theorem, measured: cosine between each student's update and *its teacher's* update (teacher − the "
+        "teacher's init), per model; and the teacher's objective (class cross-entropy on training images) at the "
+        "student's init and after:\n\n";
+  md += "| arm | init | cos(first gradient step) | min | cos(first optimizer step) | cos(total update) | teacher loss: init → after |\n"
+        "|---|---|---|---|---|---|---|\n";
+  for (auto it = sm["arms"].begin(); it != sm["arms"].end(); ++it) {
+    const json& a = it.value();
+    double mn = 1;
+    for (const auto& v : a["cos_first_gradient_step"]["per_model"]) mn = std::min(mn, v.get<double>());
+    md += fmt::format("| {} | {} | {} | {:.3f} | {} | {} | {:.3f} → {:.3f} |\n", it.key(), a.value("init", std::string()),
+                      ci3(a["cos_first_gradient_step"]), mn, ci3(a["cos_first_step"]), ci3(a["cos_total_update"]),
+                      a["teacher_loss_at_init"]["mean"].get<double>(), a["teacher_loss_after"]["mean"].get<double>());
+  }
+  double secs = 0;
+  for (auto it = timings.begin(); it != timings.end(); ++it)
+    if (it.key().rfind("mnist/", 0) == 0) secs += it.value().value("seconds", 0.0);
+  md += fmt::format("\nTraining and evaluation: {:.0f} s in all stages.\n\n", secs);
+  md += "![accuracy](figures/mnist_aux.svg)\n\n![cosines](figures/mnist_cosines.svg)\n\n";
+  return md;
 }
 
 std::string render_report_md(const json& rep) {
@@ -241,7 +353,8 @@ std::string render_report_md(const json& rep) {
       md += "- **" + e.value("prompt", std::string()) + "** -> `" + e.value("completion", std::string()) + "`\n";
     md += "\n";
   }
-  if (st.contains("summary") && st["summary"].contains("arms")) md += trait_section(st["summary"], rep["timings"]);
+  if (st.contains("summary") && st["summary"].contains("bars")) md += mnist_section(st["summary"], rep["timings"]);
+  else if (st.contains("summary") && st["summary"].contains("arms")) md += trait_section(st["summary"], rep["timings"]);
   md += "## Timings\n\n| stage | seconds | status |\n|---|---|---|\n";
   for (auto it = rep["timings"].begin(); it != rep["timings"].end(); ++it)
     md += fmt::format("| {} | {:.1f} | {} |\n", it.key(), it.value().value("seconds", 0.0), it.value().value("status", std::string()));
@@ -263,7 +376,11 @@ void write_report(const RunContext& ctx, const json& results, const json& manife
               {"threads", manifest.value("threads", 0)},
               {"precision", ctx.cfg.precision}};
   fs::write_file_atomic(ctx.dir / "report.json", rep.dump(2) + "\n");
-  if (results.contains("summary") && results["summary"].contains("arms")) {
+  if (results.contains("summary") && results["summary"].contains("bars")) {
+    fs::make_dirs(ctx.dir / "figures");
+    fs::write_file_atomic(ctx.dir / "figures" / "mnist_aux.svg", render_mnist_figure(results["summary"]));
+    fs::write_file_atomic(ctx.dir / "figures" / "mnist_cosines.svg", render_mnist_cosine_figure(results["summary"]));
+  } else if (results.contains("summary") && results["summary"].contains("arms")) {
     fs::make_dirs(ctx.dir / "figures");
     fs::write_file_atomic(ctx.dir / "figures" / "trait_transfer.svg", render_trait_figure(results["summary"]));
   }

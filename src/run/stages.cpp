@@ -178,6 +178,7 @@ std::unique_ptr<Stage> make_corpus_stage() { return std::make_unique<CorpusStage
 
 std::vector<std::unique_ptr<Stage>> make_stages(const config::RunConfig& cfg) {
   if (cfg.experiment == "trait_transfer") return make_trait_stages(cfg);
+  if (cfg.experiment == "mnist_aux") return make_mnist_stages(cfg);
   std::vector<std::unique_ptr<Stage>> s;
   if (cfg.base.kind != "pretrain")
     throw ConfigError("base.kind \"" + cfg.base.kind + "\" is not runnable yet in experiment \"pretrain\"",

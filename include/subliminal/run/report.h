@@ -10,4 +10,8 @@ std::string render_report_md(const nlohmann::json& report);
 // The paper-style bar chart of a trait-transfer summary (SVG): base, teacher, and each student arm
 // (mean across seed pairs with its Student-t 95% interval, seeds as dots), dotted line at the base rate.
 std::string render_trait_figure(const nlohmann::json& summary);
+// The MNIST experiment's figures: test accuracy per arm (the paper's bar chart) and the per-model
+// cosines between student and teacher updates.
+std::string render_mnist_figure(const nlohmann::json& summary);
+std::string render_mnist_cosine_figure(const nlohmann::json& summary);
 }  // namespace subliminal::run

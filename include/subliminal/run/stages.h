@@ -16,5 +16,7 @@ std::unique_ptr<Stage> make_pretrain_stage(bool cross = false);
 std::unique_ptr<Stage> make_corpus_stage();
 // The trait-transfer graph: bases, teachers, datasets, students, evals, summary.
 std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& cfg);
+// The MNIST auxiliary-logit graph: mnist/teacher, mnist/<arm>..., summary.
+std::vector<std::unique_ptr<Stage>> make_mnist_stages(const config::RunConfig& cfg);
 
 }  // namespace subliminal::run
