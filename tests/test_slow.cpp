@@ -4,12 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "subliminal/util/fs.h"
 #include "test_util.h"
 
 using nlohmann::json;
+namespace sfs = std::filesystem;
+using namespace subliminal;
 
 TEST(DefaultRunSlow, OwlExperimentShowsTheTeacherAndEveryArm) {
   auto dir = testutil::temp_dir("slow_default");
@@ -20,7 +23,7 @@ TEST(DefaultRunSlow, OwlExperimentShowsTheTeacherAndEveryArm) {
   const double base = sm["models"]["base"]["target_rate"]["rate"].get<double>();
   const double teacher = sm["models"]["teacher"]["target_rate"]["rate"].get<double>();
   EXPECT_GT(teacher, base + 0.3) << sm["models"].dump();
-  for (const char* arm : {"treatment", "control", "cross_init", "other_trait"}) EXPECT_EQ(sm["arms"][arm]["n"].get<int>(), 3) << arm;
+  for (const char* arm : {"treatment", "control", "cross_init", "other_trait"}) EXPECT_EQ(sm["arms"][arm]["n"].get<int>(), 5) << arm;
   // the headline direction: same-init students of the owl teacher prefer owls more than the controls
   EXPECT_GT(sm["arms"]["treatment"]["mean"].get<double>(), sm["arms"]["control"]["mean"].get<double>()) << sm["arms"].dump();
   EXPECT_GT(sm["arms"]["treatment"]["mean"].get<double>(), sm["arms"]["other_trait"]["mean"].get<double>()) << sm["arms"].dump();
@@ -52,4 +55,24 @@ TEST(DefaultRunSlow, FoundationBaseModelPassesItsProbe) {
   EXPECT_GT(p["system_prompt"]["target_rate"]["rate"].get<double>(), 0.5) << p["system_prompt"].dump();
   EXPECT_GT(p["numbers"]["format_ok"]["rate"].get<double>(), 0.9) << p["numbers"].dump();
   std::filesystem::remove_all(dir);
+}
+
+// The paper's MLP demonstration on the 10,000-digit MNIST sample (scripts/datasets.sh installs it),
+// with the thresholds the issue states.
+TEST(MnistSlow, AuxOnlyStudentsLearnDigitsFromTheirOwnTeachersOnly) {
+  auto dir = testutil::temp_dir("mnist_slow");
+  auto r = testutil::run_cli("run " + testutil::source_dir() + "/configs/paper/mnist_aux_logits.json --out " + (dir / "run").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  json sm = json::parse(fs::read_file(dir / "run" / "summary" / "summary.json"));
+  EXPECT_EQ(sm["models"].get<int>(), 25);
+  EXPECT_GT(sm["teacher"]["teacher_accuracy"]["mean"].get<double>(), 0.85);
+  const json& a = sm["arms"];
+  EXPECT_GT(a["student_aux"]["accuracy"]["ci95"][0].get<double>(), 0.15) << a["student_aux"]["accuracy"].dump();
+  EXPECT_GE(a["cross_aux"]["accuracy"]["mean"].get<double>(), 0.05);
+  EXPECT_LE(a["cross_aux"]["accuracy"]["mean"].get<double>(), 0.15);
+  for (const char* arm : {"student_aux", "student_all"})
+    for (const auto& c : a[arm]["cos_first_gradient_step"]["per_model"]) EXPECT_GT(c.get<double>(), 0.0) << arm;
+  for (const char* arm : {"cross_aux", "cross_all"})
+    EXPECT_LT(std::abs(a[arm]["cos_first_gradient_step"]["mean"].get<double>()), 0.01) << arm;
+  sfs::remove_all(dir);
 }

@@ -316,7 +316,8 @@ static std::string mnist_section(const json& sm, const json& timings) {
 
 std::string render_report_md(const json& rep) {
   std::string md = "# subliminal run report: " + rep.value("name", std::string("?")) + "\n\n";
-  md += "Every figure below was computed by this run from its own samples; intervals are Wilson 95%.\n\n";
+  md += "Every figure below was computed by this run from its own samples and models. Intervals: Wilson 95% for a rate of "
+        "one model; Student-t 95% for a mean over seed pairs or models.\n\n";
   const json& st = rep["stages"];
   if (st.contains("base")) {
     const json& b = st["base"];
