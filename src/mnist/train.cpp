@@ -49,6 +49,13 @@ struct Metrics {
   }
 };
 
+void record(MlpTrainLog& log, Metrics& met, double loss, double t0) {
+  if (log.steps == 0) log.first_loss = loss;
+  log.final_loss = loss;
+  ++log.steps;
+  met.log(log.steps, loss, log::now_seconds() - t0);
+}
+
 }  // namespace
 
 MlpTrainLog train_classifier(BatchedMlp& m, const torch::Tensor& images, const torch::Tensor& labels, int64_t classes,
@@ -73,10 +80,7 @@ MlpTrainLog train_classifier(BatchedMlp& m, const torch::Tensor& images, const t
       loss.backward();
       opt->step();
       const double l = loss.item<double>();
-      if (log.steps == 0) log.first_loss = l;
-      log.final_loss = l;
-      ++log.steps;
-      met.log(log.steps, l, log::now_seconds() - t0);
+      record(log, met, l, t0);
       prog.update(log.steps, fmt::format("epoch {}  loss {:.4f}", e + 1, l));
     }
   }
@@ -131,10 +135,7 @@ MlpTrainLog train_distill(BatchedMlp& student, const BatchedMlp& teacher, const 
       }
       opt->step();
       const double l = loss.item<double>();
-      if (log.steps == 0) log.first_loss = l;
-      log.final_loss = l;
-      ++log.steps;
-      met.log(log.steps, l, log::now_seconds() - t0);
+      record(log, met, l, t0);
       if (after_step) after_step(log.steps);
       prog.update(log.steps, fmt::format("epoch {}  kl {:.3e}", e + 1, l));
     }

@@ -114,6 +114,20 @@ std::vector<double> cosines(const torch::Tensor& a, const torch::Tensor& b) {
   return to_vec((a64 * b64).sum(1) / (a64.norm(2, 1) * b64.norm(2, 1)).clamp_min(1e-300));
 }
 
+mnist::MlpTrainOptions train_options(const config::MnistConfig& m, int epochs, uint64_t seed, const std::string& tag,
+                                     const std::string& metrics_path) {
+  mnist::MlpTrainOptions o;
+  o.epochs = epochs;
+  o.batch_size = m.batch_size;
+  o.lr = m.lr;
+  o.optimizer = m.optimizer;
+  o.weight_decay = m.weight_decay;
+  o.seed = seed;
+  o.tag = tag;
+  o.metrics_path = metrics_path;
+  return o;
+}
+
 json teacher_inputs(const RunContext& ctx) {
   const auto& m = ctx.cfg.mnist;
   return {{"data", data_inputs(m)}, {"train_limit", m.train_limit}, {"models", m.models}, {"hidden", m.hidden}, {"aux", m.aux},
@@ -134,15 +148,8 @@ class MnistTeacherStage : public Stage {
               d.test.images.size(0), d.train.rows, d.train.cols, m.models, fmt::join(layer_sizes(m, in), "-"));
     auto reference = mnist::init_mlp(m.models, layer_sizes(m, in), config::derive_seed(ctx.cfg.seed, "mnist-init"));
     auto teacher = reference.clone();
-    mnist::MlpTrainOptions o;
-    o.epochs = m.epochs;
-    o.batch_size = m.batch_size;
-    o.lr = m.lr;
-    o.optimizer = m.optimizer;
-    o.weight_decay = m.weight_decay;
-    o.seed = config::derive_seed(ctx.cfg.seed, "mnist-teacher-order");
-    o.tag = "mnist/teacher";
-    o.metrics_path = ctx.metrics_path("mnist_teacher").string();
+    auto o = train_options(m, m.epochs, config::derive_seed(ctx.cfg.seed, "mnist-teacher-order"), name(),
+                           ctx.metrics_path("mnist_teacher").string());
     auto tl = mnist::train_classifier(teacher, d.train.images, d.train.labels, kClasses, o);
     save_mlp(work / "reference.safetensors", reference);
     save_mlp(work / "teacher.safetensors", teacher);
@@ -216,16 +223,9 @@ class MnistStudentStage : public Stage {
     noise.pool = m.noise_pool;
     noise.steps_per_epoch = (d.train.images.size(0) + m.batch_size - 1) / m.batch_size;
     if (m.noise == "train_images") noise.images = d.train.images;
-    mnist::MlpTrainOptions o;
-    o.epochs = m.student_epochs;
-    o.batch_size = m.batch_size;
-    o.lr = m.lr;
-    o.optimizer = m.optimizer;
-    o.weight_decay = m.weight_decay;
     // the same noise stream for every arm: arms differ only in init and distilled logits
-    o.seed = config::derive_seed(ctx.cfg.seed, "mnist-noise");
-    o.tag = name();
-    o.metrics_path = ctx.metrics_path("mnist_" + arm_).string();
+    auto o = train_options(m, m.student_epochs, config::derive_seed(ctx.cfg.seed, "mnist-noise"), name(),
+                           ctx.metrics_path("mnist_" + arm_).string());
     const torch::Tensor init_flat = init.flat();
     torch::Tensor first_step, first_grad;
     auto log = mnist::train_distill(

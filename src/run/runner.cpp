@@ -162,9 +162,12 @@ void Runner::record_done(Stage& s, const PlanEntry& e, const json& rec, json& re
   log::info("run", "stage {}: done in {:.1f}s", s.name(), rec.value("seconds", 0.0));
 }
 
-static void mark_skipped(json& manifest, const std::string& name, const PlanEntry& e, const json& rec) {
-  manifest["stages"][name] = {{"status", "skipped"}, {"input_hash", e.hash}, {"seconds", rec.value("seconds", 0.0)}};
-  log::info("run", "stage {}: skipped, {}", name, e.note);
+void Runner::record_skipped(Stage& s, const PlanEntry& e, json& results) {
+  json rec = read_json_or_null(ctx_.stage_dir(s.name()) / "stage.json");
+  ctx_.records[s.name()] = rec;
+  results[s.name()] = rec.value("results", json::object());
+  manifest_["stages"][s.name()] = {{"status", "skipped"}, {"input_hash", e.hash}, {"seconds", rec.value("seconds", 0.0)}};
+  log::info("run", "stage {}: skipped, {}", s.name(), e.note);
 }
 
 void Runner::run_in_process(json& results) {
@@ -172,10 +175,7 @@ void Runner::run_in_process(json& results) {
     Stage& s = *sp;
     PlanEntry e = plan_one(s);
     if (e.action == StageAction::skip) {
-      json rec = read_json_or_null(ctx_.stage_dir(s.name()) / "stage.json");
-      ctx_.records[s.name()] = rec;
-      results[s.name()] = rec.value("results", json::object());
-      mark_skipped(manifest_, s.name(), e, rec);
+      record_skipped(s, e, results);
       continue;
     }
     const bool resuming = prepare(s, e);
@@ -230,10 +230,7 @@ void Runner::run_parallel(json& results) {
           if (!ready) continue;
           PlanEntry e = plan_one(s);
           if (e.action == StageAction::skip) {
-            json rec = read_json_or_null(ctx_.stage_dir(s.name()) / "stage.json");
-            ctx_.records[s.name()] = rec;
-            results[s.name()] = rec.value("results", json::object());
-            mark_skipped(manifest_, s.name(), e, rec);
+            record_skipped(s, e, results);
             state[i] = done;
             progressed = true;
             continue;

@@ -81,6 +81,7 @@ class Runner {
   // Runs the stage in this process inside <name>.partial, then renames it; returns stage.json.
   json execute(Stage& s, const PlanEntry& e, bool resuming);
   void record_done(Stage& s, const PlanEntry& e, const json& rec, json& results);
+  void record_skipped(Stage& s, const PlanEntry& e, json& results);
   void run_in_process(json& results);
   void run_parallel(json& results);
   void write_manifest(const std::string& status);
