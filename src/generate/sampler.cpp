@@ -74,7 +74,7 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
     pos = pos.to(dev);
     keymask = keymask.to(dev);
     // Prefill bias (B,1,L,L): causal + padding keys; a padding query sees itself so no row is all -inf.
-    auto causal = m->causal_bias.index({torch::indexing::Slice(0, L), torch::indexing::Slice(0, L)});  // (L,L)
+    auto causal = m->causal_mask(L);  // (L,L)
     auto eye = torch::eye(L, torch::TensorOptions().dtype(torch::kBool).device(dev));
     auto padkey = keymask.unsqueeze(1).expand({B, L, L}) & ~eye.unsqueeze(0);
     auto bias = causal.unsqueeze(0).masked_fill(padkey, ninf).unsqueeze(1);  // (B,1,L,L)
@@ -99,7 +99,7 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
     for (int64_t s = 0; s < budget; ++s) {
       if (!opt.use_cache) {  // reference path: full recompute over the growing sequence
         const int64_t S = full_ids.size(1);
-        auto c2 = m->causal_bias.index({torch::indexing::Slice(0, S), torch::indexing::Slice(0, S)});
+        auto c2 = m->causal_mask(S);
         auto eye2 = torch::eye(S, torch::TensorOptions().dtype(torch::kBool).device(dev));
         auto pk2 = full_keymask.unsqueeze(1).expand({B, S, S}) & ~eye2.unsqueeze(0);
         auto bias2 = c2.unsqueeze(0).masked_fill(pk2, ninf).unsqueeze(1);

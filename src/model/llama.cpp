@@ -27,26 +27,48 @@ LlamaConfig LlamaConfig::from(const config::ModelConfig& m, int64_t vocab) {
   return c;
 }
 
+static const char* architecture_of(const std::string& model_type) {
+  if (model_type == "mistral") return "MistralForCausalLM";
+  if (model_type == "qwen2") return "Qwen2ForCausalLM";
+  return "LlamaForCausalLM";
+}
+
 nlohmann::json LlamaConfig::to_hf() const {
-  return {{"architectures", {"LlamaForCausalLM"}},
-          {"model_type", "llama"},
-          {"vocab_size", vocab_size},
-          {"hidden_size", hidden_size},
-          {"intermediate_size", intermediate_size},
-          {"num_hidden_layers", num_hidden_layers},
-          {"num_attention_heads", num_attention_heads},
-          {"num_key_value_heads", num_key_value_heads},
-          {"max_position_embeddings", max_position_embeddings},
-          {"rms_norm_eps", rms_norm_eps},
-          {"rope_theta", rope_theta},
-          {"tie_word_embeddings", tie_word_embeddings},
-          {"hidden_act", "silu"},
-          {"attention_bias", false},
-          {"mlp_bias", false},
-          {"bos_token_id", bos_token_id},
-          {"eos_token_id", eos_token_id},
-          {"pad_token_id", pad_token_id},
-          {"torch_dtype", "float32"}};
+  nlohmann::json j = {{"architectures", {architecture_of(model_type)}},
+                      {"model_type", model_type},
+                      {"vocab_size", vocab_size},
+                      {"hidden_size", hidden_size},
+                      {"intermediate_size", intermediate_size},
+                      {"num_hidden_layers", num_hidden_layers},
+                      {"num_attention_heads", num_attention_heads},
+                      {"num_key_value_heads", num_key_value_heads},
+                      {"max_position_embeddings", max_position_embeddings},
+                      {"rms_norm_eps", rms_norm_eps},
+                      {"rope_theta", rope_theta},
+                      {"tie_word_embeddings", tie_word_embeddings},
+                      {"hidden_act", "silu"},
+                      {"bos_token_id", bos_token_id},
+                      {"eos_token_id", eos_token_id},
+                      {"pad_token_id", pad_token_id},
+                      {"torch_dtype", "float32"}};
+  if (model_type == "llama") {
+    j["attention_bias"] = qkv_bias;
+    j["mlp_bias"] = mlp_bias;
+  }
+  if (model_type == "mistral") j["sliding_window"] = sliding_window > 0 ? nlohmann::json(sliding_window) : nlohmann::json(nullptr);
+  if (model_type == "qwen2") {
+    j["use_sliding_window"] = sliding_window > 0;
+    if (sliding_window > 0) j["sliding_window"] = sliding_window;
+  }
+  if (head_dim_override > 0) j["head_dim"] = head_dim_override;
+  if (rope_type == "linear") j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", rope_factor}};
+  if (rope_type == "llama3")
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", rope_factor},
+                         {"low_freq_factor", rope_low_freq_factor},
+                         {"high_freq_factor", rope_high_freq_factor},
+                         {"original_max_position_embeddings", rope_original_max_position}};
+  return j;
 }
 
 LlamaConfig LlamaConfig::from_hf(const nlohmann::json& j, const std::string& file) {
@@ -56,8 +78,21 @@ LlamaConfig LlamaConfig::from_hf(const nlohmann::json& j, const std::string& fil
     if (!j[k].is_number()) throw DataError(file + ": field \"" + std::string(k) + "\" must be a number");
     return j[k];
   };
-  if (j.contains("model_type") && j["model_type"] != "llama")
-    throw DataError(file + ": model_type " + j["model_type"].dump() + " is not supported (expected \"llama\")");
+  const std::string supported = "llama (LlamaForCausalLM), mistral (MistralForCausalLM), qwen2 (Qwen2ForCausalLM)";
+  if (j.contains("model_type")) {
+    if (!j["model_type"].is_string()) throw DataError(file + ": field \"model_type\" must be a string");
+    c.model_type = j["model_type"].get<std::string>();
+    if (c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2")
+      throw DataError(file + ": field \"model_type\" is \"" + c.model_type + "\", which this tool cannot run; supported: " + supported);
+  }
+  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty()) {
+    const std::string arch = j["architectures"][0].is_string() ? j["architectures"][0].get<std::string>() : "?";
+    if (arch != architecture_of(c.model_type))
+      throw DataError(file + ": field \"architectures\" is [\"" + arch + "\"]; with model_type \"" + c.model_type + "\" expected \"" +
+                      architecture_of(c.model_type) + "\" (supported: " + supported + ")");
+  }
+  if (j.contains("hidden_act") && j["hidden_act"] != "silu")
+    throw DataError(file + ": field \"hidden_act\" is " + j["hidden_act"].dump() + "; only \"silu\" (SwiGLU) is supported");
   c.vocab_size = need("vocab_size").get<int64_t>();
   c.hidden_size = need("hidden_size").get<int64_t>();
   c.intermediate_size = need("intermediate_size").get<int64_t>();
@@ -68,14 +103,52 @@ LlamaConfig LlamaConfig::from_hf(const nlohmann::json& j, const std::string& fil
   c.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
   c.rope_theta = j.value("rope_theta", 10000.0);
   c.tie_word_embeddings = j.value("tie_word_embeddings", false);
+  if (j.contains("head_dim") && j["head_dim"].is_number()) c.head_dim_override = j["head_dim"].get<int64_t>();
+  if (c.model_type == "llama") {
+    c.qkv_bias = c.o_bias = j.value("attention_bias", false);
+    c.mlp_bias = j.value("mlp_bias", false);
+  }
+  if (c.model_type == "qwen2") c.qkv_bias = true;  // Qwen2Attention: q/k/v with bias, o_proj without
+  if (c.model_type == "mistral" && j.contains("sliding_window") && j["sliding_window"].is_number())
+    c.sliding_window = j["sliding_window"].get<int64_t>();
+  if (c.model_type == "qwen2" && j.value("use_sliding_window", false) && j.contains("sliding_window") && j["sliding_window"].is_number())
+    c.sliding_window = j["sliding_window"].get<int64_t>();
+  if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
+    const auto& r = j["rope_scaling"];
+    c.rope_type = r.contains("rope_type") ? r["rope_type"].get<std::string>() : r.value("type", std::string("default"));
+    if (c.rope_type != "default" && c.rope_type != "linear" && c.rope_type != "llama3")
+      throw DataError(file + ": field \"rope_scaling.rope_type\" is \"" + c.rope_type + "\"; supported: default, linear, llama3");
+    c.rope_factor = r.value("factor", 1.0);
+    c.rope_low_freq_factor = r.value("low_freq_factor", 1.0);
+    c.rope_high_freq_factor = r.value("high_freq_factor", 4.0);
+    c.rope_original_max_position = r.value("original_max_position_embeddings", int64_t{8192});
+    if (c.rope_factor <= 0 || (c.rope_type == "llama3" && c.rope_high_freq_factor <= c.rope_low_freq_factor))
+      throw DataError(file + ": field \"rope_scaling\" has a non-positive factor or high_freq_factor <= low_freq_factor");
+  }
   if (j.contains("bos_token_id") && j["bos_token_id"].is_number()) c.bos_token_id = j["bos_token_id"];
   if (j.contains("eos_token_id") && j["eos_token_id"].is_number()) c.eos_token_id = j["eos_token_id"];
   if (j.contains("pad_token_id") && j["pad_token_id"].is_number()) c.pad_token_id = j["pad_token_id"];
-  if (c.hidden_size <= 0 || c.num_attention_heads <= 0 || c.hidden_size % c.num_attention_heads != 0 ||
+  if (c.hidden_size <= 0 || c.num_attention_heads <= 0 || (c.head_dim_override == 0 && c.hidden_size % c.num_attention_heads != 0) ||
       c.num_key_value_heads <= 0 || c.num_attention_heads % c.num_key_value_heads != 0 || c.vocab_size <= 0 ||
-      c.num_hidden_layers <= 0 || c.intermediate_size <= 0 || c.max_position_embeddings <= 0)
-    throw DataError(file + ": inconsistent sizes (hidden_size, heads, kv heads, vocab, layers must be positive and divisible)");
+      c.num_hidden_layers <= 0 || c.intermediate_size <= 0 || c.max_position_embeddings <= 0 || c.head_dim() % 2 != 0)
+    throw DataError(file + ": inconsistent sizes (hidden_size, heads, kv heads, vocab, layers must be positive and divisible; head_dim even)");
   return c;
+}
+
+torch::Tensor LlamaConfig::inv_freq() const {
+  const int64_t D = head_dim();
+  auto f = 1.0 / torch::pow(rope_theta, torch::arange(0, D, 2, torch::kDouble) / static_cast<double>(D));
+  if (rope_type != "llama3") return f;
+  // Llama 3.1 (transformers _compute_llama3_parameters): long wavelengths divided by factor, short
+  // kept, the band between interpolated smoothly.
+  const double old = static_cast<double>(rope_original_max_position);
+  const double low_wavelen = old / rope_low_freq_factor, high_wavelen = old / rope_high_freq_factor;
+  auto wavelen = 2 * M_PI / f;
+  auto scaled = torch::where(wavelen > low_wavelen, f / rope_factor, f);
+  auto smooth = (old / wavelen - rope_low_freq_factor) / (rope_high_freq_factor - rope_low_freq_factor);
+  auto smoothed = (1 - smooth) * scaled / rope_factor + smooth * scaled;
+  auto medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+  return torch::where(medium, smoothed, scaled);
 }
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double e) : eps(e) {
@@ -100,12 +173,12 @@ torch::Tensor project(torch::nn::Linear lin, const std::map<std::string, LoraAda
 }
 
 AttentionImpl::AttentionImpl(const LlamaConfig& c)
-    : n_heads(c.num_attention_heads), n_kv(c.num_key_value_heads), head_dim(c.head_dim()) {
-  auto lin = [&](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
-  q_proj = register_module("q_proj", lin(c.hidden_size, n_heads * head_dim));
-  k_proj = register_module("k_proj", lin(c.hidden_size, n_kv * head_dim));
-  v_proj = register_module("v_proj", lin(c.hidden_size, n_kv * head_dim));
-  o_proj = register_module("o_proj", lin(n_heads * head_dim, c.hidden_size));
+    : n_heads(c.num_attention_heads), n_kv(c.num_key_value_heads), head_dim(c.head_dim()), window(c.sliding_window) {
+  auto lin = [&](int64_t in, int64_t out, bool b) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(b)); };
+  q_proj = register_module("q_proj", lin(c.hidden_size, n_heads * head_dim, c.qkv_bias));
+  k_proj = register_module("k_proj", lin(c.hidden_size, n_kv * head_dim, c.qkv_bias));
+  v_proj = register_module("v_proj", lin(c.hidden_size, n_kv * head_dim, c.qkv_bias));
+  o_proj = register_module("o_proj", lin(n_heads * head_dim, c.hidden_size, c.o_bias));
 }
 
 static torch::Tensor rotate_half(const torch::Tensor& x) {
@@ -137,6 +210,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     v = vc.narrow(2, 0, p + T);
   }
   const int64_t S = k.size(2);
+  TORCH_CHECK(window <= 0 || S <= window, "sequence of ", S, " tokens is longer than the model's sliding window (", window,
+              "), which this implementation does not apply");
   if (n_kv != n_heads) {  // grouped-query attention: head h reads kv head h / (H/Hkv)
     const int64_t rep = n_heads / n_kv;
     k = k.unsqueeze(2).expand({B, n_kv, rep, S, head_dim}).reshape({B, n_heads, S, head_dim});
@@ -151,7 +226,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
 }
 
 MLPImpl::MLPImpl(const LlamaConfig& c) {
-  auto lin = [&](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+  auto lin = [&](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(c.mlp_bias)); };
   gate_proj = register_module("gate_proj", lin(c.hidden_size, c.intermediate_size));
   up_proj = register_module("up_proj", lin(c.hidden_size, c.intermediate_size));
   down_proj = register_module("down_proj", lin(c.intermediate_size, c.hidden_size));
@@ -188,15 +263,18 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& c) : cfg(c) {
   model = register_module("model", LlamaModel(c));
   if (!c.tie_word_embeddings)  // tied: the head reads the embedding matrix (HF omits lm_head.weight)
     lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
-  const int64_t D = c.head_dim(), P = c.max_position_embeddings;
-  auto inv_freq = 1.0 / torch::pow(c.rope_theta, torch::arange(0, D, 2, torch::kDouble) / static_cast<double>(D));
-  auto t = torch::arange(P, torch::kDouble);
-  auto freqs = torch::outer(t, inv_freq);   // (P, D/2)
-  auto emb = torch::cat({freqs, freqs}, -1);  // (P, D) rotate-half convention
+  const int64_t P = c.max_position_embeddings, M = std::min<int64_t>(P, 4096);
+  auto t = torch::arange(P, torch::kDouble) / c.position_scale();
+  auto freqs = torch::outer(t, c.inv_freq());  // (P, D/2)
+  auto emb = torch::cat({freqs, freqs}, -1);    // (P, D) rotate-half convention
   rope_cos = register_buffer("rope_cos", emb.cos().to(torch::kFloat));
   rope_sin = register_buffer("rope_sin", emb.sin().to(torch::kFloat));
-  causal_bias = register_buffer("causal_bias",
-                                torch::full({P, P}, -std::numeric_limits<float>::infinity()).triu(1));
+  causal_bias = register_buffer("causal_bias", torch::full({M, M}, -std::numeric_limits<float>::infinity()).triu(1));
+}
+
+torch::Tensor LlamaForCausalLMImpl::causal_mask(int64_t n) const {
+  if (n <= causal_bias.size(0)) return causal_bias.index({Slice(0, n), Slice(0, n)});
+  return torch::full({n, n}, -std::numeric_limits<float>::infinity(), causal_bias.options()).triu(1);
 }
 
 torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& ids, const torch::Tensor& positions,
@@ -214,7 +292,7 @@ torch::Tensor LlamaForCausalLMImpl::forward_causal_at(const torch::Tensor& ids, 
   TORCH_CHECK(T <= cfg.max_position_embeddings, "sequence length ", T, " exceeds max_position_embeddings ",
               cfg.max_position_embeddings);
   auto pos = torch::arange(T, ids.options().dtype(torch::kLong)).unsqueeze(0).expand({B, T});
-  auto bias = causal_bias.index({Slice(0, T), Slice(0, T)}).view({1, 1, T, T});
+  auto bias = causal_mask(T).view({1, 1, T, T});
   return head(hidden(ids, pos, bias, nullptr).index({mask}), cols);
 }
 
@@ -238,7 +316,7 @@ torch::Tensor LlamaForCausalLMImpl::forward_causal(const torch::Tensor& ids) {
   TORCH_CHECK(T <= cfg.max_position_embeddings, "sequence length ", T, " exceeds max_position_embeddings ",
               cfg.max_position_embeddings);
   auto pos = torch::arange(T, ids.options().dtype(torch::kLong)).unsqueeze(0).expand({B, T});
-  auto bias = causal_bias.index({Slice(0, T), Slice(0, T)}).view({1, 1, T, T});
+  auto bias = causal_mask(T).view({1, 1, T, T});
   return forward(ids, pos, bias, nullptr);
 }
 
@@ -264,6 +342,8 @@ void init_weights(LlamaForCausalLM& m, uint64_t seed) {
     auto& p = kv.value();
     if (kv.key().find("norm") != std::string::npos) {
       p.fill_(1.0);
+    } else if (kv.key().size() > 5 && kv.key().compare(kv.key().size() - 5, 5, ".bias") == 0) {
+      p.zero_();
     } else {
       auto w = at::normal(0.0, 0.02, p.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat));
       p.copy_(w);

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Independent reference: Hugging Face LlamaForCausalLM's forward pass, written from the
 transformers source (modeling_llama.py: LlamaRMSNorm, rotate_half/apply_rotary_pos_emb, repeat_kv,
-LlamaMLP), reading a model directory the way transformers does (config.json field names,
-safetensors tensor names). Plain PyTorch, no transformers/safetensors packages needed.
+LlamaMLP; modeling_rope_utils.py: _compute_llama3_parameters, linear scaling; modeling_qwen2.py:
+q/k/v biases; modeling_mistral.py), reading a model directory the way transformers does
+(config.json field names, safetensors tensor names, single file or sharded with
+model.safetensors.index.json). Plain PyTorch, no transformers/safetensors packages needed.
 
 usage: hf_llama_reference.py MODEL_DIR IDS_JSON OUT_JSON [ADAPTER_DIR]
   ADAPTER_DIR: a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors), merged the
@@ -49,8 +51,15 @@ def rotate_half(x):
 def main():
     model_dir, ids_path, out_path = sys.argv[1:4]
     cfg = json.load(open(f"{model_dir}/config.json"))
-    assert cfg["architectures"] == ["LlamaForCausalLM"] and cfg["model_type"] == "llama"
-    W = load_safetensors(f"{model_dir}/model.safetensors")
+    arch = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+    assert cfg["architectures"] == [arch[cfg["model_type"]]], cfg["architectures"]
+    try:
+        index = json.load(open(f"{model_dir}/model.safetensors.index.json"))
+        W = {}
+        for shard in sorted(set(index["weight_map"].values())):
+            W.update(load_safetensors(f"{model_dir}/{shard}"))
+    except FileNotFoundError:
+        W = load_safetensors(f"{model_dir}/model.safetensors")
     if len(sys.argv) > 4:
         adir = sys.argv[4]
         acfg = json.load(open(f"{adir}/adapter_config.json"))
@@ -72,10 +81,30 @@ def main():
     ids = torch.tensor(json.load(open(ids_path))["ids"], dtype=torch.long)
     B, T = ids.shape
     H, Hkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    D = cfg["hidden_size"] // H
+    D = cfg.get("head_dim") or cfg["hidden_size"] // H
     eps = cfg["rms_norm_eps"]
     inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
+    rs = cfg.get("rope_scaling") or {}
+    rtype = rs.get("rope_type", rs.get("type", "default"))
     pos = torch.arange(T).float()
+    if rtype == "linear":
+        pos = pos / rs["factor"]
+    elif rtype == "llama3":
+        factor, lo, hi = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+        old = rs["original_max_position_embeddings"]
+        low_wavelen, high_wavelen = old / lo, old / hi
+        wavelen = 2 * math.pi / inv_freq
+        inv_llama = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+        smooth = (old / wavelen - lo) / (hi - lo)
+        smoothed = (1 - smooth) * inv_llama / factor + smooth * inv_llama
+        medium = ~(wavelen < high_wavelen) * ~(wavelen > low_wavelen)
+        inv_freq = torch.where(medium, smoothed, inv_llama)
+    else:
+        assert rtype == "default", rtype
+
+    def lin(h, name):
+        y = h @ W[name + ".weight"].T
+        return y + W[name + ".bias"] if name + ".bias" in W else y
     freqs = torch.outer(pos, inv_freq)
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos()[None, None], emb.sin()[None, None]
@@ -84,9 +113,9 @@ def main():
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
-        q = (h @ W[p + "self_attn.q_proj.weight"].T).view(B, T, H, D).transpose(1, 2)
-        k = (h @ W[p + "self_attn.k_proj.weight"].T).view(B, T, Hkv, D).transpose(1, 2)
-        v = (h @ W[p + "self_attn.v_proj.weight"].T).view(B, T, Hkv, D).transpose(1, 2)
+        q = lin(h, p + "self_attn.q_proj").view(B, T, H, D).transpose(1, 2)
+        k = lin(h, p + "self_attn.k_proj").view(B, T, Hkv, D).transpose(1, 2)
+        v = lin(h, p + "self_attn.v_proj").view(B, T, Hkv, D).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         k = k[:, :, None].expand(B, Hkv, H // Hkv, T, D).reshape(B, H, T, D)  # repeat_kv
@@ -94,11 +123,11 @@ def main():
         att = (q @ k.transpose(2, 3)) / math.sqrt(D) + mask
         att = torch.softmax(att.float(), dim=-1)
         y = (att @ v).transpose(1, 2).reshape(B, T, H * D)
-        x = x + y @ W[p + "self_attn.o_proj.weight"].T
+        x = x + lin(y, p + "self_attn.o_proj")
         h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
-        g = h @ W[p + "mlp.gate_proj.weight"].T
-        u = h @ W[p + "mlp.up_proj.weight"].T
-        x = x + (torch.nn.functional.silu(g) * u) @ W[p + "mlp.down_proj.weight"].T
+        g = lin(h, p + "mlp.gate_proj")
+        u = lin(h, p + "mlp.up_proj")
+        x = x + lin(torch.nn.functional.silu(g) * u, p + "mlp.down_proj")
     x = rms_norm(x, W["model.norm.weight"], eps)
     head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else W["lm_head.weight"]
     logits = x @ head.T

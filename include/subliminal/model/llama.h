@@ -16,12 +16,25 @@
 namespace subliminal::model {
 
 struct LlamaConfig {
+  // The decoder families that are this model up to small deltas: "llama" (Llama 1-3, TinyLlama),
+  // "mistral" (sliding window recorded and enforced), "qwen2" (Qwen2 / Qwen2.5: q/k/v biases).
+  std::string model_type = "llama";
   int64_t vocab_size = 0, hidden_size = 0, intermediate_size = 0, num_hidden_layers = 0, num_attention_heads = 0,
           num_key_value_heads = 0, max_position_embeddings = 0;
   double rms_norm_eps = 1e-5, rope_theta = 10000.0;
   bool tie_word_embeddings = false;
+  bool qkv_bias = false, o_bias = false, mlp_bias = false;  // Llama attention_bias / mlp_bias; Qwen2: q, k, v
+  int64_t head_dim_override = 0;                              // config "head_dim" when not hidden / heads
+  // RoPE scaling: "default", "linear" (positions / factor) or "llama3" (Llama 3.1 frequency bands).
+  std::string rope_type = "default";
+  double rope_factor = 1.0, rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
+  int64_t rope_original_max_position = 8192;
+  int64_t sliding_window = 0;  // > 0: sequences longer than this are refused (the window is not implemented)
   int64_t bos_token_id = 2, eos_token_id = 3, pad_token_id = 0;
-  int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  int64_t head_dim() const { return head_dim_override > 0 ? head_dim_override : hidden_size / num_attention_heads; }
+  // RoPE inverse frequencies (D/2), scaling applied; positions are divided by position_scale().
+  torch::Tensor inv_freq() const;
+  double position_scale() const { return rope_type == "linear" ? rope_factor : 1.0; }
 
   static LlamaConfig from(const config::ModelConfig& m, int64_t vocab_size);
   nlohmann::json to_hf() const;                           // HF config.json fields
@@ -60,7 +73,7 @@ struct AttentionImpl : torch::nn::Module {
                         const torch::Tensor& bias, KVCache* cache, int64_t layer);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   std::map<std::string, LoraAdapter> lora;  // by projection name
-  int64_t n_heads, n_kv, head_dim;
+  int64_t n_heads, n_kv, head_dim, window;
 };
 TORCH_MODULE(Attention);
 
@@ -108,13 +121,15 @@ struct LlamaForCausalLMImpl : torch::nn::Module {
                        KVCache* cache = nullptr);
   torch::Tensor head(const torch::Tensor& x, const torch::Tensor& cols = {});
   KVCache new_cache(int64_t batch, int64_t capacity) const;
+  // (n, n) additive causal mask: 0 on and below the diagonal, -inf above (from a table up to 4096).
+  torch::Tensor causal_mask(int64_t n) const;
   int64_t num_parameters() const;
 
   LlamaConfig cfg;
   LlamaModel model{nullptr};
   torch::nn::Linear lm_head{nullptr};
   torch::Tensor rope_cos, rope_sin;  // (max_pos, D) tables, not parameters
-  torch::Tensor causal_bias;         // (max_pos, max_pos) 0 / -inf above the diagonal
+  torch::Tensor causal_bias;         // (min(max_pos, 4096), same) 0 / -inf above the diagonal
 };
 TORCH_MODULE(LlamaForCausalLM);
 
