@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build ccache pkg-config git
       libtorch-dev libsentencepiece-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
       googletest libgtest-dev zlib1g-dev curl ca-certificates openssl
+      libpcre2-dev libutf8proc-dev   # byte-level BPE tokenizers (pre-tokenizer regex, NFC)
       dataset-fashion-mnist   # Fashion-MNIST IDX files for the MNIST experiment (/usr/share/datasets/fashion-mnist)
       python3-torch           # the independent PyTorch reference in tests/reference (and benchmarks)
       libopenblas0-pthread)   # without it LibTorch's fp32 matmuls use the reference BLAS (~50x slower)

@@ -1,0 +1,49 @@
+// Byte-level BPE (GPT-2 / Qwen2 / Llama-3 style) from a Hugging Face tokenizer.json or a
+// vocab.json + merges.txt pair: added/special tokens matched first, optional NFC normalisation,
+// a PCRE2 pre-tokenizer regex with Unicode classes, GPT-2's byte-to-unicode mapping, merges by rank.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace subliminal::text {
+
+class BpeTokenizer {
+ public:
+  // The pre-tokenizer regexes of the two families in use (the fixtures README and the HF configs).
+  static const char* gpt2_pattern();
+  static const char* qwen2_pattern();
+
+  // tokenizer.json with model.type "BPE" and a ByteLevel pre-tokenizer (alone: GPT-2's regex; or a
+  // Sequence of Split(regex) + ByteLevel(use_regex false)); normalizer null or NFC. Anything else is
+  // an error naming the JSON field.
+  static BpeTokenizer from_tokenizer_json(const std::string& path);
+  // vocab.json + merges.txt in `dir` (a "#version" first line is skipped); `style` "gpt2" or "qwen2"
+  // (Qwen: NFC + its regex); added tokens from tokenizer_config.json's added_tokens_decoder if present,
+  // plus `extra_added` (content -> id).
+  static BpeTokenizer from_vocab_merges(const std::string& dir, const std::string& style,
+                                        const std::map<std::string, int>& extra_added = {});
+
+  BpeTokenizer();
+  ~BpeTokenizer();
+  BpeTokenizer(BpeTokenizer&&) noexcept;
+  BpeTokenizer& operator=(BpeTokenizer&&) noexcept;
+
+  // Ids of `text`, no BOS/EOS added (added tokens in the text map to their ids, as HF does).
+  std::vector<int> encode(const std::string& text) const;
+  std::string decode(const std::vector<int>& ids) const;
+  std::string piece(int id) const;  // the token's vocabulary string (byte-level form)
+  int vocab_size() const;           // largest id + 1, added tokens included
+  int token_id(const std::string& piece) const;  // -1 if absent
+
+  struct Impl;  // opaque
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  void init_regex(const std::string& pattern);
+};
+
+}  // namespace subliminal::text

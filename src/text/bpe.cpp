@@ -1,0 +1,351 @@
+// Byte-level BPE tokenizer (see bpe.h).
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "subliminal/text/bpe.h"
+
+#include <nlohmann/json.hpp>
+#include <pcre2.h>
+#include <utf8proc.h>
+
+#include <algorithm>
+#include <climits>
+#include <filesystem>
+#include <mutex>
+#include <sstream>
+
+#include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
+
+namespace subliminal::text {
+
+using json = nlohmann::json;
+
+const char* BpeTokenizer::gpt2_pattern() {
+  return R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+}
+const char* BpeTokenizer::qwen2_pattern() {
+  return R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+}
+
+namespace {
+
+void append_utf8(std::string& s, uint32_t cp) {
+  if (cp < 0x80) {
+    s += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    s += static_cast<char>(0xC0 | (cp >> 6));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    s += static_cast<char>(0xE0 | (cp >> 12));
+    s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+// GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to 256 + n.
+std::vector<std::string> byte_to_unicode() {
+  std::vector<int> bs;
+  for (int b = '!'; b <= '~'; ++b) bs.push_back(b);
+  for (int b = 0xA1; b <= 0xAC; ++b) bs.push_back(b);
+  for (int b = 0xAE; b <= 0xFF; ++b) bs.push_back(b);
+  std::vector<uint32_t> map(256, 0);
+  for (int b : bs) map[b] = static_cast<uint32_t>(b);
+  int n = 0;
+  for (int b = 0; b < 256; ++b)
+    if (std::find(bs.begin(), bs.end(), b) == bs.end()) map[b] = 256 + n++;
+  std::vector<std::string> out(256);
+  for (int b = 0; b < 256; ++b) append_utf8(out[b], map[b]);
+  return out;
+}
+
+// Splits a UTF-8 string into its characters.
+std::vector<std::string> utf8_chars(const std::string& s) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
+    len = std::min(len, s.size() - i);
+    out.push_back(s.substr(i, len));
+    i += len;
+  }
+  return out;
+}
+
+}  // namespace
+
+struct BpeTokenizer::Impl {
+  std::unordered_map<std::string, int> vocab;
+  std::vector<std::string> id_to_piece;
+  std::unordered_map<std::string, int> ranks;  // "a b" -> rank
+  std::vector<std::pair<std::string, int>> added;  // content -> id, longest first
+  std::vector<std::string> byte_enc;               // byte -> mapped char
+  std::unordered_map<std::string, uint8_t> byte_dec;
+  bool nfc = false;
+  pcre2_code* re = nullptr;
+  mutable std::mutex cache_mu;
+  mutable std::unordered_map<std::string, std::vector<int>> cache;
+  std::string source;
+  ~Impl() {
+    if (re) pcre2_code_free(re);
+  }
+
+  std::vector<int> bpe(const std::string& mapped) const {
+    {
+      std::lock_guard<std::mutex> g(cache_mu);
+      auto it = cache.find(mapped);
+      if (it != cache.end()) return it->second;
+    }
+    std::vector<std::string> sym = utf8_chars(mapped);
+    while (sym.size() > 1) {
+      int best = INT_MAX;
+      size_t at = 0;
+      for (size_t i = 0; i + 1 < sym.size(); ++i) {
+        auto r = ranks.find(sym[i] + " " + sym[i + 1]);
+        if (r != ranks.end() && r->second < best) best = r->second, at = i;
+      }
+      if (best == INT_MAX) break;
+      const std::string a = sym[at], b = sym[at + 1];
+      std::vector<std::string> next;
+      for (size_t i = 0; i < sym.size();) {
+        if (i + 1 < sym.size() && sym[i] == a && sym[i + 1] == b) {
+          next.push_back(a + b);
+          i += 2;
+        } else {
+          next.push_back(sym[i++]);
+        }
+      }
+      sym.swap(next);
+    }
+    std::vector<int> ids;
+    for (const auto& s : sym) {
+      auto v = vocab.find(s);
+      if (v == vocab.end()) throw DataError(source + ": the BPE result '" + s + "' is not in the vocabulary (incomplete merges?)");
+      ids.push_back(v->second);
+    }
+    std::lock_guard<std::mutex> g(cache_mu);
+    if (cache.size() < 200000) cache[mapped] = ids;
+    return ids;
+  }
+
+  void encode_plain(const std::string& raw, std::vector<int>& out) const {
+    std::string text = raw;
+    if (nfc && !text.empty()) {
+      utf8proc_uint8_t* n = utf8proc_NFC(reinterpret_cast<const utf8proc_uint8_t*>(text.c_str()));
+      if (n) {
+        text = reinterpret_cast<char*>(n);
+        free(n);
+      }
+    }
+    pcre2_match_data* md = pcre2_match_data_create_from_pattern(re, nullptr);
+    size_t off = 0;
+    auto emit = [&](size_t b, size_t e) {
+      if (e <= b) return;
+      std::string mapped;
+      for (size_t i = b; i < e; ++i) mapped += byte_enc[static_cast<unsigned char>(text[i])];
+      auto ids = bpe(mapped);
+      out.insert(out.end(), ids.begin(), ids.end());
+    };
+    while (off < text.size()) {
+      int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), off, 0, md, nullptr);
+      if (rc < 0) {  // no further match: the rest is one piece (HF Split "Isolated" keeps gaps)
+        emit(off, text.size());
+        break;
+      }
+      PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+      if (ov[0] > off) emit(off, ov[0]);
+      if (ov[1] == ov[0]) {  // empty match: step one character
+        size_t step = utf8_chars(text.substr(ov[0], 4)).empty() ? 1 : utf8_chars(text.substr(ov[0], 4))[0].size();
+        emit(ov[0], ov[0] + step);
+        off = ov[0] + step;
+        continue;
+      }
+      emit(ov[0], ov[1]);
+      off = ov[1];
+    }
+    pcre2_match_data_free(md);
+  }
+};
+
+BpeTokenizer::BpeTokenizer() : impl_(std::make_unique<Impl>()) {
+  impl_->byte_enc = byte_to_unicode();
+  for (int b = 0; b < 256; ++b) impl_->byte_dec[impl_->byte_enc[b]] = static_cast<uint8_t>(b);
+}
+BpeTokenizer::~BpeTokenizer() = default;
+BpeTokenizer::BpeTokenizer(BpeTokenizer&&) noexcept = default;
+BpeTokenizer& BpeTokenizer::operator=(BpeTokenizer&&) noexcept = default;
+
+void BpeTokenizer::init_regex(const std::string& pattern) {
+  int err = 0;
+  PCRE2_SIZE eoff = 0;
+  impl_->re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &eoff,
+                            nullptr);
+  if (!impl_->re) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(err, msg, sizeof msg);
+    throw DataError(impl_->source + ": the pre-tokenizer regex does not compile at offset " + std::to_string(eoff) + ": " +
+                    reinterpret_cast<char*>(msg));
+  }
+  pcre2_jit_compile(impl_->re, PCRE2_JIT_COMPLETE);  // optional speed-up; ignored where unsupported
+}
+
+static void finish(BpeTokenizer::Impl& im) {
+  int n = 0;
+  for (const auto& [s, id] : im.vocab) n = std::max(n, id + 1);
+  for (const auto& [s, id] : im.added) n = std::max(n, id + 1);
+  im.id_to_piece.assign(static_cast<size_t>(n), "");
+  for (const auto& [s, id] : im.vocab) im.id_to_piece[id] = s;
+  for (const auto& [s, id] : im.added) im.id_to_piece[id] = s;
+  std::sort(im.added.begin(), im.added.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+}
+
+BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path) {
+  json j;
+  try {
+    j = json::parse(fs::read_file(path));
+  } catch (const json::exception& e) {
+    throw DataError(path + ": not valid JSON (" + e.what() + ")");
+  }
+  BpeTokenizer t;
+  auto& im = *t.impl_;
+  im.source = path;
+  const json& m = j.value("model", json::object());
+  if (m.value("type", std::string()) != "BPE")
+    throw DataError(path + ": field \"model.type\" is " + m.value("type", json("missing")).dump() + "; only \"BPE\" is supported here");
+  if (!m.contains("vocab") || !m["vocab"].is_object()) throw DataError(path + ": field \"model.vocab\" must be an object");
+  for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) im.vocab[it.key()] = it.value().get<int>();
+  int rank = 0;
+  for (const auto& e : m.value("merges", json::array())) {
+    if (e.is_string()) im.ranks[e.get<std::string>()] = rank++;
+    else if (e.is_array() && e.size() == 2) im.ranks[e[0].get<std::string>() + " " + e[1].get<std::string>()] = rank++;
+    else throw DataError(path + ": field \"model.merges\" holds an entry that is neither \"a b\" nor [a, b]");
+  }
+  for (const auto& a : j.value("added_tokens", json::array())) im.added.emplace_back(a.at("content").get<std::string>(), a.at("id").get<int>());
+  // normalizer: null, NFC, or a Sequence of NFC
+  const json& norm = j.contains("normalizer") ? j["normalizer"] : json(nullptr);
+  if (!norm.is_null()) {
+    std::vector<json> ns = norm.value("type", std::string()) == "Sequence" ? norm["normalizers"].get<std::vector<json>>() : std::vector<json>{norm};
+    for (const auto& n : ns) {
+      if (n.value("type", std::string()) == "NFC") im.nfc = true;
+      else throw DataError(path + ": field \"normalizer\" has type " + n.value("type", json("?")).dump() + "; supported: null, NFC");
+    }
+  }
+  // pre-tokenizer: ByteLevel(use_regex) or Sequence[Split(Regex), ByteLevel(use_regex false)]
+  const json& pre = j.value("pre_tokenizer", json(nullptr));
+  std::string pattern;
+  bool byte_level = false;
+  std::vector<json> ps = pre.is_object() && pre.value("type", std::string()) == "Sequence" ? pre["pretokenizers"].get<std::vector<json>>()
+                         : pre.is_object()                                                    ? std::vector<json>{pre}
+                                                                                              : std::vector<json>{};
+  for (const auto& p : ps) {
+    const std::string type = p.value("type", std::string());
+    if (type == "ByteLevel") {
+      byte_level = true;
+      if (p.value("add_prefix_space", false))
+        throw DataError(path + ": field \"pre_tokenizer.add_prefix_space\" true is not supported");
+      if (p.value("use_regex", true) && pattern.empty()) pattern = gpt2_pattern();
+    } else if (type == "Split" && p.contains("pattern") && p["pattern"].contains("Regex")) {
+      pattern = p["pattern"]["Regex"].get<std::string>();
+    } else {
+      throw DataError(path + ": field \"pre_tokenizer\" has a " + json(type).dump() +
+                      " step; supported: ByteLevel, Split with a Regex pattern");
+    }
+  }
+  if (!byte_level) throw DataError(path + ": field \"pre_tokenizer\" is not byte-level (no ByteLevel step)");
+  if (pattern.empty()) pattern = gpt2_pattern();
+  t.init_regex(pattern);
+  finish(im);
+  return t;
+}
+
+BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& dir, const std::string& style, const std::map<std::string, int>& extra) {
+  namespace sfs = std::filesystem;
+  BpeTokenizer t;
+  auto& im = *t.impl_;
+  im.source = dir;
+  if (style != "gpt2" && style != "qwen2") throw ConfigError("byte-level BPE style \"" + style + "\": expected gpt2 or qwen2");
+  const auto vpath = sfs::path(dir) / "vocab.json", mpath = sfs::path(dir) / "merges.txt";
+  json v;
+  try {
+    v = json::parse(fs::read_file(vpath));
+  } catch (const json::exception& e) {
+    throw DataError(vpath.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  for (auto it = v.begin(); it != v.end(); ++it) im.vocab[it.key()] = it.value().get<int>();
+  std::istringstream ms(fs::read_file(mpath));
+  std::string line;
+  int rank = 0, lineno = 0;
+  while (std::getline(ms, line)) {
+    ++lineno;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (lineno == 1 && line.rfind("#version", 0) == 0) continue;
+    if (line.empty()) continue;
+    if (std::count(line.begin(), line.end(), ' ') != 1)
+      throw DataError(mpath.string() + ":" + std::to_string(lineno) + ": expected two symbols separated by one space");
+    im.ranks[line] = rank++;
+  }
+  const auto tc = sfs::path(dir) / "tokenizer_config.json";
+  if (sfs::exists(tc)) {
+    auto c = json::parse(fs::read_file(tc));
+    if (c.contains("added_tokens_decoder"))
+      for (auto it = c["added_tokens_decoder"].begin(); it != c["added_tokens_decoder"].end(); ++it)
+        im.added.emplace_back(it.value().at("content").get<std::string>(), std::stoi(it.key()));
+  }
+  for (const auto& [s, id] : extra) im.added.emplace_back(s, id);
+  im.nfc = style == "qwen2";
+  t.init_regex(style == "qwen2" ? qwen2_pattern() : gpt2_pattern());
+  finish(im);
+  return t;
+}
+
+std::vector<int> BpeTokenizer::encode(const std::string& text) const {
+  std::vector<int> out;
+  size_t start = 0, i = 0;
+  while (i < text.size()) {
+    bool hit = false;
+    for (const auto& [content, id] : impl_->added) {
+      if (!content.empty() && text.compare(i, content.size(), content) == 0) {
+        impl_->encode_plain(text.substr(start, i - start), out);
+        out.push_back(id);
+        i += content.size();
+        start = i;
+        hit = true;
+        break;
+      }
+    }
+    if (!hit) ++i;
+  }
+  impl_->encode_plain(text.substr(start), out);
+  return out;
+}
+
+std::string BpeTokenizer::decode(const std::vector<int>& ids) const {
+  std::string out;
+  for (int id : ids) {
+    if (id < 0 || id >= vocab_size()) throw DataError("token id " + std::to_string(id) + " is outside the vocabulary");
+    const std::string& p = impl_->id_to_piece[id];
+    bool added = std::any_of(impl_->added.begin(), impl_->added.end(), [&](const auto& a) { return a.second == id; });
+    if (added) {
+      out += p;
+      continue;
+    }
+    for (const auto& ch : utf8_chars(p)) {
+      auto it = impl_->byte_dec.find(ch);
+      out += it == impl_->byte_dec.end() ? ch : std::string(1, static_cast<char>(it->second));
+    }
+  }
+  return out;
+}
+
+std::string BpeTokenizer::piece(int id) const {
+  if (id < 0 || id >= vocab_size()) throw DataError("token id " + std::to_string(id) + " is outside the vocabulary");
+  return impl_->id_to_piece[id];
+}
+int BpeTokenizer::vocab_size() const { return static_cast<int>(impl_->id_to_piece.size()); }
+int BpeTokenizer::token_id(const std::string& piece) const {
+  auto it = impl_->vocab.find(piece);
+  if (it != impl_->vocab.end()) return it->second;
+  for (const auto& [s, id] : impl_->added)
+    if (s == piece) return id;
+  return -1;
+}
+
+}  // namespace subliminal::text
