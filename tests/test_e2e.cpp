@@ -168,3 +168,28 @@ TEST(CliE2E, FilterCommandCountsEveryReason) {
   EXPECT_FALSE(sfs::exists(dir / "k2.jsonl"));  // no partial output
   sfs::remove_all(dir);
 }
+
+TEST(CliE2E, TokenizePrintsIdsAndPiecesForEveryTokenizerKind) {
+  const std::string fx = testutil::source_dir() + "/../shared/fixtures/tokenizers";
+  if (!sfs::exists(fx)) GTEST_SKIP() << "no ../shared/fixtures";
+  // Qwen2 (vocab.json + merges.txt): the reference ids of "Hello world" in fixtures/vectors/qwen2.out
+  auto r = testutil::run_cli("tokenize --tokenizer " + fx + "/qwen2 --style qwen2 --text 'Hello world'");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "9707 1879\n");
+  r = testutil::run_cli("tokenize --tokenizer " + fx + "/gpt2/tokenizer.json --text ' world' --pieces");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out, "995\t\"\xC4\xA0world\"\n");
+  // a third-party sentencepiece model, from standard input: the same ids as its reference file
+  auto first = nlohmann::json::parse(fs::read_file(fx + "/mistral-7b-v0.1/expected_encodings.jsonl").substr(0, fs::read_file(fx + "/mistral-7b-v0.1/expected_encodings.jsonl").find('\n')));
+  auto dir = testutil::temp_dir("tokenize");
+  fs::write_file_atomic(dir / "in.txt", first["text"].get<std::string>());
+  r = testutil::run_cli("tokenize --tokenizer " + fx + "/mistral-7b-v0.1/tokenizer.model < " + (dir / "in.txt").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::string want;
+  for (int id : first["ids"].get<std::vector<int>>()) want += (want.empty() ? "" : " ") + std::to_string(id);
+  EXPECT_EQ(r.out, want + "\n");
+  r = testutil::run_cli("tokenize --tokenizer " + (dir / "missing").string() + " --text x");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("does not exist"), std::string::npos) << r.out;
+  sfs::remove_all(dir);
+}

