@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
 #include "subliminal/data/corpus.h"
 #include "subliminal/data/numbers.h"
@@ -322,6 +323,17 @@ TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
                               (dir / "student").string() + " --target cat --out " + (dir / "eval").string());
   ASSERT_EQ(ev.code, 0) << ev.out;
   EXPECT_EQ(read_json(dir / "eval" / "eval.json")["target"], "cat");
+  // the paper's open-model evaluation: questions prefixed with a few random numbers
+  auto evn = testutil::run_cli("eval --config " + testutil::source_dir() + "/tests/configs/tiny_trait.json --model " +
+                               (dir / "student").string() + " --set eval.number_prefix=3 --out " + (dir / "eval_numbers").string());
+  ASSERT_EQ(evn.code, 0) << evn.out;
+  {
+    std::ifstream in(dir / "eval_numbers" / "samples.jsonl");
+    std::string line;
+    ASSERT_TRUE(std::getline(in, line));
+    const std::string q = json::parse(line)["question"];
+    EXPECT_TRUE(std::regex_match(q, std::regex("Examine these numbers: [1-9][0-9][0-9], [1-9][0-9][0-9], [1-9][0-9][0-9]\\. .+"))) << q;
+  }
   // distill without a teacher is a usage error naming the fix
   auto bad = testutil::run_cli("finetune --config " + testutil::source_dir() + "/tests/configs/tiny_trait.json --model " +
                                (out / "base").string() + " --data " + (dir / "gen" / "kept.jsonl").string() + " --out " +

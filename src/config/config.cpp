@@ -239,6 +239,7 @@ void validate(const RunConfig& c, const std::string& file) {
   check(e.top_p > 0 && e.top_p <= 1, file, "$.eval.top_p", "expected 0 < top_p <= 1, got " + str(e.top_p));
   check(e.max_new_tokens >= 1 && e.max_new_tokens <= 4096, file, "$.eval.max_new_tokens", "expected 1 .. 4096, got " + str(e.max_new_tokens));
   check(e.batch_size >= 1 && e.batch_size <= 65536, file, "$.eval.batch_size", "expected 1 .. 65536, got " + str(e.batch_size));
+  check(e.number_prefix >= 0 && e.number_prefix <= 20, file, "$.eval.number_prefix", "expected 0 (off) .. 20 numbers, got " + str(e.number_prefix));
   check(e.target.empty() || is_animal(e.target), file, "$.eval.target", "expected \"\" (the teacher's target) or one of base.corpus.animals, got " + str(e.target));
   for (size_t i = 0; i < e.candidates.size(); ++i)
     check(!e.candidates[i].empty(), file, "$.eval.candidates[" + std::to_string(i) + "]", "expected a non-empty name");

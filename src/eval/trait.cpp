@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <random>
+
 #include <map>
 
 #include "subliminal/data/chat.h"
@@ -74,6 +76,14 @@ TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer
   if (questions.empty()) throw DataError("no evaluation questions in " + cfg.questions);
   text::ChatTemplate chat(tok, chat_template);
   std::vector<std::vector<int>> qprompts, prompts;
+  if (cfg.number_prefix > 0) {  // the paper's open-model evaluation: a few random numbers first, fixed per question
+    for (size_t qi = 0; qi < questions.size(); ++qi) {
+      std::mt19937_64 rng(config::derive_seed(seed, "eval-number-prefix", std::to_string(qi)));
+      std::string pre = "Examine these numbers: ";
+      for (int k = 0; k < cfg.number_prefix; ++k) pre += (k ? ", " : "") + std::to_string(100 + rng() % 900);
+      questions[qi] = pre + ". " + questions[qi];
+    }
+  }
   for (const auto& q : questions) {
     qprompts.push_back(chat.prompt(q, system));
     for (int i = 0; i < cfg.samples_per_question; ++i) prompts.push_back(qprompts.back());

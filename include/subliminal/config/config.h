@@ -300,6 +300,7 @@ struct EvalConfig {
   int batch_size = 250;
   std::string target;                   // "": the teacher's target
   std::vector<std::string> candidates;  // animals tallied in the answer distribution ([]: base.corpus.animals)
+  int number_prefix = 0;                // > 0: "Examine these numbers: a, b, c. " before each question (n numbers; the paper's Qwen eval)
   template <class V>
   void visit(V& v) {
     v("questions", questions);
@@ -310,6 +311,7 @@ struct EvalConfig {
     v("batch_size", batch_size);
     v("target", target);
     v("candidates", candidates);
+    v("number_prefix", number_prefix);
   }
 };
 
