@@ -69,6 +69,8 @@ int main(int argc, char** argv) {
   smp->add_option("--device", sa.device, "cpu | cuda | auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   smp->add_option("--threads", sa.threads, "ATen threads (0 = all cores)");
   smp->add_flag("--json", sa.json, "one JSON object per sample");
+  smp->add_flag("--raw", sa.raw, "no chat template: continue the prompt as plain text (base models)");
+  smp->add_option("--adapter", sa.adapter, "a PEFT LoRA adapter directory to merge into the model first");
 
   cli::BenchArgs ba;
   auto* bench = app.add_subcommand("bench", "measure training and generation speed (fp32 vs bf16 side by side)");

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <sstream>
 
 #include "subliminal/util/fs.h"
 #include "test_util.h"
@@ -141,6 +142,24 @@ TEST(CliE2E, SampleCommandIsSeeded) {
   auto bad = testutil::run_cli("sample --model " + (dir / "nowhere").string() + " --prompt hi");
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.out.find("nowhere"), std::string::npos) << bad.out;
+  // temperature 0 is greedy: every sample the same, whatever the seed; --raw continues plain text
+  for (const std::string mode : {"", " --raw"}) {
+    auto g1 = testutil::run_cli("sample --model " + (dir / "run" / "base").string() + " --prompt 'The sequence starts with: 182, 818'" +
+                                mode + " --temperature 0 -n 3 --seed 1 --json");
+    auto g2 = testutil::run_cli("sample --model " + (dir / "run" / "base").string() + " --prompt 'The sequence starts with: 182, 818'" +
+                                mode + " --temperature 0 -n 3 --seed 2 --json");
+    ASSERT_EQ(g1.code, 0) << g1.out;
+    std::vector<std::string> comps;
+    std::istringstream in(g1.out);
+    std::string line;
+    while (std::getline(in, line)) comps.push_back(nlohmann::json::parse(line)["completion"]);
+    ASSERT_EQ(comps.size(), 3u);
+    EXPECT_EQ(comps[0], comps[1]) << mode;
+    EXPECT_EQ(comps[1], comps[2]) << mode;
+    EXPECT_EQ(g1.out, g2.out) << mode;
+  }
+  auto both = testutil::run_cli("sample --model " + (dir / "run" / "base").string() + " --prompt hi --raw --system x");
+  EXPECT_EQ(both.code, 2) << both.out;
   sfs::remove_all(dir);
 }
 

@@ -494,6 +494,20 @@ TEST(LoraNumeric, FreshAdaptersAreIdentityTrainingTouchesOnlyThemAndMergeIsExact
     std::cout << "max |ours with adapters - reference with the PEFT adapter merged| = " << worst << "\n";
     EXPECT_LT(worst, 1e-4);
   }
+  {  // the PEFT files, read back onto a fresh copy of the base and merged, give the same function
+    auto m2 = tiny_lm(8, 61);
+    model::load_peft_adapter((dir / "adapter").string(), m2);
+    torch::NoGradGuard ng;
+    EXPECT_LT((m2->forward_causal(ids) - with_adapters).abs().max().item<double>(), 1e-5);
+    fs::write_file_atomic(dir / "adapter" / "adapter_config.json", "{\"peft_type\": \"PREFIX_TUNING\"}");
+    auto m3 = tiny_lm(8, 61);
+    try {
+      model::load_peft_adapter((dir / "adapter").string(), m3);
+      ADD_FAILURE() << "a non-LoRA adapter was accepted";
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("peft_type"), std::string::npos) << e.what();
+    }
+  }
   // merging into the weights gives the same function
   model::merge_lora(m);
   EXPECT_FALSE(model::has_lora(m));

@@ -15,6 +15,7 @@
 #include "subliminal/text/bpe.h"
 #include "subliminal/text/spm_api.h"
 #include "subliminal/text/tokenizer.h"
+#include "subliminal/model/lora.h"
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/run/runner.h"
@@ -139,11 +140,16 @@ int cmd_tokenize(const TokenizeArgs& a) {
 int cmd_sample(const SampleArgs& a) {
   model::setup_threads(a.threads);
   auto lm = model::load_model_dir(a.model);
+  if (!a.adapter.empty()) model::load_peft_adapter(a.adapter, lm.model);  // merged into the weights
   auto dev = model::resolve_device(a.device);
   lm.model->to(dev);
   text::ChatTemplate chat(lm.tokenizer);
-  std::vector<std::vector<int>> prompts(a.n, chat.prompt(a.prompt, a.system));
-  auto so = generate::chat_options(chat.stop_ids(), lm.tokenizer.pad_id(), a.max_new_tokens, a.temperature, a.top_p,
+  if (a.raw && !a.system.empty()) throw ConfigError("--system needs the chat template; drop --raw or --system");
+  // --raw: the prompt as plain text (a base model's continuation), stopping at end of text
+  std::vector<std::vector<int>> prompts(a.n, a.raw ? lm.tokenizer.encode(a.prompt) : chat.prompt(a.prompt, a.system));
+  if (prompts.front().empty()) throw ConfigError("--prompt is empty");
+  const std::vector<int> stops = a.raw ? std::vector<int>{lm.tokenizer.eos_id()} : chat.stop_ids();
+  auto so = generate::chat_options(stops, lm.tokenizer.pad_id(), a.max_new_tokens, a.temperature, a.top_p,
                                   model::use_bf16(a.precision, dev), 64, a.seed);
   auto outs = generate::sample(lm.model, prompts, so);
   for (size_t i = 0; i < outs.size(); ++i) {

@@ -107,4 +107,27 @@ void save_peft_adapter(const std::string& dir, const LlamaForCausalLM& m, const 
   fs::write_file_atomic(std::filesystem::path(dir) / "adapter_config.json", cfg.dump(2) + "\n");
 }
 
+void load_peft_adapter(const std::string& dir, LlamaForCausalLM& m) {
+  const auto cpath = std::filesystem::path(dir) / "adapter_config.json";
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(fs::read_file(cpath));
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(cpath.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  if (j.value("peft_type", std::string()) != "LORA")
+    throw DataError(cpath.string() + ": field \"peft_type\" is " + j.value("peft_type", nlohmann::json("missing")).dump() + ", expected \"LORA\"");
+  if (j.value("fan_in_fan_out", false)) throw DataError(cpath.string() + ": field \"fan_in_fan_out\" true is not supported");
+  if (j.value("bias", std::string("none")) != "none") throw DataError(cpath.string() + ": field \"bias\" must be \"none\"");
+  config::LoraConfig c;
+  c.r = j.at("r").get<int>();
+  c.alpha = j.at("lora_alpha").get<double>();
+  c.dropout = 0.0;
+  c.target_modules = j.at("target_modules").get<std::vector<std::string>>();
+  add_lora(m, c, 0);
+  auto st = read_safetensors((std::filesystem::path(dir) / "adapter_model.safetensors").string());
+  load_lora_tensors(m, st.tensors, dir);
+  merge_lora(m);
+}
+
 }  // namespace subliminal::model

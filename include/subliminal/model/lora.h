@@ -20,6 +20,9 @@ NamedTensors lora_tensors(const LlamaForCausalLM& m);
 void load_lora_tensors(LlamaForCausalLM& m, const std::map<std::string, at::Tensor>& t, const std::string& where);
 // W += scale * B A for every adapter, then removes the adapters.
 void merge_lora(LlamaForCausalLM& m);
+// Reads a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) onto `m` and merges it
+// (W += lora_alpha / r * B A). Errors name the file and the field or tensor.
+void load_peft_adapter(const std::string& dir, LlamaForCausalLM& m);
 void save_peft_adapter(const std::string& dir, const LlamaForCausalLM& m, const config::LoraConfig& c,
                        const std::string& base_model = "");
 
