@@ -236,7 +236,9 @@ std::string render_mnist_cosine_figure(const json& sm) {
   const std::vector<std::pair<std::string, std::string>> series = {{"cos_first_gradient_step", "first step (gradient)"},
                                                                    {"cos_first_step", "first step (optimizer)"},
                                                                    {"cos_total_update", "total update"}};
-  const json& arms = sm["arms"];
+  json arms = json::array();  // [key, arm] in the paper's order
+  for (const auto& bar : sm["bars"])
+    if (sm["arms"].contains(bar["key"].get<std::string>())) arms.push_back({bar["key"], sm["arms"][bar["key"].get<std::string>()]});
   const int W = 140 + 170 * static_cast<int>(arms.size()), H = 400, top = 50, bottom = 320, left = 70;
   auto y = [&](double v) { return bottom - (bottom - top) * (std::clamp(v, -1.0, 1.0) + 1) / 2; };
   std::string svg = fmt::format(
@@ -252,11 +254,12 @@ std::string render_mnist_cosine_figure(const json& sm) {
   }
   const char* cols[] = {"#1565c0", "#ef6c00", "#2e7d32"};
   int i = 0;
-  for (auto it = arms.begin(); it != arms.end(); ++it, ++i) {
-    const double x0 = left + 30 + 170.0 * i;
+  for (const auto& entry : arms) {
+    const json& arm = entry[1];
+    const double x0 = left + 30 + 170.0 * i++;
     for (size_t s = 0; s < series.size(); ++s) {
-      if (!it.value().contains(series[s].first)) continue;
-      const json& c = it.value()[series[s].first];
+      if (!arm.contains(series[s].first)) continue;
+      const json& c = arm[series[s].first];
       const double cx = x0 + 45.0 * s;
       size_t k = 0;
       for (const auto& v : c["per_model"])
@@ -265,7 +268,7 @@ std::string render_mnist_cosine_figure(const json& sm) {
       svg += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"black\" stroke-width=\"2\"/>\n", cx - 12,
                          cx + 12, y(c["mean"].get<double>()), y(c["mean"].get<double>()));
     }
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", x0 + 45, bottom + 20, xml_escape(it.key()));
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", x0 + 45, bottom + 20, xml_escape(entry[0].get<std::string>()));
   }
   for (size_t s = 0; s < series.size(); ++s)
     svg += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"4\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n", left + 10 + 200 * s,
@@ -298,11 +301,13 @@ static std::string mnist_section(const json& sm, const json& timings) {
         "student's init and after:\n\n";
   md += "| arm | init | cos(first gradient step) | min | cos(first optimizer step) | cos(total update) | teacher loss: init → after |\n"
         "|---|---|---|---|---|---|---|\n";
-  for (auto it = sm["arms"].begin(); it != sm["arms"].end(); ++it) {
-    const json& a = it.value();
+  for (const auto& bar : sm["bars"]) {  // the paper's order, not the JSON object's
+    const std::string key = bar["key"].get<std::string>();
+    if (!sm["arms"].contains(key)) continue;
+    const json& a = sm["arms"][key];
     double mn = 1;
     for (const auto& v : a["cos_first_gradient_step"]["per_model"]) mn = std::min(mn, v.get<double>());
-    md += fmt::format("| {} | {} | {} | {:.3f} | {} | {} | {:.3f} → {:.3f} |\n", it.key(), a.value("init", std::string()),
+    md += fmt::format("| {} | {} | {} | {:.3f} | {} | {} | {:.3f} → {:.3f} |\n", key, a.value("init", std::string()),
                       ci3(a["cos_first_gradient_step"]), mn, ci3(a["cos_first_step"]), ci3(a["cos_total_update"]),
                       a["teacher_loss_at_init"]["mean"].get<double>(), a["teacher_loss_after"]["mean"].get<double>());
   }
