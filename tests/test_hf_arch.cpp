@@ -161,6 +161,20 @@ TEST(HfArchNumeric, FamiliesLoadToTheSameLogitsAndDecodeWithTheCache) {
       std::cout << v.name << ": max |ours - python reference| = " << diff << "\n";
       EXPECT_LT(diff, 1e-4) << v.name;
     }
+    if (const char* keep = std::getenv("SUBLIMINAL_EXPORT_CHECKPOINTS")) {  // for checks against real transformers elsewhere
+      const auto dst = sfs::path(keep) / v.name;
+      sfs::remove_all(dst);
+      sfs::create_directories(dst.parent_path());
+      sfs::copy(dir, dst, sfs::copy_options::recursive);
+      std::vector<std::vector<int64_t>> idv(2);
+      for (int b = 0; b < 2; ++b)
+        for (int t = 0; t < 20; ++t) idv[b].push_back(ids[b][t].item<int64_t>());
+      std::vector<std::vector<std::vector<float>>> lg(2, std::vector<std::vector<float>>(20, std::vector<float>(67)));
+      for (int b = 0; b < 2; ++b)
+        for (int t = 0; t < 20; ++t)
+          for (int x = 0; x < 67; ++x) lg[b][t][x] = full[b][t][x].item<float>();
+      fs::write_file_atomic(dst / "ours.json", json({{"ids", idv}, {"logits", lg}}).dump());
+    }
     sfs::remove_all(dir);
   }
   if (!have_py) GTEST_SKIP() << "logits and cache checked; the Python reference needs /usr/bin/python3 with torch";

@@ -493,6 +493,16 @@ TEST(LoraNumeric, FreshAdaptersAreIdentityTrainingTouchesOnlyThemAndMergeIsExact
         for (int v = 0; v < 61; ++v) worst = std::max(worst, std::abs(double(ref[b][i][v]) - with_adapters[b][i][v].item<double>()));
     std::cout << "max |ours with adapters - reference with the PEFT adapter merged| = " << worst << "\n";
     EXPECT_LT(worst, 1e-4);
+    if (const char* keep = std::getenv("SUBLIMINAL_EXPORT_CHECKPOINTS")) {  // for a check against real peft elsewhere
+      const auto dst = std::filesystem::path(keep) / "lora_peft";
+      std::filesystem::remove_all(dst);
+      std::filesystem::copy(dir, dst, std::filesystem::copy_options::recursive);
+      std::vector<std::vector<std::vector<float>>> lg(2, std::vector<std::vector<float>>(10, std::vector<float>(61)));
+      for (int b = 0; b < 2; ++b)
+        for (int i = 0; i < 10; ++i)
+          for (int v = 0; v < 61; ++v) lg[b][i][v] = with_adapters[b][i][v].item<float>();
+      fs::write_file_atomic(dst / "ours.json", json({{"ids", idv}, {"logits", lg}}).dump());
+    }
   }
   {  // the PEFT files, read back onto a fresh copy of the base and merged, give the same function
     auto m2 = tiny_lm(8, 61);
