@@ -57,6 +57,8 @@ static void one_of(const std::string& v, std::initializer_list<const char*> allo
 static void validate_train(const TrainConfig& tr, const std::string& file, const std::string& tp) {
   check(tr.steps >= 1, file, tp + ".steps", "expected >= 1, got " + str(tr.steps));
   check(tr.batch_size >= 1 && tr.batch_size <= 65536, file, tp + ".batch_size", "expected 1 .. 65536, got " + str(tr.batch_size));
+  check(tr.grad_accum >= 1 && tr.grad_accum <= tr.batch_size, file, tp + ".grad_accum",
+        "expected 1 .. batch_size (" + str(tr.batch_size) + ") micro-batches, got " + str(tr.grad_accum));
   check(tr.lr > 0 && tr.lr < (tr.optimizer == "sgd" ? 1e6 : 1), file, tp + ".lr",
         std::string("expected 0 < lr < ") + (tr.optimizer == "sgd" ? "1e6" : "1") + ", got " + str(tr.lr));
   check(tr.min_lr_ratio >= 0 && tr.min_lr_ratio <= 1, file, tp + ".min_lr_ratio", "expected 0 .. 1, got " + str(tr.min_lr_ratio));

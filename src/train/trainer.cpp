@@ -240,56 +240,77 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
       batches = make_batches(lengths, cfg.batch_size, opt.seed, epoch);
       cur_epoch = epoch;
     }
-    Batch b = make_batch(data, batches[step % per_epoch], opt.pad_id, cfg.loss_on == "all");
-    Batch tb;
-    if (distill) tb = make_batch(tdata, batches[step % per_epoch], opt.pad_id, cfg.loss_on == "all");
-    if (device.is_cuda()) {
-      b.input = b.input.to(device, /*non_blocking=*/true);
-      b.labels = b.labels.to(device, /*non_blocking=*/true);
-      if (distill) {
-        tb.input = tb.input.to(device, true);
-        tb.labels = tb.labels.to(device, true);
-      }
+    // The step's batch, as `grad_accum` micro-batches whose gradients add up to the whole batch's:
+    // each micro loss is weighted by its share of the batch's loss units (sequences or tokens).
+    const auto& idx_all = batches[step % per_epoch];
+    const bool per_seq = cfg.loss_weighting == "sequence";
+    const int64_t k = std::max<int64_t>(1, std::min<int64_t>(cfg.grad_accum, static_cast<int64_t>(idx_all.size())));
+    std::vector<Batch> micro, tmicro;
+    std::vector<double> units;
+    double total_units = 0;
+    for (int64_t c = 0; c < k; ++c) {
+      const size_t lo = idx_all.size() * c / k, hi = idx_all.size() * (c + 1) / k;
+      std::vector<int64_t> idx(idx_all.begin() + static_cast<long>(lo), idx_all.begin() + static_cast<long>(hi));
+      micro.push_back(make_batch(data, idx, opt.pad_id, cfg.loss_on == "all"));
+      if (distill) tmicro.push_back(make_batch(tdata, idx, opt.pad_id, cfg.loss_on == "all"));
+      auto lmask = micro.back().labels.ne(-100);
+      units.push_back(per_seq ? lmask.any(1).sum().item<double>() : lmask.sum().item<double>());
+      total_units += units.back();
     }
     const double lr = lr_at(step, cfg);
     for (auto& g : optim.param_groups()) g.options().set_lr(lr);
     optim.zero_grad();
-    torch::Tensor loss;
-    {
-      model::Autocast ac(opt.bf16, device.is_cuda());
-      auto mask = b.labels.ne(-100);
-      auto rows = mask.nonzero().select(1, 0);  // batch row of every loss position
-      const bool per_seq = cfg.loss_weighting == "sequence";
-      if (!distill) {
-        auto logits = m->forward_causal_at(b.input, mask).to(torch::kFloat);  // (N,V): loss positions only
-        auto per_tok = torch::nn::functional::cross_entropy(
-            logits, b.labels.index({mask}), torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-        loss = reduce_tokens(per_tok, rows, b.input.size(0), per_seq);
-      } else {
-        const auto& cols = opt.distill.allowed;  // undefined: the full vocabulary
-        torch::Tensor t_sel;
-        {
-          torch::NoGradGuard ng;
-          model::LlamaForCausalLM tm = opt.distill.teacher;  // holder copy: forward is non-const
-          t_sel = tm->forward_causal_at(tb.input, tb.labels.ne(-100), cols);  // (N,|cols|)
+    double step_loss = 0;
+    for (int64_t c = 0; c < k; ++c) {
+      Batch& b = micro[c];
+      Batch tb = distill ? tmicro[c] : Batch();
+      if (device.is_cuda()) {
+        b.input = b.input.to(device, /*non_blocking=*/true);
+        b.labels = b.labels.to(device, /*non_blocking=*/true);
+        if (distill) {
+          tb.input = tb.input.to(device, true);
+          tb.labels = tb.labels.to(device, true);
         }
-        auto s_sel = m->forward_causal_at(b.input, mask, cols);
-        if (s_sel.size(0) != t_sel.size(0))
-          throw DataError(opt.tag + ": teacher and student encodings have different target tokens (" +
-                          std::to_string(t_sel.size(0)) + " vs " + std::to_string(s_sel.size(0)) + ")");
-        auto kl = restricted_kl(s_sel, t_sel, torch::Tensor());
-        loss = reduce_tokens(kl, rows, b.input.size(0), per_seq);
       }
+      if (units[c] == 0) continue;  // no loss position in this micro-batch
+      torch::Tensor loss;
+      {
+        model::Autocast ac(opt.bf16, device.is_cuda());
+        auto mask = b.labels.ne(-100);
+        auto rows = mask.nonzero().select(1, 0);  // batch row of every loss position
+        if (!distill) {
+          auto logits = m->forward_causal_at(b.input, mask).to(torch::kFloat);  // (N,V): loss positions only
+          auto per_tok = torch::nn::functional::cross_entropy(
+              logits, b.labels.index({mask}), torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+          loss = reduce_tokens(per_tok, rows, b.input.size(0), per_seq);
+        } else {
+          const auto& cols = opt.distill.allowed;  // undefined: the full vocabulary
+          torch::Tensor t_sel;
+          {
+            torch::NoGradGuard ng;
+            model::LlamaForCausalLM tm = opt.distill.teacher;  // holder copy: forward is non-const
+            t_sel = tm->forward_causal_at(tb.input, tb.labels.ne(-100), cols);  // (N,|cols|)
+          }
+          auto s_sel = m->forward_causal_at(b.input, mask, cols);
+          if (s_sel.size(0) != t_sel.size(0))
+            throw DataError(opt.tag + ": teacher and student encodings have different target tokens (" +
+                            std::to_string(t_sel.size(0)) + " vs " + std::to_string(s_sel.size(0)) + ")");
+          auto kl = restricted_kl(s_sel, t_sel, torch::Tensor());
+          loss = reduce_tokens(kl, rows, b.input.size(0), per_seq);
+        }
+      }
+      const double w = k == 1 ? 1.0 : units[c] / total_units;
+      (k == 1 ? loss : loss * w).backward();
+      step_loss += w * loss.item<double>();
+      tokens += b.tokens;
     }
-    loss.backward();
     double gnorm = cfg.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(trainable, cfg.grad_clip) : 0.0;
     optim.step();
-    last_loss = loss.item<double>();
+    last_loss = step_loss;
     if (!std::isfinite(last_loss))
       throw DataError(opt.tag + ": loss became " + std::to_string(last_loss) + " at step " + std::to_string(step + 1),
                       "lower the learning rate (train.lr) or enable gradient clipping (train.grad_clip)");
     res.losses.push_back(last_loss);
-    tokens += b.tokens;
     const double el = log::now_seconds() - t0;
     const double tps = tokens / std::max(el, 1e-9);
     if (metrics.is_open() && ((step + 1) % cfg.log_every == 0 || step + 1 == cfg.steps)) {

@@ -82,6 +82,7 @@ struct TokenizerConfig {
 struct TrainConfig {
   int64_t steps = 600;
   int batch_size = 64;
+  int grad_accum = 1;  // micro-batches per step: the batch is split, gradients add up (memory / grad_accum)
   double lr = 3e-3, min_lr_ratio = 0.1;
   int64_t warmup_steps = 30;
   std::string optimizer = "adamw";  // adamw | sgd (momentum = beta1)
@@ -99,6 +100,7 @@ struct TrainConfig {
   void visit(V& v) {
     v("steps", steps);
     v("batch_size", batch_size);
+    v("grad_accum", grad_accum);
     v("lr", lr);
     v("min_lr_ratio", min_lr_ratio);
     v("warmup_steps", warmup_steps);
