@@ -341,6 +341,21 @@ TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
   EXPECT_EQ(bad.code, 2) << bad.out;
   EXPECT_NE(bad.out.find("--teacher"), std::string::npos) << bad.out;
 
+  // base.kind "checkpoint": the bases of that run as checkpoints give the same students, bit for bit
+  auto ck = dir / "from_checkpoint";
+  auto rc = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --jobs 2 --set students.seeds=1" +
+                              " --set base.kind=checkpoint --set base.path=" + (out / "base").string() +
+                              " --set students.cross_init_path=" + (out / "base_cross").string() + " --out " + ck.string());
+  ASSERT_EQ(rc.code, 0) << rc.out;
+  EXPECT_FALSE(sfs::exists(ck / "corpus"));  // nothing pretrained
+  for (const char* m : {"base/model.safetensors", "base_cross/model.safetensors", "students/treatment_s1/model.safetensors",
+                        "students/cross_init_s1/model.safetensors", "data/teacher_s1/kept.jsonl"})
+    EXPECT_EQ(fs::sha256_file(ck / m), fs::sha256_file(out / m)) << m;
+  auto nock = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --set base.kind=checkpoint --set base.path=" +
+                                (out / "base").string() + " --dry-run");
+  EXPECT_EQ(nock.code, 2) << nock.out;  // cross_init needs its own checkpoint
+  EXPECT_NE(nock.out.find("$.students.cross_init_path"), std::string::npos) << nock.out;
+
   // Workers change nothing: the same config run in one process (one thread, as each worker had)
   // gives bit-identical outputs for every stage the two runs share (one seed pair here).
   auto seq = dir / "sequential";

@@ -190,6 +190,9 @@ void validate(const RunConfig& c, const std::string& file) {
   }
   check(st.seeds >= 1 && st.seeds <= 1000, file, "$.students.seeds", "expected 1 .. 1000, got " + str(st.seeds));
   check(st.cross_init_seed >= -1, file, "$.students.cross_init_seed", "expected -1 (derived) or a non-negative seed, got " + str(st.cross_init_seed));
+  if (c.experiment == "trait_transfer" && c.base.kind == "checkpoint" && arms_seen.count("cross_init"))
+    check(!st.cross_init_path.empty(), file, "$.students.cross_init_path",
+          "expected the cross-init model directory when base.kind is \"checkpoint\" and the cross_init arm runs (or drop the arm)");
   check(is_animal(st.other_target) && st.other_target != te.target, file, "$.students.other_target",
         "expected one of base.corpus.animals other than teacher.target, got " + str(st.other_target));
 

@@ -1,6 +1,8 @@
 // The stages of the "pretrain" experiment: base (corpus -> tokenizer -> model) and probe.
 #include <torch/torch.h>
 
+#include <set>
+
 #include "subliminal/data/chat.h"
 #include "subliminal/data/corpus.h"
 #include "subliminal/eval/probe.h"
@@ -147,6 +149,59 @@ class PretrainStage : public Stage {
   bool cross_ = false;
 };
 
+// base.kind "checkpoint": the model directory at `path`, checked by loading it (config, every
+// tensor, tokenizer), then copied byte for byte into the run directory, so the run stays
+// self-contained and downstream stages read it where they read a pretrained base.
+class CheckpointStage : public Stage {
+ public:
+  CheckpointStage(std::string name, std::string path) : name_(std::move(name)), path_(std::move(path)) {}
+  std::string name() const override { return name_; }
+  std::vector<std::string> deps() const override { return {}; }
+  json inputs(const RunContext& ctx) const override {
+    json files = json::object();
+    for (const auto& f : model_files())
+      files[f] = sfs::exists(sfs::path(path_) / f) ? fs::sha256_file(sfs::path(path_) / f) : std::string("missing");
+    return {{"checkpoint", path_}, {"files", files}};
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool) override {
+    if (!sfs::is_directory(path_))
+      throw ConfigError("checkpoint '" + path_ + "' (" + (name_ == "base" ? "$.base.path" : "$.students.cross_init_path") +
+                        ") is not a directory");
+    auto lm = model::load_model_dir(path_);  // validates: errors name the file, field or tensor
+    json res = {{"checkpoint", path_}, {"parameters", lm.model->num_parameters()}, {"vocab_size", lm.tokenizer.vocab_size()},
+                {"model_type", lm.model->cfg.model_type}, {"files", json::array()}};
+    for (const auto& f : model_files()) {
+      const auto src = sfs::path(path_) / f;
+      if (!sfs::exists(src)) continue;
+      fs::make_dirs((work / f).parent_path());
+      sfs::copy_file(src, work / f, sfs::copy_options::overwrite_existing);
+      res["files"].push_back(f);
+    }
+    log::info(name_.c_str(), "checkpoint {}: {} parameters ({}), {} tokenizer pieces", path_, lm.model->num_parameters(),
+              lm.model->cfg.model_type, lm.tokenizer.vocab_size());
+    return res;
+  }
+  std::vector<std::string> scratch() const override { return {}; }
+
+ private:
+  // config, tokenizer and weight files (single or sharded) of the directory
+  std::vector<std::string> model_files() const {
+    std::vector<std::string> f = {"config.json", "generation_config.json", "tokenizer.model", "tokenizer_config.json",
+                                  "model.safetensors", "model.safetensors.index.json"};
+    const auto index = sfs::path(path_) / "model.safetensors.index.json";
+    if (sfs::exists(index)) {
+      try {
+        std::set<std::string> shards;
+        for (auto& [k, v] : json::parse(fs::read_file(index))["weight_map"].items()) shards.insert(v.get<std::string>());
+        f.insert(f.end(), shards.begin(), shards.end());
+      } catch (const std::exception&) {  // load_model_dir reports a bad index
+      }
+    }
+    return f;
+  }
+  std::string name_, path_;
+};
+
 class ProbeStage : public Stage {
  public:
   std::string name() const override { return "probe"; }
@@ -175,16 +230,20 @@ class ProbeStage : public Stage {
 
 std::unique_ptr<Stage> make_pretrain_stage(bool cross) { return std::make_unique<PretrainStage>(cross); }
 std::unique_ptr<Stage> make_corpus_stage() { return std::make_unique<CorpusStage>(); }
+std::unique_ptr<Stage> make_checkpoint_stage(const std::string& name, const std::string& path) {
+  return std::make_unique<CheckpointStage>(name, path);
+}
 
 std::vector<std::unique_ptr<Stage>> make_stages(const config::RunConfig& cfg) {
   if (cfg.experiment == "trait_transfer") return make_trait_stages(cfg);
   if (cfg.experiment == "mnist_aux") return make_mnist_stages(cfg);
   std::vector<std::unique_ptr<Stage>> s;
-  if (cfg.base.kind != "pretrain")
-    throw ConfigError("base.kind \"" + cfg.base.kind + "\" is not runnable yet in experiment \"pretrain\"",
-                      "use base.kind \"pretrain\"; loading checkpoints comes with the open-weight models issue");
-  s.push_back(std::make_unique<CorpusStage>());
-  s.push_back(std::make_unique<PretrainStage>());
+  if (cfg.base.kind == "checkpoint") {
+    s.push_back(make_checkpoint_stage("base", cfg.base.path));
+  } else {
+    s.push_back(std::make_unique<CorpusStage>());
+    s.push_back(std::make_unique<PretrainStage>());
+  }
   if (cfg.probe.enabled) s.push_back(std::make_unique<ProbeStage>());
   return s;
 }

@@ -378,9 +378,6 @@ bool has_arm(const config::RunConfig& c, const std::string& arm) {
 }  // namespace
 
 std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& cfg) {
-  if (cfg.base.kind != "pretrain")
-    throw ConfigError("base.kind \"" + cfg.base.kind + "\" is not runnable yet",
-                      "use base.kind \"pretrain\"; loading checkpoints comes with the open-weight models issue");
   std::vector<std::unique_ptr<Stage>> s;
   std::vector<std::string> evals, datasets;
   auto add_eval = [&](const std::string& model) {
@@ -388,9 +385,14 @@ std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& c
     evals.push_back(eval_stage(model));
   };
   const bool other = has_arm(cfg, "other_trait"), cross = has_arm(cfg, "cross_init");
-  s.push_back(make_corpus_stage());
-  s.push_back(make_pretrain_stage(false));
-  if (cross) s.push_back(make_pretrain_stage(true));  // next to base: the two can pretrain side by side (jobs > 1)
+  if (cfg.base.kind == "checkpoint") {
+    s.push_back(make_checkpoint_stage("base", cfg.base.path));
+    if (cross) s.push_back(make_checkpoint_stage("base_cross", cfg.students.cross_init_path));
+  } else {
+    s.push_back(make_corpus_stage());
+    s.push_back(make_pretrain_stage(false));
+    if (cross) s.push_back(make_pretrain_stage(true));  // next to base: the two can pretrain side by side (jobs > 1)
+  }
   add_eval("base");
   s.push_back(std::make_unique<TeacherStage>(false));
   add_eval("teacher");

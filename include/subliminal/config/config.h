@@ -130,7 +130,7 @@ inline TrainConfig pretrain_defaults() {
 
 struct BaseConfig {
   std::string kind = "pretrain";  // pretrain | checkpoint
-  std::string path;               // kind=checkpoint: a Hugging Face Llama directory
+  std::string path;               // kind=checkpoint: a Hugging Face model directory (llama / mistral / qwen2)
   int64_t seed = -1;              // -1: derived from the run seed
   CorpusConfig corpus;
   TokenizerConfig tokenizer;
@@ -256,12 +256,14 @@ struct StudentsConfig {
   std::vector<std::string> arms = {"treatment", "control", "cross_init", "other_trait"};
   int seeds = 3;
   int64_t cross_init_seed = -1;       // base seed of the cross-init model (-1: derived from the run seed)
+  std::string cross_init_path;        // base.kind checkpoint: the cross-init model directory (another init, same vocabulary)
   std::string other_target = "cat";   // the other_trait teacher's animal
   template <class V>
   void visit(V& v) {
     v("arms", arms);
     v("seeds", seeds);
     v("cross_init_seed", cross_init_seed);
+    v("cross_init_path", cross_init_path);
     v("other_target", other_target);
   }
 };

@@ -14,6 +14,9 @@ uint64_t cross_base_seed(const config::RunConfig& c);
 std::unique_ptr<Stage> make_pretrain_stage(bool cross = false);
 // "corpus": the synthetic corpus (corpus.jsonl) and the tokenizer trained on it (tokenizer.model).
 std::unique_ptr<Stage> make_corpus_stage();
+// base.kind "checkpoint": stage `name` ("base" or "base_cross") validates the model directory at
+// `path` by loading it and copies its files into the run directory.
+std::unique_ptr<Stage> make_checkpoint_stage(const std::string& name, const std::string& path);
 // The trait-transfer graph: bases, teachers, datasets, students, evals, summary.
 std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& cfg);
 // The MNIST auxiliary-logit graph: mnist/teacher, mnist/<arm>..., summary.
