@@ -3,6 +3,7 @@
 // reproduces the same stage hashes, bad configs exit 2 naming the problem.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
@@ -160,6 +161,13 @@ TEST(CliE2E, SampleCommandIsSeeded) {
   }
   auto both = testutil::run_cli("sample --model " + (dir / "run" / "base").string() + " --prompt hi --raw --system x");
   EXPECT_EQ(both.code, 2) << both.out;
+  // a model that does not fit in the memory available is refused before anything is allocated
+  setenv("SUBLIMINAL_MEMORY_LIMIT_BYTES", "100000", 1);
+  auto big = testutil::run_cli("sample --model " + (dir / "run" / "base").string() + " --prompt hi");
+  unsetenv("SUBLIMINAL_MEMORY_LIMIT_BYTES");
+  EXPECT_EQ(big.code, 1) << big.out;
+  EXPECT_NE(big.out.find("memory available"), std::string::npos) << big.out;
+  EXPECT_NE(big.out.find((dir / "run" / "base").string()), std::string::npos) << big.out;
   sfs::remove_all(dir);
 }
 

@@ -126,6 +126,7 @@ TEST(HfArchNumeric, FamiliesLoadToTheSameLogitsAndDecodeWithTheCache) {
   for (auto& v : variants()) {
     auto dir = testutil::temp_dir("hfarch_" + v.name);
     auto m = make(v.cfg, 100 + k++);
+    EXPECT_EQ(v.cfg.parameter_count(), m->num_parameters()) << v.name;  // what the memory check counts
     write_checkpoint(dir, m, v);
     if (v.sharded) EXPECT_TRUE(sfs::exists(dir / "model.safetensors.index.json")) << v.name;
     auto loaded = load(dir);

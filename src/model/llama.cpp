@@ -135,6 +135,14 @@ LlamaConfig LlamaConfig::from_hf(const nlohmann::json& j, const std::string& fil
   return c;
 }
 
+int64_t LlamaConfig::parameter_count() const {
+  const int64_t C = hidden_size, D = head_dim(), q = num_attention_heads * D, kv = num_key_value_heads * D, I = intermediate_size;
+  int64_t attn = C * q + 2 * C * kv + q * C + (qkv_bias ? q + 2 * kv : 0) + (o_bias ? C : 0);
+  int64_t mlp = 3 * C * I + (mlp_bias ? 2 * I + C : 0);
+  int64_t layer = attn + mlp + 2 * C;
+  return vocab_size * C + num_hidden_layers * layer + C + (tie_word_embeddings ? 0 : vocab_size * C);
+}
+
 torch::Tensor LlamaConfig::inv_freq() const {
   const int64_t D = head_dim();
   auto f = 1.0 / torch::pow(rope_theta, torch::arange(0, D, 2, torch::kDouble) / static_cast<double>(D));

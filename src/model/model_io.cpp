@@ -4,7 +4,11 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
+#include <cstdlib>
 #include <set>
+
+#include <spdlog/spdlog.h>
 
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -67,6 +71,29 @@ void save_model_dir(const std::string& dir, const LlamaForCausalLM& m, const tex
   fs::write_file_atomic(sfs::path(dir) / "config.json", cfg.dump(2));
 }
 
+int64_t available_memory_bytes() {
+  if (const char* e = std::getenv("SUBLIMINAL_MEMORY_LIMIT_BYTES")) return std::atoll(e);  // tests, and shared nodes
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return -1;  // unknown: no check
+}
+
+void check_memory(const LlamaConfig& cfg, const std::string& where) {
+  const int64_t params = cfg.parameter_count();
+  const int64_t need = params * 4;  // fp32 master weights (the file itself is memory-mapped, not copied)
+  const int64_t avail = available_memory_bytes();
+  auto gib = [](int64_t b) { return fmt::format("{:.2f} GiB", b / 1073741824.0); };
+  spdlog::debug("[model] {}: {} parameters, {} as fp32; {} available", where, params, gib(need), avail >= 0 ? gib(avail) : "?");
+  if (avail >= 0 && need > avail)
+    throw ResourceError("'" + where + "' has " + std::to_string(params) + " parameters: " + gib(need) +
+                            " as fp32 weights, more than the " + gib(avail) + " of memory available",
+                        "use a machine with more memory, or a smaller model");
+}
+
 LoadedModel load_model_dir(const std::string& dir) {
   sfs::path cfg_path = sfs::path(dir) / "config.json";
   if (!sfs::exists(cfg_path)) throw IoError("'" + dir + "' is not a model directory: no config.json");
@@ -78,6 +105,7 @@ LoadedModel load_model_dir(const std::string& dir) {
   }
   LoadedModel out{nullptr, text::Tokenizer::load((sfs::path(dir) / "tokenizer.model").string()), j};
   auto cfg = LlamaConfig::from_hf(j, cfg_path.string());
+  check_memory(cfg, dir);
   if (cfg.vocab_size < out.tokenizer.vocab_size())
     throw DataError(cfg_path.string() + ": vocab_size " + std::to_string(cfg.vocab_size) + " is smaller than the tokenizer's " +
                     std::to_string(out.tokenizer.vocab_size()));

@@ -35,6 +35,8 @@ struct LlamaConfig {
   // RoPE inverse frequencies (D/2), scaling applied; positions are divided by position_scale().
   torch::Tensor inv_freq() const;
   double position_scale() const { return rope_type == "linear" ? rope_factor : 1.0; }
+  // Parameters of the model this config describes (embeddings, blocks, norms, biases, head unless tied).
+  int64_t parameter_count() const;
 
   static LlamaConfig from(const config::ModelConfig& m, int64_t vocab_size);
   nlohmann::json to_hf() const;                           // HF config.json fields

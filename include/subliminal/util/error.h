@@ -30,6 +30,12 @@ class IoError : public Error {
   using Error::Error;
 };
 
+// Not enough memory (or another resource) for what was asked: exit code 1, with a hint.
+class ResourceError : public Error {
+ public:
+  using Error::Error;
+};
+
 // Malformed data (JSONL lines, datasets, model files).
 class DataError : public Error {
  public:
