@@ -105,17 +105,6 @@ model::LlamaForCausalLM load(const sfs::path& dir) {
   return m;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  return "";
-}
 
 }  // namespace
 
@@ -187,7 +176,7 @@ TEST(HfArchNumeric, SlidingWindowIsEnforcedNotSilentlyIgnored) {
   c.sliding_window = 8;
   auto m = make(c, 7);
   EXPECT_NO_THROW(m->forward_causal(torch::zeros({1, 8}, torch::kLong)));
-  auto e = error_of([&] { m->forward_causal(torch::zeros({1, 9}, torch::kLong)); });
+  auto e = testutil::error_of([&] { m->forward_causal(torch::zeros({1, 9}, torch::kLong)); });
   EXPECT_NE(e.find("sliding window"), std::string::npos) << e;
 }
 
@@ -201,7 +190,7 @@ TEST(HfArchNumeric, DamagedOrUnsupportedCheckpointsAreRejectedNamingTheProblem) 
   auto cfg_json = json::parse(fs::read_file(dir / "config.json"));
   auto with_cfg = [&](json j) {
     fs::write_file_atomic(dir / "config.json", j.dump());
-    return error_of([&] { load(dir); });
+    return testutil::error_of([&] { load(dir); });
   };
   // config: unknown family, mismatched architecture, unsupported RoPE scaling / activation
   auto j = cfg_json;
@@ -228,7 +217,7 @@ TEST(HfArchNumeric, DamagedOrUnsupportedCheckpointsAreRejectedNamingTheProblem) 
   e = with_cfg(j);
   EXPECT_NE(e.find("unexpected tensor 'model.layers.0.self_attn.k_proj.bias'"), std::string::npos) << e;
   fs::write_file_atomic(dir / "config.json", cfg_json.dump());
-  ASSERT_EQ(error_of([&] { load(dir); }), "");
+  ASSERT_EQ(testutil::error_of([&] { load(dir); }), "");
   // weights: a missing tensor, a wrong shape, a truncated shard, a corrupted header
   auto weights = model::read_model_weights(dir.string());
   std::map<std::string, at::Tensor> w(weights.begin(), weights.end());
@@ -236,11 +225,11 @@ TEST(HfArchNumeric, DamagedOrUnsupportedCheckpointsAreRejectedNamingTheProblem) 
   auto m2 = make(v.cfg, 4);
   auto w1 = w;
   w1.erase("model.layers.1.self_attn.v_proj.bias");
-  e = error_of([&] { model::load_weights(m2, w1, "ckpt"); });
+  e = testutil::error_of([&] { model::load_weights(m2, w1, "ckpt"); });
   EXPECT_NE(e.find("missing tensor 'model.layers.1.self_attn.v_proj.bias'"), std::string::npos) << e;
   auto w2 = w;
   w2["model.layers.0.mlp.up_proj.weight"] = torch::zeros({48, 31});
-  e = error_of([&] { model::load_weights(m2, w2, "ckpt"); });
+  e = testutil::error_of([&] { model::load_weights(m2, w2, "ckpt"); });
   EXPECT_NE(e.find("model.layers.0.mlp.up_proj.weight"), std::string::npos) << e;
   EXPECT_NE(e.find("shape"), std::string::npos) << e;
   auto index = json::parse(fs::read_file(dir / "model.safetensors.index.json"));
@@ -250,7 +239,7 @@ TEST(HfArchNumeric, DamagedOrUnsupportedCheckpointsAreRejectedNamingTheProblem) 
     std::ofstream o(dir / shard, std::ios::binary | std::ios::trunc);
     o << good.substr(0, good.size() - 64);
   }
-  e = error_of([&] { model::read_model_weights(dir.string()); });
+  e = testutil::error_of([&] { model::read_model_weights(dir.string()); });
   EXPECT_NE(e.find(shard), std::string::npos) << e;
   EXPECT_NE(e.find("truncated"), std::string::npos) << e;
   std::string bad = good;
@@ -259,7 +248,7 @@ TEST(HfArchNumeric, DamagedOrUnsupportedCheckpointsAreRejectedNamingTheProblem) 
     std::ofstream o(dir / shard, std::ios::binary | std::ios::trunc);
     o << bad;
   }
-  e = error_of([&] { model::read_model_weights(dir.string()); });
+  e = testutil::error_of([&] { model::read_model_weights(dir.string()); });
   EXPECT_NE(e.find(shard), std::string::npos) << e;
   EXPECT_NE(e.find("JSON"), std::string::npos) << "[" << e << "]";
   sfs::remove_all(dir);

@@ -35,15 +35,6 @@ void write_gz(const sfs::path& p, const std::string& bytes) {
   gzclose(f);
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A learnable hand-made dataset: class c lights up a 4x4 block at a class-specific place, plus noise.
 void write_toy_dataset(const sfs::path& dir, int n_train, int n_test, uint64_t seed) {
@@ -91,7 +82,7 @@ TEST(Mnist, IdxRejectsDamagedFilesNamingTheFile) {
   std::vector<uint8_t> data(12, 1);
   auto bad = [&](const std::string& name, const std::string& bytes) {
     fs::write_file_atomic(dir / name, bytes);
-    return error_of([&] { mnist::read_idx((dir / name).string()); });
+    return testutil::error_of([&] { mnist::read_idx((dir / name).string()); });
   };
   std::string e = bad("trunc.idx", idx_bytes({3, 4}, std::vector<uint8_t>(11, 1)));
   EXPECT_NE(e.find("trunc.idx"), std::string::npos) << e;
@@ -106,16 +97,16 @@ TEST(Mnist, IdxRejectsDamagedFilesNamingTheFile) {
   EXPECT_NE(e.find("truncated header"), std::string::npos) << e;
   e = bad("short.idx", std::string("\0\0", 2));
   EXPECT_NE(e.find("magic"), std::string::npos) << e;
-  e = error_of([&] { mnist::read_idx((dir / "missing.idx").string()); });
+  e = testutil::error_of([&] { mnist::read_idx((dir / "missing.idx").string()); });
   EXPECT_NE(e.find("does not exist"), std::string::npos) << e;
   // images and labels must agree in count; labels must be classes
   mnist::write_idx((dir / "img").string(), {3, 2, 2}, std::vector<uint8_t>(12, 9));
   mnist::write_idx((dir / "lab").string(), {4}, {0, 1, 2, 3});
-  e = error_of([&] { mnist::load_split((dir / "img").string(), (dir / "lab").string()); });
+  e = testutil::error_of([&] { mnist::load_split((dir / "img").string(), (dir / "lab").string()); });
   EXPECT_NE(e.find("3 images"), std::string::npos) << e;
   EXPECT_NE(e.find("4 labels"), std::string::npos) << e;
   mnist::write_idx((dir / "lab").string(), {3}, {0, 1, 12});
-  e = error_of([&] { mnist::load_split((dir / "img").string(), (dir / "lab").string()); });
+  e = testutil::error_of([&] { mnist::load_split((dir / "img").string(), (dir / "lab").string()); });
   EXPECT_NE(e.find("label 12"), std::string::npos) << e;
   // a good pair scales bytes to [-1, 1]
   mnist::write_idx((dir / "img").string(), {3, 2, 2}, {0, 255, 0, 255, 51, 51, 51, 51, 255, 255, 255, 255});

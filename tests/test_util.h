@@ -7,7 +7,10 @@
 #include <filesystem>
 #include <string>
 
+#include <c10/util/Exception.h>
+
 #include "subliminal/config/config.h"
+#include "subliminal/util/error.h"
 
 namespace testutil {
 
@@ -36,5 +39,18 @@ inline CmdResult run_cli(const std::string& args) {
 }
 
 inline std::string source_dir() { return SUBLIMINAL_SOURCE_DIR; }
+
+// The message of the subliminal::Error (or LibTorch check) that `f` throws; "" if it throws none.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const subliminal::Error& e) {
+    return e.what();
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  }
+  return "";
+}
 
 }  // namespace testutil
