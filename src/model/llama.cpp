@@ -2,10 +2,12 @@
 #include "subliminal/model/llama.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <cmath>
 
+#include "subliminal/model/runtime.h"
 #include "subliminal/util/error.h"
 
 namespace subliminal::model {
@@ -304,6 +306,56 @@ torch::Tensor LlamaForCausalLMImpl::forward_causal_at(const torch::Tensor& ids, 
   return head(hidden(ids, pos, bias, nullptr).index({mask}), cols);
 }
 
+namespace {
+
+// Activation checkpointing of one decoder layer (the reentrant scheme of torch.utils.checkpoint):
+// the forward keeps only the layer's input; the backward recomputes the layer with the forward's
+// autocast state and RNG state (LoRA dropout draws the same masks) and back-propagates through it,
+// which also accumulates the layer's parameter gradients.
+struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor cos, torch::Tensor sin,
+                               torch::Tensor bias, int64_t layer_ptr) {
+    auto* layer = reinterpret_cast<DecoderLayerImpl*>(layer_ptr);
+    ctx->saved_data["layer"] = layer_ptr;
+    ctx->saved_data["autocast_cpu"] = at::autocast::is_cpu_enabled();
+    ctx->saved_data["autocast_gpu"] = at::autocast::is_enabled();
+    {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      ctx->saved_data["rng"] = gen.get_state();
+    }
+    ctx->save_for_backward({x, cos, sin, bias});
+    return layer->forward(x, cos, sin, bias, nullptr, 0);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list grads) {
+    auto* layer = reinterpret_cast<DecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    auto saved = ctx->get_saved_variables();
+    auto x = saved[0].detach().requires_grad_(true);
+    auto gen = at::detail::getDefaultCPUGenerator();
+    at::Tensor now;
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      now = gen.get_state();
+      gen.set_state(ctx->saved_data["rng"].toTensor());
+    }
+    torch::Tensor out;
+    {
+      torch::AutoGradMode on(true);
+      const bool cpu = ctx->saved_data["autocast_cpu"].toBool(), gpu = ctx->saved_data["autocast_gpu"].toBool();
+      Autocast ac(cpu || gpu, gpu);
+      out = layer->forward(x, saved[1], saved[2], saved[3], nullptr, 0);
+    }
+    {
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(now);
+    }
+    torch::autograd::backward({out}, {grads[0]});
+    return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 torch::Tensor LlamaForCausalLMImpl::hidden(const torch::Tensor& ids, const torch::Tensor& positions,
                                            const torch::Tensor& bias, KVCache* cache) {
   const int64_t B = ids.size(0), T = ids.size(1);
@@ -314,7 +366,13 @@ torch::Tensor LlamaForCausalLMImpl::hidden(const torch::Tensor& ids, const torch
   auto sin = rope_sin.index_select(0, flat).view({B, 1, T, -1});
   auto x = model->embed_tokens(ids);  // (B,T,C) fp32
   int64_t i = 0;
-  for (auto& layer : *model->layers) x = layer->as<DecoderLayer>()->forward(x, cos, sin, bias, cache, i++);
+  const bool ckpt = checkpoint_layers && is_training() && cache == nullptr && torch::GradMode::is_enabled();
+  for (auto& layer : *model->layers) {
+    auto* L = layer->as<DecoderLayer>();
+    x = ckpt ? CheckpointedLayer::apply(x, cos, sin, bias.defined() ? bias : torch::Tensor(), reinterpret_cast<int64_t>(L))
+             : L->forward(x, cos, sin, bias, cache, i);
+    ++i;
+  }
   if (cache) cache->length += T;
   return model->norm(x);  // (B,T,C) fp32
 }

@@ -227,6 +227,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     res.padding_fraction = padding_fraction(lengths, b0);
   }
   m->train();
+  m->checkpoint_layers = cfg.activation_checkpointing;
   const auto device = m->parameters().front().device();
   log::Progress progress(opt.tag, cfg.steps);
   const double t0 = log::now_seconds();
@@ -342,6 +343,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
   if (!opt.quiet)
     progress.finish(fmt::format("loss {:.4f} -> {:.4f}  {:.0f} tok/s  padding {:.1f}%", res.first_loss, res.final_loss,
                                 res.tokens_per_s, 100 * res.padding_fraction));
+  m->checkpoint_layers = false;
   m->eval();
   return res;
 }

@@ -83,6 +83,7 @@ struct TrainConfig {
   int64_t steps = 600;
   int batch_size = 64;
   int grad_accum = 1;  // micro-batches per step: the batch is split, gradients add up (memory / grad_accum)
+  bool activation_checkpointing = false;  // recompute each decoder layer in the backward pass (memory for compute)
   double lr = 3e-3, min_lr_ratio = 0.1;
   int64_t warmup_steps = 30;
   std::string optimizer = "adamw";  // adamw | sgd (momentum = beta1)
@@ -101,6 +102,7 @@ struct TrainConfig {
     v("steps", steps);
     v("batch_size", batch_size);
     v("grad_accum", grad_accum);
+    v("activation_checkpointing", activation_checkpointing);
     v("lr", lr);
     v("min_lr_ratio", min_lr_ratio);
     v("warmup_steps", warmup_steps);
