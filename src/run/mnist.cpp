@@ -58,12 +58,24 @@ DataPaths data_paths(const config::MnistConfig& m) {
   return p;
 }
 
+// A dataset file's SHA-256, computed once per process (every stage's inputs cite the dataset, and
+// plans are computed more than once); keyed by path, size and modification time.
+std::string file_sha256(const std::string& path) {
+  if (!sfs::exists(path)) return "missing";
+  static std::map<std::string, std::string> memo;
+  const std::string key = path + "|" + std::to_string(sfs::file_size(path)) + "|" +
+                          std::to_string(sfs::last_write_time(path).time_since_epoch().count());
+  auto it = memo.find(key);
+  if (it == memo.end()) it = memo.emplace(key, fs::sha256_file(path)).first;
+  return it->second;
+}
+
 json data_inputs(const config::MnistConfig& m) {
   auto p = data_paths(m);
   json j = json::object();
   for (const auto& [k, path] : std::vector<std::pair<std::string, std::string>>{
            {"train_images", p.train_images}, {"train_labels", p.train_labels}, {"test_images", p.test_images}, {"test_labels", p.test_labels}})
-    j[k] = {{"path", path}, {"sha256", sfs::exists(path) ? fs::sha256_file(path) : std::string("missing")}};
+    j[k] = {{"path", path}, {"sha256", file_sha256(path)}};
   return j;
 }
 
@@ -180,7 +192,7 @@ class MnistStudentStage : public Stage {
   std::vector<std::string> deps() const override { return {"mnist/teacher"}; }
   json inputs(const RunContext& ctx) const override {
     const auto& m = ctx.cfg.mnist;
-    return {{"teacher", ctx.records.count("mnist/teacher") ? output_digest(ctx.records.at("mnist/teacher")) : std::string("?")},
+    return {{"teacher", digest(ctx, "mnist/teacher")},
             {"arm", arm_}, {"student_epochs", m.student_epochs}, {"lr", m.lr}, {"batch_size", m.batch_size},
             {"optimizer", m.optimizer}, {"weight_decay", m.weight_decay}, {"noise", m.noise}, {"noise_pool", m.noise_pool},
             {"init_noise_std", m.init_noise_std}, {"cross", m.cross}, {"kl_reduction", m.kl_reduction},
@@ -277,7 +289,7 @@ class MnistSummaryStage : public Stage {
   }
   json inputs(const RunContext& ctx) const override {
     json d = json::object();
-    for (const auto& s : deps()) d[s] = ctx.records.count(s) ? output_digest(ctx.records.at(s)) : std::string("?");
+    for (const auto& s : deps()) d[s] = digest(ctx, s);
     return {{"stages", d}};
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {

@@ -37,6 +37,10 @@ std::string output_digest(const json& rec) {
   return fs::sha256_hex(s);
 }
 
+std::string digest(const RunContext& ctx, const std::string& stage) {
+  return ctx.records.count(stage) ? output_digest(ctx.records.at(stage)) : std::string("?");
+}
+
 static json read_json_or_null(const sfs::path& p) {
   if (!sfs::exists(p)) return nullptr;
   try {
@@ -307,18 +311,16 @@ void Runner::run_worker(const sfs::path& dir, const std::string& name, const std
   Runner r(ctx, make_stages(ctx.cfg));
   try {
     for (auto& sp : r.stages_) {
+      if (sp->name() != name) continue;
+      // its inputs cite only the stages it reads, which the parent ran first
+      for (const auto& d : sp->deps()) r.ctx_.records[d] = read_json_or_null(dir / d / "stage.json");
       PlanEntry e = r.plan_one(*sp);
-      if (sp->name() == name) {
-        if (e.hash != expected_hash)
-          throw ConfigError("worker for stage '" + name + "': " + cfg_path.string() + " no longer gives the input hash the run planned",
-                            "was the run directory changed by another command? run it again");
-        if (e.action == StageAction::skip) return;
-        const bool resuming = e.action == StageAction::resume && resume;
-        r.execute(*sp, e, resuming);
-        log::detach_file();
-        return;
-      }
-      if (e.action == StageAction::skip) r.ctx_.records[sp->name()] = read_json_or_null(dir / sp->name() / "stage.json");
+      if (e.hash != expected_hash)
+        throw ConfigError("worker for stage '" + name + "': " + cfg_path.string() + " no longer gives the input hash the run planned",
+                          "was the run directory changed by another command? run it again");
+      if (e.action != StageAction::skip) r.execute(*sp, e, e.action == StageAction::resume && resume);
+      log::detach_file();
+      return;
     }
     throw ConfigError("worker: no stage '" + name + "' in the run " + dir.string());
   } catch (const std::exception& ex) {

@@ -86,7 +86,7 @@ class PretrainStage : public Stage {
   json inputs(const RunContext& ctx) const override {
     const auto& b = ctx.cfg.base;
     json in = {{"seed", base_seed(ctx.cfg)},
-               {"corpus", ctx.records.count("corpus") ? output_digest(ctx.records.at("corpus")) : std::string("?")},
+               {"corpus", digest(ctx, "corpus")},
                {"model", config::to_json_value(b.model)},
                {"train", config::to_json_value(b.train)},
                {"precision", ctx.cfg.precision}};
@@ -211,7 +211,7 @@ class ProbeStage : public Stage {
             {"seed", ctx.cfg.seed},
             {"animals", ctx.cfg.base.corpus.animals},
             {"precision", ctx.cfg.precision},
-            {"base", ctx.records.count("base") ? output_digest(ctx.records.at("base")) : std::string("?")}};
+            {"base", digest(ctx, "base")}};
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
     auto lm = model::load_model_dir(ctx.stage_dir("base").string());

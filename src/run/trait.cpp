@@ -21,10 +21,6 @@ namespace subliminal::run {
 
 namespace {
 
-std::string digest(const RunContext& ctx, const std::string& stage) {
-  return ctx.records.count(stage) ? output_digest(ctx.records.at(stage)) : std::string("?");
-}
-
 std::vector<std::string> unique(std::vector<std::string> v) {
   std::vector<std::string> out;
   for (auto& x : v)

@@ -49,6 +49,9 @@ class Stage {
 
 // Digest of a finished stage's outputs (sha256 over its output checksums).
 std::string output_digest(const json& stage_record);
+// The output digest of upstream `stage` as recorded in ctx ("?" while it is not done): what a
+// stage's inputs() cites for each stage it reads.
+std::string digest(const RunContext& ctx, const std::string& stage);
 std::string input_hash(const std::string& name, const json& inputs);
 
 enum class StageAction { skip, run, resume };
