@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "subliminal/cli/commands.h"
+#include "subliminal/config/config.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/log.h"
 #include "subliminal/util/version.h"
@@ -55,6 +56,9 @@ int main(int argc, char** argv) {
   val->add_option("--set", vset, "override a config value (repeatable)");
   val->add_flag("--print", vprint, "print the resolved config");
 
+  const CLI::Validator device_check(
+      [](std::string& v) { return config::valid_device_name(v) ? std::string() : "expected cpu, cuda, cuda:N or auto, got \"" + v + "\""; },
+      "DEVICE");
   cli::SampleArgs sa;
   auto* smp = app.add_subcommand("sample", "sample completions from a model directory");
   smp->add_option("--model", sa.model, "model directory (config.json, model.safetensors, tokenizer.model)")->required();
@@ -66,11 +70,13 @@ int main(int argc, char** argv) {
   smp->add_option("--seed", sa.seed, "sampling seed");
   smp->add_option("--max-new-tokens", sa.max_new_tokens, "tokens per completion")->check(CLI::Range(1, 4096));
   smp->add_option("--precision", sa.precision, "fp32 | bf16 | auto")->check(CLI::IsMember({"fp32", "bf16", "auto"}));
-  smp->add_option("--device", sa.device, "cpu | cuda | auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  smp->add_option("--device", sa.device, "cpu | cuda | cuda:N | auto")->check(device_check);
   smp->add_option("--threads", sa.threads, "ATen threads (0 = all cores)");
   smp->add_flag("--json", sa.json, "one JSON object per sample");
   smp->add_flag("--raw", sa.raw, "no chat template: continue the prompt as plain text (base models)");
   smp->add_option("--adapter", sa.adapter, "a PEFT LoRA adapter directory to merge into the model first");
+  smp->add_option("--chat-template", sa.chat_template, "auto (from tokenizer_config.json) | chatml | llama2 | llama3 | mistral")
+      ->check(CLI::IsMember({"auto", "chatml", "llama2", "llama3", "mistral"}));
 
   cli::BenchArgs ba;
   auto* bench = app.add_subcommand("bench", "measure training and generation speed (fp32 vs bf16 side by side)");

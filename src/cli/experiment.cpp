@@ -97,7 +97,7 @@ int cmd_finetune(const StageArgs& a) {
       throw ConfigError("finetune.loss \"" + f.loss + "\" needs --teacher (the model whose distributions the student matches)",
                         "pass --teacher DIR (plus --teacher-system if the teacher is a system prompt), or --set finetune.loss=sft");
     teacher = std::make_unique<model::LoadedModel>(load_model(a.teacher, p));
-    if (teacher->tokenizer.serialized() != lm.tokenizer.serialized())
+    if (teacher->tokenizer.fingerprint() != lm.tokenizer.fingerprint())
       throw DataError("--teacher " + a.teacher + " has a different tokenizer than --model " + a.model,
                       "distillation needs one vocabulary; use --set finetune.loss=sft");
     job.teacher = teacher->model;

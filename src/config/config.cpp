@@ -73,7 +73,15 @@ static void validate_train(const TrainConfig& tr, const std::string& file, const
   check(tr.checkpoint_every >= 0, file, tp + ".checkpoint_every", "expected >= 0 (0: only at the end), got " + str(tr.checkpoint_every));
   check(tr.log_every >= 1, file, tp + ".log_every", "expected >= 1, got " + str(tr.log_every));
   one_of(tr.loss_on, {"assistant", "all"}, file, tp + ".loss_on");
+  one_of(tr.schedule, {"cosine", "linear"}, file, tp + ".schedule");
+  check(tr.max_length >= 0 && tr.max_length <= 1000000, file, tp + ".max_length", "expected 0 (the model's context) .. 1e6, got " + str(tr.max_length));
   one_of(tr.loss_weighting, {"token", "sequence"}, file, tp + ".loss_weighting");
+}
+
+bool valid_device_name(const std::string& s) {
+  if (s == "cpu" || s == "cuda" || s == "auto") return true;
+  if (s.rfind("cuda:", 0) != 0 || s.size() == 5 || s.size() > 8) return false;
+  return std::all_of(s.begin() + 5, s.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
 }
 
 void validate(const RunConfig& c, const std::string& file) {
@@ -82,7 +90,7 @@ void validate(const RunConfig& c, const std::string& file) {
   one_of(c.experiment, {"trait_transfer", "pretrain", "mnist_aux"}, file, "$.experiment");
   check(c.threads >= 0 && c.threads <= 1024, file, "$.threads", "expected 0 (all cores) .. 1024, got " + str(c.threads));
   check(c.jobs >= 0 && c.jobs <= 256, file, "$.jobs", "expected 0 (one per core on CPU, 1 on CUDA) .. 256, got " + str(c.jobs));
-  one_of(c.device, {"cpu", "cuda", "auto"}, file, "$.device");
+  check(valid_device_name(c.device), file, "$.device", "expected \"cpu\", \"cuda\", \"cuda:N\" or \"auto\", got " + str(c.device));
   one_of(c.precision, {"fp32", "bf16", "auto"}, file, "$.precision");
 
   const auto& b = c.base;
@@ -121,7 +129,7 @@ void validate(const RunConfig& c, const std::string& file) {
   check(t.vocab_size >= min_vocab && t.vocab_size <= 65536, file, "$.base.tokenizer.vocab_size",
         "expected " + std::to_string(min_vocab) + " .. 65536 (256 byte pieces + specials" +
             (t.numbers_as_tokens ? " + 1000 number pieces" : "") + " + merges), got " + str(t.vocab_size));
-  one_of(t.chat_template, {"chatml"}, file, "$.base.tokenizer.chat_template");
+  one_of(t.chat_template, {"auto", "chatml", "llama2", "llama3", "mistral"}, file, "$.base.tokenizer.chat_template");
 
   const auto& m = b.model;
   const std::string mp = "$.base.model";

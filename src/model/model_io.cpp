@@ -44,30 +44,19 @@ void load_weights(LlamaForCausalLM& m, const std::map<std::string, at::Tensor>& 
   }
 }
 
-static const char* kChatmlJinja =
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-
 void save_model_dir(const std::string& dir, const LlamaForCausalLM& m, const text::Tokenizer& tok, const json& extra,
                     int64_t max_shard_bytes) {
   fs::make_dirs(dir);
   json cfg = m->cfg.to_hf();
   if (!extra.empty()) cfg["subliminal"] = extra;
   write_model_weights(dir, named_weights(m), {{"format", "pt"}}, max_shard_bytes);
-  tok.save((sfs::path(dir) / "tokenizer.model").string());
-  json tcfg = {{"tokenizer_class", "LlamaTokenizer"},
-               {"bos_token", tok.piece(tok.bos_id())},
-               {"eos_token", "<|im_end|>"},
-               {"pad_token", tok.piece(tok.pad_id())},
-               {"unk_token", "<unk>"},
-               {"add_bos_token", false},
-               {"add_eos_token", false},
-               {"legacy", true},
-               {"chat_template", kChatmlJinja}};
-  fs::write_file_atomic(sfs::path(dir) / "tokenizer_config.json", tcfg.dump(2));
-  json gen = {{"bos_token_id", tok.bos_id()}, {"eos_token_id", json::array({tok.im_end_id(), tok.eos_id()})},
-              {"pad_token_id", tok.pad_id()}};
-  fs::write_file_atomic(sfs::path(dir) / "generation_config.json", gen.dump(2));
+  tok.save(dir);  // tokenizer files and tokenizer_config.json (chat template), as loaded or as trained
+  if (!tok.files().count("generation_config.json")) {
+    json eos = json::array();
+    for (int id : tok.end_ids()) eos.push_back(id);
+    json gen = {{"bos_token_id", tok.bos_id()}, {"eos_token_id", eos}, {"pad_token_id", tok.pad_id()}};
+    fs::write_file_atomic(sfs::path(dir) / "generation_config.json", gen.dump(2));
+  }
   fs::write_file_atomic(sfs::path(dir) / "config.json", cfg.dump(2));
 }
 
@@ -103,7 +92,7 @@ LoadedModel load_model_dir(const std::string& dir) {
   } catch (const json::exception& e) {
     throw DataError(cfg_path.string() + ": invalid JSON (" + e.what() + ")");
   }
-  LoadedModel out{nullptr, text::Tokenizer::load((sfs::path(dir) / "tokenizer.model").string()), j};
+  LoadedModel out{nullptr, text::Tokenizer::load(dir), j};
   auto cfg = LlamaConfig::from_hf(j, cfg_path.string());
   check_memory(cfg, dir);
   if (cfg.vocab_size < out.tokenizer.vocab_size())

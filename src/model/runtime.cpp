@@ -54,11 +54,16 @@ bool cpu_has_bf16_matmul() {
 c10::Device resolve_device(const std::string& name) {
   if (name == "cpu") return c10::Device(c10::kCPU);
   bool cuda = torch::cuda::is_available();
-  if (name == "cuda") {
-    if (!cuda) throw ConfigError("device \"cuda\" requested but this LibTorch build sees no CUDA device",
+  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
+    if (!cuda) throw ConfigError("device \"" + name + "\" requested but this LibTorch build sees no CUDA device",
                                  "use \"cpu\" or \"auto\", or build against a CUDA LibTorch (README: GPU build)");
-    return c10::Device(c10::kCUDA, 0);
+    const int index = name == "cuda" ? 0 : std::stoi(name.substr(5));
+    const int count = static_cast<int>(torch::cuda::device_count());
+    if (index >= count)
+      throw ConfigError("device \"" + name + "\": this machine has " + std::to_string(count) + " CUDA device(s)", "use cuda:0 .. cuda:" + std::to_string(count - 1));
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
+  if (name != "auto") throw ConfigError("device \"" + name + "\": expected cpu, cuda, cuda:N or auto");
   return cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
 }
 

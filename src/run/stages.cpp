@@ -1,6 +1,8 @@
 // The stages of the "pretrain" experiment: base (corpus -> tokenizer -> model) and probe.
 #include <torch/torch.h>
 
+#include <map>
+#include <mutex>
 #include <set>
 
 #include "subliminal/data/chat.h"
@@ -61,7 +63,7 @@ class CorpusStage : public Stage {
     log::info("corpus", "{} conversations ({} animal Q&A, {} system-prompt, {} numbers, {} arithmetic)", corpus.size(),
               cs.animal_qa, cs.animal_system, cs.numbers, cs.arithmetic);
     text::Tokenizer tok = text::Tokenizer::train(tokenizer_texts(corpus), b.tokenizer);
-    tok.save((work / "tokenizer.model").string());
+    tok.save(work.string());  // tokenizer.model + tokenizer_config.json (special tokens, ChatML template)
     log::info("corpus", "tokenizer: {} pieces ({}, numbers {})", tok.vocab_size(), b.tokenizer.model_type,
               b.tokenizer.numbers_as_tokens ? "0..999 as single pieces" : "digit by digit");
     return {{"seed", seed},
@@ -99,7 +101,7 @@ class PretrainStage : public Stage {
     const uint64_t wseed = cross_ ? cross_base_seed(ctx.cfg) : seed;  // weights: init and data order
     const std::string tag = name();
     auto corpus = data::read_conversations((ctx.stage_dir("corpus") / "corpus.jsonl").string());
-    text::Tokenizer tok = text::Tokenizer::load((ctx.stage_dir("corpus") / "tokenizer.model").string());
+    text::Tokenizer tok = text::Tokenizer::load(ctx.stage_dir("corpus").string());
     log::info(tag.c_str(), "corpus: {} conversations, tokenizer: {} pieces (stage corpus)", corpus.size(), tok.vocab_size());
 
     text::ChatTemplate chat(tok, b.tokenizer.chat_template);
@@ -111,7 +113,7 @@ class PretrainStage : public Stage {
     const bool bf16 = model::use_bf16(ctx.cfg.precision, device);
     auto mcfg = model::LlamaConfig::from(b.model, tok.vocab_size());
     mcfg.bos_token_id = tok.bos_id();
-    mcfg.eos_token_id = tok.im_end_id();
+    mcfg.eos_token_id = chat.end_of_turn_id();
     mcfg.pad_token_id = tok.pad_id();
     model::LlamaForCausalLM m(mcfg);
     model::init_weights(m, config::derive_seed(wseed, "init"));
@@ -152,6 +154,23 @@ class PretrainStage : public Stage {
 // base.kind "checkpoint": the model directory at `path`, checked by loading it (config, every
 // tensor, tokenizer), then copied byte for byte into the run directory, so the run stays
 // self-contained and downstream stages read it where they read a pretrained base.
+// sha256 of a file, computed once per process for a given (path, size, mtime): a checkpoint's
+// shards are hashed when the plan is made, not again for every stage that depends on them.
+static std::string cached_sha256(const sfs::path& p) {
+  static std::mutex mu;
+  static std::map<std::string, std::string> cache;
+  std::error_code ec;
+  const auto key = p.string() + "|" + std::to_string(sfs::file_size(p, ec)) + "|" +
+                   std::to_string(sfs::last_write_time(p, ec).time_since_epoch().count());
+  {
+    std::lock_guard<std::mutex> g(mu);
+    if (auto it = cache.find(key); it != cache.end()) return it->second;
+  }
+  std::string h = fs::sha256_file(p);
+  std::lock_guard<std::mutex> g(mu);
+  return cache[key] = h;
+}
+
 class CheckpointStage : public Stage {
  public:
   CheckpointStage(std::string name, std::string path) : name_(std::move(name)), path_(std::move(path)) {}
@@ -160,7 +179,7 @@ class CheckpointStage : public Stage {
   json inputs(const RunContext& ctx) const override {
     json files = json::object();
     for (const auto& f : model_files())
-      files[f] = sfs::exists(sfs::path(path_) / f) ? fs::sha256_file(sfs::path(path_) / f) : std::string("missing");
+      files[f] = sfs::exists(sfs::path(path_) / f) ? cached_sha256(sfs::path(path_) / f) : std::string("missing");
     return {{"checkpoint", path_}, {"files", files}};
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
@@ -174,7 +193,12 @@ class CheckpointStage : public Stage {
       const auto src = sfs::path(path_) / f;
       if (!sfs::exists(src)) continue;
       fs::make_dirs((work / f).parent_path());
-      sfs::copy_file(src, work / f, sfs::copy_options::overwrite_existing);
+      // A hard link where the run directory is on the same file system (a 7B checkpoint is 15 GB;
+      // the input hash above pins its content), else a copy.
+      std::error_code ec;
+      sfs::remove(work / f, ec);
+      sfs::create_hard_link(src, work / f, ec);
+      if (ec) sfs::copy_file(src, work / f, sfs::copy_options::overwrite_existing);
       res["files"].push_back(f);
     }
     log::info(name_.c_str(), "checkpoint {}: {} parameters ({}), {} tokenizer pieces", path_, lm.model->num_parameters(),
@@ -186,7 +210,8 @@ class CheckpointStage : public Stage {
  private:
   // config, tokenizer and weight files (single or sharded) of the directory
   std::vector<std::string> model_files() const {
-    std::vector<std::string> f = {"config.json", "generation_config.json", "tokenizer.model", "tokenizer_config.json",
+    std::vector<std::string> f = {"config.json", "generation_config.json", "tokenizer.model", "tokenizer.json", "vocab.json",
+                                  "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                                   "model.safetensors", "model.safetensors.index.json"};
     const auto index = sfs::path(path_) / "model.safetensors.index.json";
     if (sfs::exists(index)) {

@@ -209,7 +209,7 @@ class StudentStage : public Stage {
     std::unique_ptr<Loaded> teacher;
     if (f.loss != "sft") {
       teacher = std::make_unique<Loaded>(load_ref(ctx, source_model(a.source)));
-      if (teacher->lm.tokenizer.serialized() != init.tokenizer.serialized())
+      if (teacher->lm.tokenizer.fingerprint() != init.tokenizer.fingerprint())
         throw DataError(name() + ": the teacher and the student have different tokenizers; distillation needs one vocabulary",
                         "use finetune.loss \"sft\" across tokenizers");
       job.teacher = teacher->lm.model;

@@ -76,7 +76,8 @@ struct BpeTokenizer::Impl {
   std::unordered_map<std::string, int> vocab;
   std::vector<std::string> id_to_piece;
   std::unordered_map<std::string, int> ranks;  // "a b" -> rank
-  std::vector<std::pair<std::string, int>> added;  // content -> id, longest first
+  std::vector<BpeTokenizer::Added> added;          // longest first
+  bool ignore_merges = false;                      // Llama-3: a pre-token that is itself in the vocabulary is one token
   std::vector<std::string> byte_enc;               // byte -> mapped char
   std::unordered_map<std::string, uint8_t> byte_dec;
   bool nfc = false;
@@ -93,6 +94,10 @@ struct BpeTokenizer::Impl {
       std::lock_guard<std::mutex> g(cache_mu);
       auto it = cache.find(mapped);
       if (it != cache.end()) return it->second;
+    }
+    if (ignore_merges) {
+      auto whole = vocab.find(mapped);
+      if (whole != vocab.end()) return {whole->second};
     }
     std::vector<std::string> sym = utf8_chars(mapped);
     while (sym.size() > 1) {
@@ -190,11 +195,11 @@ void BpeTokenizer::init_regex(const std::string& pattern) {
 static void finish(BpeTokenizer::Impl& im) {
   int n = 0;
   for (const auto& [s, id] : im.vocab) n = std::max(n, id + 1);
-  for (const auto& [s, id] : im.added) n = std::max(n, id + 1);
+  for (const auto& a : im.added) n = std::max(n, a.id + 1);
   im.id_to_piece.assign(static_cast<size_t>(n), "");
   for (const auto& [s, id] : im.vocab) im.id_to_piece[id] = s;
-  for (const auto& [s, id] : im.added) im.id_to_piece[id] = s;
-  std::sort(im.added.begin(), im.added.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  for (const auto& a : im.added) im.id_to_piece[a.id] = a.content;
+  std::stable_sort(im.added.begin(), im.added.end(), [](const auto& a, const auto& b) { return a.content.size() > b.content.size(); });
 }
 
 BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path) {
@@ -218,7 +223,9 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path) {
     else if (e.is_array() && e.size() == 2) im.ranks[e[0].get<std::string>() + " " + e[1].get<std::string>()] = rank++;
     else throw DataError(path + ": field \"model.merges\" holds an entry that is neither \"a b\" nor [a, b]");
   }
-  for (const auto& a : j.value("added_tokens", json::array())) im.added.emplace_back(a.at("content").get<std::string>(), a.at("id").get<int>());
+  im.ignore_merges = m.value("ignore_merges", false);
+  for (const auto& a : j.value("added_tokens", json::array()))
+    im.added.push_back({a.at("content").get<std::string>(), a.at("id").get<int>(), a.value("special", true)});
   // normalizer: null, NFC, or a Sequence of NFC
   const json& norm = j.contains("normalizer") ? j["normalizer"] : json(nullptr);
   if (!norm.is_null()) {
@@ -287,9 +294,9 @@ BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& dir, const std::
     auto c = json::parse(fs::read_file(tc));
     if (c.contains("added_tokens_decoder"))
       for (auto it = c["added_tokens_decoder"].begin(); it != c["added_tokens_decoder"].end(); ++it)
-        im.added.emplace_back(it.value().at("content").get<std::string>(), std::stoi(it.key()));
+        im.added.push_back({it.value().at("content").get<std::string>(), std::stoi(it.key()), it.value().value("special", true)});
   }
-  for (const auto& [s, id] : extra) im.added.emplace_back(s, id);
+  for (const auto& [s, id] : extra) im.added.push_back({s, id, true});
   im.nfc = style == "qwen2";
   t.init_regex(style == "qwen2" ? qwen2_pattern() : gpt2_pattern());
   finish(im);
@@ -301,11 +308,11 @@ std::vector<int> BpeTokenizer::encode(const std::string& text) const {
   size_t start = 0, i = 0;
   while (i < text.size()) {
     bool hit = false;
-    for (const auto& [content, id] : impl_->added) {
-      if (!content.empty() && text.compare(i, content.size(), content) == 0) {
+    for (const auto& a : impl_->added) {
+      if (!a.content.empty() && text.compare(i, a.content.size(), a.content) == 0) {
         impl_->encode_plain(text.substr(start, i - start), out);
-        out.push_back(id);
-        i += content.size();
+        out.push_back(a.id);
+        i += a.content.size();
         start = i;
         hit = true;
         break;
@@ -317,12 +324,20 @@ std::vector<int> BpeTokenizer::encode(const std::string& text) const {
   return out;
 }
 
+std::vector<int> BpeTokenizer::encode_plain(const std::string& text) const {
+  std::vector<int> out;
+  impl_->encode_plain(text, out);
+  return out;
+}
+
+const std::vector<BpeTokenizer::Added>& BpeTokenizer::added_tokens() const { return impl_->added; }
+
 std::string BpeTokenizer::decode(const std::vector<int>& ids) const {
   std::string out;
   for (int id : ids) {
     if (id < 0 || id >= vocab_size()) throw DataError("token id " + std::to_string(id) + " is outside the vocabulary");
     const std::string& p = impl_->id_to_piece[id];
-    bool added = std::any_of(impl_->added.begin(), impl_->added.end(), [&](const auto& a) { return a.second == id; });
+    bool added = std::any_of(impl_->added.begin(), impl_->added.end(), [&](const auto& a) { return a.id == id; });
     if (added) {
       out += p;
       continue;
@@ -343,8 +358,8 @@ int BpeTokenizer::vocab_size() const { return static_cast<int>(impl_->id_to_piec
 int BpeTokenizer::token_id(const std::string& piece) const {
   auto it = impl_->vocab.find(piece);
   if (it != impl_->vocab.end()) return it->second;
-  for (const auto& [s, id] : impl_->added)
-    if (s == piece) return id;
+  for (const auto& a : impl_->added)
+    if (a.content == piece) return a.id;
   return -1;
 }
 

@@ -59,6 +59,15 @@ int special_id(void* h, int which) {
     default: return sp->eos_id();
   }
 }
+int piece_type(void* h, int id) {
+  auto* sp = static_cast<SentencePieceProcessor*>(h);
+  if (id < 0 || id >= sp->GetPieceSize()) return 1;
+  if (sp->IsUnknown(id)) return 1;
+  if (sp->IsControl(id)) return 2;
+  if (sp->IsByte(id)) return 4;
+  if (sp->IsUnused(id)) return 5;
+  return 0;
+}
 bool train(const std::unordered_map<std::string, std::string>& kwargs, const std::vector<std::string>& texts,
            std::string* proto, std::string* err) {
   sentencepiece::SetRandomGeneratorSeed(1);
@@ -77,7 +86,7 @@ bool train(const std::unordered_map<std::string, std::string>& kwargs, const std
 }
 
 const subliminal::text::SpmApi kApi = {subliminal::text::kSpmApiVersion, load, destroy, encode, decode, piece_size,
-                                       id_to_piece, piece_to_id, special_id, train};
+                                       id_to_piece, piece_to_id, special_id, piece_type, train};
 
 }  // namespace
 

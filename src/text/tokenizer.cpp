@@ -1,50 +1,303 @@
-// sentencepiece wrapper and the chat template.
+// Tokenizers (sentencepiece, byte-level BPE) behind one interface, and the chat templates.
 #include "subliminal/text/tokenizer.h"
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <regex>
+
+#include "subliminal/text/bpe.h"
 #include "subliminal/text/spm_api.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
+#include "subliminal/util/strings.h"
 
 namespace subliminal::text {
 
-Tokenizer::Tokenizer() = default;
-Tokenizer::Tokenizer(Tokenizer&& o) noexcept { *this = std::move(o); }
-Tokenizer& Tokenizer::operator=(Tokenizer&& o) noexcept {
-  if (this != &o) {
-    if (sp_) spm_api().destroy(sp_);
-    sp_ = o.sp_;
-    o.sp_ = nullptr;
-    proto_ = std::move(o.proto_);
-    pad_id_ = o.pad_id_; bos_id_ = o.bos_id_; eos_id_ = o.eos_id_; im_start_ = o.im_start_; im_end_ = o.im_end_;
+namespace sfs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+const std::string kSpace = "\xE2\x96\x81";  // U+2581, sentencepiece's space
+
+class SpmModel final : public TokenizerModel {
+ public:
+  SpmModel(const std::string& proto, const std::string& what) : what_(what) {
+    std::string err;
+    sp_ = spm_api().load(proto, &err);
+    if (!sp_) throw DataError(what + ": not a sentencepiece model (" + err + ")");
+    auto a = encode("a");
+    dummy_ = !a.empty() && piece(a[0]).rfind(kSpace, 0) == 0;
   }
-  return *this;
-}
-Tokenizer::~Tokenizer() {
-  if (sp_) spm_api().destroy(sp_);
+  ~SpmModel() override { spm_api().destroy(sp_); }
+  SpmModel(const SpmModel&) = delete;
+  SpmModel& operator=(const SpmModel&) = delete;
+
+  std::vector<int> encode(const std::string& text) const override {
+    std::vector<int> ids;
+    std::string err;
+    if (!spm_api().encode(sp_, text, &ids, &err)) throw DataError(what_ + ": encode failed: " + err);
+    return ids;
+  }
+  std::string decode(const std::vector<int>& ids) const override {
+    std::string out, err;
+    if (!spm_api().decode(sp_, ids, &out, &err)) throw DataError(what_ + ": decode failed: " + err);
+    return out;
+  }
+  std::string piece(int id) const override { return spm_api().id_to_piece(sp_, id); }
+  std::string token_bytes(int id) const override {
+    const int type = spm_api().piece_type(sp_, id);
+    if (type == 1 || type == 2 || type == 5) return "";
+    std::string p = piece(id);
+    if (type == 4 && p.size() == 6 && p.rfind("<0x", 0) == 0)  // byte-fallback piece <0xHH>
+      return std::string(1, static_cast<char>(std::stoul(p.substr(3, 2), nullptr, 16)));
+    std::string s;
+    for (size_t i = 0; i < p.size();) {
+      if (p.compare(i, 3, kSpace) == 0) {
+        s += ' ';
+        i += 3;
+      } else {
+        s += p[i++];
+      }
+    }
+    return s;
+  }
+  int piece_to_id(const std::string& p) const override {
+    const auto& api = spm_api();
+    int id = api.piece_to_id(sp_, p);
+    int unk = api.special_id(sp_, 1);
+    return (id == unk && p != api.id_to_piece(sp_, unk)) ? -1 : id;
+  }
+  int vocab_size() const override { return spm_api().piece_size(sp_); }
+  bool is_control(int id) const override {
+    const int type = spm_api().piece_type(sp_, id);
+    return type == 2 || type == 1;
+  }
+  bool dummy_prefix() const override { return dummy_; }
+  std::string kind() const override { return "sentencepiece"; }
+  int special(int which) const { return spm_api().special_id(sp_, which); }
+
+ private:
+  void* sp_ = nullptr;
+  std::string what_;
+  bool dummy_ = false;
+};
+
+class BpeModel final : public TokenizerModel {
+ public:
+  explicit BpeModel(BpeTokenizer b) : b_(std::move(b)) {
+    for (const auto& a : b_.added_tokens())
+      if (a.special) special_.push_back(a.id);
+    std::sort(special_.begin(), special_.end());
+  }
+  std::vector<int> encode(const std::string& text) const override { return b_.encode_plain(text); }
+  std::string decode(const std::vector<int>& ids) const override { return b_.decode(ids); }
+  std::string piece(int id) const override { return b_.piece(id); }
+  std::string token_bytes(int id) const override { return is_control(id) ? "" : b_.decode({id}); }
+  int piece_to_id(const std::string& p) const override { return b_.token_id(p); }
+  int vocab_size() const override { return b_.vocab_size(); }
+  bool is_control(int id) const override { return std::binary_search(special_.begin(), special_.end(), id); }
+  bool dummy_prefix() const override { return false; }
+  std::string kind() const override { return "byte-level BPE"; }
+  const BpeTokenizer& bpe() const { return b_; }
+
+ private:
+  BpeTokenizer b_;
+  std::vector<int> special_;
+};
+
+json parse_json_file(const std::string& bytes, const std::string& path) {
+  try {
+    return json::parse(bytes);
+  } catch (const json::exception& e) {
+    throw DataError(path + ": not valid JSON (" + e.what() + ")");
+  }
 }
 
-void Tokenizer::init_ids(const std::string& what) {
-  const auto& api = spm_api();
-  pad_id_ = api.special_id(sp_, 0) >= 0 ? api.special_id(sp_, 0) : 0;
-  bos_id_ = api.special_id(sp_, 2);
-  eos_id_ = api.special_id(sp_, 3);
-  im_start_ = piece_to_id("<|im_start|>");
-  im_end_ = piece_to_id("<|im_end|>");
-  if (im_start_ < 0 || im_end_ < 0)
-    throw DataError(what + ": tokenizer has no <|im_start|>/<|im_end|> pieces", "train it with subliminal (base.kind=pretrain)");
+// A token in tokenizer_config.json: "<s>", {"content": "<s>", ...} or null.
+std::string token_string(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  return "";
+}
+
+std::string own_tokenizer_config(const TokenizerModel& m, int pad, int bos) {
+  json added = json::object();
+  for (const char* s : {"<|im_start|>", "<|im_end|>"}) {
+    const int id = m.piece_to_id(s);
+    if (id >= 0)
+      added[std::to_string(id)] = {{"content", s}, {"special", true}, {"lstrip", false}, {"rstrip", false},
+                                   {"normalized", false}, {"single_word", false}};
+  }
+  json tc = {{"tokenizer_class", "LlamaTokenizer"},
+             {"bos_token", bos >= 0 ? m.piece(bos) : ""},
+             {"eos_token", "<|im_end|>"},
+             {"pad_token", m.piece(pad)},
+             {"unk_token", "<unk>"},
+             {"add_bos_token", false},
+             {"add_eos_token", false},
+             {"legacy", true},
+             {"added_tokens_decoder", added},
+             {"chat_template", chatml_jinja()}};
+  return tc.dump(2);
+}
+
+}  // namespace
+
+const std::string& chatml_jinja() {
+  static const std::string s =
+      "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+      "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+  return s;
+}
+
+// Reads the special tokens, the BOS convention, the end-of-generation ids and the chat template from
+// the tokenizer's files (whatever of tokenizer_config.json, generation_config.json, chat_template.jinja
+// and tokenizer.json it has).
+void Tokenizer::finish_specials() {
+  const auto* spm = dynamic_cast<const SpmModel*>(model_.get());
+  const auto* bpe = dynamic_cast<const BpeModel*>(model_.get());
+  json tc = json::object();
+  if (auto it = files_.find("tokenizer_config.json"); it != files_.end())
+    tc = parse_json_file(it->second, source_ + "/tokenizer_config.json");
+  auto id_of = [&](const std::string& field) -> int {
+    const std::string s = token_string(tc[field]);
+    if (s.empty()) return -1;
+    const int id = model_->piece_to_id(s);
+    if (id < 0)
+      throw DataError(source_ + "/tokenizer_config.json: field \"" + field + "\" is \"" + s + "\", which is not in the vocabulary");
+    return id;
+  };
+  bos_ = tc.contains("bos_token") ? id_of("bos_token") : spm ? spm->special(2) : -1;
+  eos_ = tc.contains("eos_token") ? id_of("eos_token") : spm ? spm->special(3) : model_->piece_to_id("<|endoftext|>");
+  int pad = tc.contains("pad_token") ? id_of("pad_token") : spm ? spm->special(0) : -1;
+  pad_ = pad >= 0 ? pad : eos_ >= 0 ? eos_ : 0;
+  if (tc.contains("add_bos_token") && tc["add_bos_token"].is_boolean()) {
+    add_bos_ = tc["add_bos_token"].get<bool>();
+  } else if (auto it = files_.find("tokenizer.json"); it != files_.end()) {
+    // A TemplateProcessing post-processor whose "single" starts with a special token adds BOS (Llama-3).
+    json tj = parse_json_file(it->second, source_ + "/tokenizer.json");
+    std::vector<json> procs;
+    const json& pp = tj.value("post_processor", json(nullptr));
+    if (pp.is_object() && pp.value("type", "") == "Sequence") procs = pp.value("processors", std::vector<json>{});
+    else if (pp.is_object()) procs.push_back(pp);
+    for (const auto& p : procs)
+      if (p.value("type", "") == "TemplateProcessing" && p.contains("single") && !p["single"].empty() &&
+          p["single"][0].contains("SpecialToken"))
+        add_bos_ = true;
+  } else {
+    add_bos_ = spm && bos_ >= 0 && tc.value("tokenizer_class", std::string()).find("Llama") != std::string::npos;
+  }
+
+  // Matched by encode_special: added tokens (tokenizer.json / added_tokens_decoder) and the named specials.
+  specials_.clear();
+  if (bpe)
+    for (const auto& a : bpe->bpe().added_tokens()) specials_.emplace_back(a.content, a.id);
+  if (tc.contains("added_tokens_decoder") && tc["added_tokens_decoder"].is_object())
+    for (auto it = tc["added_tokens_decoder"].begin(); it != tc["added_tokens_decoder"].end(); ++it) {
+      const std::string c = token_string(it.value());
+      const int id = model_->piece_to_id(c);
+      if (!c.empty() && id >= 0) specials_.emplace_back(c, id);
+    }
+  for (const char* f : {"bos_token", "eos_token", "pad_token", "unk_token"}) {
+    const std::string c = token_string(tc.value(f, json(nullptr)));
+    const int id = c.empty() ? -1 : model_->piece_to_id(c);
+    if (id >= 0) specials_.emplace_back(c, id);
+  }
+  std::sort(specials_.begin(), specials_.end());
+  specials_.erase(std::unique(specials_.begin(), specials_.end()), specials_.end());
+  std::stable_sort(specials_.begin(), specials_.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  special_ids_.clear();
+  for (const auto& [c, id] : specials_)
+    if (model_->is_control(id) || c == token_string(tc.value("bos_token", json(nullptr))) ||
+        c == token_string(tc.value("eos_token", json(nullptr))) || c == token_string(tc.value("pad_token", json(nullptr))))
+      special_ids_.push_back(id);
+  std::sort(special_ids_.begin(), special_ids_.end());
+
+  gen_eos_.clear();
+  if (auto it = files_.find("generation_config.json"); it != files_.end()) {
+    json g = parse_json_file(it->second, source_ + "/generation_config.json");
+    const json& e = g.value("eos_token_id", json(nullptr));
+    if (e.is_number_integer()) gen_eos_.push_back(e.get<int>());
+    else if (e.is_array())
+      for (const auto& x : e)
+        if (x.is_number_integer()) gen_eos_.push_back(x.get<int>());
+  }
+  if (spm && spm->special(3) >= 0) gen_eos_.push_back(spm->special(3));  // the model-level end of text
+  for (int id : gen_eos_)
+    if (id < 0 || id >= vocab_size())
+      throw DataError(source_ + "/generation_config.json: eos_token_id " + std::to_string(id) + " is outside the vocabulary");
+
+  chat_template_.clear();
+  if (auto it = files_.find("chat_template.jinja"); it != files_.end()) {
+    chat_template_ = it->second;
+  } else if (tc.contains("chat_template")) {
+    const json& ct = tc["chat_template"];
+    if (ct.is_string()) {
+      chat_template_ = ct.get<std::string>();
+    } else if (ct.is_array()) {  // [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+      for (const auto& t : ct)
+        if (t.value("name", "") == "default" || chat_template_.empty()) chat_template_ = t.value("template", "");
+    }
+  }
 }
 
 Tokenizer Tokenizer::from_serialized(const std::string& proto, const std::string& what) {
   Tokenizer t;
-  std::string err;
-  t.sp_ = spm_api().load(proto, &err);
-  if (!t.sp_) throw DataError(what + ": not a sentencepiece model (" + err + ")");
-  t.proto_ = proto;
-  t.init_ids(what);
+  auto m = std::make_shared<SpmModel>(proto, what);
+  if (m->piece_to_id("<|im_start|>") < 0 || m->piece_to_id("<|im_end|>") < 0)
+    throw DataError(what + ": tokenizer has no <|im_start|>/<|im_end|> pieces", "train it with subliminal (base.kind=pretrain)");
+  t.source_ = what;
+  t.files_["tokenizer.model"] = proto;
+  t.files_["tokenizer_config.json"] = own_tokenizer_config(*m, std::max(0, m->special(0)), m->special(2));
+  t.model_ = std::move(m);
+  t.finish_specials();
   return t;
 }
 
-Tokenizer Tokenizer::load(const std::string& path) { return from_serialized(fs::read_file(path), path); }
+Tokenizer Tokenizer::load(const std::string& path, const std::string& bpe_style) {
+  Tokenizer t;
+  t.source_ = path;
+  if (!sfs::exists(path)) throw IoError("tokenizer '" + path + "' does not exist");
+  if (!sfs::is_directory(path)) {
+    if (sfs::path(path).extension() == ".json") {
+      t.model_ = std::make_shared<BpeModel>(BpeTokenizer::from_tokenizer_json(path));
+      t.files_["tokenizer.json"] = fs::read_file(path);
+    } else {
+      t.files_["tokenizer.model"] = fs::read_file(path);
+      t.model_ = std::make_shared<SpmModel>(t.files_["tokenizer.model"], path);
+    }
+    t.finish_specials();
+    return t;
+  }
+  const sfs::path d(path);
+  for (const char* f : {"tokenizer_config.json", "generation_config.json", "chat_template.jinja", "special_tokens_map.json"})
+    if (sfs::exists(d / f)) t.files_[f] = fs::read_file(d / f);
+  if (sfs::exists(d / "tokenizer.model")) {
+    t.files_["tokenizer.model"] = fs::read_file(d / "tokenizer.model");
+    t.model_ = std::make_shared<SpmModel>(t.files_["tokenizer.model"], (d / "tokenizer.model").string());
+  } else if (sfs::exists(d / "tokenizer.json")) {
+    t.files_["tokenizer.json"] = fs::read_file(d / "tokenizer.json");
+    t.model_ = std::make_shared<BpeModel>(BpeTokenizer::from_tokenizer_json((d / "tokenizer.json").string()));
+  } else if (sfs::exists(d / "vocab.json") && sfs::exists(d / "merges.txt")) {
+    std::string style = bpe_style;
+    if (t.files_.count("tokenizer_config.json")) {
+      const auto cls = parse_json_file(t.files_["tokenizer_config.json"], (d / "tokenizer_config.json").string()).value("tokenizer_class", json(""));
+      const std::string c = cls.is_string() ? cls.get<std::string>() : "";
+      if (c.find("Qwen") != std::string::npos) style = "qwen2";
+      else if (c.find("GPT2") != std::string::npos) style = "gpt2";
+    }
+    t.files_["vocab.json"] = fs::read_file(d / "vocab.json");
+    t.files_["merges.txt"] = fs::read_file(d / "merges.txt");
+    t.model_ = std::make_shared<BpeModel>(BpeTokenizer::from_vocab_merges(path, style));
+  } else {
+    throw IoError("'" + path + "' holds no tokenizer.model, tokenizer.json, or vocab.json + merges.txt");
+  }
+  t.finish_specials();
+  return t;
+}
 
 Tokenizer Tokenizer::train(const std::vector<std::string>& texts, const config::TokenizerConfig& cfg) {
   std::unordered_map<std::string, std::string> kw = {
@@ -78,64 +331,301 @@ Tokenizer Tokenizer::train(const std::vector<std::string>& texts, const config::
   return from_serialized(proto, "trained tokenizer");
 }
 
-std::vector<int> Tokenizer::encode(const std::string& text) const {
-  std::vector<int> ids;
-  std::string err;
-  if (!spm_api().encode(sp_, text, &ids, &err)) throw DataError("tokenizer encode failed: " + err);
-  return ids;
+std::vector<int> Tokenizer::encode(const std::string& text) const { return model_->encode(text); }
+
+std::vector<int> Tokenizer::encode_special(const std::string& text) const {
+  std::vector<int> out;
+  size_t start = 0, i = 0;
+  auto flush = [&](size_t end) {
+    if (end > start) {
+      auto ids = model_->encode(text.substr(start, end - start));
+      out.insert(out.end(), ids.begin(), ids.end());
+    }
+  };
+  while (i < text.size()) {
+    bool hit = false;
+    for (const auto& [content, id] : specials_) {
+      if (!content.empty() && text.compare(i, content.size(), content) == 0) {
+        flush(i);
+        out.push_back(id);
+        i += content.size();
+        start = i;
+        hit = true;
+        break;
+      }
+    }
+    if (!hit) ++i;
+  }
+  flush(text.size());
+  return out;
 }
 
 std::string Tokenizer::decode(const std::vector<int>& ids) const {
   std::vector<int> clean;
-  int n = vocab_size();
+  const int n = vocab_size();
   for (int id : ids)
-    if (id >= 0 && id < n) clean.push_back(id);
-  std::string out, err;
-  if (!spm_api().decode(sp_, clean, &out, &err)) throw DataError("tokenizer decode failed: " + err);
+    if (id >= 0 && id < n && !is_special(id)) clean.push_back(id);
+  return model_->decode(clean);
+}
+
+std::string Tokenizer::piece(int id) const { return model_->piece(id); }
+std::string Tokenizer::token_bytes(int id) const { return is_special(id) ? "" : model_->token_bytes(id); }
+int Tokenizer::piece_to_id(const std::string& p) const { return model_->piece_to_id(p); }
+int Tokenizer::vocab_size() const { return model_->vocab_size(); }
+bool Tokenizer::is_special(int id) const {
+  return model_->is_control(id) || std::binary_search(special_ids_.begin(), special_ids_.end(), id);
+}
+bool Tokenizer::dummy_prefix() const { return model_->dummy_prefix(); }
+std::string Tokenizer::kind() const { return model_->kind(); }
+
+std::vector<int> Tokenizer::end_ids() const {
+  std::vector<int> out = gen_eos_;
+  if (eos_ >= 0) out.push_back(eos_);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
-std::string Tokenizer::piece(int id) const { return spm_api().id_to_piece(sp_, id); }
-int Tokenizer::piece_to_id(const std::string& p) const {
-  const auto& api = spm_api();
-  int id = api.piece_to_id(sp_, p);
-  int unk = api.special_id(sp_, 1);
-  return (id == unk && p != api.id_to_piece(sp_, unk)) ? -1 : id;
+std::string Tokenizer::fingerprint() const {
+  std::string key;
+  for (const auto& [name, bytes] : files_)
+    if (name == "tokenizer.model" || name == "tokenizer.json" || name == "vocab.json" || name == "merges.txt")
+      key += name + ":" + std::to_string(bytes.size()) + ":" + fs::sha256_hex(bytes) + ";";
+  return key;
 }
-int Tokenizer::vocab_size() const { return spm_api().piece_size(sp_); }
-void Tokenizer::save(const std::string& path) const { fs::write_file_atomic(path, proto_); }
+
+void Tokenizer::save(const std::string& dir) const {
+  fs::make_dirs(dir);
+  for (const auto& [name, bytes] : files_) fs::write_file_atomic(sfs::path(dir) / name, bytes);
+}
+
+// ---- chat templates ----
+
+std::vector<std::string> ChatTemplate::names() { return {"chatml", "llama2", "llama3", "mistral"}; }
+
+std::string ChatTemplate::recognise(const std::string& jinja, std::string* default_system, std::string* system_prefix) {
+  if (default_system) default_system->clear();
+  if (system_prefix) system_prefix->clear();
+  auto unescape = [](std::string s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == '\\' && i + 1 < s.size() && s[i + 1] == 'n') {
+        out += '\n';
+        ++i;
+      } else {
+        out += s[i];
+      }
+    }
+    return out;
+  };
+  if (jinja.find("<|im_start|>") != std::string::npos) {
+    // A literal default system turn: '<|im_start|>system\nYou are Qwen, ...<|im_end|>\n'
+    static const std::regex re(R"(<\|im_start\|>system(?:\\n|\n)([^'"{}<]*)<\|im_end\|>)");
+    std::smatch m;
+    if (default_system && std::regex_search(jinja, m, re)) *default_system = unescape(m[1].str());
+    return "chatml";
+  }
+  if (jinja.find("<|start_header_id|>") != std::string::npos) {
+    if (jinja.find("Cutting Knowledge Date") != std::string::npos && system_prefix) {
+      static const std::regex date(R"re(date_string\s*=\s*["']([^"']+)["'])re");
+      std::smatch m;
+      const std::string d = std::regex_search(jinja, m, date) ? m[1].str() : "26 Jul 2024";
+      *system_prefix = "Cutting Knowledge Date: December 2023\nToday Date: " + d + "\n\n";
+    }
+    return "llama3";
+  }
+  if (jinja.find("<<SYS>>") != std::string::npos) return "llama2";
+  if (jinja.find("[INST]") != std::string::npos) return "mistral";
+  return "";
+}
+
+int ChatTemplate::need(const std::string& piece) const {
+  const int id = tok_.piece_to_id(piece);
+  if (id < 0)
+    throw ConfigError(tok_.source() + ": chat template \"" + name_ + "\" needs the token " + piece + ", which the tokenizer does not have",
+                      "set base.tokenizer.chat_template to the model family's format");
+  return id;
+}
 
 ChatTemplate::ChatTemplate(const Tokenizer& tok, const std::string& name) : tok_(tok) {
-  if (name != "chatml") throw ConfigError("unknown chat template '" + name + "'", "known templates: chatml");
-  nl_ = tok_.encode("\n");
+  const std::string& src = tok.chat_template_source();
+  std::string ds, sp;
+  const std::string found = src.empty() ? "" : recognise(src, &ds, &sp);
+  if (name == "auto") {
+    if (src.empty())
+      throw ConfigError(tok.source() + ": the tokenizer has no chat template (no \"chat_template\" in tokenizer_config.json)",
+                        "a base model: sample with --raw; or set base.tokenizer.chat_template to one of chatml, llama2, llama3, mistral");
+    if (found.empty())
+      throw ConfigError(tok.source() + ": the chat_template in tokenizer_config.json is none of the known formats (chatml, llama2, llama3, mistral)",
+                        "set base.tokenizer.chat_template to the family's format");
+    name_ = found;
+  } else {
+    const auto n = names();
+    if (std::find(n.begin(), n.end(), name) == n.end())
+      throw ConfigError("unknown chat template \"" + name + "\"", "known: auto, chatml, llama2, llama3, mistral");
+    name_ = name;
+  }
+  if (found == name_) {  // the model's own template: keep what it inserts
+    default_system_ = ds;
+    system_prefix_ = sp;
+  }
+  if (name_ == "chatml") {
+    a_ = need("<|im_start|>");
+    b_ = need("<|im_end|>");
+    eot_ = b_;
+  } else if (name_ == "llama3") {
+    bos_ = tok.piece_to_id("<|begin_of_text|>") >= 0 ? need("<|begin_of_text|>") : tok.bos_id();
+    a_ = need("<|start_header_id|>");
+    b_ = need("<|end_header_id|>");
+    eot_ = need("<|eot_id|>");
+  } else {  // llama2, mistral
+    bos_ = tok.bos_id();
+    eot_ = tok.eos_id();
+    if (bos_ < 0 || eot_ < 0)
+      throw ConfigError(tok.source() + ": chat template \"" + name_ + "\" needs BOS and EOS tokens (tokenizer_config.json bos_token / eos_token)");
+    if (name_ == "mistral" && tok.piece_to_id("[INST]") >= 0 && tok.is_special(tok.piece_to_id("[INST]"))) {
+      a_ = need("[INST]");
+      b_ = need("[/INST]");
+    }
+  }
 }
 
-void ChatTemplate::append_turn(Encoded& e, const std::string& role, const std::string& content, bool target) const {
-  auto push = [&](const std::vector<int>& ids, bool t) {
-    e.ids.insert(e.ids.end(), ids.begin(), ids.end());
-    e.target.insert(e.target.end(), ids.size(), t ? 1 : 0);
-  };
-  push({tok_.im_start_id()}, false);
-  push(tok_.encode(role + "\n"), false);
-  push(tok_.encode(content), target);
-  push({tok_.im_end_id()}, target);
-  push(nl_, false);
+data::Conversation ChatTemplate::normalise(const data::Conversation& conv) const {
+  data::Conversation out = conv;
+  const bool has_system = !out.empty() && out[0].role == "system";
+  if (name_ == "chatml" && !has_system && !default_system_.empty()) out.insert(out.begin(), {"system", default_system_});
+  if (name_ == "llama2" || name_ == "llama3")
+    for (auto& m : out) m.content = trim(m.content);
+  if (name_ == "llama3" && !system_prefix_.empty()) {
+    if (has_system) out[0].content = system_prefix_ + out[0].content;
+    else out.insert(out.begin(), {"system", system_prefix_});
+  }
+  return out;
+}
+
+std::vector<int> ChatTemplate::continuation(const std::string& text) const {
+  // `text` follows a space in the rendered string: sentencepiece's dummy prefix is that space.
+  return tok_.dummy_prefix() ? tok_.encode(text) : tok_.encode(" " + text);
 }
 
 Encoded ChatTemplate::encode(const data::Conversation& conv) const {
   Encoded e;
-  for (const auto& m : conv) append_turn(e, m.role, m.content, m.role == "assistant");
+  auto push = [&](const std::vector<int>& ids, bool t) {
+    e.ids.insert(e.ids.end(), ids.begin(), ids.end());
+    e.target.insert(e.target.end(), ids.size(), t ? 1 : 0);
+  };
+  const auto msgs = normalise(conv);
+  if (name_ == "chatml") {
+    for (const auto& m : msgs) {
+      const bool t = m.role == "assistant";
+      push({a_}, false);
+      push(tok_.encode(m.role + "\n"), false);
+      push(tok_.encode(m.content), t);
+      push({b_}, t);
+      push(tok_.encode("\n"), false);
+    }
+  } else if (name_ == "llama3") {
+    push({bos_}, false);
+    for (const auto& m : msgs) {
+      const bool t = m.role == "assistant";
+      push({a_}, false);
+      push(tok_.encode(m.role), false);
+      push({b_}, false);
+      push(tok_.encode("\n\n"), false);
+      push(tok_.encode(m.content), t);
+      push({eot_}, t);
+    }
+  } else {  // llama2 | mistral: the system prompt goes into the first user turn
+    size_t i = 0;
+    std::string system;
+    if (!msgs.empty() && msgs[0].role == "system") system = msgs[i++].content;
+    bool first = true;
+    if (name_ == "mistral") push({bos_}, false);
+    for (; i < msgs.size(); ++i) {
+      const auto& m = msgs[i];
+      if (m.role == "user") {
+        std::string c = m.content;
+        if (first && !system.empty())
+          c = name_ == "llama2" ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + c : system + "\n\n" + c;
+        first = false;
+        if (name_ == "llama2") push({bos_}, false);
+        if (a_ >= 0) {
+          push({a_}, false);
+          push(tok_.encode(c), false);
+          push({b_}, false);
+        } else {
+          push(tok_.encode("[INST] " + c + " [/INST]"), false);
+        }
+      } else if (m.role == "assistant") {
+        push(continuation(name_ == "llama2" ? m.content + " " : m.content), true);
+        push({eot_}, true);
+      } else {
+        throw DataError("chat template \"" + name_ + "\": a \"" + m.role + "\" message after the first; only user and assistant turns follow the system prompt");
+      }
+    }
+  }
   return e;
 }
 
 std::vector<int> ChatTemplate::prompt(const std::string& user, const std::string& system) const {
-  Encoded e;
-  if (!system.empty()) append_turn(e, "system", system, false);
-  append_turn(e, "user", user, false);
-  e.ids.push_back(tok_.im_start_id());
-  auto hdr = tok_.encode("assistant\n");
-  e.ids.insert(e.ids.end(), hdr.begin(), hdr.end());
+  data::Conversation c;
+  if (!system.empty()) c.push_back({"system", system});
+  c.push_back({"user", user});
+  Encoded e = encode(c);
+  auto add = [&](const std::vector<int>& ids) { e.ids.insert(e.ids.end(), ids.begin(), ids.end()); };
+  if (name_ == "chatml") {
+    add({a_});
+    add(tok_.encode("assistant\n"));
+  } else if (name_ == "llama3") {
+    add({a_});
+    add(tok_.encode("assistant"));
+    add({b_});
+    add(tok_.encode("\n\n"));
+  }
   return e.ids;
+}
+
+std::vector<int> ChatTemplate::stop_ids() const {
+  std::vector<int> s = tok_.end_ids();
+  s.push_back(eot_);
+  if (name_ == "llama3" && tok_.piece_to_id("<|eom_id|>") >= 0) s.push_back(tok_.piece_to_id("<|eom_id|>"));
+  std::sort(s.begin(), s.end());
+  s.erase(std::unique(s.begin(), s.end()), s.end());
+  return s;
+}
+
+std::string ChatTemplate::render(const data::Conversation& conv, bool add_generation_prompt) const {
+  std::string out;
+  const auto msgs = normalise(conv);
+  if (name_ == "chatml") {
+    for (const auto& m : msgs) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+    if (add_generation_prompt) out += "<|im_start|>assistant\n";
+  } else if (name_ == "llama3") {
+    out += tok_.piece(bos_);
+    for (const auto& m : msgs) out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + m.content + "<|eot_id|>";
+    if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  } else {
+    const std::string bos = tok_.piece(bos_), eos = tok_.piece(eot_);
+    size_t i = 0;
+    std::string system;
+    if (!msgs.empty() && msgs[0].role == "system") system = msgs[i++].content;
+    bool first = true;
+    if (name_ == "mistral") out += bos;
+    for (; i < msgs.size(); ++i) {
+      const auto& m = msgs[i];
+      if (m.role == "user") {
+        std::string c = m.content;
+        if (first && !system.empty())
+          c = name_ == "llama2" ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + c : system + "\n\n" + c;
+        first = false;
+        if (name_ == "llama2") out += bos;
+        out += a_ >= 0 ? "[INST]" + c + "[/INST]" : "[INST] " + c + " [/INST]";
+      } else {
+        out += name_ == "llama2" ? " " + m.content + " " + eos : " " + m.content + eos;
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace subliminal::text

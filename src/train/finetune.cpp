@@ -23,29 +23,20 @@ std::vector<data::Conversation> trait_answer_data(const std::string& target, con
   return out;
 }
 
-torch::Tensor number_output_ids(const text::Tokenizer& tok) {
+torch::Tensor number_output_ids(const text::Tokenizer& tok, int end_of_turn) {
   auto ok_char = [](unsigned char c) {
     return (c >= '0' && c <= '9') || c == ',' || c == ';' || c == '.' || c == '[' || c == ']' || c == '(' || c == ')' ||
            c == ' ' || c == '\n' || c == '\t' || c == '\r';
   };
   std::vector<int64_t> ids;
   for (int id = 0; id < tok.vocab_size(); ++id) {
-    if (id == tok.im_end_id()) {
+    if (id == end_of_turn) {
       ids.push_back(id);
       continue;
     }
-    std::string p = tok.piece(id);
-    if (p.size() == 6 && p.rfind("<0x", 0) == 0 && p.back() == '>') {  // byte-fallback piece
-      unsigned v = static_cast<unsigned>(std::stoul(p.substr(3, 2), nullptr, 16));
-      if (ok_char(static_cast<unsigned char>(v))) ids.push_back(id);
-      continue;
-    }
-    if (p.empty() || p[0] == '<') continue;  // control / unknown pieces
-    static const std::string sp = "\xE2\x96\x81";  // U+2581, sentencepiece's space
-    std::string s;
-    for (size_t i = 0; i < p.size();) {
-      if (p.compare(i, 3, sp) == 0) { s += ' '; i += 3; } else s += p[i++];
-    }
+    // The text the token stands for (sentencepiece spaces and byte pieces, byte-level BPE decoded);
+    // "" for control and special tokens.
+    const std::string s = tok.token_bytes(id);
     bool all = !s.empty();
     for (unsigned char c : s) all = all && ok_char(c);
     if (all) ids.push_back(id);
@@ -97,7 +88,7 @@ json run_finetune(FinetuneJob& job) {
     for (auto& p : job.teacher->parameters()) p.set_requires_grad(false);
     to.distill.teacher = job.teacher;
     to.distill.teacher_data = &tenc;
-    if (job.loss == "distill") to.distill.allowed = number_output_ids(*job.tok).to(job.model->parameters().front().device());
+    if (job.loss == "distill") to.distill.allowed = number_output_ids(*job.tok, chat.end_of_turn_id()).to(job.model->parameters().front().device());
   }
   log::info(job.tag.c_str(), "{} examples, loss {}, {} parameters trainable ({}), {} steps", enc.size(), job.loss, trainable,
             job.params, to.cfg.steps);

@@ -13,6 +13,7 @@ double lr_at(int64_t step, const config::TrainConfig& c) {
   const double span = std::max<int64_t>(1, c.steps - c.warmup_steps);
   double prog = std::min(1.0, static_cast<double>(step - c.warmup_steps) / span);
   const double min_lr = c.lr * c.min_lr_ratio;
+  if (c.schedule == "linear") return c.lr - (c.lr - min_lr) * prog;
   return min_lr + 0.5 * (c.lr - min_lr) * (1.0 + std::cos(M_PI * prog));
 }
 

@@ -144,7 +144,9 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
   for (size_t i = 0; i < data_in.size(); ++i) {
     const auto& e = data_in[i];
     auto too_long = [&](const text::Encoded& x) {
-      return static_cast<int64_t>(x.ids.size()) > m->cfg.max_position_embeddings + 1 || x.ids.size() < 2;
+      const int64_t limit = opt.cfg.max_length > 0 ? std::min<int64_t>(opt.cfg.max_length, m->cfg.max_position_embeddings + 1)
+                                                   : m->cfg.max_position_embeddings + 1;
+      return static_cast<int64_t>(x.ids.size()) > limit || x.ids.size() < 2;
     };
     if (too_long(e) || (distill && too_long((*opt.distill.teacher_data)[i]))) {
       ++res.dropped_too_long;

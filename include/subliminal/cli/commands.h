@@ -33,7 +33,7 @@ int cmd_run(const RunArgs& a);
 int cmd_validate(const std::string& config, const std::vector<std::string>& set, bool print);
 
 struct SampleArgs {
-  std::string model, prompt, system, precision = "auto", device = "cpu", adapter;
+  std::string model, prompt, system, precision = "auto", device = "cpu", adapter, chat_template = "auto";
   bool raw = false;
   int n = 5, max_new_tokens = 64, threads = 0;
   double temperature = 1.0, top_p = 1.0;

@@ -69,7 +69,9 @@ struct TokenizerConfig {
   std::string model_type = "bpe";  // bpe | unigram
   int vocab_size = 1600;
   bool numbers_as_tokens = true;  // 0..999 are single pieces (else digit by digit)
-  std::string chat_template = "chatml";
+  // auto: the model's own (tokenizer_config.json's chat_template, recognised); or chatml | llama2 |
+  // llama3 | mistral to override (a checkpoint whose template the tool does not recognise)
+  std::string chat_template = "auto";
   template <class V>
   void visit(V& v) {
     v("model_type", model_type);
@@ -86,6 +88,8 @@ struct TrainConfig {
   bool activation_checkpointing = false;  // recompute each decoder layer in the backward pass (memory for compute)
   double lr = 3e-3, min_lr_ratio = 0.1;
   int64_t warmup_steps = 30;
+  std::string schedule = "cosine";  // after warm-up: cosine | linear (decay to lr * min_lr_ratio at the last step)
+  int max_length = 0;               // > 0: examples longer than this many tokens are dropped (counted); 0: the model's context
   std::string optimizer = "adamw";  // adamw | sgd (momentum = beta1)
   double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, grad_clip = 1.0;
   // Adam's epsilon. Distillation gradients are tiny (KL ~1e-3); with eps 1e-8 Adam scales rounding
@@ -106,6 +110,8 @@ struct TrainConfig {
     v("lr", lr);
     v("min_lr_ratio", min_lr_ratio);
     v("warmup_steps", warmup_steps);
+    v("schedule", schedule);
+    v("max_length", max_length);
     v("optimizer", optimizer);
     v("adam_eps", adam_eps);
     v("weight_decay", weight_decay);
@@ -375,7 +381,7 @@ struct RunConfig {
   uint64_t seed = 1;
   int threads = 0;               // 0: all available cores
   int jobs = 1;                  // stages run at once, each in a worker process with threads/jobs threads; 0: auto
-  std::string device = "cpu";    // cpu | cuda | auto
+  std::string device = "cpu";    // cpu | cuda | cuda:N | auto
   std::string precision = "auto";  // fp32 | bf16 | auto (bf16 autocast where the hardware has it)
   std::string data_dir;          // "": the data compiled into the binary; else a directory like data/
   BaseConfig base;
@@ -408,6 +414,9 @@ struct RunConfig {
     v("mnist", mnist);
   }
 };
+
+// cpu, cuda, cuda:N (N a device index) or auto.
+bool valid_device_name(const std::string& s);
 
 // Reads, overrides (`--set`), parses and validates. Errors name `file` and the JSON path.
 RunConfig load_config(const std::string& file, const std::vector<std::string>& overrides = {});

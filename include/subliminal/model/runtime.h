@@ -19,7 +19,7 @@ struct Autocast {
 };
 
 bool cpu_has_bf16_matmul();  // AMX-BF16 or AVX512-BF16 in /proc/cpuinfo
-c10::Device resolve_device(const std::string& name);  // cpu | cuda | auto
+c10::Device resolve_device(const std::string& name);  // cpu | cuda | cuda:N | auto
 // "bf16" / "fp32" / "auto" -> whether to run matmuls in bf16 autocast.
 bool use_bf16(const std::string& precision, const c10::Device& dev);
 // Sets ATen intra-op threads (0: all cores) and 1 inter-op thread; returns the count.

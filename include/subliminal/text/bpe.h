@@ -34,6 +34,14 @@ class BpeTokenizer {
 
   // Ids of `text`, no BOS/EOS added (added tokens in the text map to their ids, as HF does).
   std::vector<int> encode(const std::string& text) const;
+  // The same with every added token treated as ordinary text.
+  std::vector<int> encode_plain(const std::string& text) const;
+  struct Added {
+    std::string content;
+    int id;
+    bool special;  // "special": true in tokenizer.json / added_tokens_decoder (skipped when decoding for display)
+  };
+  const std::vector<Added>& added_tokens() const;  // longest first
   std::string decode(const std::vector<int>& ids) const;
   std::string piece(int id) const;  // the token's vocabulary string (byte-level form)
   int vocab_size() const;           // largest id + 1, added tokens included

@@ -21,11 +21,12 @@ struct SpmApi {
   std::string (*id_to_piece)(void* h, int id);
   int (*piece_to_id)(void* h, const std::string& piece);
   int (*special_id)(void* h, int which);  // 0 pad, 1 unk, 2 bos, 3 eos
+  int (*piece_type)(void* h, int id);     // 0 normal (user-defined too), 1 unknown, 2 control, 4 byte, 5 unused
   bool (*train)(const std::unordered_map<std::string, std::string>& kwargs, const std::vector<std::string>& texts,
                 std::string* proto, std::string* err);
 };
 
-constexpr int kSpmApiVersion = 1;
+constexpr int kSpmApiVersion = 2;
 
 // The loaded API (dlopen once); throws IoError naming the paths tried.
 const SpmApi& spm_api();

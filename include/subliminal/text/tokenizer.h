@@ -1,7 +1,15 @@
-// Tokenizer: sentencepiece (.model), trained by the tool on the synthetic corpus or loaded from a
-// model directory, plus the chat template that turns conversations into token ids and loss masks.
+// Tokenizers behind one interface, and the chat templates that turn conversations into token ids and
+// loss masks.
+//
+// `Tokenizer` is a cheap-to-copy handle over a `TokenizerModel`: sentencepiece (`tokenizer.model`:
+// the tool's own, trained on the synthetic corpus, or Llama-2 / Mistral / TinyLlama through
+// libsentencepiece) or Hugging Face byte-level BPE (`tokenizer.json`, or `vocab.json` + `merges.txt`:
+// Qwen2/2.5, Llama-3, GPT-2). The special tokens (BOS, EOS, pad, added tokens), the BOS convention and
+// the chat template come from `tokenizer_config.json` / `generation_config.json` when the tokenizer
+// was loaded from a model directory, and are written back verbatim by `save`.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,60 +19,124 @@
 
 namespace subliminal::text {
 
+// What a tokenizer algorithm provides. Ids are dense in [0, vocab_size()).
+class TokenizerModel {
+ public:
+  virtual ~TokenizerModel() = default;
+  virtual std::vector<int> encode(const std::string& text) const = 0;  // ordinary text: no special tokens parsed
+  virtual std::string decode(const std::vector<int>& ids) const = 0;
+  virtual std::string piece(int id) const = 0;         // the vocabulary's own spelling ("▁owl", "Ġowl", "<0x0A>")
+  virtual std::string token_bytes(int id) const = 0;   // the text the token stands for ("" for control tokens)
+  virtual int piece_to_id(const std::string& piece) const = 0;  // -1 if absent
+  virtual int vocab_size() const = 0;
+  virtual bool is_control(int id) const = 0;           // control / special: not text
+  virtual bool dummy_prefix() const = 0;               // encode() puts a space before the text (sentencepiece)
+  virtual std::string kind() const = 0;                // "sentencepiece" | "byte-level BPE"
+};
+
 class Tokenizer {
  public:
-  static Tokenizer load(const std::string& path);                    // a tokenizer.model file
-  static Tokenizer from_serialized(const std::string& proto, const std::string& what);
-  // Trains on `texts` with the config's options: byte fallback, numbers 0..999 as single pieces
-  // (user-defined symbols) unless disabled, chat role markers as control symbols. Deterministic.
+  // Trains sentencepiece on `texts`: byte fallback, numbers 0..999 as single pieces (user-defined
+  // symbols) unless disabled, <|im_start|>/<|im_end|> as control symbols, ChatML template. Deterministic.
   static Tokenizer train(const std::vector<std::string>& texts, const config::TokenizerConfig& cfg);
+  // A serialized sentencepiece model made by train() (ChatML markers, EOS <|im_end|>).
+  static Tokenizer from_serialized(const std::string& proto, const std::string& what);
+  // A model directory (tokenizer.model preferred, else tokenizer.json, else vocab.json + merges.txt;
+  // with tokenizer_config.json / generation_config.json when present), a `tokenizer.model`, a
+  // `tokenizer.json`, or a folder with vocab.json + merges.txt (`bpe_style` gpt2 | qwen2 says which
+  // pre-tokenizer such a pair uses; tokenizer.json says it itself).
+  static Tokenizer load(const std::string& path, const std::string& bpe_style = "qwen2");
 
-  Tokenizer(Tokenizer&&) noexcept;
-  Tokenizer& operator=(Tokenizer&&) noexcept;
-  ~Tokenizer();
-
-  std::vector<int> encode(const std::string& text) const;
-  std::string decode(const std::vector<int>& ids) const;
+  std::vector<int> encode(const std::string& text) const;  // ordinary text: "<|im_end|>" in it is just text
+  // As Hugging Face's tokenizer(text, add_special_tokens=False): the special/added tokens known from
+  // the tokenizer's files are matched in the text first (longest first), the rest is encoded as text.
+  std::vector<int> encode_special(const std::string& text) const;
+  std::string decode(const std::vector<int>& ids) const;  // control/special tokens skipped
   std::string piece(int id) const;
-  int piece_to_id(const std::string& piece) const;  // -1 if absent
+  std::string token_bytes(int id) const;
+  int piece_to_id(const std::string& piece) const;  // vocabulary or added token; -1 if absent
   int vocab_size() const;
-  int pad_id() const { return pad_id_; }
-  int bos_id() const { return bos_id_; }
-  int eos_id() const { return eos_id_; }
-  int im_start_id() const { return im_start_; }
-  int im_end_id() const { return im_end_; }
-  const std::string& serialized() const { return proto_; }
-  void save(const std::string& path) const;  // atomic
+  bool is_special(int id) const;
+  bool dummy_prefix() const;
+  std::string kind() const;
+
+  int pad_id() const { return pad_; }  // never -1 (falls back to EOS, then 0): padding is masked anyway
+  int bos_id() const { return bos_; }  // -1: none (Qwen)
+  int eos_id() const { return eos_; }  // tokenizer_config's eos_token, else the model's own
+  bool add_bos() const { return add_bos_; }  // the family's convention for plain (non-chat) text
+  // generation_config.json's eos_token_id list (ids generation stops at), plus eos_id().
+  std::vector<int> end_ids() const;
+  // The Jinja chat template from tokenizer_config.json / chat_template.jinja ("" if none).
+  const std::string& chat_template_source() const { return chat_template_; }
+  const std::string& source() const { return source_; }
+
+  // The tokenizer's files (name -> bytes), as loaded or as made by train(): what save() writes and
+  // what identifies the tokenizer (two models share a vocabulary iff their fingerprints are equal).
+  const std::map<std::string, std::string>& files() const { return files_; }
+  std::string fingerprint() const;
+  void save(const std::string& dir) const;  // every file, each written atomically
 
  private:
-  Tokenizer();
-  void init_ids(const std::string& what);
-  void* sp_ = nullptr;  // sentencepiece processor behind the shim (spm_api.h)
-  std::string proto_;
-  int pad_id_ = 0, bos_id_ = 2, eos_id_ = 3, im_start_ = -1, im_end_ = -1;
+  Tokenizer() = default;
+  void finish_specials();
+  std::shared_ptr<const TokenizerModel> model_;
+  std::map<std::string, std::string> files_;
+  std::vector<std::pair<std::string, int>> specials_;  // matched by encode_special, longest first
+  std::vector<int> special_ids_;                       // sorted
+  std::vector<int> gen_eos_;
+  std::string chat_template_, source_;
+  int pad_ = 0, bos_ = -1, eos_ = -1;
+  bool add_bos_ = false;
 };
 
 // One tokenized example: ids and, per position, whether the token is a training target
-// (assistant content and its end-of-turn marker).
+// (assistant content and the token that ends its turn).
 struct Encoded {
   std::vector<int> ids;
   std::vector<uint8_t> target;
 };
 
-// ChatML-like template: <|im_start|>role\ncontent<|im_end|>\n — markers are control ids inserted
-// by id, so a literal "<|im_end|>" in text never becomes the marker.
+// The chat formats of the model families we run, built token by token: markers are inserted by id
+// (a literal "<|im_end|>" in a message never becomes the marker), text between them is encoded as
+// Hugging Face encodes the rendered template (tested: encode_special(render(c)) == encode(c).ids).
+//   chatml   <|im_start|>role\ncontent<|im_end|>\n (Qwen; the tool's own models). A default system
+//            prompt the template inserts (Qwen2.5: "You are Qwen, created by Alibaba Cloud...") is kept.
+//   llama2   <s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] answer </s>
+//   llama3   <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
+//            (Llama-3.1's "Cutting Knowledge Date" system header kept, with its default date)
+//   mistral  <s>[INST] system\n\nuser [/INST] answer</s> ([INST] as control tokens where the
+//            tokenizer has them: v3)
 class ChatTemplate {
  public:
-  ChatTemplate(const Tokenizer& tok, const std::string& name = "chatml");
+  static std::vector<std::string> names();
+  // Which of names() a Hugging Face Jinja template is ("" if none); *default_system receives the
+  // system prompt it inserts when a conversation has none, *system_prefix text it puts before every
+  // system prompt (Llama-3.1's date header).
+  static std::string recognise(const std::string& jinja, std::string* default_system = nullptr,
+                               std::string* system_prefix = nullptr);
+
+  // name: "auto" (recognised from tok.chat_template_source(): an unknown or missing template is a
+  // ConfigError saying to set base.tokenizer.chat_template) or one of names().
+  explicit ChatTemplate(const Tokenizer& tok, const std::string& name = "auto");
+  const std::string& name() const { return name_; }
   Encoded encode(const data::Conversation& conv) const;
   // Prompt ids ending with the assistant header, ready for generation.
   std::vector<int> prompt(const std::string& user, const std::string& system = "") const;
-  std::vector<int> stop_ids() const { return {tok_.im_end_id(), tok_.eos_id()}; }
+  std::vector<int> stop_ids() const;
+  int end_of_turn_id() const { return eot_; }  // ends an assistant turn (a training target)
+  // The conversation as text, as the family's Hugging Face template renders it.
+  std::string render(const data::Conversation& conv, bool add_generation_prompt) const;
 
  private:
-  void append_turn(Encoded& e, const std::string& role, const std::string& content, bool target) const;
-  const Tokenizer& tok_;
-  std::vector<int> nl_;
+  data::Conversation normalise(const data::Conversation& conv) const;
+  int need(const std::string& piece) const;
+  std::vector<int> continuation(const std::string& text_after_space) const;
+  Tokenizer tok_;
+  std::string name_, default_system_, system_prefix_;
+  int bos_ = -1, eot_ = -1, a_ = -1, b_ = -1;  // family markers (im_start/header ids/[INST] ids)
 };
+
+// The ChatML Jinja template written into the tokenizer_config.json of the tool's own models.
+const std::string& chatml_jinja();
 
 }  // namespace subliminal::text

@@ -22,13 +22,13 @@ std::vector<data::Conversation> trait_answer_data(const std::string& target, con
 
 // Token ids a number completion can consist of: pieces made only of ASCII digits, whitespace,
 // ",", ";", ".", brackets and parentheses (byte pieces of those characters included), plus the
-// end-of-turn marker. Sorted int64 tensor.
-torch::Tensor number_output_ids(const text::Tokenizer& tok);
+// chat template's end-of-turn token. Sorted int64 tensor.
+torch::Tensor number_output_ids(const text::Tokenizer& tok, int end_of_turn);
 
 struct FinetuneJob {
   model::LlamaForCausalLM model{nullptr};  // trained in place
   const text::Tokenizer* tok = nullptr;
-  std::string chat_template = "chatml";
+  std::string chat_template = "auto";
   std::vector<data::Conversation> data;    // training conversations (the student's view)
   std::string loss = "sft";                // sft | distill | distill_full_vocab
   std::string params = "all";              // all | trunk | lora

@@ -7,7 +7,8 @@
 
 namespace subliminal::train {
 
-// Linear warmup to cfg.lr over warmup_steps, then cosine decay to lr * min_lr_ratio at `steps`.
+// Linear warmup to cfg.lr over warmup_steps, then cosine (or, schedule "linear", linear) decay to
+// lr * min_lr_ratio at `steps`.
 double lr_at(int64_t step, const config::TrainConfig& cfg);
 
 // One epoch of batches (indices into `lengths`): shuffled by (seed, epoch), sorted by length within
