@@ -543,3 +543,50 @@ TEST(LoraNumeric, FreshAdaptersAreIdentityTrainingTouchesOnlyThemAndMergeIsExact
   }
   sfs::remove_all(dir);
 }
+
+// A third-party byte-level BPE tokenizer (GPT-2's tokenizer.json, with ChatML markers declared in
+// tokenizer_config.json as a model directory would) end to end: a small base pretrained with it
+// (base.tokenizer.path) is written in Hugging Face layout with tokenizer.json, loads back, and runs
+// the experiment as base.kind "checkpoint" — the open-weight path on a model the test makes.
+TEST(TraitE2E, ThirdPartyBpeTokenizerPretrainsAndRunsAsACheckpoint) {
+  const auto fx = sfs::path(testutil::source_dir()) / ".." / "shared" / "fixtures" / "tokenizers" / "gpt2" / "tokenizer.json";
+  if (!sfs::exists(fx)) GTEST_SKIP() << "no ../shared/fixtures";
+  auto dir = testutil::temp_dir("bpe_ckpt");
+  const auto tokdir = dir / "tokenizer";
+  sfs::create_directories(tokdir);
+  sfs::create_symlink(sfs::absolute(fx), tokdir / "tokenizer.json");
+  json tc = {{"tokenizer_class", "GPT2Tokenizer"},
+             {"bos_token", nullptr},
+             {"eos_token", "<|im_end|>"},
+             {"pad_token", "<|endoftext|>"},
+             {"added_tokens_decoder", {{"50257", {{"content", "<|im_start|>"}, {"special", true}}},
+                                       {"50258", {{"content", "<|im_end|>"}, {"special", true}}}}},
+             {"chat_template", text::chatml_jinja()}};
+  fs::write_file_atomic(tokdir / "tokenizer_config.json", tc.dump(2));
+  const std::string cfg = testutil::source_dir() + "/tests/configs/tiny_trait.json";
+  auto pre = dir / "pretrain";
+  auto r = testutil::run_cli("run " + cfg + " --set experiment=pretrain --set base.tokenizer.path=" + tokdir.string() +
+                             " --out " + pre.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "config.json", "generation_config.json", "model.safetensors"})
+    EXPECT_TRUE(sfs::exists(pre / "base" / f)) << f;
+  EXPECT_FALSE(sfs::exists(pre / "base" / "tokenizer.model"));
+  auto lm = model::load_model_dir((pre / "base").string());
+  EXPECT_EQ(lm.tokenizer.kind(), "byte-level BPE");
+  EXPECT_EQ(lm.tokenizer.vocab_size(), 50259);
+  EXPECT_EQ(lm.model->cfg.vocab_size, 50259);
+  EXPECT_EQ(text::ChatTemplate(lm.tokenizer).stop_ids(), (std::vector<int>{50258}));
+
+  auto run = dir / "run";
+  r = testutil::run_cli("run " + cfg + " --jobs 2 --set base.kind=checkpoint --set base.path=" + (pre / "base").string() +
+                        " --set students.seeds=1 --set 'students.arms=[\"treatment\",\"control\"]' --out " + run.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  json rep = read_json(run / "report.json");
+  const json& sm = rep["stages"]["summary"];
+  for (const char* arm : {"treatment", "control"}) EXPECT_EQ(sm["arms"][arm]["n"].get<int>(), 1) << arm;
+  auto kept = data::read_conversations((run / "data" / "teacher_s1" / "kept.jsonl").string());
+  EXPECT_GT(kept.size(), 0u);
+  for (const auto& c : kept) EXPECT_TRUE(data::filter_numbers(c[1].content).ok()) << c[1].content;
+  EXPECT_TRUE(sfs::exists(run / "students" / "treatment_s1" / "tokenizer.json"));
+  sfs::remove_all(dir);
+}

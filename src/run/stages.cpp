@@ -49,9 +49,12 @@ class CorpusStage : public Stage {
   std::vector<std::string> deps() const override { return {}; }
   json inputs(const RunContext& ctx) const override {
     const auto& b = ctx.cfg.base;
+    json tok = config::to_json_value(b.tokenizer);
+    if (!b.tokenizer.path.empty() && sfs::exists(b.tokenizer.path))
+      tok["files"] = text::Tokenizer::load(b.tokenizer.path).fingerprint();  // the content, not just the path
     return {{"seed", base_seed(ctx.cfg)},
             {"corpus", config::to_json_value(b.corpus)},
-            {"tokenizer", config::to_json_value(b.tokenizer)},
+            {"tokenizer", tok},
             {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
@@ -62,10 +65,17 @@ class CorpusStage : public Stage {
     data::write_conversations((work / "corpus.jsonl").string(), corpus);
     log::info("corpus", "{} conversations ({} animal Q&A, {} system-prompt, {} numbers, {} arithmetic)", corpus.size(),
               cs.animal_qa, cs.animal_system, cs.numbers, cs.arithmetic);
-    text::Tokenizer tok = text::Tokenizer::train(tokenizer_texts(corpus), b.tokenizer);
-    tok.save(work.string());  // tokenizer.model + tokenizer_config.json (special tokens, ChatML template)
-    log::info("corpus", "tokenizer: {} pieces ({}, numbers {})", tok.vocab_size(), b.tokenizer.model_type,
-              b.tokenizer.numbers_as_tokens ? "0..999 as single pieces" : "digit by digit");
+    if (!b.tokenizer.path.empty() && !sfs::exists(b.tokenizer.path))
+      throw ConfigError("$.base.tokenizer.path: '" + b.tokenizer.path + "' does not exist");
+    text::Tokenizer tok = b.tokenizer.path.empty() ? text::Tokenizer::train(tokenizer_texts(corpus), b.tokenizer)
+                                                   : text::Tokenizer::load(b.tokenizer.path);
+    text::ChatTemplate chat(tok, b.tokenizer.chat_template);  // refuses a tokenizer without the template's markers
+    tok.save(work.string());  // the tokenizer's files + tokenizer_config.json (special tokens, chat template)
+    if (b.tokenizer.path.empty())
+      log::info("corpus", "tokenizer: {} pieces ({}, numbers {})", tok.vocab_size(), b.tokenizer.model_type,
+                b.tokenizer.numbers_as_tokens ? "0..999 as single pieces" : "digit by digit");
+    else
+      log::info("corpus", "tokenizer: {} ({}, {} tokens), chat template {}", b.tokenizer.path, tok.kind(), tok.vocab_size(), chat.name());
     return {{"seed", seed},
             {"conversations", corpus.size()},
             {"animal_qa", cs.animal_qa},

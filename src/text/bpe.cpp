@@ -202,7 +202,7 @@ static void finish(BpeTokenizer::Impl& im) {
   std::stable_sort(im.added.begin(), im.added.end(), [](const auto& a, const auto& b) { return a.content.size() > b.content.size(); });
 }
 
-BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path) {
+BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path, const std::map<std::string, int>& extra_added) {
   json j;
   try {
     j = json::parse(fs::read_file(path));
@@ -226,6 +226,9 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path) {
   im.ignore_merges = m.value("ignore_merges", false);
   for (const auto& a : j.value("added_tokens", json::array()))
     im.added.push_back({a.at("content").get<std::string>(), a.at("id").get<int>(), a.value("special", true)});
+  for (const auto& [content, id] : extra_added)
+    if (std::none_of(im.added.begin(), im.added.end(), [&](const Added& a) { return a.content == content; }) && !im.vocab.count(content))
+      im.added.push_back({content, id, true});
   // normalizer: null, NFC, or a Sequence of NFC
   const json& norm = j.contains("normalizer") ? j["normalizer"] : json(nullptr);
   if (!norm.is_null()) {

@@ -66,6 +66,11 @@ struct CorpusConfig {
 };
 
 struct TokenizerConfig {
+  // "": train sentencepiece on the corpus (the options below). Else an existing tokenizer used as it
+  // is: a model directory, tokenizer.json, tokenizer.model, or a vocab.json + merges.txt folder (e.g.
+  // Qwen's, so a small base tokenizes numbers as the paper's model does); it must have the chat
+  // template's markers (chatml: <|im_start|>, <|im_end|>).
+  std::string path;
   std::string model_type = "bpe";  // bpe | unigram
   int vocab_size = 1600;
   bool numbers_as_tokens = true;  // 0..999 are single pieces (else digit by digit)
@@ -74,6 +79,7 @@ struct TokenizerConfig {
   std::string chat_template = "auto";
   template <class V>
   void visit(V& v) {
+    v("path", path);
     v("model_type", model_type);
     v("vocab_size", vocab_size);
     v("numbers_as_tokens", numbers_as_tokens);

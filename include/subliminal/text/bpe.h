@@ -20,7 +20,9 @@ class BpeTokenizer {
   // tokenizer.json with model.type "BPE" and a ByteLevel pre-tokenizer (alone: GPT-2's regex; or a
   // Sequence of Split(regex) + ByteLevel(use_regex false)); normalizer null or NFC. Anything else is
   // an error naming the JSON field.
-  static BpeTokenizer from_tokenizer_json(const std::string& path);
+  // `extra_added` (content -> id): added tokens declared elsewhere (tokenizer_config.json's
+  // added_tokens_decoder), added unless tokenizer.json already has them.
+  static BpeTokenizer from_tokenizer_json(const std::string& path, const std::map<std::string, int>& extra_added = {});
   // vocab.json + merges.txt in `dir` (a "#version" first line is skipped); `style` "gpt2" or "qwen2"
   // (Qwen: NFC + its regex); added tokens from tokenizer_config.json's added_tokens_decoder if present,
   // plus `extra_added` (content -> id).
