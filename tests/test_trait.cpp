@@ -590,3 +590,44 @@ TEST(TraitE2E, ThirdPartyBpeTokenizerPretrainsAndRunsAsACheckpoint) {
   EXPECT_TRUE(sfs::exists(run / "students" / "treatment_s1" / "tokenizer.json"));
   sfs::remove_all(dir);
 }
+
+// lora.save "adapter": LoRA teachers and students are written as their PEFT adapter alone (pointing at
+// the init model), and everything downstream loads base + adapter: the same datasets and evaluation
+// samples as the merged directories, bit for bit.
+TEST(TraitE2E, AdapterOnlyLoraStagesGiveTheSameResultsAsMergedOnes) {
+  auto dir = testutil::temp_dir("adapter_only");
+  const std::string base = "run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --jobs 2 --set students.seeds=1" +
+                           " --set 'students.arms=[\"treatment\",\"control\"]' --set teacher.params=lora --set finetune.params=lora";
+  auto merged = dir / "merged", adapter = dir / "adapter";
+  auto r = testutil::run_cli(base + " --out " + merged.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  // the base and the datasets of the control arm do not depend on how LoRA stages are saved: share them
+  r = testutil::run_cli(base + " --set teacher.lora.save=adapter --set finetune.lora.save=adapter --out " + adapter.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* m : {"teacher", "students/treatment_s1", "students/control_s1"}) {
+    EXPECT_TRUE(sfs::exists(merged / m / "model.safetensors")) << m;
+    EXPECT_FALSE(sfs::exists(adapter / m / "model.safetensors")) << m;
+    EXPECT_TRUE(sfs::exists(adapter / m / "adapter" / "adapter_model.safetensors")) << m;
+    json ac = read_json(adapter / m / "adapter" / "adapter_config.json");
+    EXPECT_EQ(ac["base_model_name_or_path"], std::string(m) == "teacher" ? "../../base" : "../../../base") << m;
+  }
+  for (const char* f : {"data/teacher_s1/kept.jsonl", "eval/teacher/samples.jsonl", "eval/treatment_s1/samples.jsonl",
+                        "eval/control_s1/samples.jsonl"})
+    EXPECT_EQ(fs::sha256_file(adapter / f), fs::sha256_file(merged / f)) << f;
+  // an adapter-only directory loads like a model directory; a broken base path is named
+  auto lm = model::load_model_dir((adapter / "students" / "treatment_s1").string());
+  auto lm2 = model::load_model_dir((merged / "students" / "treatment_s1").string());
+  auto ids = torch::tensor({{1, 5, 9, 2}}, torch::kLong);
+  torch::NoGradGuard ng;
+  EXPECT_TRUE(torch::equal(lm.model->forward_causal(ids), lm2.model->forward_causal(ids)));
+  json ac = read_json(adapter / "students" / "control_s1" / "adapter" / "adapter_config.json");
+  ac["base_model_name_or_path"] = "../nowhere";
+  fs::write_file_atomic(adapter / "students" / "control_s1" / "adapter" / "adapter_config.json", ac.dump());
+  try {
+    model::load_model_dir((adapter / "students" / "control_s1").string());
+    ADD_FAILURE() << "a broken base path was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("base_model_name_or_path"), std::string::npos) << e.what();
+  }
+  sfs::remove_all(dir);
+}

@@ -78,6 +78,17 @@ static void validate_train(const TrainConfig& tr, const std::string& file, const
   one_of(tr.loss_weighting, {"token", "sequence"}, file, tp + ".loss_weighting");
 }
 
+static void validate_lora(const LoraConfig& l, const std::string& file, const std::string& p) {
+  check(l.r >= 1 && l.r <= 4096, file, p + ".r", "expected a rank 1 .. 4096, got " + str(l.r));
+  check(l.alpha > 0, file, p + ".alpha", "expected > 0, got " + str(l.alpha));
+  check(l.dropout >= 0 && l.dropout < 1, file, p + ".dropout", "expected 0 <= dropout < 1, got " + str(l.dropout));
+  check(!l.target_modules.empty(), file, p + ".target_modules", "expected at least one module");
+  for (size_t i = 0; i < l.target_modules.size(); ++i)
+    one_of(l.target_modules[i], {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}, file,
+           p + ".target_modules[" + std::to_string(i) + "]");
+  one_of(l.save, {"merged", "adapter"}, file, p + ".save");
+}
+
 bool valid_device_name(const std::string& s) {
   if (s == "cpu" || s == "cuda" || s == "auto") return true;
   if (s.rfind("cuda:", 0) != 0 || s.size() == 5 || s.size() > 8) return false;
@@ -170,6 +181,7 @@ void validate(const RunConfig& c, const std::string& file) {
   check(te.prompt_template >= 0 && te.prompt_template < 64, file, "$.teacher.prompt_template",
         "expected an index into data/system_prompts.json \"love\" (0 = the paper's prompt), got " + str(te.prompt_template));
   one_of(te.params, {"all", "trunk", "lora"}, file, "$.teacher.params");
+  validate_lora(te.lora, file, "$.teacher.lora");
   validate_train(te.train, file, "$.teacher.train");
 
   const auto& d = c.dataset;
@@ -207,13 +219,7 @@ void validate(const RunConfig& c, const std::string& file) {
   const auto& f = c.finetune;
   one_of(f.loss, {"sft", "distill", "distill_full_vocab"}, file, "$.finetune.loss");
   one_of(f.params, {"all", "trunk", "lora"}, file, "$.finetune.params");
-  check(f.lora.r >= 1 && f.lora.r <= 4096, file, "$.finetune.lora.r", "expected a rank 1 .. 4096, got " + str(f.lora.r));
-  check(f.lora.alpha > 0, file, "$.finetune.lora.alpha", "expected > 0, got " + str(f.lora.alpha));
-  check(f.lora.dropout >= 0 && f.lora.dropout < 1, file, "$.finetune.lora.dropout", "expected 0 <= dropout < 1, got " + str(f.lora.dropout));
-  check(!f.lora.target_modules.empty(), file, "$.finetune.lora.target_modules", "expected at least one module");
-  for (size_t i = 0; i < f.lora.target_modules.size(); ++i)
-    one_of(f.lora.target_modules[i], {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}, file,
-           "$.finetune.lora.target_modules[" + std::to_string(i) + "]");
+  validate_lora(f.lora, file, "$.finetune.lora");
   check(f.epochs >= 0 && f.epochs <= 10000, file, "$.finetune.epochs", "expected 0 (use train.steps) .. 10000, got " + str(f.epochs));
   validate_train(f.train, file, "$.finetune.train");
 

@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "subliminal/model/lora.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
 
@@ -83,8 +84,32 @@ void check_memory(const LlamaConfig& cfg, const std::string& where) {
                         "use a machine with more memory, or a smaller model");
 }
 
+// An adapter-only model directory (lora.save "adapter"): the base named by adapter_config.json's
+// base_model_name_or_path (relative to the adapter directory, or absolute) with the adapter merged.
+static LoadedModel load_adapter_only(const sfs::path& adapter, int depth) {
+  const auto cpath = adapter / "adapter_config.json";
+  json c;
+  try {
+    c = json::parse(fs::read_file(cpath));
+  } catch (const json::exception& e) {
+    throw DataError(cpath.string() + ": invalid JSON (" + e.what() + ")");
+  }
+  const std::string base = c.value("base_model_name_or_path", json("")).is_string() ? c.value("base_model_name_or_path", "") : "";
+  if (base.empty())
+    throw DataError(cpath.string() + ": field \"base_model_name_or_path\" is empty; an adapter-only model directory needs its base model's path");
+  const sfs::path bp = sfs::path(base).is_absolute() ? sfs::path(base) : (adapter / base).lexically_normal();
+  if (!sfs::exists(bp / "config.json") && !sfs::exists(bp / "adapter" / "adapter_config.json"))
+    throw IoError(cpath.string() + ": base_model_name_or_path \"" + base + "\" resolves to '" + bp.string() + "', which is not a model directory");
+  if (depth > 8) throw DataError(cpath.string() + ": adapters stacked more than 8 deep (a cycle?)");
+  LoadedModel lm = sfs::exists(bp / "config.json") ? load_model_dir(bp.string()) : load_adapter_only(bp / "adapter", depth + 1);
+  load_peft_adapter(adapter.string(), lm.model);
+  return lm;
+}
+
 LoadedModel load_model_dir(const std::string& dir) {
   sfs::path cfg_path = sfs::path(dir) / "config.json";
+  if (!sfs::exists(cfg_path) && sfs::exists(sfs::path(dir) / "adapter" / "adapter_config.json"))
+    return load_adapter_only(sfs::path(dir) / "adapter", 0);
   if (!sfs::exists(cfg_path)) throw IoError("'" + dir + "' is not a model directory: no config.json");
   json j;
   try {

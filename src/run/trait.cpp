@@ -46,6 +46,13 @@ ModelRef resolve_model(const RunContext& ctx, const std::string& stage) {
   return {ctx.stage_dir(stage).string(), ""};
 }
 
+// adapter_config.json's base_model_name_or_path for an adapter written to work/adapter: the init
+// model's directory relative to the adapter (so the run directory can move), resolved by
+// model::load_model_dir against the adapter directory.
+std::string adapter_base_path(const sfs::path& init_dir, const sfs::path& work) {
+  return sfs::absolute(init_dir).lexically_normal().lexically_relative(sfs::absolute(work / "adapter").lexically_normal()).string();
+}
+
 struct Loaded {
   model::LoadedModel lm;
   std::string system;
@@ -95,6 +102,7 @@ class TeacherStage : public Stage {
       job.lora = tc.lora;
       job.lora_seed = config::derive_seed(ctx.cfg.seed, "lora-init");
       job.adapter_dir = tc.params == "lora" ? (work / "adapter").string() : "";
+      job.base_model = adapter_base_path(ctx.stage_dir("base"), work);
       job.train = tc.train;
       job.seed = config::derive_seed(ctx.cfg.seed, "teacher", target);
       job.bf16 = model::use_bf16(ctx.cfg.precision, device);
@@ -104,7 +112,8 @@ class TeacherStage : public Stage {
       job.resume = resuming;
       res["finetune"] = run_finetune(job);
       lm.model->to(torch::kCPU);
-      model::save_model_dir(work.string(), lm.model, lm.tokenizer, {{"stage", name()}, {"teacher", tj}});
+      if (!(tc.params == "lora" && tc.lora.save == "adapter"))  // else adapter/ alone: loaded onto the base when used
+        model::save_model_dir(work.string(), lm.model, lm.tokenizer, {{"stage", name()}, {"teacher", tj}});
     }
     fs::write_file_atomic(work / "teacher.json", tj.dump(2) + "\n");
     return res;
@@ -204,6 +213,7 @@ class StudentStage : public Stage {
     job.lora = f.lora;
     job.lora_seed = config::derive_seed(ctx.cfg.seed, "lora-init");  // the teacher's adapter init: same init
     job.adapter_dir = f.params == "lora" ? (work / "adapter").string() : "";
+    job.base_model = adapter_base_path(ctx.stage_dir(a.init), work);
     job.epochs = f.epochs;
     job.train = f.train;
     std::unique_ptr<Loaded> teacher;
@@ -228,7 +238,8 @@ class StudentStage : public Stage {
     res["init"] = a.init;
     res["data"] = data_stage(a.source, k_);
     res["teacher"] = f.loss == "sft" ? "" : source_model(a.source);
-    model::save_model_dir(work.string(), init.model, init.tokenizer, {{"stage", name()}, {"finetune", fs::without_timings(res)}});
+    if (!(f.params == "lora" && f.lora.save == "adapter"))
+      model::save_model_dir(work.string(), init.model, init.tokenizer, {{"stage", name()}, {"finetune", fs::without_timings(res)}});
     fs::write_file_atomic(work / "finetune.json", fs::without_timings(res).dump(2) + "\n");
     return res;
   }

@@ -198,12 +198,18 @@ struct LoraConfig {
   int r = 8;
   double alpha = 8.0, dropout = 0.0;
   std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  // What a LoRA stage writes: "merged" (a full model directory with the adapter merged, plus the
+  // adapter under adapter/) or "adapter" (only adapter/, in PEFT layout, whose
+  // base_model_name_or_path points at the init model; loaded onto it when used: a 7B student is
+  // then 40 MB on disk, not 15 GB).
+  std::string save = "merged";
   template <class V>
   void visit(V& v) {
     v("r", r);
     v("alpha", alpha);
     v("dropout", dropout);
     v("target_modules", target_modules);
+    v("save", save);
   }
 };
 

@@ -34,6 +34,7 @@ struct FinetuneJob {
   std::string params = "all";              // all | trunk | lora
   config::LoraConfig lora;                 // params = lora: adapters added, trained, saved (PEFT) and merged
   std::string adapter_dir;                 // params = lora: where adapter_config.json + adapter_model.safetensors go
+  std::string base_model;                  // params = lora: adapter_config.json's base_model_name_or_path
   int epochs = 0;                          // > 0: overrides train.steps
   config::TrainConfig train;
   model::LlamaForCausalLM teacher{nullptr};  // distill: the teacher's weights
