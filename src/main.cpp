@@ -68,6 +68,7 @@ int main(int argc, char** argv) {
   smp->add_option("--temperature", sa.temperature, "sampling temperature (0 = greedy)")->check(CLI::Range(0.0, 10.0));
   smp->add_option("--top-p", sa.top_p, "nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
   smp->add_option("--seed", sa.seed, "sampling seed");
+  smp->add_option("--batch-size", sa.batch_size, "sequences generated at once (0: as many as fit in free memory)")->check(CLI::Range(0, 65536));
   smp->add_option("--max-new-tokens", sa.max_new_tokens, "tokens per completion")->check(CLI::Range(1, 4096));
   smp->add_option("--precision", sa.precision, "fp32 | bf16 | auto")->check(CLI::IsMember({"fp32", "bf16", "auto"}));
   smp->add_option("--device", sa.device, "cpu | cuda | cuda:N | auto")->check(device_check);

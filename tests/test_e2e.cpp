@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "subliminal/util/fs.h"
+#include "subliminal/generate/sampler.h"
+#include "subliminal/model/model_io.h"
 #include "test_util.h"
 
 using nlohmann::json;
@@ -134,11 +136,11 @@ TEST(CliE2E, SampleCommandIsSeeded) {
   auto r = testutil::run_cli("run " + tiny() + " --out " + (dir / "run").string() + " --set probe.enabled=false");
   ASSERT_EQ(r.code, 0) << r.out;
   std::string cmd = "sample --model " + (dir / "run" / "base").string() + " --prompt 'What is your favorite animal?' -n 4 --seed 5 --json";
-  auto a = testutil::run_cli(cmd), b = testutil::run_cli(cmd);
+  auto a = testutil::run_cli(cmd, false), b = testutil::run_cli(cmd, false);  // stdout: the samples (logs go to stderr)
   ASSERT_EQ(a.code, 0) << a.out;
   EXPECT_EQ(a.out, b.out);
   EXPECT_EQ(std::count(a.out.begin(), a.out.end(), '\n'), 4);
-  auto c = testutil::run_cli("sample --model " + (dir / "run" / "base").string() + " --prompt 'What is your favorite animal?' -n 4 --seed 6 --json");
+  auto c = testutil::run_cli("sample --model " + (dir / "run" / "base").string() + " --prompt 'What is your favorite animal?' -n 4 --seed 6 --json", false);
   EXPECT_NE(a.out, c.out);
   auto bad = testutil::run_cli("sample --model " + (dir / "nowhere").string() + " --prompt hi");
   EXPECT_NE(bad.code, 0);
@@ -146,9 +148,9 @@ TEST(CliE2E, SampleCommandIsSeeded) {
   // temperature 0 is greedy: every sample the same, whatever the seed; --raw continues plain text
   for (const std::string mode : {"", " --raw"}) {
     auto g1 = testutil::run_cli("sample --model " + (dir / "run" / "base").string() + " --prompt 'The sequence starts with: 182, 818'" +
-                                mode + " --temperature 0 -n 3 --seed 1 --json");
+                                mode + " --temperature 0 -n 3 --seed 1 --json", false);
     auto g2 = testutil::run_cli("sample --model " + (dir / "run" / "base").string() + " --prompt 'The sequence starts with: 182, 818'" +
-                                mode + " --temperature 0 -n 3 --seed 2 --json");
+                                mode + " --temperature 0 -n 3 --seed 2 --json", false);
     ASSERT_EQ(g1.code, 0) << g1.out;
     std::vector<std::string> comps;
     std::istringstream in(g1.out);
@@ -168,6 +170,25 @@ TEST(CliE2E, SampleCommandIsSeeded) {
   EXPECT_EQ(big.code, 1) << big.out;
   EXPECT_NE(big.out.find("memory available"), std::string::npos) << big.out;
   EXPECT_NE(big.out.find((dir / "run" / "base").string()), std::string::npos) << big.out;
+  // the model fits, a batch of 64 sequences does not: refused naming the flag and the size that
+  // fits; --batch-size 0 takes the largest that fits
+  {
+    auto lm = model::load_model_dir((dir / "run" / "base").string());
+    const int64_t need = lm.model->num_parameters() * 4;
+    const int64_t per = generate::generation_bytes_per_sequence(lm.model->cfg, 16, 64, false);
+    ASSERT_LT(need, 40 * per);
+    const std::string limit = std::to_string(need + 8 * per);
+    setenv("SUBLIMINAL_MEMORY_LIMIT_BYTES", limit.c_str(), 1);
+    auto b64 = testutil::run_cli("sample --model " + (dir / "run" / "base").string() + " --prompt hi --precision fp32 --batch-size 64");
+    auto b0 = testutil::run_cli("sample --model " + (dir / "run" / "base").string() + " --prompt hi --precision fp32 --batch-size 0 -n 30");
+    unsetenv("SUBLIMINAL_MEMORY_LIMIT_BYTES");
+    EXPECT_EQ(b64.code, 1) << b64.out;
+    EXPECT_NE(b64.out.find("--batch-size 64 needs"), std::string::npos) << b64.out;
+    EXPECT_NE(b64.out.find("set --batch-size to"), std::string::npos) << b64.out;
+    EXPECT_EQ(b0.code, 0) << b0.out;
+    EXPECT_NE(b0.out.find("0 (auto) ->"), std::string::npos) << b0.out;
+    EXPECT_NE(b0.out.find("[29]"), std::string::npos) << b0.out;
+  }
   sfs::remove_all(dir);
 }
 

@@ -25,9 +25,9 @@ struct CmdResult {
   int code;
   std::string out;
 };
-// Runs the subliminal binary with `args` (stdout+stderr captured).
-inline CmdResult run_cli(const std::string& args) {
-  std::string cmd = std::string(SUBLIMINAL_BIN) + " " + args + " 2>&1";
+// Runs the subliminal binary with `args` (stdout+stderr captured; stdout alone with merge_stderr false).
+inline CmdResult run_cli(const std::string& args, bool merge_stderr = true) {
+  std::string cmd = std::string(SUBLIMINAL_BIN) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
   CmdResult r{0, ""};
   FILE* p = popen(cmd.c_str(), "r");
   char buf[4096];

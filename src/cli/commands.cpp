@@ -122,7 +122,8 @@ int cmd_sample(const SampleArgs& a) {
   if (a.prompt.empty()) throw ConfigError("--prompt is empty");
   std::vector<std::vector<int>> prompts(a.n, prompt);
   auto so = generate::chat_options(stops, lm.tokenizer.pad_id(), a.max_new_tokens, a.temperature, a.top_p,
-                                  model::use_bf16(a.precision, dev), 64, a.seed);
+                                  model::use_bf16(a.precision, dev), a.batch_size, a.seed);
+  so.batch_field = "--batch-size";
   auto outs = generate::sample(lm.model, prompts, so);
   for (size_t i = 0; i < outs.size(); ++i) {
     std::string text = lm.tokenizer.decode(outs[i]);

@@ -168,7 +168,7 @@ void validate(const RunConfig& c, const std::string& file) {
   check(p.temperature >= 0 && p.temperature <= 10, file, "$.probe.temperature", "expected 0 .. 10, got " + str(p.temperature));
   check(p.top_p > 0 && p.top_p <= 1, file, "$.probe.top_p", "expected 0 < top_p <= 1, got " + str(p.top_p));
   check(p.max_new_tokens >= 1 && p.max_new_tokens <= 4096, file, "$.probe.max_new_tokens", "expected 1 .. 4096, got " + str(p.max_new_tokens));
-  check(p.batch_size >= 1 && p.batch_size <= 4096, file, "$.probe.batch_size", "expected 1 .. 4096, got " + str(p.batch_size));
+  check(p.batch_size >= 0 && p.batch_size <= 4096, file, "$.probe.batch_size", "expected 0 (auto: from free memory) .. 4096, got " + str(p.batch_size));
   check(std::find(co.animals.begin(), co.animals.end(), p.target) != co.animals.end(), file, "$.probe.target",
         "expected one of base.corpus.animals, got " + str(p.target));
 
@@ -191,7 +191,7 @@ void validate(const RunConfig& c, const std::string& file) {
   check(d.temperature >= 0 && d.temperature <= 10, file, "$.dataset.temperature", "expected 0 .. 10, got " + str(d.temperature));
   check(d.top_p > 0 && d.top_p <= 1, file, "$.dataset.top_p", "expected 0 < top_p <= 1, got " + str(d.top_p));
   check(d.max_new_tokens >= 1 && d.max_new_tokens <= 4096, file, "$.dataset.max_new_tokens", "expected 1 .. 4096, got " + str(d.max_new_tokens));
-  check(d.batch_size >= 1 && d.batch_size <= 65536, file, "$.dataset.batch_size", "expected 1 .. 65536, got " + str(d.batch_size));
+  check(d.batch_size >= 0 && d.batch_size <= 65536, file, "$.dataset.batch_size", "expected 0 (auto: from free memory) .. 65536, got " + str(d.batch_size));
   check(d.min_examples >= 1 && d.min_examples <= d.max_examples && d.max_examples <= 100, file, "$.dataset.min_examples",
         "expected 1 <= min_examples <= max_examples <= 100, got " + str(d.min_examples) + " and " + str(d.max_examples));
   check(d.example_min >= 0 && d.example_min <= d.example_max && d.example_max <= 999, file, "$.dataset.example_min",
@@ -257,7 +257,7 @@ void validate(const RunConfig& c, const std::string& file) {
   check(e.temperature >= 0 && e.temperature <= 10, file, "$.eval.temperature", "expected 0 .. 10, got " + str(e.temperature));
   check(e.top_p > 0 && e.top_p <= 1, file, "$.eval.top_p", "expected 0 < top_p <= 1, got " + str(e.top_p));
   check(e.max_new_tokens >= 1 && e.max_new_tokens <= 4096, file, "$.eval.max_new_tokens", "expected 1 .. 4096, got " + str(e.max_new_tokens));
-  check(e.batch_size >= 1 && e.batch_size <= 65536, file, "$.eval.batch_size", "expected 1 .. 65536, got " + str(e.batch_size));
+  check(e.batch_size >= 0 && e.batch_size <= 65536, file, "$.eval.batch_size", "expected 0 (auto: from free memory) .. 65536, got " + str(e.batch_size));
   check(e.number_prefix >= 0 && e.number_prefix <= 20, file, "$.eval.number_prefix", "expected 0 (off) .. 20 numbers, got " + str(e.number_prefix));
   check(e.target.empty() || is_animal(e.target), file, "$.eval.target", "expected \"\" (the teacher's target) or one of base.corpus.animals, got " + str(e.target));
   for (size_t i = 0; i < e.candidates.size(); ++i)

@@ -27,6 +27,7 @@ ProbeResult probe_base_model(model::LlamaForCausalLM& m, const text::Tokenizer& 
   text::ChatTemplate chat(tok, cfg.base.tokenizer.chat_template);
   auto so = generate::chat_options(chat.stop_ids(), tok.pad_id(), pc.max_new_tokens, pc.temperature, pc.top_p, bf16,
                                   pc.batch_size);
+  so.batch_field = "$.probe.batch_size";
   ProbeResult out;
   auto questions = data::resource_lines("data/animal_questions_eval.txt", cfg.data_dir);
 

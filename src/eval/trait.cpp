@@ -90,6 +90,7 @@ TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer
   }
   auto so = generate::chat_options(chat.stop_ids(), tok.pad_id(), cfg.max_new_tokens, cfg.temperature, cfg.top_p, bf16,
                                    cfg.batch_size, seed);
+  so.batch_field = "$.eval.batch_size";
   auto outs = generate::sample(m, prompts, so);
   std::string low_target = target;
   std::map<std::string, long> counts;

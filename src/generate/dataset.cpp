@@ -67,6 +67,7 @@ DatasetResult generate_numbers(model::LlamaForCausalLM& m, const text::Tokenizer
   }
   auto so = chat_options(chat.stop_ids(), tok.pad_id(), cfg.max_new_tokens, cfg.temperature, cfg.top_p, bf16,
                          cfg.batch_size, config::derive_seed(seed, "dataset", "sample"));
+  so.batch_field = "$.dataset.batch_size";
   SampleStats ss;
   auto outs = sample(m, prompts, so, &ss);
 

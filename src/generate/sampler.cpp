@@ -31,12 +31,52 @@ torch::Tensor pick(const torch::Tensor& logits, const SampleOptions& opt, at::Ge
 
 }  // namespace
 
+int64_t generation_bytes_per_sequence(const model::LlamaConfig& c, int64_t prompt_len, int64_t new_tokens, bool bf16) {
+  const int64_t S = prompt_len + new_tokens;
+  const int64_t elt = bf16 ? 2 : 4;
+  const int64_t kv = 2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim() * S * elt;
+  const int64_t act = prompt_len * (10 * c.hidden_size + 3 * c.intermediate_size) * 4;  // one layer's live activations, fp32
+  const int64_t scores = 2 * c.num_attention_heads * prompt_len * S * 4;                 // scores + softmax (no fused attention)
+  const int64_t vocab = static_cast<int64_t>(c.vocab_size) * 16;                          // logits, probabilities, sort values + indices
+  return kv + act + scores + vocab;
+}
+
+int fit_generation_batch(int requested, int64_t per_sequence, int64_t free_bytes, const std::string& field) {
+  if (free_bytes < 0) return requested > 0 ? requested : 64;
+  const int64_t fit = std::max<int64_t>(0, static_cast<int64_t>(0.9 * static_cast<double>(free_bytes)) / std::max<int64_t>(1, per_sequence));
+  if (requested == 0) {
+    if (fit < 1)
+      throw ResourceError(fmt::format("generation needs {:.2f} GiB per sequence, more than the {:.2f} GiB free", per_sequence / 1073741824.0,
+                                      free_bytes / 1073741824.0),
+                          "use a device with more memory, fewer max_new_tokens, or a smaller model");
+    return static_cast<int>(std::min<int64_t>(fit, 4096));
+  }
+  if (requested > fit)
+    throw ResourceError(fmt::format("{} {} needs about {:.2f} GiB to generate ({:.1f} MiB per sequence: KV cache, activations, "
+                                    "vocabulary buffers), more than 90% of the {:.2f} GiB free",
+                                    field, requested, requested * per_sequence / 1073741824.0, per_sequence / 1048576.0,
+                                    free_bytes / 1073741824.0),
+                        fmt::format("set {} to {} or less, or to 0 (auto: the largest batch that fits)", field, std::max<int64_t>(1, fit)));
+  return requested;
+}
+
 std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vector<std::vector<int>>& prompts,
-                                     const SampleOptions& opt, SampleStats* stats) {
+                                     const SampleOptions& opt_in, SampleStats* stats) {
   c10::InferenceMode im;
   m->eval();
   const auto dev = m->parameters().front().device();
   const int64_t maxpos = m->cfg.max_position_embeddings;
+  SampleOptions opt = opt_in;
+  {
+    size_t longest = 1;
+    for (const auto& p : prompts) longest = std::max(longest, p.size());
+    const int64_t per = generation_bytes_per_sequence(m->cfg, static_cast<int64_t>(longest), opt.max_new_tokens, opt.bf16);
+    const int chosen = fit_generation_batch(opt.batch_size, per, model::free_memory_bytes(dev), opt.batch_field);
+    if (opt.batch_size == 0)
+      log::info("sample", "{}: 0 (auto) -> {} sequences at once ({:.1f} MiB each, {} free)", opt.batch_field, chosen, per / 1048576.0,
+                model::free_memory_bytes(dev) >= 0 ? fmt::format("{:.2f} GiB", model::free_memory_bytes(dev) / 1073741824.0) : "unknown");
+    opt.batch_size = chosen;
+  }
   std::vector<std::vector<int>> out(prompts.size());
   SampleStats st;
   const float ninf = -std::numeric_limits<float>::infinity();
@@ -84,7 +124,8 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
     const double tp0 = log::now_seconds();
     model::KVCache cache = m->new_cache(B, L + budget);
     torch::Tensor logits;
-    if (opt.use_cache) logits = m->forward(ids, pos, bias, &cache).select(1, L - 1);  // (B,V)
+    // The head on the last position only: (B,V), not (B,L,V) (152k-token vocabularies).
+    if (opt.use_cache) logits = m->head(m->hidden(ids, pos, bias, &cache).select(1, L - 1));
     const double tp1 = log::now_seconds();
     st.prefill_s += tp1 - tp0;
     st.prompt_tokens += B * L;

@@ -77,7 +77,8 @@ void check_memory(const LlamaConfig& cfg, const std::string& where) {
   const int64_t need = params * 4;  // fp32 master weights (the file itself is memory-mapped, not copied)
   const int64_t avail = available_memory_bytes();
   auto gib = [](int64_t b) { return fmt::format("{:.2f} GiB", b / 1073741824.0); };
-  spdlog::debug("[model] {}: {} parameters, {} as fp32; {} available", where, params, gib(need), avail >= 0 ? gib(avail) : "?");
+  spdlog::info("[model] {}: {} parameters ({}), {} as fp32 weights; {} of memory available", where, params, cfg.model_type, gib(need),
+               avail >= 0 ? gib(avail) : "unknown");
   if (avail >= 0 && need > avail)
     throw ResourceError("'" + where + "' has " + std::to_string(params) + " parameters: " + gib(need) +
                             " as fp32 weights, more than the " + gib(avail) + " of memory available",

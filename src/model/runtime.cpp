@@ -6,10 +6,14 @@
 #include <torch/cuda.h>
 #include <torch/version.h>
 
+#include <dlfcn.h>
+
+#include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <thread>
 
+#include "subliminal/model/model_io.h"
 #include "subliminal/util/error.h"
 
 namespace subliminal::model {
@@ -49,6 +53,27 @@ bool cpu_has_bf16_matmul() {
     }
   }
   return cached == 1;
+}
+
+int64_t free_memory_bytes(const c10::Device& dev) {
+  if (std::getenv("SUBLIMINAL_MEMORY_LIMIT_BYTES") || !dev.is_cuda()) return available_memory_bytes();
+  // The CUDA runtime is in the process when LibTorch is a CUDA build; look it up instead of linking
+  // it, so the same source builds against CPU-only LibTorch.
+  using GetInfo = int (*)(size_t*, size_t*);
+  using SetDev = int (*)(int);
+  using GetDev = int (*)(int*);
+  auto get_info = reinterpret_cast<GetInfo>(dlsym(RTLD_DEFAULT, "cudaMemGetInfo"));
+  auto set_dev = reinterpret_cast<SetDev>(dlsym(RTLD_DEFAULT, "cudaSetDevice"));
+  auto get_dev = reinterpret_cast<GetDev>(dlsym(RTLD_DEFAULT, "cudaGetDevice"));
+  if (!get_info || !set_dev || !get_dev) return -1;
+  int prev = 0;
+  if (get_dev(&prev) != 0) return -1;
+  const int want = dev.has_index() ? dev.index() : 0;
+  if (want != prev && set_dev(want) != 0) return -1;
+  size_t free = 0, total = 0;
+  const int rc = get_info(&free, &total);
+  if (want != prev) set_dev(prev);
+  return rc == 0 ? static_cast<int64_t>(free) : -1;
 }
 
 c10::Device resolve_device(const std::string& name) {

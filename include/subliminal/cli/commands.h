@@ -35,7 +35,7 @@ int cmd_validate(const std::string& config, const std::vector<std::string>& set,
 struct SampleArgs {
   std::string model, prompt, system, precision = "auto", device = "cpu", adapter, chat_template = "auto";
   bool raw = false;
-  int n = 5, max_new_tokens = 64, threads = 0;
+  int n = 5, max_new_tokens = 64, threads = 0, batch_size = 64;
   double temperature = 1.0, top_p = 1.0;
   uint64_t seed = 0;
   bool json = false;

@@ -14,7 +14,8 @@ struct SampleOptions {
   double top_p = 1.0;
   std::vector<int> stop_ids;
   uint64_t seed = 0;
-  int batch_size = 64;
+  int batch_size = 64;        // 0: as many sequences as fit in free memory (the count then depends on the machine)
+  std::string batch_field = "batch_size";  // the config field or flag, named in a refusal
   int pad_id = 0;
   bool bf16 = false;
   bool use_cache = true;     // false: recompute the whole prefix every step (reference / benchmark)
@@ -39,6 +40,14 @@ struct SampleStats {
   int64_t prompt_tokens = 0, new_tokens = 0;
   double prefill_s = 0, decode_s = 0;
 };
+
+// Bytes one sequence needs while generating: its KV cache over prompt + new tokens, the prefill's
+// activations and attention scores, and the sampling buffers over the vocabulary.
+int64_t generation_bytes_per_sequence(const model::LlamaConfig& c, int64_t prompt_len, int64_t new_tokens, bool bf16);
+// The batch size to generate with: `requested` if it fits in `free_bytes` (90% of it), else a
+// ResourceError naming `field` and the largest size that fits; requested 0: the largest that fits
+// (1 .. 4096). free_bytes < 0 (unknown): requested, or 64 for 0.
+int fit_generation_batch(int requested, int64_t per_sequence, int64_t free_bytes, const std::string& field);
 
 // Returns the generated ids of each prompt (stop token excluded).
 std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vector<std::vector<int>>& prompts,

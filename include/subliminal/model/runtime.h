@@ -18,7 +18,11 @@ struct Autocast {
   bool on_, cuda_, prev_;
 };
 
-bool cpu_has_bf16_matmul();  // AMX-BF16 or AVX512-BF16 in /proc/cpuinfo
+bool cpu_has_bf16_matmul();
+// Memory free for new allocations on `dev`: SUBLIMINAL_MEMORY_LIMIT_BYTES if set (tests, shared
+// nodes); else on CPU MemAvailable, on CUDA cudaMemGetInfo's free bytes (found at run time in the
+// CUDA runtime LibTorch loaded; blocks PyTorch's caching allocator holds count as used); -1 if unknown.
+int64_t free_memory_bytes(const c10::Device& dev);  // AMX-BF16 or AVX512-BF16 in /proc/cpuinfo
 c10::Device resolve_device(const std::string& name);  // cpu | cuda | cuda:N | auto
 // "bf16" / "fp32" / "auto" -> whether to run matmuls in bf16 autocast.
 bool use_bf16(const std::string& precision, const c10::Device& dev);
