@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "subliminal/text/bpe.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -101,5 +103,26 @@ TEST(BpeTokenizer, UnsupportedTokenizerJsonIsRejectedNamingTheField) {
                 .find("normalizer"),
             std::string::npos);
   EXPECT_NE(write("{not json").find("not valid JSON"), std::string::npos);
+  sfs::remove_all(dir);
+}
+
+// Llama-3's tokenizer.json sets model.ignore_merges: a pre-token that is itself a vocabulary entry
+// is that one token even when the merges would not build it.
+TEST(BpeTokenizer, IgnoreMergesTakesWholeVocabularyWords) {
+  auto dir = testutil::temp_dir("bpe_ignore_merges");
+  auto make = [&](bool ignore) {
+    nlohmann::json j = {{"model", {{"type", "BPE"},
+                                   {"ignore_merges", ignore},
+                                   {"vocab", {{"a", 0}, {"b", 1}, {"c", 2}, {"ab", 3}, {"abc", 4}}},
+                                   {"merges", {"a b"}}}},
+                        {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+                        {"normalizer", nullptr},
+                        {"added_tokens", nlohmann::json::array()}};
+    fs::write_file_atomic(dir / "tokenizer.json", j.dump());
+    return text::BpeTokenizer::from_tokenizer_json((dir / "tokenizer.json").string());
+  };
+  EXPECT_EQ(make(false).encode("abc"), (std::vector<int>{3, 2}));  // merges only: "ab" + "c"
+  EXPECT_EQ(make(true).encode("abc"), (std::vector<int>{4}));      // the whole word is in the vocabulary
+  EXPECT_EQ(make(true).encode("abcab"), (std::vector<int>{3, 2, 3}));  // "abcab" is not: merges as before
   sfs::remove_all(dir);
 }
