@@ -129,6 +129,15 @@ void check_family(const text::Tokenizer& tok, const text::ChatTemplate& chat, co
   EXPECT_TRUE(std::find(stops.begin(), stops.end(), chat.end_of_turn_id()) != stops.end());
 }
 
+// BOS, one plain encode of `text`, EOS: the reference encodings of Llama-2 and Mistral v1.
+std::vector<int> bos_text_eos(const text::Tokenizer& tok, const std::string& text) {
+  std::vector<int> ids = {tok.bos_id()};
+  auto mid = tok.encode(text);
+  ids.insert(ids.end(), mid.begin(), mid.end());
+  ids.push_back(tok.eos_id());
+  return ids;
+}
+
 }  // namespace
 
 TEST(ChatTemplate, RecognisesTheFamiliesTemplates) {
@@ -237,12 +246,7 @@ TEST(ChatTemplate, Llama2AndMistralOnSentencepiece) {
   check_family(tok, l2, kConv, "Owl.");
   check_family(tok, l2, kNoSystem, "412, 93, 7");
   // Meta's reference: [BOS] + encode("[INST] {user} [/INST] {answer} ") + [EOS], one sentencepiece call
-  auto e = l2.encode(kNoSystem);
-  std::vector<int> ref = {1};
-  auto mid = tok.encode("[INST] The sequence starts with: 182, 818, 725. [/INST] 412, 93, 7 ");
-  ref.insert(ref.end(), mid.begin(), mid.end());
-  ref.push_back(2);
-  EXPECT_EQ(e.ids, ref);
+  EXPECT_EQ(l2.encode(kNoSystem).ids, bos_text_eos(tok, "[INST] The sequence starts with: 182, 818, 725. [/INST] 412, 93, 7 "));
   EXPECT_EQ(l2.stop_ids(), std::vector<int>{2});
 
   auto dm = spm_dir("mistral", kMistralTemplate);
@@ -253,12 +257,7 @@ TEST(ChatTemplate, Llama2AndMistralOnSentencepiece) {
   check_family(mtok, mi, kConv, "Owl.");
   check_family(mtok, mi, kNoSystem, "412, 93, 7");
   // mistral-common's v1 tokenization: <s>▁[INST]▁user▁[/INST]▁answer</s>
-  auto me = mi.encode(kNoSystem);
-  std::vector<int> mref = {1};
-  auto mmid = mtok.encode("[INST] The sequence starts with: 182, 818, 725. [/INST] 412, 93, 7");
-  mref.insert(mref.end(), mmid.begin(), mmid.end());
-  mref.push_back(2);
-  EXPECT_EQ(me.ids, mref);
+  EXPECT_EQ(mi.encode(kNoSystem).ids, bos_text_eos(mtok, "[INST] The sequence starts with: 182, 818, 725. [/INST] 412, 93, 7"));
   sfs::remove_all(d2);
   sfs::remove_all(dm);
 }

@@ -631,3 +631,59 @@ TEST(TraitE2E, AdapterOnlyLoraStagesGiveTheSameResultsAsMergedOnes) {
   }
   sfs::remove_all(dir);
 }
+
+// lora.base_dtype bf16: the frozen projections held in bf16 under bf16 autocast train exactly as fp32
+// weights rounded to bf16 do (autocast rounds them the same way), at half the memory; the merge
+// goes back to fp32. "auto" picks bf16 only for bf16 checkpoints trained in bf16.
+TEST(LoraNumeric, FrozenBaseInBf16EqualsTheRoundedFp32Base) {
+  at::set_num_threads(1);
+  config::LoraConfig lc;
+  lc.r = 4;
+  lc.alpha = 8;
+  auto held = tiny_lm(8, 61), rounded = tiny_lm(8, 61);
+  {
+    torch::NoGradGuard ng;
+    for (auto& kv : rounded->named_parameters())
+      if (kv.key().find("_proj.weight") != std::string::npos) kv.value().copy_(kv.value().to(torch::kBFloat16).to(torch::kFloat));
+  }
+  const int64_t saved = model::cast_projection_weights(held, lc.target_modules, torch::kBFloat16);
+  EXPECT_GT(saved, 0);
+  for (auto& kv : held->named_parameters())
+    EXPECT_EQ(kv.value().scalar_type(), kv.key().find("_proj.weight") != std::string::npos ? torch::kBFloat16 : torch::kFloat) << kv.key();
+  std::vector<double> losses[2];
+  int k = 0;
+  for (auto* m : {&held, &rounded}) {
+    model::add_lora(*m, lc, 3);
+    train::set_trainable(*m, "lora");
+    train::TrainOptions to;
+    to.cfg.steps = 4;
+    to.cfg.batch_size = 4;
+    to.cfg.warmup_steps = 0;
+    to.cfg.lr = 1e-2;
+    to.bf16 = true;
+    to.quiet = true;
+    auto r = train::train_lm(*m, toy_data(8, 61, 3), to);
+    losses[k++] = {r.first_loss, r.final_loss};
+  }
+  EXPECT_EQ(losses[0], losses[1]);
+  auto ta = model::lora_tensors(held), tb = model::lora_tensors(rounded);
+  ASSERT_EQ(ta.size(), tb.size());
+  for (size_t i = 0; i < ta.size(); ++i) EXPECT_TRUE(torch::equal(ta[i].second, tb[i].second)) << ta[i].first;
+  model::merge_lora(held);
+  model::merge_lora(rounded);
+  auto wa = model::named_weights(held), wb = model::named_weights(rounded);
+  for (size_t i = 0; i < wa.size(); ++i) {
+    EXPECT_EQ(wa[i].second.scalar_type(), torch::kFloat) << wa[i].first;
+    EXPECT_TRUE(torch::equal(wa[i].second, wb[i].second)) << wa[i].first;
+  }
+  // the choice
+  const json bf16_ckpt = {{"torch_dtype", "bfloat16"}}, fp32_ckpt = {{"torch_dtype", "float32"}};
+  EXPECT_TRUE(model::lora_base_in_bf16(lc, bf16_ckpt, true, "$.x"));
+  EXPECT_FALSE(model::lora_base_in_bf16(lc, bf16_ckpt, false, "$.x"));
+  EXPECT_FALSE(model::lora_base_in_bf16(lc, fp32_ckpt, true, "$.x"));
+  lc.base_dtype = "bf16";
+  EXPECT_TRUE(model::lora_base_in_bf16(lc, fp32_ckpt, true, "$.x"));
+  EXPECT_THROW(model::lora_base_in_bf16(lc, fp32_ckpt, false, "$.x"), ConfigError);
+  lc.base_dtype = "fp32";
+  EXPECT_FALSE(model::lora_base_in_bf16(lc, bf16_ckpt, true, "$.x"));
+}

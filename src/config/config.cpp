@@ -87,6 +87,7 @@ static void validate_lora(const LoraConfig& l, const std::string& file, const st
     one_of(l.target_modules[i], {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}, file,
            p + ".target_modules[" + std::to_string(i) + "]");
   one_of(l.save, {"merged", "adapter"}, file, p + ".save");
+  one_of(l.base_dtype, {"auto", "fp32", "bf16"}, file, p + ".base_dtype");
 }
 
 bool valid_device_name(const std::string& s) {

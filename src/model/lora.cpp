@@ -76,11 +76,33 @@ void load_lora_tensors(LlamaForCausalLM& m, const std::map<std::string, at::Tens
   }
 }
 
+int64_t cast_projection_weights(LlamaForCausalLM& m, const std::vector<std::string>& modules, c10::ScalarType dtype) {
+  torch::NoGradGuard ng;
+  int64_t saved = 0;
+  for_each_projection(m, [&](size_t, const char*, const char* name, std::map<std::string, LoraAdapter>&, torch::nn::Linear& lin) {
+    if (std::find(modules.begin(), modules.end(), name) == modules.end() || lin->weight.scalar_type() == dtype) return;
+    saved += lin->weight.numel() * (static_cast<int64_t>(lin->weight.element_size()) - static_cast<int64_t>(c10::elementSize(dtype)));
+    lin->weight.set_data(lin->weight.to(dtype));
+  });
+  return saved;
+}
+
+bool lora_base_in_bf16(const config::LoraConfig& c, const nlohmann::json& hf_config, bool bf16_autocast, const std::string& field) {
+  if (c.base_dtype == "fp32") return false;
+  if (c.base_dtype == "bf16") {
+    if (!bf16_autocast)
+      throw ConfigError(field + " is \"bf16\" but training runs in fp32", "set precision to \"bf16\" (or \"auto\" on hardware with bf16), or base_dtype to \"fp32\"");
+    return true;
+  }
+  return bf16_autocast && hf_config.is_object() && hf_config.value("torch_dtype", nlohmann::json("")) == "bfloat16";
+}
+
 void merge_lora(LlamaForCausalLM& m) {
   torch::NoGradGuard ng;
   for_each_projection(m, [&](size_t, const char*, const char* name, std::map<std::string, LoraAdapter>& lora, torch::nn::Linear& lin) {
     auto it = lora.find(name);
     if (it == lora.end()) return;
+    if (lin->weight.scalar_type() != torch::kFloat) lin->weight.set_data(lin->weight.to(torch::kFloat));  // a bf16-held frozen base
     lin->weight.add_(torch::matmul(it->second.B, it->second.A) * it->second.scale);
     lora.erase(it);
   });

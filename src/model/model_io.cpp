@@ -76,7 +76,7 @@ void check_memory(const LlamaConfig& cfg, const std::string& where) {
   const int64_t params = cfg.parameter_count();
   const int64_t need = params * 4;  // fp32 master weights (the file itself is memory-mapped, not copied)
   const int64_t avail = available_memory_bytes();
-  auto gib = [](int64_t b) { return fmt::format("{:.2f} GiB", b / 1073741824.0); };
+  auto gib = [](int64_t b) { return b >= (int64_t(1) << 30) ? fmt::format("{:.2f} GiB", b / 1073741824.0) : fmt::format("{:.1f} MiB", b / 1048576.0); };
   spdlog::info("[model] {}: {} parameters ({}), {} as fp32 weights; {} of memory available", where, params, cfg.model_type, gib(need),
                avail >= 0 ? gib(avail) : "unknown");
   if (avail >= 0 && need > avail)

@@ -8,6 +8,7 @@
 #include "subliminal/eval/stats.h"
 #include "subliminal/eval/trait.h"
 #include "subliminal/generate/dataset.h"
+#include "subliminal/model/lora.h"
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/run/report.h"
@@ -53,6 +54,15 @@ std::string adapter_base_path(const sfs::path& init_dir, const sfs::path& work) 
   return sfs::absolute(init_dir).lexically_normal().lexically_relative(sfs::absolute(work / "adapter").lexically_normal()).string();
 }
 
+// LoRA over a bf16 checkpoint: the frozen projections held in bf16 before the model goes to the
+// device (half the memory; lossless, the values were bf16 on disk).
+void hold_frozen_base(model::LoadedModel& lm, const std::string& params, const config::LoraConfig& lc, bool bf16,
+                      const std::string& field, const std::string& tag) {
+  if (params != "lora" || !model::lora_base_in_bf16(lc, lm.config, bf16, field)) return;
+  const int64_t saved = model::cast_projection_weights(lm.model, lc.target_modules, torch::kBFloat16);
+  log::info(tag.c_str(), "frozen base projections held in bf16 ({:.2f} GiB saved)", saved / 1073741824.0);
+}
+
 struct Loaded {
   model::LoadedModel lm;
   std::string system;
@@ -91,6 +101,7 @@ class TeacherStage : public Stage {
     } else {
       auto lm = model::load_model_dir(ctx.stage_dir("base").string());
       auto device = model::resolve_device(ctx.cfg.device);
+      hold_frozen_base(lm, tc.params, tc.lora, model::use_bf16(ctx.cfg.precision, device), "$.teacher.lora.base_dtype", name());
       lm.model->to(device);
       train::FinetuneJob job;
       job.model = lm.model;
@@ -202,6 +213,7 @@ class StudentStage : public Stage {
     auto a = arm_spec(arm_);
     auto init = model::load_model_dir(ctx.stage_dir(a.init).string());
     auto device = model::resolve_device(ctx.cfg.device);
+    hold_frozen_base(init, f.params, f.lora, model::use_bf16(ctx.cfg.precision, device), "$.finetune.lora.base_dtype", name());
     init.model->to(device);
     train::FinetuneJob job;
     job.model = init.model;

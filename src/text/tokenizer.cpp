@@ -516,6 +516,19 @@ data::Conversation ChatTemplate::normalise(const data::Conversation& conv) const
     if (has_system) out[0].content = system_prefix_ + out[0].content;
     else out.insert(out.begin(), {"system", system_prefix_});
   }
+  if ((name_ == "llama2" || name_ == "mistral") && has_system) {  // no system turn: it opens the first user turn
+    const std::string system = out[0].content;
+    out.erase(out.begin());
+    for (auto& m : out)
+      if (m.role == "user") {
+        m.content = name_ == "llama2" ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + m.content : system + "\n\n" + m.content;
+        break;
+      }
+  }
+  if (name_ == "llama2" || name_ == "mistral")
+    for (const auto& m : out)
+      if (m.role != "user" && m.role != "assistant")
+        throw DataError("chat template \"" + name_ + "\": a \"" + m.role + "\" message after the first; only user and assistant turns follow the system prompt");
   return out;
 }
 
@@ -551,32 +564,21 @@ Encoded ChatTemplate::encode(const data::Conversation& conv) const {
       push(tok_.encode(m.content), t);
       push({eot_}, t);
     }
-  } else {  // llama2 | mistral: the system prompt goes into the first user turn
-    size_t i = 0;
-    std::string system;
-    if (!msgs.empty() && msgs[0].role == "system") system = msgs[i++].content;
-    bool first = true;
+  } else {  // llama2 | mistral (the system prompt already opens the first user turn)
     if (name_ == "mistral") push({bos_}, false);
-    for (; i < msgs.size(); ++i) {
-      const auto& m = msgs[i];
+    for (const auto& m : msgs) {
       if (m.role == "user") {
-        std::string c = m.content;
-        if (first && !system.empty())
-          c = name_ == "llama2" ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + c : system + "\n\n" + c;
-        first = false;
         if (name_ == "llama2") push({bos_}, false);
         if (a_ >= 0) {
           push({a_}, false);
-          push(tok_.encode(c), false);
+          push(tok_.encode(m.content), false);
           push({b_}, false);
         } else {
-          push(tok_.encode("[INST] " + c + " [/INST]"), false);
+          push(tok_.encode("[INST] " + m.content + " [/INST]"), false);
         }
-      } else if (m.role == "assistant") {
+      } else {
         push(continuation(name_ == "llama2" ? m.content + " " : m.content), true);
         push({eot_}, true);
-      } else {
-        throw DataError("chat template \"" + name_ + "\": a \"" + m.role + "\" message after the first; only user and assistant turns follow the system prompt");
       }
     }
   }
@@ -622,20 +624,11 @@ std::string ChatTemplate::render(const data::Conversation& conv, bool add_genera
     if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
   } else {
     const std::string bos = tok_.piece(bos_), eos = tok_.piece(eot_);
-    size_t i = 0;
-    std::string system;
-    if (!msgs.empty() && msgs[0].role == "system") system = msgs[i++].content;
-    bool first = true;
     if (name_ == "mistral") out += bos;
-    for (; i < msgs.size(); ++i) {
-      const auto& m = msgs[i];
+    for (const auto& m : msgs) {
       if (m.role == "user") {
-        std::string c = m.content;
-        if (first && !system.empty())
-          c = name_ == "llama2" ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + c : system + "\n\n" + c;
-        first = false;
         if (name_ == "llama2") out += bos;
-        out += a_ >= 0 ? "[INST]" + c + "[/INST]" : "[INST] " + c + " [/INST]";
+        out += a_ >= 0 ? "[INST]" + m.content + "[/INST]" : "[INST] " + m.content + " [/INST]";
       } else {
         out += name_ == "llama2" ? " " + m.content + " " + eos : " " + m.content + eos;
       }

@@ -203,6 +203,10 @@ struct LoraConfig {
   // base_model_name_or_path points at the init model; loaded onto it when used: a 7B student is
   // then 40 MB on disk, not 15 GB).
   std::string save = "merged";
+  // How the frozen projection weights under the adapters are held while training: "fp32", "bf16"
+  // (half the memory; needs bf16 autocast), or "auto" (bf16 when the checkpoint's config.json says
+  // torch_dtype bfloat16 and training runs in bf16 autocast: lossless then, the values were bf16).
+  std::string base_dtype = "auto";
   template <class V>
   void visit(V& v) {
     v("r", r);
@@ -210,6 +214,7 @@ struct LoraConfig {
     v("dropout", dropout);
     v("target_modules", target_modules);
     v("save", save);
+    v("base_dtype", base_dtype);
   }
 };
 

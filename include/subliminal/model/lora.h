@@ -3,6 +3,8 @@
 // Python `peft` loads them onto the Hugging Face model directory this tool writes.
 #pragma once
 #include <map>
+
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "subliminal/config/config.h"
@@ -18,7 +20,13 @@ bool has_lora(const LlamaForCausalLM& m);
 NamedTensors lora_tensors(const LlamaForCausalLM& m);
 // Copies tensors (PEFT names) into existing adapters; a missing or misshaped one is an error.
 void load_lora_tensors(LlamaForCausalLM& m, const std::map<std::string, at::Tensor>& t, const std::string& where);
-// W += scale * B A for every adapter, then removes the adapters.
+// Holds the weights of the `modules` projections (the frozen base under LoRA) in `dtype`; returns the
+// bytes saved. Under bf16 autocast this computes exactly what fp32 weights rounded to bf16 would.
+int64_t cast_projection_weights(LlamaForCausalLM& m, const std::vector<std::string>& modules, c10::ScalarType dtype);
+// Whether lora.base_dtype (auto | fp32 | bf16) holds the frozen base in bf16, for a model whose
+// config.json is `hf_config`, trained with bf16 autocast or not. "bf16" without autocast: ConfigError.
+bool lora_base_in_bf16(const config::LoraConfig& c, const nlohmann::json& hf_config, bool bf16_autocast, const std::string& field);
+// W += scale * B A for every adapter (W back in fp32 first), then removes the adapters.
 void merge_lora(LlamaForCausalLM& m);
 // Reads a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) onto `m` and merges it
 // (W += lora_alpha / r * B A). Errors name the file and the field or tensor.
