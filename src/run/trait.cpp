@@ -60,7 +60,7 @@ void hold_frozen_base(model::LoadedModel& lm, const std::string& params, const c
                       const std::string& field, const std::string& tag) {
   if (params != "lora" || !model::lora_base_in_bf16(lc, lm.config, bf16, field)) return;
   const int64_t saved = model::cast_projection_weights(lm.model, lc.target_modules, torch::kBFloat16);
-  log::info(tag.c_str(), "frozen base projections held in bf16 ({:.2f} GiB saved)", saved / 1073741824.0);
+  log::info(tag.c_str(), "frozen base projections held in bf16 ({:.1f} MiB saved)", saved / 1048576.0);
 }
 
 struct Loaded {
