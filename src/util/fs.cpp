@@ -62,12 +62,19 @@ std::string self_exe() {
   return p.string();
 }
 
-int spawn(const std::vector<std::string>& args) {
+int spawn(const std::vector<std::string>& args, const std::string& log_path) {
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, args.at(0).c_str(), nullptr, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (!log_path.empty()) {  // stdout and stderr appended to the log
+    posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  }
+  int rc = posix_spawn(&pid, args.at(0).c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) throw IoError("cannot start '" + args[0] + "': " + std::strerror(rc));
   return pid;
 }

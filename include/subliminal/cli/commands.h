@@ -42,6 +42,14 @@ struct SampleArgs {
 };
 int cmd_sample(const SampleArgs& a);
 
+struct SweepArgs {
+  std::string file, out;
+  std::vector<std::string> set;
+  bool plan = false, local = false, slurm = false, submit = false;
+  int jobs = 1;
+};
+int cmd_sweep(const SweepArgs& a);
+
 struct BenchArgs {
   std::vector<std::string> presets = {"small", "medium"};
   int steps = 8, batch_size = 32, seq_len = 128, threads = 0, gen_batch = 64, gen_tokens = 64;

@@ -23,8 +23,9 @@ void make_dirs(const stdfs::path& p);
 nlohmann::json without_timings(const nlohmann::json& j);
 // This process's executable (/proc/self/exe resolved).
 std::string self_exe();
-// Starts args[0] with args (no shell), inheriting the environment and stdio; returns its pid.
-int spawn(const std::vector<std::string>& args);
+// Starts args[0] with args (no shell), inheriting the environment and stdio (or, with `log_path`,
+// stdout and stderr appended to that file); returns its pid.
+int spawn(const std::vector<std::string>& args, const std::string& log_path = "");
 
 // SHA-256 (FIPS 180-4), hex-encoded.
 std::string sha256_hex(const std::string& data);
