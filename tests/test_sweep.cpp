@@ -1,0 +1,140 @@
+// Sweeps: expansion of grid and zip axes into resolved configs with stable names, errors that name the
+// sweep file and the axis, status from the run directories, local execution that skips finished runs
+// and resumes partial ones, and the Slurm job-array script over the runs that are not done.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "subliminal/run/sweep.h"
+#include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
+#include "test_util.h"
+
+using namespace subliminal;
+namespace sfs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+sfs::path write_sweep(const sfs::path& dir, const std::string& text) {
+  sfs::create_directories(dir);
+  fs::write_file_atomic(dir / "sweep.json", text);
+  return dir / "sweep.json";
+}
+
+std::string error_of(const sfs::path& f) {
+  try {
+    run::load_sweep(f.string(), (f.parent_path() / "out").string());
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Sweep, GridAndZipExpandInFileOrderWithStableReadableNames) {
+  auto dir = testutil::temp_dir("sweep_expand");
+  const std::string tiny = testutil::source_dir() + "/tests/configs/tiny_trait.json";
+  auto f = write_sweep(dir, R"({"name": "s", "base": ")" + tiny + R"(", "set": {"students.seeds": 1},
+    "zip": {"finetune.train.lr": [0.001, 0.003], "finetune.train.steps": [6, 2]},
+    "grid": {"teacher.target": ["owl", "eagle", "dolphin"], "seed": [1, 2], "teacher.lora.r": [4], "finetune.lora.r": [8]}})");
+  auto s = run::load_sweep(f.string(), (dir / "out").string());
+  ASSERT_EQ(s.runs.size(), 2u * 3 * 2);
+  // zip first (file order), then the grid; shared last segments ("r") keep the full key
+  EXPECT_EQ(s.runs[0].name, "lr-0.001_steps-6_target-owl_seed-1_teacher.lora.r-4_finetune.lora.r-8");
+  EXPECT_EQ(s.runs[1].name, "lr-0.001_steps-6_target-owl_seed-2_teacher.lora.r-4_finetune.lora.r-8");
+  EXPECT_EQ(s.runs.back().name, "lr-0.003_steps-2_target-dolphin_seed-2_teacher.lora.r-4_finetune.lora.r-8");
+  std::set<std::string> names;
+  for (const auto& r : s.runs) {
+    names.insert(r.name);
+    EXPECT_EQ(r.config["name"], "s." + r.name);
+    EXPECT_EQ(r.config["students"]["seeds"], 1);  // "set" reaches every run
+  }
+  EXPECT_EQ(names.size(), s.runs.size());
+  // the values went into the resolved configs (zip pairs stay paired)
+  EXPECT_EQ(s.runs.back().config["finetune"]["train"]["lr"], 0.003);
+  EXPECT_EQ(s.runs.back().config["finetune"]["train"]["steps"], 2);
+  EXPECT_EQ(s.runs.back().config["teacher"]["target"], "dolphin");
+  EXPECT_EQ(s.runs.back().config["seed"], 2);
+  // the same file gives the same names and configs
+  auto again = run::load_sweep(f.string(), (dir / "out").string());
+  for (size_t i = 0; i < s.runs.size(); ++i) {
+    EXPECT_EQ(again.runs[i].name, s.runs[i].name);
+    EXPECT_EQ(again.runs[i].config, s.runs[i].config);
+  }
+  run::write_sweep_files(s);
+  EXPECT_EQ(fs::read_file(dir / "out" / "runs.txt").substr(0, s.runs[0].name.size() + 1), s.runs[0].name + "\n");
+  EXPECT_EQ(json::parse(fs::read_file(dir / "out" / "configs" / (s.runs[3].name + ".json"))), s.runs[3].config);
+  for (const auto& r : s.runs) EXPECT_EQ(run::run_status(s, r), run::RunStatus::pending);
+  // the Slurm script: array over the given indices, throttle, resources, the runs file
+  s.slurm.max_parallel = 3;
+  s.slurm.gpus = 1;
+  s.slurm.partition = "gpu";
+  auto script = run::slurm_script(s, {0, 5, 7}, "/opt/subliminal");
+  EXPECT_NE(script.find("#SBATCH --array=0,5,7%3\n"), std::string::npos) << script;
+  EXPECT_NE(script.find("#SBATCH --gpus-per-task=1\n"), std::string::npos);
+  EXPECT_NE(script.find("#SBATCH --partition=gpu\n"), std::string::npos);
+  EXPECT_NE(script.find("#SBATCH --requeue\n"), std::string::npos);
+  EXPECT_NE(script.find("exec /opt/subliminal run "), std::string::npos);
+  EXPECT_NE(script.find(" --resume "), std::string::npos);
+  sfs::remove_all(dir);
+}
+
+TEST(Sweep, BadSweepsNameTheFileAndTheAxis) {
+  auto dir = testutil::temp_dir("sweep_bad");
+  const std::string tiny = testutil::source_dir() + "/tests/configs/tiny_trait.json";
+  auto base = R"("base": ")" + tiny + R"(", )";
+  EXPECT_NE(error_of(write_sweep(dir, "{" + base + R"("grid": {"teacher.target": []}})")).find("$.grid[\"teacher.target\"]"), std::string::npos);
+  EXPECT_NE(error_of(write_sweep(dir, "{" + base + R"("zip": {"seed": [1, 2], "teacher.target": ["owl"]}})")).find("$.zip[\"teacher.target\"] has 1 values"),
+            std::string::npos);
+  // an unknown config key in an axis: the config parser names the path and the run
+  auto e = error_of(write_sweep(dir, "{" + base + R"("grid": {"teacher.targt": ["owl"]}})"));
+  EXPECT_NE(e.find("targt"), std::string::npos) << e;
+  EXPECT_NE(e.find("sweep.json"), std::string::npos) << e;
+  // a bad value: the run's config fails validation naming the path
+  e = error_of(write_sweep(dir, "{" + base + R"("grid": {"teacher.target": ["owl", "unicorn"]}})"));
+  EXPECT_NE(e.find("$.teacher.target"), std::string::npos) << e;
+  EXPECT_NE(e.find("target-unicorn"), std::string::npos) << e;
+  EXPECT_NE(error_of(write_sweep(dir, R"({"base": "nowhere.json"})")).find("$.base"), std::string::npos);
+  EXPECT_NE(error_of(write_sweep(dir, "{" + base + R"("grdi": {}})")).find("unknown key \"grdi\""), std::string::npos);
+  EXPECT_NE(error_of(write_sweep(dir, "{" + base + R"("slurm": {"gpu": 1}})")).find("$.slurm"), std::string::npos);
+  sfs::remove_all(dir);
+}
+
+// The CLI: --local runs every run (2 at a time), a second --local has nothing to do, a damaged run
+// is seen as partial and is the only one --slurm lists and --local redoes.
+TEST(SweepE2E, LocalRunsSkipFinishedOnesAndSlurmListsOnlyWhatIsLeft) {
+  auto dir = testutil::temp_dir("sweep_e2e");
+  const std::string tiny = testutil::source_dir() + "/tests/configs/tiny_trait.json";
+  auto f = write_sweep(dir, R"({"name": "t", "base": ")" + tiny + R"(",
+    "set": {"students.seeds": 1, "students.arms": ["treatment", "control"]}, "grid": {"seed": [1, 2]},
+    "slurm": {"time": "00:10:00", "cpus": 1}})");
+  const std::string out = (dir / "out").string();
+  auto r = testutil::run_cli("sweep " + f.string() + " --out " + out + " --local -j 2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* n : {"seed-1", "seed-2"}) {
+    EXPECT_TRUE(sfs::exists(dir / "out" / "runs" / n / "report.json")) << n;
+    EXPECT_TRUE(sfs::exists(dir / "out" / "logs" / (std::string(n) + ".log"))) << n;
+  }
+  auto plan = testutil::run_cli("sweep " + f.string() + " --out " + out + " --plan", false);
+  EXPECT_NE(plan.out.find("2 runs (2 done)"), std::string::npos) << plan.out;
+  auto again = testutil::run_cli("sweep " + f.string() + " --out " + out + " --local -j 2");
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_NE(again.out.find("0 of 2 runs to do"), std::string::npos) << again.out;
+  auto none = testutil::run_cli("sweep " + f.string() + " --out " + out + " --slurm");
+  EXPECT_NE(none.out.find("nothing to submit"), std::string::npos) << none.out;
+  // damage run 1: its evaluation of the treatment student is gone
+  sfs::remove_all(dir / "out" / "runs" / "seed-2" / "eval" / "treatment_s1");
+  auto sl = testutil::run_cli("sweep " + f.string() + " --out " + out + " --slurm --plan", false);
+  EXPECT_NE(sl.out.find("partial"), std::string::npos) << sl.out;
+  const std::string script = fs::read_file(dir / "out" / "slurm.sbatch");
+  EXPECT_NE(script.find("#SBATCH --array=1\n"), std::string::npos) << script;
+  auto redo = testutil::run_cli("sweep " + f.string() + " --out " + out + " --local");
+  ASSERT_EQ(redo.code, 0) << redo.out;
+  EXPECT_NE(redo.out.find("1 of 2 runs to do"), std::string::npos) << redo.out;
+  EXPECT_TRUE(sfs::exists(dir / "out" / "runs" / "seed-2" / "eval" / "treatment_s1" / "samples.jsonl"));
+  sfs::remove_all(dir);
+}
