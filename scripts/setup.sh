@@ -10,6 +10,7 @@ PKGS=(build-essential cmake ninja-build ccache pkg-config git
       libpcre2-dev libutf8proc-dev   # byte-level BPE tokenizers (pre-tokenizer regex, NFC)
       dataset-fashion-mnist   # Fashion-MNIST IDX files for the MNIST experiment (/usr/share/datasets/fashion-mnist)
       python3-torch           # the independent PyTorch reference in tests/reference (and benchmarks)
+      slurmctld slurmd slurm-client munge   # the Slurm test's single-node cluster (tests/slurm/local_cluster.sh)
       libopenblas0-pthread)   # without it LibTorch's fp32 matmuls use the reference BLAS (~50x slower)
 
 missing=()

@@ -3,6 +3,9 @@
 // and resumes partial ones, and the Slurm job-array script over the runs that are not done.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -136,5 +139,56 @@ TEST(SweepE2E, LocalRunsSkipFinishedOnesAndSlurmListsOnlyWhatIsLeft) {
   ASSERT_EQ(redo.code, 0) << redo.out;
   EXPECT_NE(redo.out.find("1 of 2 runs to do"), std::string::npos) << redo.out;
   EXPECT_TRUE(sfs::exists(dir / "out" / "runs" / "seed-2" / "eval" / "treatment_s1" / "samples.jsonl"));
+  sfs::remove_all(dir);
+}
+
+// The Slurm path against a real single-node cluster (Debian's slurm-wlm + munge, started by
+// tests/slurm/local_cluster.sh): a 3-task job array of tiny runs is submitted, runs, and every
+// report is there; a second --slurm has nothing left to submit.
+TEST(SlurmE2E, ThreeTaskArrayOfTinyRunsOnALocalCluster) {
+  if (geteuid() != 0 || !sfs::exists("/usr/bin/sbatch") || !sfs::exists("/usr/sbin/slurmctld"))
+    GTEST_SKIP() << "needs root and the slurm-wlm + munge packages (scripts/setup.sh installs them)";
+  auto dir = testutil::temp_dir("slurm_e2e");
+  const std::string cluster = testutil::source_dir() + "/tests/slurm/local_cluster.sh";
+  FILE* p = popen((cluster + " start " + (dir / "cluster").string() + " 2>&1").c_str(), "r");
+  std::string conf;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) conf += buf;
+  ASSERT_EQ(pclose(p), 0) << conf;
+  while (!conf.empty() && conf.back() == '\n') conf.pop_back();
+  conf = conf.substr(conf.rfind('\n') == std::string::npos ? 0 : conf.rfind('\n') + 1);
+  setenv("SLURM_CONF", conf.c_str(), 1);
+  const std::string tiny = testutil::source_dir() + "/tests/configs/tiny_trait.json";
+  auto f = write_sweep(dir, R"({"name": "slurm_tiny", "base": ")" + tiny + R"(",
+    "set": {"students.seeds": 1, "students.arms": ["treatment", "control"]}, "grid": {"seed": [1, 2, 3]},
+    "slurm": {"time": "00:20:00", "cpus": 1, "max_parallel": 2}})");
+  const std::string out = (dir / "out").string();
+  auto sub = testutil::run_cli("sweep " + f.string() + " --out " + out + " --slurm --submit", false);
+  ASSERT_EQ(sub.code, 0) << sub.out;
+  const auto at = sub.out.find("submitted job ");
+  ASSERT_NE(at, std::string::npos) << sub.out;
+  const std::string job = sub.out.substr(at + 14, sub.out.find('\n', at) - at - 14);
+  EXPECT_NE(fs::read_file(dir / "out" / "slurm.sbatch").find("#SBATCH --array=0,1,2%2"), std::string::npos);
+  // wait for the array to leave the queue (each tiny run takes ~20 s; two at a time)
+  bool gone = false;
+  for (int i = 0; i < 300 && !gone; ++i) {
+    FILE* q = popen(("squeue -h -j " + job + " 2>/dev/null").c_str(), "r");
+    std::string rows;
+    while (fgets(buf, sizeof buf, q)) rows += buf;
+    pclose(q);
+    gone = rows.empty();
+    if (!gone) sleep(2);
+  }
+  EXPECT_TRUE(gone) << "job " << job << " still queued after 10 minutes";
+  for (const char* n : {"seed-1", "seed-2", "seed-3"}) {
+    EXPECT_TRUE(sfs::exists(dir / "out" / "runs" / n / "report.json")) << n;
+  }
+  int logs = 0;
+  for (const auto& e : sfs::directory_iterator(dir / "out" / "logs")) logs += e.path().filename().string().rfind("slurm_tiny_" + job, 0) == 0;
+  EXPECT_EQ(logs, 3);
+  auto again = testutil::run_cli("sweep " + f.string() + " --out " + out + " --slurm", false);
+  EXPECT_NE(again.out.find("nothing to submit"), std::string::npos) << again.out;
+  std::system((cluster + " stop " + (dir / "cluster").string()).c_str());
+  unsetenv("SLURM_CONF");
   sfs::remove_all(dir);
 }
