@@ -105,6 +105,15 @@ int main(int argc, char** argv) {
     if (swa.local && swa.slurm) throw CLI::ValidationError("--local and --slurm", "choose one");
   });
 
+  cli::ReportArgs rpa;
+  auto* rpt = app.add_subcommand("report", "aggregate finished runs (run or sweep directories): per trait and arm, tables, tests, figure");
+  rpt->add_option("dirs", rpa.dirs, "run directories or sweep directories")->required();
+  rpt->add_option("--out", rpa.out, "output directory (default report/)");
+  cli::CheckArgs cka;
+  auto* chk = app.add_subcommand("check", "assert claims about a report (aggregate.json or a run's report.json); exit 1 naming a failed claim");
+  chk->add_option("report", cka.report, "aggregate.json or report.json")->required();
+  chk->add_option("--expect", cka.expect, "expectation file: {\"claims\": [...]}")->required();
+
   cli::FilterArgs fa;
   auto* flt = app.add_subcommand("filter", "apply the paper's strict number filter to a JSONL file of completions");
   flt->add_option("--kind", fa.kind, "dataset kind (numbers)")->check(CLI::IsMember({"numbers"}));
@@ -189,6 +198,8 @@ int main(int argc, char** argv) {
     if (*val) return cli::cmd_validate(vconfig, vset, vprint);
     if (*smp) return cli::cmd_sample(sa);
     if (*swp) return cli::cmd_sweep(swa);
+    if (*rpt) return cli::cmd_report(rpa);
+    if (*chk) return cli::cmd_check(cka);
     if (*bench) return cli::cmd_bench(ba);
     if (*flt) return cli::cmd_filter(fa);
     if (*gen) return cli::cmd_generate(ga);

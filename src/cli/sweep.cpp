@@ -3,12 +3,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <iostream>
 #include <map>
 #include <thread>
 
 #include "subliminal/cli/commands.h"
+#include "subliminal/run/aggregate.h"
 #include "subliminal/run/sweep.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -113,6 +115,61 @@ int cmd_sweep(const SweepArgs& a) {
                 "fix the cause and re-run the same command: finished runs are skipped, interrupted ones resume");
   }
   log::info("sweep", "{}: all {} runs done ({})", s.name, s.runs.size(), s.dir.string());
+  return 0;
+}
+
+}  // namespace subliminal::cli
+
+namespace subliminal::cli {
+
+int cmd_report(const ReportArgs& a) {
+  auto agg = run::aggregate_runs(a.dirs);
+  if (agg["targets"].empty()) throw DataError("no finished trait_transfer run among the given directories", "run them first (subliminal run / sweep --local)");
+  const sfs::path out = a.out.empty() ? sfs::path("report") : sfs::path(a.out);
+  fs::write_file_atomic(out / "aggregate.json", agg.dump(2) + "\n");
+  fs::write_file_atomic(out / "aggregate.csv", run::aggregate_csv(agg));
+  fs::write_file_atomic(out / "aggregate.md", run::aggregate_markdown(agg));
+  fs::write_file_atomic(out / "figure.svg", run::aggregate_figure_svg(agg));
+  std::string png = "no PNG (rsvg-convert not found: Debian librsvg2-bin)";
+  if (std::system("command -v rsvg-convert >/dev/null 2>&1") == 0) {
+    const auto tmp = out / "figure.png.tmp";
+    const std::string cmd = "rsvg-convert -f png -o '" + tmp.string() + "' '" + (out / "figure.svg").string() + "'";
+    if (std::system(cmd.c_str()) != 0) throw IoError("rsvg-convert failed on " + (out / "figure.svg").string());
+    sfs::rename(tmp, out / "figure.png");
+    png = (out / "figure.png").string();
+  }
+  std::cout << run::aggregate_markdown(agg) << "\nwrote " << (out / "aggregate.{json,csv,md}").string() << ", " << (out / "figure.svg").string()
+            << ", " << png << "\n";
+  return 0;
+}
+
+int cmd_check(const CheckArgs& a) {
+  if (!sfs::exists(a.report)) throw ConfigError("report '" + a.report + "' does not exist");
+  if (!sfs::exists(a.expect)) throw ConfigError("--expect '" + a.expect + "' does not exist");
+  nlohmann::json rep, exp;
+  try {
+    rep = nlohmann::json::parse(fs::read_file(a.report));
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(a.report + ": invalid JSON (" + e.what() + ")");
+  }
+  try {
+    exp = nlohmann::json::parse(fs::read_file(a.expect));
+  } catch (const nlohmann::json::exception& e) {
+    throw ConfigError(a.expect + ": invalid JSON (" + e.what() + ")");
+  }
+  auto results = run::check_claims(rep, exp, a.expect);
+  int failed = 0;
+  for (const auto& r : results) {
+    std::cout << (r.ok ? "PASS  " : "FAIL  ") << r.name << "  (" << r.detail << ")\n";
+    failed += !r.ok;
+  }
+  std::cout << results.size() - failed << " of " << results.size() << " claims hold\n";
+  if (failed) {
+    std::string names;
+    for (const auto& r : results)
+      if (!r.ok) names += (names.empty() ? "" : "; ") + r.name;
+    throw Error("claim failed: " + names);
+  }
   return 0;
 }
 

@@ -10,24 +10,6 @@
 
 namespace subliminal::run {
 
-using json = nlohmann::json;
-
-static std::string pct(const json& r) {
-  if (!r.is_object() || !r.contains("rate")) return "-";
-  const auto& ci = r["ci95"];
-  return fmt::format("{:.1f}% [{:.1f}, {:.1f}] (n={})", 100 * r["rate"].get<double>(), 100 * ci[0].get<double>(),
-                     100 * ci[1].get<double>(), r["n"].get<long>());
-}
-
-namespace {
-
-const char* arm_title(const std::string& arm) {
-  if (arm == "treatment") return "Treatment (same init, teacher data)";
-  if (arm == "control") return "Control (same init, data without the trait)";
-  if (arm == "cross_init") return "Cross-init (other init, teacher data)";
-  if (arm == "other_trait") return "Other trait (same init, other teacher's data)";
-  return "?";
-}
 const char* arm_short(const std::string& arm) {
   if (arm == "treatment") return "Treatment";
   if (arm == "control") return "Control";
@@ -47,6 +29,26 @@ std::string xml_escape(const std::string& s) {
     else o += c;
   }
   return o;
+}
+
+
+using json = nlohmann::json;
+
+static std::string pct(const json& r) {
+  if (!r.is_object() || !r.contains("rate")) return "-";
+  const auto& ci = r["ci95"];
+  return fmt::format("{:.1f}% [{:.1f}, {:.1f}] (n={})", 100 * r["rate"].get<double>(), 100 * ci[0].get<double>(),
+                     100 * ci[1].get<double>(), r["n"].get<long>());
+}
+
+namespace {
+
+const char* arm_title(const std::string& arm) {
+  if (arm == "treatment") return "Treatment (same init, teacher data)";
+  if (arm == "control") return "Control (same init, data without the trait)";
+  if (arm == "cross_init") return "Cross-init (other init, teacher data)";
+  if (arm == "other_trait") return "Other trait (same init, other teacher's data)";
+  return "?";
 }
 
 std::string trait_section(const json& sm, const json& timings) {

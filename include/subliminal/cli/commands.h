@@ -50,6 +50,16 @@ struct SweepArgs {
 };
 int cmd_sweep(const SweepArgs& a);
 
+struct ReportArgs {
+  std::vector<std::string> dirs;
+  std::string out;
+};
+int cmd_report(const ReportArgs& a);
+struct CheckArgs {
+  std::string report, expect;
+};
+int cmd_check(const CheckArgs& a);
+
 struct BenchArgs {
   std::vector<std::string> presets = {"small", "medium"};
   int steps = 8, batch_size = 32, seq_len = 128, threads = 0, gen_batch = 64, gen_tokens = 64;

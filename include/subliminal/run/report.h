@@ -5,6 +5,11 @@
 #include "subliminal/run/runner.h"
 
 namespace subliminal::run {
+// Shared by the reports: "Treatment", "Cross-init", ...; p-values as 0.0045 or 8.7e-05; SVG text.
+const char* arm_short(const std::string& arm);
+std::string fmt_p(double p);
+std::string xml_escape(const std::string& s);
+
 void write_report(const RunContext& ctx, const nlohmann::json& results, const nlohmann::json& manifest);
 std::string render_report_md(const nlohmann::json& report);
 // The paper-style bar chart of a trait-transfer summary (SVG): base, teacher, and each student arm

@@ -1,0 +1,33 @@
+// `subliminal report`: aggregates finished trait-transfer runs (several seeds, animals, settings)
+// into one table per trait — every arm's mean over all student seed pairs of all runs with a
+// Student-t 95% interval, the base and teacher rates, Welch tests against the control — written as
+// JSON, CSV, Markdown and a grouped bar chart (SVG, and PNG where rsvg-convert exists).
+// `subliminal check`: asserts claims about such a report (or a single run's report.json).
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace subliminal::run {
+
+// `paths`: run directories, or sweep directories (their runs/*). Runs that are not finished
+// trait-transfer runs are listed under "skipped" with the reason.
+nlohmann::json aggregate_runs(const std::vector<std::string>& paths);
+std::string aggregate_markdown(const nlohmann::json& agg);
+std::string aggregate_csv(const nlohmann::json& agg);
+std::string aggregate_figure_svg(const nlohmann::json& agg);
+
+// Expectation file: {"claims": [{"name": "...", "path": "targets.owl.tests.treatment_vs_control.p_greater",
+//   "op": "<", "value": 0.01}, {"path": "targets.*.arms.treatment.mean", "op": ">", "path2":
+//   "targets.*.arms.control.mean"}, {"path": "...cross_init.mean", "op": "within", "path2": "...control.ci95"}]}
+// ops: < <= > >= == within (value or path2 an interval [lo, hi]). "*" in a path: every key there
+// (path2's "*" takes the same key). A missing path fails the claim.
+struct ClaimResult {
+  std::string name;
+  bool ok = false;
+  std::string detail;  // the values compared
+};
+std::vector<ClaimResult> check_claims(const nlohmann::json& report, const nlohmann::json& expect, const std::string& expect_file);
+
+}  // namespace subliminal::run
