@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "subliminal/eval/stats.h"
+#include "subliminal/run/aggregate.h"
 #include "subliminal/run/sweep.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -139,6 +141,19 @@ TEST(SweepE2E, LocalRunsSkipFinishedOnesAndSlurmListsOnlyWhatIsLeft) {
   ASSERT_EQ(redo.code, 0) << redo.out;
   EXPECT_NE(redo.out.find("1 of 2 runs to do"), std::string::npos) << redo.out;
   EXPECT_TRUE(sfs::exists(dir / "out" / "runs" / "seed-2" / "eval" / "treatment_s1" / "samples.jsonl"));
+  // report over the sweep directory, and check: a claim that holds exits 0, one that fails exits 1 naming it
+  auto rep = testutil::run_cli("report " + out + " --out " + (dir / "rep").string());
+  ASSERT_EQ(rep.code, 0) << rep.out;
+  for (const char* f : {"aggregate.json", "aggregate.csv", "aggregate.md", "figure.svg"}) EXPECT_TRUE(sfs::exists(dir / "rep" / f)) << f;
+  json agg = json::parse(fs::read_file(dir / "rep" / "aggregate.json"));
+  EXPECT_EQ(agg["targets"]["owl"]["arms"]["treatment"]["n"], 2);  // one seed pair from each of the two runs
+  fs::write_file_atomic(dir / "ok.json", R"({"claims": [{"name": "two seed pairs", "path": "targets.owl.arms.control.n", "op": "==", "value": 2}]})");
+  fs::write_file_atomic(dir / "bad.json", R"({"claims": [{"name": "impossible rate", "path": "targets.owl.arms.control.mean", "op": ">", "value": 1}]})");
+  auto ok = testutil::run_cli("check " + (dir / "rep" / "aggregate.json").string() + " --expect " + (dir / "ok.json").string());
+  EXPECT_EQ(ok.code, 0) << ok.out;
+  auto bad = testutil::run_cli("check " + (dir / "rep" / "aggregate.json").string() + " --expect " + (dir / "bad.json").string());
+  EXPECT_EQ(bad.code, 1) << bad.out;
+  EXPECT_NE(bad.out.find("claim failed: impossible rate"), std::string::npos) << bad.out;
   sfs::remove_all(dir);
 }
 
@@ -190,5 +205,59 @@ TEST(SlurmE2E, ThreeTaskArrayOfTinyRunsOnALocalCluster) {
   EXPECT_NE(again.out.find("nothing to submit"), std::string::npos) << again.out;
   std::system((cluster + " stop " + (dir / "cluster").string()).c_str());
   unsetenv("SLURM_CONF");
+  sfs::remove_all(dir);
+}
+
+// Aggregation pools every run's student seed pairs per trait and arm (the interval and the test are
+// those of the pooled values); claims resolve paths with wildcards and fail naming the value.
+TEST(Report, AggregatesRunsPerTraitAndChecksClaims) {
+  auto dir = testutil::temp_dir("report_agg");
+  auto write_run = [&](const std::string& name, const std::string& target, std::vector<double> treat, std::vector<double> ctrl, double base) {
+    json arms = json::object();
+    for (auto [arm, xs] : {std::pair<const char*, std::vector<double>>{"treatment", treat}, {"control", ctrl}}) {
+      json ps = json::array();
+      for (size_t i = 0; i < xs.size(); ++i) ps.push_back({{"rate", xs[i]}, {"seed_pair", i + 1}});
+      arms[arm] = {{"per_seed", ps}};
+    }
+    json sm = {{"target", target}, {"arms", arms}, {"seeds", treat.size()}, {"loss", "distill"}, {"params", "lora"},
+               {"models", {{"base", {{"target_rate", {{"rate", base}}}}}}}};
+    fs::write_file_atomic(dir / name / "report.json", json({{"stages", {{"summary", sm}}}}).dump());
+  };
+  write_run("a", "owl", {0.08, 0.09}, {0.04, 0.05}, 0.045);
+  write_run("b", "owl", {0.10}, {0.045}, 0.043);
+  write_run("c", "wolf", {0.02, 0.03}, {0.025, 0.02}, 0.02);
+  sfs::create_directories(dir / "unfinished");
+  auto agg = run::aggregate_runs({(dir / "a").string(), (dir / "b").string(), (dir / "c").string(), (dir / "unfinished").string()});
+  ASSERT_TRUE(agg["targets"].contains("owl"));
+  const json& owl = agg["targets"]["owl"];
+  const auto s = eval::summarize({0.08, 0.09, 0.10});
+  EXPECT_EQ(owl["arms"]["treatment"]["n"], 3);
+  EXPECT_DOUBLE_EQ(owl["arms"]["treatment"]["mean"].get<double>(), s.mean);
+  EXPECT_DOUBLE_EQ(owl["arms"]["treatment"]["ci95"][1].get<double>(), s.hi);
+  const auto t = eval::welch_t_test({0.08, 0.09, 0.10}, {0.04, 0.05, 0.045});
+  EXPECT_DOUBLE_EQ(owl["tests"]["treatment_vs_control"]["p_greater"].get<double>(), t.p_greater);
+  EXPECT_EQ(owl["base"]["n"], 2);
+  EXPECT_EQ(agg["skipped"].size(), 1u);
+  EXPECT_NE(run::aggregate_csv(agg).find("owl,treatment,3,"), std::string::npos);
+  EXPECT_NE(run::aggregate_figure_svg(agg).find(">wolf</text>"), std::string::npos);
+  // claims
+  json expect = {{"claims",
+                  {{{"name", "owl transfers"}, {"path", "targets.owl.tests.treatment_vs_control.p_greater"}, {"op", "<"}, {"value", 0.05}},
+                   {{"name", "every animal: treatment above control"}, {"path", "targets.*.arms.treatment.mean"}, {"op", ">"},
+                    {"path2", "targets.*.arms.control.mean"}},
+                   {{"name", "wolf control within base"}, {"path", "targets.wolf.arms.control.mean"}, {"op", "within"}, {"value", {0.0, 0.05}}},
+                   {{"name", "missing"}, {"path", "targets.eagle.arms.treatment.mean"}, {"op", ">"}, {"value", 0}}}}};
+  auto res = run::check_claims(agg, expect, "expect.json");
+  ASSERT_EQ(res.size(), 4u);
+  EXPECT_TRUE(res[0].ok) << res[0].detail;
+  EXPECT_TRUE(res[1].ok) << res[1].detail;  // wolf 0.025 > 0.0225
+  EXPECT_NE(res[1].detail.find("owl:"), std::string::npos) << res[1].detail;
+  EXPECT_TRUE(res[2].ok) << res[2].detail;
+  EXPECT_FALSE(res[3].ok);
+  EXPECT_NE(res[3].detail.find("not found"), std::string::npos);
+  expect["claims"][1]["op"] = "<";
+  EXPECT_FALSE(run::check_claims(agg, expect, "expect.json")[1].ok);
+  expect["claims"][0]["op"] = "≈";
+  EXPECT_THROW(run::check_claims(agg, expect, "expect.json"), ConfigError);
   sfs::remove_all(dir);
 }
