@@ -11,6 +11,7 @@
 #include "subliminal/generate/dataset.h"
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"
+#include "subliminal/train/dist.h"
 #include "subliminal/train/finetune.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -77,6 +78,10 @@ int cmd_generate(const StageArgs& a) {
 int cmd_finetune(const StageArgs& a) {
   auto p = prepare(a);
   if (a.data.empty()) throw ConfigError("--data is required (chat JSONL, e.g. kept.jsonl from `subliminal generate`)");
+  // Data parallel when started as several processes (torchrun / srun environment): every rank
+  // trains on its share of each batch, only rank 0 writes.
+  auto comm = train::make_collective_from_env();
+  const int rank = comm ? comm->rank() : 0;
   auto lm = load_model(a.model, p);
   const auto& f = p.cfg.finetune;
   train::FinetuneJob job;
@@ -88,9 +93,10 @@ int cmd_finetune(const StageArgs& a) {
   job.params = f.params;
   job.lora = f.lora;
   job.lora_seed = config::derive_seed(p.cfg.seed, "lora-init");
-  job.adapter_dir = f.params == "lora" ? (sfs::path(a.out) / "adapter").string() : "";
+  job.adapter_dir = f.params == "lora" && rank == 0 ? (sfs::path(a.out) / "adapter").string() : "";
   job.epochs = f.epochs;
   job.train = f.train;
+  job.comm = comm.get();
   std::unique_ptr<model::LoadedModel> teacher;
   if (f.loss != "sft") {
     if (a.teacher.empty())
@@ -105,12 +111,14 @@ int cmd_finetune(const StageArgs& a) {
   }
   job.seed = seed_of(a, p, "finetune");
   job.bf16 = p.bf16;
-  fs::make_dirs(a.out);
+  if (rank == 0) fs::make_dirs(a.out);
   job.ckpt_dir = (sfs::path(a.out) / "checkpoints").string();
   job.metrics_path = (sfs::path(a.out) / "metrics.jsonl").string();
   job.tag = "finetune";
   job.resume = sfs::exists(job.ckpt_dir);
   json res = train::run_finetune(job);
+  if (rank != 0) return 0;  // rank 0 holds the same weights and writes them
+  res["world_size"] = comm ? comm->world() : 1;
   lm.model->to(torch::kCPU);
   model::save_model_dir(a.out, lm.model, lm.tokenizer, {{"stage", "finetune"}, {"finetune", fs::without_timings(res)}});
   fs::write_file_atomic(sfs::path(a.out) / "finetune.json", res.dump(2) + "\n");

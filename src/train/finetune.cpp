@@ -82,6 +82,7 @@ json run_finetune(FinetuneJob& job) {
   to.metrics_path = job.metrics_path;
   to.tag = job.tag;
   to.resume = job.resume;
+  to.comm = job.comm;
   to.pad_id = job.tok->pad_id();
   if (distill) {
     job.teacher->eval();

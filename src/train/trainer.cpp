@@ -207,7 +207,8 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
   }
   // Metrics: keep the lines of steps already done, drop anything after the resume point.
   std::ofstream metrics;
-  if (!opt.metrics_path.empty()) {
+  const int world = opt.comm ? opt.comm->world() : 1, rank = opt.comm ? opt.comm->rank() : 0;
+  if (!opt.metrics_path.empty() && rank == 0) {
     std::string kept;
     if (start > 0 && sfs::exists(opt.metrics_path)) {
       std::ifstream in(opt.metrics_path);
@@ -247,7 +248,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     // each micro loss is weighted by its share of the batch's loss units (sequences or tokens).
     const auto& idx_all = batches[step % per_epoch];
     const bool per_seq = cfg.loss_weighting == "sequence";
-    const int64_t k = std::max<int64_t>(1, std::min<int64_t>(cfg.grad_accum, static_cast<int64_t>(idx_all.size())));
+    const int64_t k = std::max<int64_t>(1, std::min<int64_t>(static_cast<int64_t>(cfg.grad_accum) * world, static_cast<int64_t>(idx_all.size())));
     std::vector<Batch> micro, tmicro;
     std::vector<double> units;
     double total_units = 0;
@@ -265,6 +266,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     optim.zero_grad();
     double step_loss = 0;
     for (int64_t c = 0; c < k; ++c) {
+      if (c % world != rank) continue;  // another rank's micro-batch
       Batch& b = micro[c];
       Batch tb = distill ? tmicro[c] : Batch();
       if (device.is_cuda()) {
@@ -307,6 +309,16 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
       step_loss += w * loss.item<double>();
       tokens += b.tokens;
     }
+    if (opt.comm) {  // sum the ranks' weighted gradients (and losses, for the log): the whole batch's
+      std::vector<torch::Tensor> grads;
+      for (auto& p : trainable) {
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+        grads.push_back(p.grad());
+      }
+      grads.push_back(torch::tensor({step_loss}, torch::kDouble).to(trainable.front().device()));
+      opt.comm->allreduce_sum(grads);
+      step_loss = grads.back()[0].item<double>();
+    }
     double gnorm = cfg.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(trainable, cfg.grad_clip) : 0.0;
     optim.step();
     last_loss = step_loss;
@@ -324,7 +336,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     }
     if (!opt.quiet) progress.update(step + 1, fmt::format("loss {:.4f}  lr {:.2e}  {:.0f} tok/s", last_loss, lr, tps));
     const bool last = step + 1 == cfg.steps;
-    if (!opt.ckpt_dir.empty() && ((cfg.checkpoint_every > 0 && (step + 1) % cfg.checkpoint_every == 0) || last)) {
+    if (!opt.ckpt_dir.empty() && rank == 0 && ((cfg.checkpoint_every > 0 && (step + 1) % cfg.checkpoint_every == 0) || last)) {
       json st = {{"step", step + 1}, {"seed", opt.seed}, {"losses", res.losses}, {"epoch", epoch}};
       save_checkpoint(opt.ckpt_dir, step + 1, m, optim, st);
     }

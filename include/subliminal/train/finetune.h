@@ -44,6 +44,7 @@ struct FinetuneJob {
   bool bf16 = false;
   std::string ckpt_dir, metrics_path, tag = "finetune";
   bool resume = false;
+  Collective* comm = nullptr;              // data parallel across processes (see TrainOptions::comm)
 };
 
 // Runs the job; returns a JSON record (steps, losses, tokens/s, trainable parameters, loss label).

@@ -10,6 +10,7 @@
 #include "subliminal/config/config.h"
 #include "subliminal/model/llama.h"
 #include "subliminal/text/tokenizer.h"
+#include "subliminal/train/dist.h"
 
 namespace subliminal::train {
 
@@ -42,6 +43,10 @@ struct TrainOptions {
   int pad_id = 0;
   bool quiet = false;        // no progress line (benchmarks)
   DistillOptions distill;    // enabled: the loss is the (restricted) KL to the teacher, not cross-entropy
+  // Data parallel: each step's batch is cut into grad_accum x world micro-batches, rank r computes
+  // those with index % world == r, and the weighted gradients are summed over ranks (= the whole
+  // batch's gradient). Every rank steps identically; only rank 0 writes checkpoints and metrics.
+  Collective* comm = nullptr;
 };
 
 struct TrainResult {
