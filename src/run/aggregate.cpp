@@ -185,7 +185,7 @@ std::string aggregate_figure_svg(const json& agg) {
   ymax = std::min(1.0, std::ceil(ymax * 1.1 * 20) / 20);  // a multiple of 5%
   const int ng = std::max<int>(1, static_cast<int>(agg["targets"].size())), ns = std::max<int>(1, static_cast<int>(used.size()));
   const int bw = 22, gap = 30, left = 70, top = 50, bottom = 330;
-  const int gw = ns * bw + gap, W = left + ng * gw + 40, H = 420;
+  const int gw = ns * bw + gap, W = std::max(left + ng * gw + 40, left + 110 * ns + 40), H = 420;
   auto y = [&](double v) { return bottom - (bottom - top) * std::clamp(v / ymax, 0.0, 1.0); };
   std::string svg = fmt::format("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"Helvetica, Arial, sans-serif\" "
                                 "font-size=\"13\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
@@ -219,9 +219,9 @@ std::string aggregate_figure_svg(const json& agg) {
     svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n", lx, bottom + 42,
                        used[k].color, lx + 16, bottom + 53, used[k].label);
   }
-  svg += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#555\">Base: mean over runs; arms: mean over student seed pairs of all "
-                     "runs; Student-t 95% intervals.</text>\n</svg>\n",
-                     left, H - 12);
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#555\">Base: mean over runs; arms: mean over the student seed "
+                     "pairs of all runs.</text>\n</svg>\n",
+                     10, H - 12);
   return svg;
 }
 
