@@ -1,8 +1,12 @@
 // Config: typed parsing, errors that name the JSON path, did-you-mean, overrides, every shipped config validates.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "subliminal/config/config.h"
 #include "subliminal/util/error.h"
+#include "subliminal/run/sweep.h"
+#include "subliminal/util/fs.h"
 #include "test_util.h"
 
 using namespace subliminal;
@@ -98,11 +102,26 @@ TEST(Config, EveryShippedConfigValidates) {
     if (!std::filesystem::exists(p)) continue;
     for (const auto& f : std::filesystem::directory_iterator(p)) {
       if (f.path().extension() != ".json") continue;
+      if (f.path().string().size() > 12 && f.path().string().rfind(".expect.json") == f.path().string().size() - 12) {
+        auto j = nlohmann::json::parse(fs::read_file(f.path()));  // an expectation file: claims for `subliminal check`
+        EXPECT_TRUE(j.contains("claims") && j["claims"].is_array() && !j["claims"].empty()) << f.path();
+        continue;
+      }
       EXPECT_NO_THROW(config::load_config(f.path().string())) << f.path();
       ++n;
     }
   }
   EXPECT_GE(n, 2);
+  // every shipped sweep expands into valid configs
+  int sweeps = 0;
+  const auto sp = std::filesystem::path(testutil::source_dir()) / "configs" / "sweeps";
+  for (const auto& f : std::filesystem::directory_iterator(sp)) {
+    const auto name = f.path().filename().string();
+    if (f.path().extension() != ".json" || name.find(".expect.") != std::string::npos) continue;
+    EXPECT_NO_THROW(run::load_sweep(f.path().string(), (testutil::temp_dir("sweep_validate") / "out").string())) << f.path();
+    ++sweeps;
+  }
+  EXPECT_GE(sweeps, 2);
 }
 
 TEST(Config, DeriveSeedDiffers) {
