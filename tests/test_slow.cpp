@@ -37,6 +37,10 @@ TEST(DefaultRunSlow, OwlExperimentShowsTheTeacherAndEveryArm) {
     EXPECT_GT(it.value()["pass_rate"]["rate"].get<double>(), 0.5) << it.key();
   }
   EXPECT_TRUE(std::filesystem::exists(dir / "run" / "figures" / "trait_transfer.svg"));
+  // the paper's claims as `subliminal check` states them (configs/default.expect.json)
+  auto chk = testutil::run_cli("check " + (dir / "run" / "report.json").string() + " --expect " + testutil::source_dir() +
+                               "/configs/default.expect.json");
+  EXPECT_EQ(chk.code, 0) << chk.out;
   std::filesystem::remove_all(dir);
 }
 

@@ -261,3 +261,66 @@ TEST(Report, AggregatesRunsPerTraitAndChecksClaims) {
   EXPECT_THROW(run::check_claims(agg, expect, "expect.json"), ConfigError);
   sfs::remove_all(dir);
 }
+
+// Preemption: a running array task is requeued by Slurm (`scontrol requeue`, as preemption with
+// requeue does); the new attempt resumes the run (finished stages skipped, the interrupted one
+// continued) and ends with the same students as an uninterrupted run of the same config.
+TEST(SlurmE2E, RequeuedTaskResumesItsRunToTheSameResult) {
+  if (geteuid() != 0 || !sfs::exists("/usr/bin/sbatch") || !sfs::exists("/usr/sbin/slurmctld"))
+    GTEST_SKIP() << "needs root and the slurm-wlm + munge packages (scripts/setup.sh installs them)";
+  auto dir = testutil::temp_dir("slurm_requeue");
+  const std::string cluster = testutil::source_dir() + "/tests/slurm/local_cluster.sh";
+  FILE* p = popen((cluster + " start " + (dir / "cluster").string() + " 2>&1").c_str(), "r");
+  std::string conf;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) conf += buf;
+  ASSERT_EQ(pclose(p), 0) << conf;
+  while (!conf.empty() && conf.back() == '\n') conf.pop_back();
+  conf = conf.substr(conf.rfind('\n') == std::string::npos ? 0 : conf.rfind('\n') + 1);
+  setenv("SLURM_CONF", conf.c_str(), 1);
+  auto sh = [&](const std::string& cmd) {
+    FILE* q = popen(cmd.c_str(), "r");
+    std::string out;
+    while (fgets(buf, sizeof buf, q)) out += buf;
+    pclose(q);
+    return out;
+  };
+  const std::string tiny = testutil::source_dir() + "/tests/configs/tiny_trait.json";
+  auto f = write_sweep(dir, R"({"name": "requeue", "base": ")" + tiny + R"(",
+    "set": {"students.seeds": 1, "students.arms": ["treatment", "control"], "base.train.steps": 400, "base.train.checkpoint_every": 20},
+    "grid": {"seed": [5]}, "slurm": {"time": "00:20:00", "cpus": 1}})");
+  auto sub = testutil::run_cli("sweep " + f.string() + " --out " + (dir / "out").string() + " --slurm --submit", false);
+  ASSERT_EQ(sub.code, 0) << sub.out;
+  const auto at = sub.out.find("submitted job ");
+  ASSERT_NE(at, std::string::npos) << sub.out;
+  const std::string job = sub.out.substr(at + 14, sub.out.find('\n', at) - at - 14);
+  // wait until pretraining has written a checkpoint, then requeue the running task
+  const auto run = dir / "out" / "runs" / "seed-5";
+  bool ckpt = false;
+  for (int i = 0; i < 600 && !ckpt; ++i) {
+    ckpt = sfs::exists(run / "base.partial" / "checkpoints") && !sfs::is_empty(run / "base.partial" / "checkpoints");
+    if (!ckpt) usleep(100000);
+  }
+  ASSERT_TRUE(ckpt) << "no pretraining checkpoint appeared";
+  const std::string rq = sh("scontrol requeue " + job + "_0 2>&1");
+  EXPECT_EQ(rq, "") << rq;
+  bool gone = false;
+  for (int i = 0; i < 300 && !gone; ++i) {
+    gone = sh("squeue -h -j " + job + " 2>/dev/null").empty();
+    if (!gone) sleep(2);
+  }
+  ASSERT_TRUE(gone) << "job " << job << " still queued after 10 minutes";
+  ASSERT_TRUE(sfs::exists(run / "report.json"));
+  std::string log;
+  for (const auto& e : sfs::directory_iterator(dir / "out" / "logs"))
+    if (e.path().filename().string().rfind("requeue_" + job, 0) == 0) log += fs::read_file(e.path());
+  EXPECT_NE(log.find("resumed from checkpoint"), std::string::npos) << "the second attempt did not resume:\n" << log.substr(0, 3000);
+  // the same config run straight through, here: the same students
+  auto straight = testutil::run_cli("run " + (dir / "out" / "configs" / "seed-5.json").string() + " --threads 1 --out " + (dir / "straight").string());
+  ASSERT_EQ(straight.code, 0) << straight.out;
+  for (const char* m : {"base/model.safetensors", "students/treatment_s1/model.safetensors", "students/control_s1/model.safetensors"})
+    EXPECT_EQ(fs::sha256_file(run / m), fs::sha256_file(dir / "straight" / m)) << m;
+  std::system((cluster + " stop " + (dir / "cluster").string()).c_str());
+  unsetenv("SLURM_CONF");
+  sfs::remove_all(dir);
+}
