@@ -80,6 +80,7 @@ TEST(Sweep, GridAndZipExpandInFileOrderWithStableReadableNames) {
   s.slurm.partition = "gpu";
   auto script = run::slurm_script(s, {0, 5, 7}, "/opt/subliminal");
   EXPECT_NE(script.find("#SBATCH --array=0,5,7%3\n"), std::string::npos) << script;
+  EXPECT_NE(run::slurm_script(s, {0, 1, 2, 3, 7, 9, 10}, "/x").find("#SBATCH --array=0-3,7,9-10%3\n"), std::string::npos);
   EXPECT_NE(script.find("#SBATCH --gpus-per-task=1\n"), std::string::npos);
   EXPECT_NE(script.find("#SBATCH --partition=gpu\n"), std::string::npos);
   EXPECT_NE(script.find("#SBATCH --requeue\n"), std::string::npos);
@@ -183,7 +184,7 @@ TEST(SlurmE2E, ThreeTaskArrayOfTinyRunsOnALocalCluster) {
   const auto at = sub.out.find("submitted job ");
   ASSERT_NE(at, std::string::npos) << sub.out;
   const std::string job = sub.out.substr(at + 14, sub.out.find('\n', at) - at - 14);
-  EXPECT_NE(fs::read_file(dir / "out" / "slurm.sbatch").find("#SBATCH --array=0,1,2%2"), std::string::npos);
+  EXPECT_NE(fs::read_file(dir / "out" / "slurm.sbatch").find("#SBATCH --array=0-2%2"), std::string::npos);
   // wait for the array to leave the queue (each tiny run takes ~20 s; two at a time)
   bool gone = false;
   for (int i = 0; i < 300 && !gone; ++i) {

@@ -208,8 +208,13 @@ void write_sweep_files(const Sweep& s) {
 std::string slurm_script(const Sweep& s, const std::vector<int>& indices, const std::string& binary) {
   const auto abs = [](const sfs::path& p) { return sfs::absolute(p).lexically_normal().string(); };
   std::ostringstream o;
-  std::string array;
-  for (size_t i = 0; i < indices.size(); ++i) array += (i ? "," : "") + std::to_string(indices[i]);
+  std::string array;  // "0-3,7,9-10": runs of consecutive ids as ranges
+  for (size_t i = 0; i < indices.size();) {
+    size_t j = i;
+    while (j + 1 < indices.size() && indices[j + 1] == indices[j] + 1) ++j;
+    array += (array.empty() ? "" : ",") + std::to_string(indices[i]) + (j > i ? "-" + std::to_string(indices[j]) : "");
+    i = j + 1;
+  }
   if (s.slurm.max_parallel > 0) array += "%" + std::to_string(s.slurm.max_parallel);
   o << "#!/bin/bash\n"
     << "# Written by `subliminal sweep " << s.file << " --slurm`: task i runs line i+1 of runs.txt.\n"
