@@ -263,10 +263,11 @@ TEST(Report, AggregatesRunsPerTraitAndChecksClaims) {
   sfs::remove_all(dir);
 }
 
+// (slow tier: Slurm delays a requeued job by about two minutes.)
 // Preemption: a running array task is requeued by Slurm (`scontrol requeue`, as preemption with
 // requeue does); the new attempt resumes the run (finished stages skipped, the interrupted one
 // continued) and ends with the same students as an uninterrupted run of the same config.
-TEST(SlurmE2E, RequeuedTaskResumesItsRunToTheSameResult) {
+TEST(SlurmSlow, RequeuedTaskResumesItsRunToTheSameResult) {
   if (geteuid() != 0 || !sfs::exists("/usr/bin/sbatch") || !sfs::exists("/usr/sbin/slurmctld"))
     GTEST_SKIP() << "needs root and the slurm-wlm + munge packages (scripts/setup.sh installs them)";
   auto dir = testutil::temp_dir("slurm_requeue");
