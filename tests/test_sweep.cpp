@@ -38,6 +38,31 @@ std::string error_of(const sfs::path& f) {
   return "";
 }
 
+// The output of a shell command.
+std::string sh(const std::string& cmd) {
+  FILE* q = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, q)) out += buf;
+  pclose(q);
+  return out;
+}
+
+// Starts the single-node Slurm cluster of tests/slurm/local_cluster.sh in `dir` and points SLURM_CONF at it.
+bool start_cluster(const sfs::path& dir) {
+  const std::string out = sh(testutil::source_dir() + "/tests/slurm/local_cluster.sh start " + dir.string() + " 2>&1; echo \"rc=$?\"");
+  if (out.find("rc=0") == std::string::npos) {
+    ADD_FAILURE() << out;
+    return false;
+  }
+  setenv("SLURM_CONF", (dir / "slurm.conf").c_str(), 1);
+  return true;
+}
+void stop_cluster(const sfs::path& dir) {
+  sh(testutil::source_dir() + "/tests/slurm/local_cluster.sh stop " + dir.string());
+  unsetenv("SLURM_CONF");
+}
+
 }  // namespace
 
 TEST(Sweep, GridAndZipExpandInFileOrderWithStableReadableNames) {
@@ -165,15 +190,7 @@ TEST(SlurmE2E, ThreeTaskArrayOfTinyRunsOnALocalCluster) {
   if (geteuid() != 0 || !sfs::exists("/usr/bin/sbatch") || !sfs::exists("/usr/sbin/slurmctld"))
     GTEST_SKIP() << "needs root and the slurm-wlm + munge packages (scripts/setup.sh installs them)";
   auto dir = testutil::temp_dir("slurm_e2e");
-  const std::string cluster = testutil::source_dir() + "/tests/slurm/local_cluster.sh";
-  FILE* p = popen((cluster + " start " + (dir / "cluster").string() + " 2>&1").c_str(), "r");
-  std::string conf;
-  char buf[512];
-  while (fgets(buf, sizeof buf, p)) conf += buf;
-  ASSERT_EQ(pclose(p), 0) << conf;
-  while (!conf.empty() && conf.back() == '\n') conf.pop_back();
-  conf = conf.substr(conf.rfind('\n') == std::string::npos ? 0 : conf.rfind('\n') + 1);
-  setenv("SLURM_CONF", conf.c_str(), 1);
+  ASSERT_TRUE(start_cluster(dir / "cluster"));
   const std::string tiny = testutil::source_dir() + "/tests/configs/tiny_trait.json";
   auto f = write_sweep(dir, R"({"name": "slurm_tiny", "base": ")" + tiny + R"(",
     "set": {"students.seeds": 1, "students.arms": ["treatment", "control"]}, "grid": {"seed": [1, 2, 3]},
@@ -188,11 +205,7 @@ TEST(SlurmE2E, ThreeTaskArrayOfTinyRunsOnALocalCluster) {
   // wait for the array to leave the queue (each tiny run takes ~20 s; two at a time)
   bool gone = false;
   for (int i = 0; i < 300 && !gone; ++i) {
-    FILE* q = popen(("squeue -h -j " + job + " 2>/dev/null").c_str(), "r");
-    std::string rows;
-    while (fgets(buf, sizeof buf, q)) rows += buf;
-    pclose(q);
-    gone = rows.empty();
+    gone = sh("squeue -h -j " + job + " 2>/dev/null").empty();
     if (!gone) sleep(2);
   }
   EXPECT_TRUE(gone) << "job " << job << " still queued after 10 minutes";
@@ -204,8 +217,7 @@ TEST(SlurmE2E, ThreeTaskArrayOfTinyRunsOnALocalCluster) {
   EXPECT_EQ(logs, 3);
   auto again = testutil::run_cli("sweep " + f.string() + " --out " + out + " --slurm", false);
   EXPECT_NE(again.out.find("nothing to submit"), std::string::npos) << again.out;
-  std::system((cluster + " stop " + (dir / "cluster").string()).c_str());
-  unsetenv("SLURM_CONF");
+  stop_cluster(dir / "cluster");
   sfs::remove_all(dir);
 }
 
@@ -271,22 +283,7 @@ TEST(SlurmSlow, RequeuedTaskResumesItsRunToTheSameResult) {
   if (geteuid() != 0 || !sfs::exists("/usr/bin/sbatch") || !sfs::exists("/usr/sbin/slurmctld"))
     GTEST_SKIP() << "needs root and the slurm-wlm + munge packages (scripts/setup.sh installs them)";
   auto dir = testutil::temp_dir("slurm_requeue");
-  const std::string cluster = testutil::source_dir() + "/tests/slurm/local_cluster.sh";
-  FILE* p = popen((cluster + " start " + (dir / "cluster").string() + " 2>&1").c_str(), "r");
-  std::string conf;
-  char buf[512];
-  while (fgets(buf, sizeof buf, p)) conf += buf;
-  ASSERT_EQ(pclose(p), 0) << conf;
-  while (!conf.empty() && conf.back() == '\n') conf.pop_back();
-  conf = conf.substr(conf.rfind('\n') == std::string::npos ? 0 : conf.rfind('\n') + 1);
-  setenv("SLURM_CONF", conf.c_str(), 1);
-  auto sh = [&](const std::string& cmd) {
-    FILE* q = popen(cmd.c_str(), "r");
-    std::string out;
-    while (fgets(buf, sizeof buf, q)) out += buf;
-    pclose(q);
-    return out;
-  };
+  ASSERT_TRUE(start_cluster(dir / "cluster"));
   const std::string tiny = testutil::source_dir() + "/tests/configs/tiny_trait.json";
   auto f = write_sweep(dir, R"({"name": "requeue", "base": ")" + tiny + R"(",
     "set": {"students.seeds": 1, "students.arms": ["treatment", "control"], "base.train.steps": 400, "base.train.checkpoint_every": 20},
@@ -322,7 +319,6 @@ TEST(SlurmSlow, RequeuedTaskResumesItsRunToTheSameResult) {
   ASSERT_EQ(straight.code, 0) << straight.out;
   for (const char* m : {"base/model.safetensors", "students/treatment_s1/model.safetensors", "students/control_s1/model.safetensors"})
     EXPECT_EQ(fs::sha256_file(run / m), fs::sha256_file(dir / "straight" / m)) << m;
-  std::system((cluster + " stop " + (dir / "cluster").string()).c_str());
-  unsetenv("SLURM_CONF");
+  stop_cluster(dir / "cluster");
   sfs::remove_all(dir);
 }
