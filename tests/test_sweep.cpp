@@ -272,6 +272,24 @@ TEST(Report, AggregatesRunsPerTraitAndChecksClaims) {
   EXPECT_FALSE(run::check_claims(agg, expect, "expect.json")[1].ok);
   expect["claims"][0]["op"] = "≈";
   EXPECT_THROW(run::check_claims(agg, expect, "expect.json"), ConfigError);
+  // MNIST runs pool per setting: the run name without its seed parts; every model of every run counts
+  auto write_mnist = [&](const std::string& name, std::vector<double> aux) {
+    json sm;
+    sm["arms"]["student_aux"]["accuracy"]["per_model"] = aux;
+    sm["teacher"]["teacher_accuracy"]["per_model"] = std::vector<double>{0.9, 0.92};
+    sm["teacher"]["reference_accuracy"]["per_model"] = std::vector<double>{0.1, 0.11};
+    json rep;
+    rep["stages"]["summary"] = sm;
+    fs::write_file_atomic(dir / name / "report.json", rep.dump());
+  };
+  write_mnist("lr-0.001_seed-1", {0.3, 0.4});
+  write_mnist("lr-0.001_seed-2", {0.5});
+  auto mn = run::aggregate_runs({(dir / "lr-0.001_seed-1").string(), (dir / "lr-0.001_seed-2").string()});
+  ASSERT_TRUE(mn["mnist"].contains("lr-0.001")) << mn["mnist"].dump();
+  EXPECT_EQ(mn["mnist"]["lr-0.001"]["arms"]["student_aux"]["n"], 3);
+  EXPECT_NEAR(mn["mnist"]["lr-0.001"]["arms"]["student_aux"]["mean"].get<double>(), 0.4, 1e-12);
+  EXPECT_EQ(mn["mnist"]["lr-0.001"]["arms"]["teacher"]["n"], 4);
+  EXPECT_NE(run::aggregate_mnist_figure_svg(mn).find(">lr-0.001</text>"), std::string::npos);
   sfs::remove_all(dir);
 }
 

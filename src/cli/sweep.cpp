@@ -124,22 +124,28 @@ namespace subliminal::cli {
 
 int cmd_report(const ReportArgs& a) {
   auto agg = run::aggregate_runs(a.dirs);
-  if (agg["targets"].empty()) throw DataError("no finished trait_transfer run among the given directories", "run them first (subliminal run / sweep --local)");
+  if (agg["targets"].empty() && agg["mnist"].empty())
+    throw DataError("no finished trait_transfer or mnist_aux run among the given directories", "run them first (subliminal run / sweep --local)");
   const sfs::path out = a.out.empty() ? sfs::path("report") : sfs::path(a.out);
   fs::write_file_atomic(out / "aggregate.json", agg.dump(2) + "\n");
   fs::write_file_atomic(out / "aggregate.csv", run::aggregate_csv(agg));
   fs::write_file_atomic(out / "aggregate.md", run::aggregate_markdown(agg));
-  fs::write_file_atomic(out / "figure.svg", run::aggregate_figure_svg(agg));
-  std::string png = "no PNG (rsvg-convert not found: Debian librsvg2-bin)";
-  if (std::system("command -v rsvg-convert >/dev/null 2>&1") == 0) {
-    const auto tmp = out / "figure.png.tmp";
-    const std::string cmd = "rsvg-convert -f png -o '" + tmp.string() + "' '" + (out / "figure.svg").string() + "'";
-    if (std::system(cmd.c_str()) != 0) throw IoError("rsvg-convert failed on " + (out / "figure.svg").string());
-    sfs::rename(tmp, out / "figure.png");
-    png = (out / "figure.png").string();
-  }
-  std::cout << run::aggregate_markdown(agg) << "\nwrote " << (out / "aggregate.{json,csv,md}").string() << ", " << (out / "figure.svg").string()
-            << ", " << png << "\n";
+  std::vector<std::string> figures;
+  auto figure = [&](const std::string& stem, const std::string& svg) {
+    fs::write_file_atomic(out / (stem + ".svg"), svg);
+    figures.push_back((out / (stem + ".svg")).string());
+    if (std::system("command -v rsvg-convert >/dev/null 2>&1") != 0) return;  // PNG needs Debian librsvg2-bin
+    const auto tmp = out / (stem + ".png.tmp");
+    const std::string cmd = "rsvg-convert -f png -o '" + tmp.string() + "' '" + (out / (stem + ".svg")).string() + "'";
+    if (std::system(cmd.c_str()) != 0) throw IoError("rsvg-convert failed on " + (out / (stem + ".svg")).string());
+    sfs::rename(tmp, out / (stem + ".png"));
+    figures.push_back((out / (stem + ".png")).string());
+  };
+  if (!agg["targets"].empty()) figure("figure", run::aggregate_figure_svg(agg));
+  if (!agg["mnist"].empty()) figure("figure_mnist", run::aggregate_mnist_figure_svg(agg));
+  std::cout << run::aggregate_markdown(agg) << "\nwrote " << (out / "aggregate.{json,csv,md}").string();
+  for (const auto& f : figures) std::cout << ", " << f;
+  std::cout << "\n";
   return 0;
 }
 

@@ -60,6 +60,8 @@ json aggregate_runs(const std::vector<std::string>& paths) {
     std::string loss, params;
   };
   std::map<std::string, Acc> by_target;
+  std::map<std::string, std::map<std::string, std::vector<double>>> mnist;  // setting -> arm -> per-model accuracies
+  std::map<std::string, std::vector<std::string>> mnist_runs;
   json skipped = json::array(), runs = json::array();
   for (const auto& d : expand(paths)) {
     const auto rp = d / "report.json";
@@ -74,6 +76,27 @@ json aggregate_runs(const std::vector<std::string>& paths) {
       throw DataError(rp.string() + ": invalid JSON (" + e.what() + ")");
     }
     const json sm = rep.value("stages", json::object()).value("summary", json(nullptr));
+    if (sm.is_object() && sm.contains("arms") && sm.contains("teacher") && sm["teacher"].contains("teacher_accuracy")) {
+      // MNIST: pooled per setting, the setting being the run's name without its seed ("seed-3" parts)
+      std::string setting;
+      std::string name = d.filename().string();
+      size_t st = 0;
+      while (st <= name.size()) {
+        const size_t e = std::min(name.find('_', st), name.size());
+        const std::string part = name.substr(st, e - st);
+        if (part.rfind("seed-", 0) != 0) setting += (setting.empty() ? "" : "_") + part;
+        st = e + 1;
+      }
+      if (setting.empty()) setting = "all";
+      auto& m = mnist[setting];
+      for (const char* k : {"teacher_accuracy", "reference_accuracy"})
+        for (const auto& v : sm["teacher"][k].value("per_model", json::array()))
+          m[std::string(k) == "teacher_accuracy" ? "teacher" : "reference"].push_back(v.get<double>());
+      for (auto a = sm["arms"].begin(); a != sm["arms"].end(); ++a)
+        for (const auto& v : a.value()["accuracy"].value("per_model", json::array())) m[a.key()].push_back(v.get<double>());
+      mnist_runs[setting].push_back(d.string());
+      continue;
+    }
     if (!sm.is_object() || !sm.contains("arms") || !sm.contains("target")) {
       skipped.push_back({{"run", d.string()}, {"reason", "not a finished trait_transfer run (no summary with arms)"}});
       continue;
@@ -103,7 +126,13 @@ json aggregate_runs(const std::vector<std::string>& paths) {
         if (acc.arms.count(arm)) t["tests"][std::string(arm) + "_vs_control"] = test_json(acc.arms.at(arm), acc.arms.at("control"));
     targets[target] = t;
   }
-  return {{"targets", targets}, {"runs", runs}, {"skipped", skipped}};
+  json mn = json::object();
+  for (const auto& [setting, arms] : mnist) {
+    json a = json::object();
+    for (const auto& [arm, xs] : arms) a[arm] = summary_json(xs);
+    mn[setting] = {{"runs", mnist_runs[setting]}, {"arms", a}};
+  }
+  return {{"targets", targets}, {"mnist", mn}, {"runs", runs}, {"skipped", skipped}};
 }
 
 std::string aggregate_csv(const json& agg) {
@@ -118,6 +147,11 @@ std::string aggregate_csv(const json& agg) {
     for (const auto& arm : kArms)
       if (it.value()["arms"].contains(arm)) row(arm, it.value()["arms"][arm]);
   }
+  if (agg.contains("mnist"))
+    for (auto it = agg["mnist"].begin(); it != agg["mnist"].end(); ++it)
+      for (auto a = it.value()["arms"].begin(); a != it.value()["arms"].end(); ++a)
+        out += fmt::format("mnist:{},{},{},{:.6f},{:.6f},{:.6f},{:.6f}\n", it.key(), a.key(), a.value()["n"].get<int>(), a.value()["mean"].get<double>(),
+                           a.value()["sd"].get<double>(), a.value()["ci95"][0].get<double>(), a.value()["ci95"][1].get<double>());
   return out;
 }
 
@@ -150,68 +184,82 @@ std::string aggregate_markdown(const json& agg) {
       }
     }
   }
+  if (agg.contains("mnist") && !agg["mnist"].empty()) {
+    md += "\n## MNIST (test accuracy; mean over the models of every run of a setting, Student-t 95%)\n\n| setting | runs |";
+    std::vector<std::string> arms = {"reference", "teacher", "student_aux", "student_all", "cross_aux", "cross_all"};
+    for (const auto& a : arms) md += " " + a + " |";
+    md += "\n|---|---|";
+    for (size_t i = 0; i < arms.size(); ++i) md += "---|";
+    md += "\n";
+    for (auto it = agg["mnist"].begin(); it != agg["mnist"].end(); ++it) {
+      md += "| " + it.key() + " | " + std::to_string(it.value()["runs"].size()) + " |";
+      for (const auto& a : arms)
+        md += it.value()["arms"].contains(a) ? " " + fmt::format("{:.3f} [{:.3f}, {:.3f}]", it.value()["arms"][a]["mean"].get<double>(),
+                                                                 it.value()["arms"][a]["ci95"][0].get<double>(), it.value()["arms"][a]["ci95"][1].get<double>()) + " |"
+                                             : " - |";
+      md += "\n";
+    }
+  }
   md += "\n## Runs\n\n";
   for (const auto& r : agg["runs"]) md += fmt::format("- `{}` ({}, {} seed pairs)\n", r["run"].get<std::string>(), r["target"].get<std::string>(), r["seeds"].get<int>());
   for (const auto& r : agg["skipped"]) md += fmt::format("- skipped `{}`: {}\n", r["run"].get<std::string>(), r["reason"].get<std::string>());
   return md;
 }
 
-// The paper's main figure: grouped bars per animal (base, control, treatment, cross-init, other
-// trait), 95% intervals, the y axis scaled to the largest interval.
-std::string aggregate_figure_svg(const json& agg) {
-  struct Series {
-    std::string key, label, color;
-  };
-  const std::vector<Series> series = {{"base", "Base", "#9e9e9e"},
-                                      {"control", "Control", "#90a4ae"},
-                                      {"treatment", "Treatment", "#1565c0"},
-                                      {"cross_init", "Cross-init", "#ef6c00"},
-                                      {"other_trait", "Other trait", "#2e7d32"}};
-  auto get = [](const json& t, const std::string& k) -> const json* {
-    if (k == "base") return t.contains("base") ? &t["base"] : nullptr;
-    return t["arms"].contains(k) ? &t["arms"][k] : nullptr;
-  };
+namespace {
+
+struct Series {
+  std::string key, label, color;
+};
+struct Cell {
+  double mean, lo, hi;
+};
+
+// Grouped bars with 95% intervals: one group per key of `groups`, one bar per series present; y axis
+// from 0 to the largest interval (percent), rounded up to 5%.
+std::string grouped_bars_svg(const std::string& title, const std::vector<std::pair<std::string, std::map<std::string, Cell>>>& groups,
+                             const std::vector<Series>& all_series, const std::string& footnote) {
   std::vector<Series> used;
   double ymax = 0.05;
-  for (const auto& s : series) {
+  for (const auto& se : all_series) {
     bool any = false;
-    for (auto it = agg["targets"].begin(); it != agg["targets"].end(); ++it)
-      if (const json* v = get(it.value(), s.key)) {
+    for (const auto& [g, cells] : groups)
+      if (auto it = cells.find(se.key); it != cells.end()) {
         any = true;
-        ymax = std::max(ymax, (*v)["ci95"][1].get<double>());
+        ymax = std::max(ymax, it->second.hi);
       }
-    if (any) used.push_back(s);
+    if (any) used.push_back(se);
   }
   ymax = std::min(1.0, std::ceil(ymax * 1.1 * 20) / 20);  // a multiple of 5%
-  const int ng = std::max<int>(1, static_cast<int>(agg["targets"].size())), ns = std::max<int>(1, static_cast<int>(used.size()));
+  const int ng = std::max<int>(1, static_cast<int>(groups.size())), ns = std::max<int>(1, static_cast<int>(used.size()));
   const int bw = 22, gap = 30, left = 70, top = 50, bottom = 330;
   const int gw = ns * bw + gap, W = std::max(left + ng * gw + 40, left + 110 * ns + 40), H = 420;
   auto y = [&](double v) { return bottom - (bottom - top) * std::clamp(v / ymax, 0.0, 1.0); };
   std::string svg = fmt::format("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"Helvetica, Arial, sans-serif\" "
                                 "font-size=\"13\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
                                 W, H);
-  svg += fmt::format("<text x=\"{}\" y=\"24\" font-size=\"16\" text-anchor=\"middle\">Rate of the trait answer per animal (95% CI)</text>\n",
-                     W / 2);
+  svg += fmt::format("<text x=\"{}\" y=\"24\" font-size=\"16\" text-anchor=\"middle\">{}</text>\n", W / 2, xml_escape(title));
   for (int i = 0; i <= 5; ++i) {
     const double v = ymax * i / 5;
     svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e0e0e0\"/>\n", left, W - 20, y(v), y(v));
     svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.0f}%</text>\n", left - 6, y(v) + 4, 100 * v);
   }
   int g = 0;
-  for (auto it = agg["targets"].begin(); it != agg["targets"].end(); ++it, ++g) {
-    const int x0 = left + g * gw + gap / 2;
+  for (const auto& [gname, cells] : groups) {
+    const int x0 = left + g++ * gw + gap / 2;
     for (size_t k = 0; k < used.size(); ++k) {
-      const json* v = get(it.value(), used[k].key);
-      if (!v) continue;
-      const double m = (*v)["mean"].get<double>(), lo = (*v)["ci95"][0].get<double>(), hi = (*v)["ci95"][1].get<double>();
+      auto it = cells.find(used[k].key);
+      if (it == cells.end()) continue;
+      const Cell& c = it->second;
       const int x = x0 + static_cast<int>(k) * bw;
-      svg += fmt::format("<rect x=\"{}\" y=\"{:.1f}\" width=\"{}\" height=\"{:.1f}\" fill=\"{}\"/>\n", x, y(m), bw - 3, bottom - y(m), used[k].color);
+      svg += fmt::format("<rect x=\"{}\" y=\"{:.1f}\" width=\"{}\" height=\"{:.1f}\" fill=\"{}\"/>\n", x, y(c.mean), bw - 3, bottom - y(c.mean),
+                         used[k].color);
       const double cx = x + (bw - 3) / 2.0;
-      svg += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1:.1f}\" y2=\"{2:.1f}\" stroke=\"black\"/>\n", cx, y(lo), y(hi));
-      svg += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"black\"/>\n", cx - 4, cx + 4, y(hi), y(hi));
-      svg += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"black\"/>\n", cx - 4, cx + 4, y(lo), y(lo));
+      svg += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1:.1f}\" y2=\"{2:.1f}\" stroke=\"black\"/>\n", cx, y(c.lo), y(c.hi));
+      for (double v : {c.lo, c.hi})
+        svg += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"black\"/>\n", cx - 4, cx + 4, y(v), y(v));
     }
-    svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", x0 + ns * bw / 2, bottom + 20, xml_escape(it.key()));
+    svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", x0 + ns * bw / 2, bottom + 20, xml_escape(gname));
   }
   svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"black\"/>\n", left, W - 20, bottom, bottom);
   for (size_t k = 0; k < used.size(); ++k) {
@@ -219,10 +267,41 @@ std::string aggregate_figure_svg(const json& agg) {
     svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n", lx, bottom + 42,
                        used[k].color, lx + 16, bottom + 53, used[k].label);
   }
-  svg += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#555\">Base: mean over runs; arms: mean over the student seed "
-                     "pairs of all runs.</text>\n</svg>\n",
-                     10, H - 12);
+  svg += fmt::format("<text x=\"10\" y=\"{}\" font-size=\"11\" fill=\"#555\">{}</text>\n</svg>\n", H - 12, xml_escape(footnote));
   return svg;
+}
+
+Cell cell_of(const json& s) { return {s["mean"].get<double>(), s["ci95"][0].get<double>(), s["ci95"][1].get<double>()}; }
+
+}  // namespace
+
+// The paper's main figure: grouped bars per animal (base, control, treatment, cross-init, other trait).
+std::string aggregate_figure_svg(const json& agg) {
+  std::vector<std::pair<std::string, std::map<std::string, Cell>>> groups;
+  for (auto it = agg["targets"].begin(); it != agg["targets"].end(); ++it) {
+    std::map<std::string, Cell> cells;
+    if (it.value().contains("base")) cells["base"] = cell_of(it.value()["base"]);
+    for (auto a = it.value()["arms"].begin(); a != it.value()["arms"].end(); ++a) cells[a.key()] = cell_of(a.value());
+    groups.emplace_back(it.key(), cells);
+  }
+  return grouped_bars_svg("Rate of the trait answer per animal (95% CI)", groups,
+                          {{"base", "Base", "#9e9e9e"}, {"control", "Control", "#90a4ae"}, {"treatment", "Treatment", "#1565c0"},
+                           {"cross_init", "Cross-init", "#ef6c00"}, {"other_trait", "Other trait", "#2e7d32"}},
+                          "Base: mean over runs; arms: mean over the student seed pairs of all runs.");
+}
+
+// The paper's MNIST bar chart per setting: test accuracy of each arm, models of every run pooled.
+std::string aggregate_mnist_figure_svg(const json& agg) {
+  std::vector<std::pair<std::string, std::map<std::string, Cell>>> groups;
+  for (auto it = agg["mnist"].begin(); it != agg["mnist"].end(); ++it) {
+    std::map<std::string, Cell> cells;
+    for (auto a = it.value()["arms"].begin(); a != it.value()["arms"].end(); ++a) cells[a.key()] = cell_of(a.value());
+    groups.emplace_back(it.key(), cells);
+  }
+  return grouped_bars_svg("MNIST test accuracy per setting (95% CI)", groups,
+                          {{"reference", "Reference", "#9e9e9e"}, {"teacher", "Teacher", "#8c564b"}, {"student_aux", "Student (aux)", "#9467bd"},
+                           {"student_all", "Student (all)", "#c39bd3"}, {"cross_aux", "Cross (aux)", "#c5b0d5"}, {"cross_all", "Cross (all)", "#e8daef"}},
+                          "Mean over the models of every run of the setting (runs differing only in seed).");
 }
 
 namespace {

@@ -12,11 +12,13 @@
 namespace subliminal::run {
 
 // `paths`: run directories, or sweep directories (their runs/*). Runs that are not finished
-// trait-transfer runs are listed under "skipped" with the reason.
+// trait-transfer or MNIST runs are listed under "skipped" with the reason. MNIST runs ("mnist") are
+// pooled per setting: the run's name without its "seed-N" parts.
 nlohmann::json aggregate_runs(const std::vector<std::string>& paths);
 std::string aggregate_markdown(const nlohmann::json& agg);
 std::string aggregate_csv(const nlohmann::json& agg);
-std::string aggregate_figure_svg(const nlohmann::json& agg);
+std::string aggregate_figure_svg(const nlohmann::json& agg);        // per trait: base and arms
+std::string aggregate_mnist_figure_svg(const nlohmann::json& agg);  // MNIST runs: accuracy per setting and arm
 
 // Expectation file: {"claims": [{"name": "...", "path": "targets.owl.tests.treatment_vs_control.p_greater",
 //   "op": "<", "value": 0.01}, {"path": "targets.*.arms.treatment.mean", "op": ">", "path2":
