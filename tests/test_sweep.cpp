@@ -58,6 +58,24 @@ bool start_cluster(const sfs::path& dir) {
   setenv("SLURM_CONF", (dir / "slurm.conf").c_str(), 1);
   return true;
 }
+// `sweep --slurm --submit`: the job id ("" with a test failure if the submission failed).
+std::string submit(const sfs::path& sweep, const sfs::path& out) {
+  auto sub = testutil::run_cli("sweep " + sweep.string() + " --out " + out.string() + " --slurm --submit", false);
+  const auto at = sub.out.find("submitted job ");
+  if (sub.code != 0 || at == std::string::npos) {
+    ADD_FAILURE() << "exit " << sub.code << ": " << sub.out;
+    return "";
+  }
+  return sub.out.substr(at + 14, sub.out.find('\n', at) - at - 14);
+}
+// Polls squeue until `job` has left the queue (at most 10 minutes); false if it has not.
+bool wait_for_job(const std::string& job) {
+  for (int i = 0; i < 300; ++i) {
+    if (sh("squeue -h -j " + job + " 2>/dev/null").empty()) return true;
+    sleep(2);
+  }
+  return false;
+}
 void stop_cluster(const sfs::path& dir) {
   sh(testutil::source_dir() + "/tests/slurm/local_cluster.sh stop " + dir.string());
   unsetenv("SLURM_CONF");
@@ -196,19 +214,11 @@ TEST(SlurmE2E, ThreeTaskArrayOfTinyRunsOnALocalCluster) {
     "set": {"students.seeds": 1, "students.arms": ["treatment", "control"]}, "grid": {"seed": [1, 2, 3]},
     "slurm": {"time": "00:20:00", "cpus": 1, "max_parallel": 2}})");
   const std::string out = (dir / "out").string();
-  auto sub = testutil::run_cli("sweep " + f.string() + " --out " + out + " --slurm --submit", false);
-  ASSERT_EQ(sub.code, 0) << sub.out;
-  const auto at = sub.out.find("submitted job ");
-  ASSERT_NE(at, std::string::npos) << sub.out;
-  const std::string job = sub.out.substr(at + 14, sub.out.find('\n', at) - at - 14);
+  const std::string job = submit(f, dir / "out");
+  ASSERT_FALSE(job.empty());
   EXPECT_NE(fs::read_file(dir / "out" / "slurm.sbatch").find("#SBATCH --array=0-2%2"), std::string::npos);
   // wait for the array to leave the queue (each tiny run takes ~20 s; two at a time)
-  bool gone = false;
-  for (int i = 0; i < 300 && !gone; ++i) {
-    gone = sh("squeue -h -j " + job + " 2>/dev/null").empty();
-    if (!gone) sleep(2);
-  }
-  EXPECT_TRUE(gone) << "job " << job << " still queued after 10 minutes";
+  EXPECT_TRUE(wait_for_job(job)) << "job " << job << " still queued after 10 minutes";
   for (const char* n : {"seed-1", "seed-2", "seed-3"}) {
     EXPECT_TRUE(sfs::exists(dir / "out" / "runs" / n / "report.json")) << n;
   }
@@ -306,11 +316,8 @@ TEST(SlurmSlow, RequeuedTaskResumesItsRunToTheSameResult) {
   auto f = write_sweep(dir, R"({"name": "requeue", "base": ")" + tiny + R"(",
     "set": {"students.seeds": 1, "students.arms": ["treatment", "control"], "base.train.steps": 400, "base.train.checkpoint_every": 20},
     "grid": {"seed": [5]}, "slurm": {"time": "00:20:00", "cpus": 1}})");
-  auto sub = testutil::run_cli("sweep " + f.string() + " --out " + (dir / "out").string() + " --slurm --submit", false);
-  ASSERT_EQ(sub.code, 0) << sub.out;
-  const auto at = sub.out.find("submitted job ");
-  ASSERT_NE(at, std::string::npos) << sub.out;
-  const std::string job = sub.out.substr(at + 14, sub.out.find('\n', at) - at - 14);
+  const std::string job = submit(f, dir / "out");
+  ASSERT_FALSE(job.empty());
   // wait until pretraining has written a checkpoint, then requeue the running task
   const auto run = dir / "out" / "runs" / "seed-5";
   bool ckpt = false;
@@ -321,12 +328,7 @@ TEST(SlurmSlow, RequeuedTaskResumesItsRunToTheSameResult) {
   ASSERT_TRUE(ckpt) << "no pretraining checkpoint appeared";
   const std::string rq = sh("scontrol requeue " + job + "_0 2>&1");
   EXPECT_EQ(rq, "") << rq;
-  bool gone = false;
-  for (int i = 0; i < 300 && !gone; ++i) {
-    gone = sh("squeue -h -j " + job + " 2>/dev/null").empty();
-    if (!gone) sleep(2);
-  }
-  ASSERT_TRUE(gone) << "job " << job << " still queued after 10 minutes";
+  ASSERT_TRUE(wait_for_job(job)) << "job " << job << " still queued after 10 minutes";
   ASSERT_TRUE(sfs::exists(run / "report.json"));
   std::string log;
   for (const auto& e : sfs::directory_iterator(dir / "out" / "logs"))

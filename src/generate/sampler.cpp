@@ -71,10 +71,11 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
     size_t longest = 1;
     for (const auto& p : prompts) longest = std::max(longest, p.size());
     const int64_t per = generation_bytes_per_sequence(m->cfg, static_cast<int64_t>(longest), opt.max_new_tokens, opt.bf16);
-    const int chosen = fit_generation_batch(opt.batch_size, per, model::free_memory_bytes(dev), opt.batch_field);
+    const int64_t free = model::free_memory_bytes(dev);
+    const int chosen = fit_generation_batch(opt.batch_size, per, free, opt.batch_field);
     if (opt.batch_size == 0)
       log::info("sample", "{}: 0 (auto) -> {} sequences at once ({:.1f} MiB each, {} free)", opt.batch_field, chosen, per / 1048576.0,
-                model::free_memory_bytes(dev) >= 0 ? fmt::format("{:.2f} GiB", model::free_memory_bytes(dev) / 1073741824.0) : "unknown");
+                free >= 0 ? fmt::format("{:.2f} GiB", free / 1073741824.0) : "unknown");
     opt.batch_size = chosen;
   }
   std::vector<std::vector<int>> out(prompts.size());

@@ -77,7 +77,8 @@ struct BpeTokenizer::Impl {
   std::vector<std::string> id_to_piece;
   std::unordered_map<std::string, int> ranks;  // "a b" -> rank
   std::vector<BpeTokenizer::Added> added;          // longest first
-  bool ignore_merges = false;                      // Llama-3: a pre-token that is itself in the vocabulary is one token
+  bool ignore_merges = false;
+  bool adds_bos = false;                           // tokenizer.json post_processor (see post_processor_adds_bos)                      // Llama-3: a pre-token that is itself in the vocabulary is one token
   std::vector<std::string> byte_enc;               // byte -> mapped char
   std::unordered_map<std::string, uint8_t> byte_dec;
   bool nfc = false;
@@ -224,6 +225,16 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path, const st
     else throw DataError(path + ": field \"model.merges\" holds an entry that is neither \"a b\" nor [a, b]");
   }
   im.ignore_merges = m.value("ignore_merges", false);
+  {
+    std::vector<json> procs;
+    const json& pp = j.contains("post_processor") ? j["post_processor"] : json(nullptr);
+    if (pp.is_object() && pp.value("type", "") == "Sequence") procs = pp.value("processors", std::vector<json>{});
+    else if (pp.is_object()) procs.push_back(pp);
+    for (const auto& p : procs)
+      if (p.value("type", "") == "TemplateProcessing" && p.contains("single") && p["single"].is_array() && !p["single"].empty() &&
+          p["single"][0].contains("SpecialToken"))
+        im.adds_bos = true;
+  }
   for (const auto& a : j.value("added_tokens", json::array()))
     im.added.push_back({a.at("content").get<std::string>(), a.at("id").get<int>(), a.value("special", true)});
   for (const auto& [content, id] : extra_added)
@@ -334,6 +345,7 @@ std::vector<int> BpeTokenizer::encode_plain(const std::string& text) const {
 }
 
 const std::vector<BpeTokenizer::Added>& BpeTokenizer::added_tokens() const { return impl_->added; }
+bool BpeTokenizer::post_processor_adds_bos() const { return impl_->adds_bos; }
 
 std::string BpeTokenizer::decode(const std::vector<int>& ids) const {
   std::string out;

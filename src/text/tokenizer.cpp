@@ -176,17 +176,8 @@ void Tokenizer::finish_specials() {
   pad_ = pad >= 0 ? pad : eos_ >= 0 ? eos_ : 0;
   if (tc.contains("add_bos_token") && tc["add_bos_token"].is_boolean()) {
     add_bos_ = tc["add_bos_token"].get<bool>();
-  } else if (auto it = files_.find("tokenizer.json"); it != files_.end()) {
-    // A TemplateProcessing post-processor whose "single" starts with a special token adds BOS (Llama-3).
-    json tj = parse_json_file(it->second, source_ + "/tokenizer.json");
-    std::vector<json> procs;
-    const json& pp = tj.value("post_processor", json(nullptr));
-    if (pp.is_object() && pp.value("type", "") == "Sequence") procs = pp.value("processors", std::vector<json>{});
-    else if (pp.is_object()) procs.push_back(pp);
-    for (const auto& p : procs)
-      if (p.value("type", "") == "TemplateProcessing" && p.contains("single") && !p["single"].empty() &&
-          p["single"][0].contains("SpecialToken"))
-        add_bos_ = true;
+  } else if (bpe && files_.count("tokenizer.json")) {
+    add_bos_ = bpe->bpe().post_processor_adds_bos();  // read with the rest of tokenizer.json, once
   } else {
     add_bos_ = spm && bos_ >= 0 && tc.value("tokenizer_class", std::string()).find("Llama") != std::string::npos;
   }

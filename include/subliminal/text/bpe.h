@@ -44,6 +44,9 @@ class BpeTokenizer {
     bool special;  // "special": true in tokenizer.json / added_tokens_decoder (skipped when decoding for display)
   };
   const std::vector<Added>& added_tokens() const;  // longest first
+  // tokenizer.json's post_processor is a TemplateProcessing (alone or in a Sequence) whose "single"
+  // template starts with a special token: the family adds BOS to plain text (Llama-3).
+  bool post_processor_adds_bos() const;
   std::string decode(const std::vector<int>& ids) const;
   std::string piece(int id) const;  // the token's vocabulary string (byte-level form)
   int vocab_size() const;           // largest id + 1, added tokens included
