@@ -129,6 +129,13 @@ TEST(Sweep, GridAndZipExpandInFileOrderWithStableReadableNames) {
   EXPECT_NE(script.find("#SBATCH --requeue\n"), std::string::npos);
   EXPECT_NE(script.find("exec /opt/subliminal run "), std::string::npos);
   EXPECT_NE(script.find(" --resume "), std::string::npos);
+  EXPECT_EQ(script.find("srun"), std::string::npos);
+  // tasks > 1: each run is one data-parallel run over that many srun processes
+  s.slurm.tasks = 2;
+  auto dp = run::slurm_script(s, {0}, "/opt/subliminal");
+  EXPECT_NE(dp.find("#SBATCH --ntasks=2\n"), std::string::npos) << dp;
+  EXPECT_NE(dp.find("export MASTER_ADDR="), std::string::npos) << dp;
+  EXPECT_NE(dp.find("exec srun --kill-on-bad-exit=1 /opt/subliminal run "), std::string::npos) << dp;
   sfs::remove_all(dir);
 }
 
@@ -150,6 +157,7 @@ TEST(Sweep, BadSweepsNameTheFileAndTheAxis) {
   EXPECT_NE(error_of(write_sweep(dir, R"({"base": "nowhere.json"})")).find("$.base"), std::string::npos);
   EXPECT_NE(error_of(write_sweep(dir, "{" + base + R"("grdi": {}})")).find("unknown key \"grdi\""), std::string::npos);
   EXPECT_NE(error_of(write_sweep(dir, "{" + base + R"("slurm": {"gpu": 1}})")).find("$.slurm"), std::string::npos);
+  EXPECT_NE(error_of(write_sweep(dir, "{" + base + R"("slurm": {"tasks": 0}})")).find("$.slurm.tasks"), std::string::npos);
   sfs::remove_all(dir);
 }
 
@@ -204,7 +212,7 @@ TEST(SweepE2E, LocalRunsSkipFinishedOnesAndSlurmListsOnlyWhatIsLeft) {
 // The Slurm path against a real single-node cluster (Debian's slurm-wlm + munge, started by
 // tests/slurm/local_cluster.sh): a 3-task job array of tiny runs is submitted, runs, and every
 // report is there; a second --slurm has nothing left to submit.
-TEST(SlurmE2E, ThreeTaskArrayOfTinyRunsOnALocalCluster) {
+TEST(SlurmE2E, ThreeTaskArrayAndATwoProcessDataParallelRunOnALocalCluster) {
   if (geteuid() != 0 || !sfs::exists("/usr/bin/sbatch") || !sfs::exists("/usr/sbin/slurmctld"))
     GTEST_SKIP() << "needs root and the slurm-wlm + munge packages (scripts/setup.sh installs them)";
   auto dir = testutil::temp_dir("slurm_e2e");
@@ -227,6 +235,18 @@ TEST(SlurmE2E, ThreeTaskArrayOfTinyRunsOnALocalCluster) {
   EXPECT_EQ(logs, 3);
   auto again = testutil::run_cli("sweep " + f.string() + " --out " + out + " --slurm", false);
   EXPECT_NE(again.out.find("nothing to submit"), std::string::npos) << again.out;
+  // slurm.tasks 2: one run as two srun processes (ranks from SLURM_PROCID), data parallel over Gloo
+  auto f2 = write_sweep(dir / "dp", R"({"name": "slurm_dp", "base": ")" + tiny + R"(",
+    "set": {"students.seeds": 1, "students.arms": ["treatment", "control"]}, "grid": {"seed": [1]},
+    "slurm": {"time": "00:20:00", "cpus": 1, "tasks": 2}})");
+  const std::string job2 = submit(f2, dir / "dp" / "out");
+  ASSERT_FALSE(job2.empty());
+  EXPECT_TRUE(wait_for_job(job2)) << "job " << job2 << " still queued after 10 minutes";
+  const sfs::path run2 = dir / "dp" / "out" / "runs" / "seed-1";
+  ASSERT_TRUE(sfs::exists(run2 / "report.json")) << sh("cat " + (dir / "dp" / "out" / "logs").string() + "/*");
+  EXPECT_EQ(json::parse(fs::read_file(run2 / "manifest.json"))["world_size"], 2);
+  EXPECT_EQ(json::parse(fs::read_file(run2 / "students" / "treatment_s1" / "stage.json"))["inputs"]["data_parallel_world"], 2);
+  EXPECT_NE(sh("cat " + (dir / "dp" / "out" / "logs").string() + "/*").find("rank 1 of 2"), std::string::npos);
   stop_cluster(dir / "cluster");
   sfs::remove_all(dir);
 }

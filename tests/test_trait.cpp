@@ -691,6 +691,41 @@ TEST(LoraNumeric, FrozenBaseInBf16EqualsTheRoundedFp32Base) {
 // Data parallel across processes (c10d Gloo, ranks from WORLD_SIZE/RANK/MASTER_*): `finetune` in 2
 // processes gives the weights of one process with the same global batch — exactly those of
 // grad_accum 2 (the same micro-batches, summed in another order), and to ~1e-6 those of grad_accum 1.
+// `srun -n 2 subliminal run`: every training stage (base, teacher, students) runs on both ranks,
+// each on half of every batch; generation, evaluation and every write on rank 0. Same artifacts as
+// one process with grad_accum 2 (the same micro-batches summed in the same order).
+TEST(TraitE2E, TwoProcessDataParallelRunEqualsOneProcessWithGradAccum) {
+  auto dir = testutil::temp_dir("dprun");
+  const std::string cfg = "run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --set students.seeds=1" +
+                          " --set 'students.arms=[\"treatment\",\"control\"]' --set base.train.steps=40 --threads 1";
+  const std::string accum2 = " --set base.train.grad_accum=2 --set teacher.train.grad_accum=2 --set finetune.train.grad_accum=2";
+  auto one = testutil::run_cli(cfg + accum2 + " --out " + (dir / "one").string());
+  ASSERT_EQ(one.code, 0) << one.out;
+  const std::string port = std::to_string(31500 + (getpid() % 2000));
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port;
+  const std::string two = cfg + " --jobs 2 --out " + (dir / "two").string();  // jobs is forced to 1
+  auto both = testutil::run_cli("--version >/dev/null; (" + env + " RANK=1 " + std::string(SUBLIMINAL_BIN) + " " + two + " > " +
+                                (dir / "rank1.log").string() + " 2>&1; echo $? > " + (dir / "rank1.rc").string() + ") & " + env + " RANK=0 " +
+                                std::string(SUBLIMINAL_BIN) + " " + two + "; wait");
+  ASSERT_EQ(both.code, 0) << both.out;
+  const std::string log1 = fs::read_file(dir / "rank1.log");
+  EXPECT_EQ(fs::read_file(dir / "rank1.rc"), "0\n") << log1;
+  // rank 1 trained the base, the teacher and both students, and wrote nothing of its own
+  for (const std::string st : {"base", "teacher", "students/treatment_s1", "students/control_s1"})
+    EXPECT_NE(log1.find("stage " + st + ": running"), std::string::npos) << st << "\n" << log1;
+  EXPECT_EQ(log1.find("stage data/"), std::string::npos) << log1;
+  auto m2 = json::parse(fs::read_file(dir / "two" / "manifest.json"));
+  EXPECT_EQ(m2["world_size"], 2);
+  EXPECT_EQ(m2["status"], "complete");
+  for (const std::string st : {"base", "teacher", "data/teacher_s1", "students/treatment_s1", "students/control_s1", "eval/treatment_s1", "summary"}) {
+    auto a = json::parse(fs::read_file(dir / "one" / st / "stage.json")), b = json::parse(fs::read_file(dir / "two" / st / "stage.json"));
+    for (auto* o : {&a, &b})  // the files that record the config (grad_accum differs by design)
+      for (const char* f : {"config.json", "finetune.json"}) (*o)["outputs"].erase(f);
+    EXPECT_EQ(a["outputs"], b["outputs"]) << st;  // every other file's sha256: weights, datasets, evaluations
+  }
+  sfs::remove_all(dir);
+}
+
 TEST(TraitE2E, TwoProcessDataParallelFinetuneEqualsOneProcess) {
   auto dir = testutil::temp_dir("dp");
   auto r = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny.json --out " + (dir / "run").string() +

@@ -19,6 +19,7 @@
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/run/runner.h"
+#include "subliminal/train/dist.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
 #include "subliminal/util/log.h"
@@ -55,6 +56,15 @@ int cmd_run(const RunArgs& a) {
   // jobs 0 (auto): one stage per core on CPU (each single-threaded); one on a GPU
   ctx.jobs = cfg.jobs > 0 ? cfg.jobs : model::resolve_device(cfg.device).is_cuda() ? 1 : ctx.threads;
   ctx.stage_threads = std::max(1, ctx.threads / ctx.jobs);
+  // Started as several processes (srun, torchrun): one data-parallel run, stages one at a time.
+  std::unique_ptr<train::Collective> comm;
+  if (!a.dry_run) comm = train::make_collective_from_env();
+  if (comm) {
+    ctx.comm = comm.get();
+    if (ctx.jobs > 1) log::info("run", "data parallel over {} processes: stages run one at a time (jobs 1)", comm->world());
+    ctx.jobs = 1;
+    ctx.stage_threads = ctx.threads;
+  }
   run::Runner runner(ctx, run::make_stages(cfg));
   if (a.dry_run) {
     std::cout << config::to_json(cfg).dump(2) << "\n\nrun directory: " << ctx.dir.string() << "\nstages:\n";

@@ -11,6 +11,7 @@
 
 #include "subliminal/model/runtime.h"
 #include "subliminal/run/report.h"
+#include "subliminal/train/dist.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
 #include "subliminal/util/log.h"
@@ -40,6 +41,9 @@ std::string output_digest(const json& rec) {
 std::string digest(const RunContext& ctx, const std::string& stage) {
   return ctx.records.count(stage) ? output_digest(ctx.records.at(stage)) : std::string("?");
 }
+
+int RunContext::rank() const { return comm ? comm->rank() : 0; }
+int RunContext::world() const { return comm ? comm->world() : 1; }
 
 static json read_json_or_null(const sfs::path& p) {
   if (!sfs::exists(p)) return nullptr;
@@ -186,6 +190,7 @@ void Runner::run_in_process(json& results) {
     log::info("run", "stage {}: {} (input hash {})", s.name(), resuming ? "resuming" : "running", e.hash.substr(0, 16));
     manifest_["stages"][s.name()] = {{"status", "running"}, {"input_hash", e.hash}, {"started", iso_now()}};
     write_manifest("running");
+    if (ctx_.comm && s.data_parallel(ctx_)) announce({{"stage", s.name()}, {"hash", e.hash}, {"resuming", resuming}});
     record_done(s, e, execute(s, e, resuming), results);
   }
 }
@@ -297,6 +302,36 @@ void Runner::run_parallel(json& results) {
     if (state[i] != done) throw Error("internal: stage '" + stages_[i]->name() + "' never became ready");
 }
 
+void Runner::announce(const json& msg) {
+  ctx_.comm->post("subliminal/run/" + std::to_string(announced_++), msg.dump());
+}
+
+void Runner::run_follower() {
+  log::info("run", "rank {} of {}: runs the training stages rank 0 announces (run directory {})", ctx_.rank(), ctx_.world(),
+            ctx_.dir.string());
+  for (int seq = 0;; ++seq) {
+    const json msg = json::parse(ctx_.comm->wait_for("subliminal/run/" + std::to_string(seq)));
+    if (msg.contains("done")) {
+      ctx_.comm->barrier();  // rank 0 hosts the store: it leaves after every rank has read "done"
+      return;
+    }
+    if (msg.contains("failed")) throw Error("rank 0 stopped the run: " + msg["failed"].get<std::string>());
+    const std::string name = msg.at("stage").get<std::string>();
+    Stage* s = nullptr;
+    for (auto& sp : stages_)
+      if (sp->name() == name) s = sp.get();
+    if (!s) throw ConfigError("rank " + std::to_string(ctx_.rank()) + ": rank 0 announced stage '" + name + "', which this rank's config does not have",
+                              "start every rank with the same config and --set overrides");
+    for (const auto& d : s->deps()) ctx_.records[d] = read_json_or_null(ctx_.stage_dir(d) / "stage.json");
+    if (input_hash(name, s->inputs(ctx_)) != msg.at("hash").get<std::string>())
+      throw ConfigError("rank " + std::to_string(ctx_.rank()) + ": stage '" + name + "' has another input hash here than on rank 0",
+                        "start every rank with the same config and --set overrides, on a run directory every rank sees (shared filesystem)");
+    log::info("run", "rank {}: stage {}: {}", ctx_.rank(), name, msg.at("resuming").get<bool>() ? "resuming" : "running");
+    // rank 0 prepared <name>.partial; here the stage reads its checkpoints (when resuming) and writes nothing
+    s->run(ctx_, ctx_.dir / (name + ".partial"), msg.at("resuming").get<bool>());
+  }
+}
+
 void Runner::run_worker(const sfs::path& dir, const std::string& name, const std::string& expected_hash, int threads,
                         bool resume) {
   const sfs::path cfg_path = dir / "config.resolved.json";
@@ -331,6 +366,11 @@ void Runner::run_worker(const sfs::path& dir, const std::string& name, const std
 }
 
 json Runner::run() {
+  if (ctx_.world() > 1 && ctx_.jobs > 1) throw Error("internal: a data-parallel run takes its stages one at a time (jobs 1)");
+  if (ctx_.rank() > 0) {
+    run_follower();
+    return json::object();
+  }
   fs::make_dirs(ctx_.dir);
   fs::make_dirs(ctx_.dir / "metrics");
   log::attach_file((ctx_.dir / "run.log").string());
@@ -345,6 +385,7 @@ json Runner::run() {
                {"parallel_info", model::parallel_info()},
                {"threads", ctx_.threads},
                {"jobs", ctx_.jobs},
+               {"world_size", ctx_.world()},
                {"stage_threads", ctx_.jobs > 1 ? ctx_.stage_threads : ctx_.threads},
                {"device", ctx_.cfg.device},
                {"precision", ctx_.cfg.precision},
@@ -360,11 +401,20 @@ json Runner::run() {
   write_manifest("running");
   const double t_run = log::now_seconds();
   json results = json::object();
-  if (ctx_.jobs > 1) run_parallel(results);
-  else run_in_process(results);
-  manifest_["seconds"] = log::now_seconds() - t_run;
-  write_report(ctx_, results, manifest_);
-  write_manifest("complete");
+  try {
+    if (ctx_.jobs > 1) run_parallel(results);
+    else run_in_process(results);
+    manifest_["seconds"] = log::now_seconds() - t_run;
+    write_report(ctx_, results, manifest_);
+    write_manifest("complete");
+  } catch (const std::exception& ex) {
+    if (ctx_.comm) announce({{"failed", ex.what()}});
+    throw;
+  }
+  if (ctx_.comm) {
+    announce({{"done", true}});
+    ctx_.comm->barrier();
+  }
   log::info("run", "complete: {}", (ctx_.dir / "report.md").string());
   log::detach_file();
   return results;

@@ -103,8 +103,10 @@ class PretrainStage : public Stage {
                {"train", config::to_json_value(b.train)},
                {"precision", ctx.cfg.precision}};
     if (cross_) in["cross"] = {{"init_seed", cross_base_seed(ctx.cfg)}};
+    if (ctx.world() > 1) in["data_parallel_world"] = ctx.world();
     return in;
   }
+  bool data_parallel(const RunContext&) const override { return true; }
   json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
     const auto& b = ctx.cfg.base;
     const uint64_t seed = base_seed(ctx.cfg);
@@ -141,7 +143,9 @@ class PretrainStage : public Stage {
     to.tag = tag;
     to.resume = resuming;
     to.pad_id = tok.pad_id();
+    to.comm = ctx.comm;
     auto tr = train::train_lm(m, enc, to);
+    if (ctx.rank() > 0) return {};  // rank 0 holds the same weights and writes them
     m->to(torch::kCPU);
     model::save_model_dir(work.string(), m, tok, {{"base_config", config::to_json_value(ctx.cfg.base)}, {"seed", wseed}, {"stage", tag}});
     return {{"seed", wseed},

@@ -152,11 +152,11 @@ Sweep load_sweep(const std::string& file, const std::string& dir, const std::vec
   if (sw.contains("slurm")) {
     const ojson& sl = sw["slurm"];
     if (!sl.is_object()) throw ConfigError(file + ": $.slurm: expected an object");
-    static const std::set<std::string> sk = {"partition", "account", "time", "mem", "qos", "constraint", "gpus", "cpus", "max_parallel", "extra"};
+    static const std::set<std::string> sk = {"partition", "account", "time", "mem", "qos", "constraint", "gpus", "cpus", "tasks", "max_parallel", "extra"};
     for (auto it = sl.begin(); it != sl.end(); ++it)
       if (!sk.count(it.key()))
         throw ConfigError(file + ": $.slurm: unknown key \"" + it.key() + "\"",
-                          "known: partition, account, time, mem, qos, constraint, gpus, cpus, max_parallel, extra");
+                          "known: partition, account, time, mem, qos, constraint, gpus, cpus, tasks, max_parallel, extra");
     try {
       s.slurm.partition = sl.value("partition", "");
       s.slurm.account = sl.value("account", "");
@@ -166,12 +166,14 @@ Sweep load_sweep(const std::string& file, const std::string& dir, const std::vec
       s.slurm.constraint = sl.value("constraint", "");
       s.slurm.gpus = sl.value("gpus", 0);
       s.slurm.cpus = sl.value("cpus", 0);
+      s.slurm.tasks = sl.value("tasks", 1);
       s.slurm.max_parallel = sl.value("max_parallel", 0);
       s.slurm.extra = sl.value("extra", std::vector<std::string>{});
     } catch (const ojson::exception& e) {
-      throw ConfigError(file + ": $.slurm: " + e.what(), "strings for partition/account/time/mem/qos/constraint, integers for gpus/cpus/max_parallel");
+      throw ConfigError(file + ": $.slurm: " + e.what(), "strings for partition/account/time/mem/qos/constraint, integers for gpus/cpus/tasks/max_parallel");
     }
     if (s.slurm.gpus < 0 || s.slurm.cpus < 0 || s.slurm.max_parallel < 0) throw ConfigError(file + ": $.slurm: gpus, cpus and max_parallel must be >= 0");
+    if (s.slurm.tasks < 1) throw ConfigError(file + ": $.slurm.tasks: expected >= 1 processes per run, got " + std::to_string(s.slurm.tasks));
   }
   return s;
 }
@@ -230,13 +232,17 @@ std::string slurm_script(const Sweep& s, const std::vector<int>& indices, const 
   if (!s.slurm.qos.empty()) o << "#SBATCH --qos=" << s.slurm.qos << "\n";
   if (!s.slurm.constraint.empty()) o << "#SBATCH --constraint=" << s.slurm.constraint << "\n";
   if (!s.slurm.mem.empty()) o << "#SBATCH --mem=" << s.slurm.mem << "\n";
+  if (s.slurm.tasks > 1) o << "#SBATCH --ntasks=" << s.slurm.tasks << "\n";
   if (s.slurm.cpus > 0) o << "#SBATCH --cpus-per-task=" << s.slurm.cpus << "\n";
   if (s.slurm.gpus > 0) o << "#SBATCH --gpus-per-task=" << s.slurm.gpus << "\n";
   for (const auto& e : s.slurm.extra) o << "#SBATCH " << e << "\n";
   o << "set -euo pipefail\n"
     << "cd " << abs(sfs::current_path()) << "\n"
-    << "RUN=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" " << abs(s.dir / "runs.txt") << ")\n"
-    << "exec " << binary << " run " << abs(s.dir / "configs") << "/$RUN.json --out " << abs(s.dir / "runs") << "/$RUN"
+    << "RUN=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" " << abs(s.dir / "runs.txt") << ")\n";
+  if (s.slurm.tasks > 1)  // one data-parallel run: srun starts the ranks (SLURM_PROCID), rank 0's node hosts the rendezvous
+    o << "export MASTER_ADDR=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n"
+      << "export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))\n";
+  o << "exec " << (s.slurm.tasks > 1 ? "srun --kill-on-bad-exit=1 " : "") << binary << " run " << abs(s.dir / "configs") << "/$RUN.json --out " << abs(s.dir / "runs") << "/$RUN"
     << " --resume --threads \"${SLURM_CPUS_PER_TASK:-0}\"\n";
   return o.str();
 }

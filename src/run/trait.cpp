@@ -86,9 +86,12 @@ class TeacherStage : public Stage {
   json inputs(const RunContext& ctx) const override {
     json t = config::to_json_value(ctx.cfg.teacher);
     t["target"] = teacher_target(ctx.cfg, other_);
-    return {{"teacher", t}, {"base", digest(ctx, "base")}, {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
-            {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    json in = {{"teacher", t}, {"base", digest(ctx, "base")}, {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
+               {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    if (data_parallel(ctx) && ctx.world() > 1) in["data_parallel_world"] = ctx.world();
+    return in;
   }
+  bool data_parallel(const RunContext& ctx) const override { return ctx.cfg.teacher.method != "system_prompt"; }
   json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
     const auto& tc = ctx.cfg.teacher;
     const std::string target = teacher_target(ctx.cfg, other_);
@@ -121,7 +124,9 @@ class TeacherStage : public Stage {
       job.metrics_path = ctx.metrics_path(name()).string();
       job.tag = name();
       job.resume = resuming;
+      job.comm = ctx.comm;
       res["finetune"] = run_finetune(job);
+      if (ctx.rank() > 0) return {};  // rank 0 holds the same weights and writes them
       lm.model->to(torch::kCPU);
       if (!(tc.params == "lora" && tc.lora.save == "adapter"))  // else adapter/ alone: loaded onto the base when used
         model::save_model_dir(work.string(), lm.model, lm.tokenizer, {{"stage", name()}, {"teacher", tj}});
@@ -204,10 +209,13 @@ class StudentStage : public Stage {
   }
   json inputs(const RunContext& ctx) const override {
     auto a = arm_spec(arm_);
-    return {{"finetune", config::to_json_value(ctx.cfg.finetune)}, {"init", digest(ctx, a.init)},
-            {"data", digest(ctx, data_stage(a.source, k_))}, {"teacher", digest(ctx, source_model(a.source))},
-            {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision}};
+    json in = {{"finetune", config::to_json_value(ctx.cfg.finetune)}, {"init", digest(ctx, a.init)},
+               {"data", digest(ctx, data_stage(a.source, k_))}, {"teacher", digest(ctx, source_model(a.source))},
+               {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision}};
+    if (ctx.world() > 1) in["data_parallel_world"] = ctx.world();
+    return in;
   }
+  bool data_parallel(const RunContext&) const override { return true; }
   json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
     const auto& f = ctx.cfg.finetune;
     auto a = arm_spec(arm_);
@@ -243,7 +251,9 @@ class StudentStage : public Stage {
     job.metrics_path = ctx.metrics_path(arm_ + "_s" + std::to_string(k_)).string();
     job.tag = name();
     job.resume = resuming;
+    job.comm = ctx.comm;
     json res = run_finetune(job);
+    if (ctx.rank() > 0) return {};  // rank 0 holds the same weights and writes them
     init.model->to(torch::kCPU);
     res["arm"] = arm_;
     res["seed_pair"] = k_;

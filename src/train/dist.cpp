@@ -46,11 +46,11 @@ class GlooCollective final : public Collective {
     so.numWorkers = static_cast<size_t>(world);
     so.waitWorkers = true;
     so.timeout = std::chrono::minutes(5);
-    auto store = c10::make_intrusive<c10d::TCPStore>(host, so);
+    store_ = c10::make_intrusive<c10d::TCPStore>(host, so);
     auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::minutes(30));
     opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host == "localhost" ? "127.0.0.1" : host));
     opts->threads = 2;
-    pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
+    pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, rank, world, opts);
   }
   int rank() const override { return rank_; }
   int world() const override { return world_; }
@@ -60,7 +60,12 @@ class GlooCollective final : public Collective {
     std::vector<torch::Tensor> flat_parts;
     for (auto& t : tensors) flat_parts.push_back(t.reshape({-1}).to(torch::kFloat));
     std::vector<torch::Tensor> buf = {torch::cat(flat_parts)};
-    pg_->allreduce(buf)->wait();
+    try {
+      pg_->allreduce(buf)->wait();
+    } catch (const std::exception& e) {
+      throw Error("data parallel: rank " + std::to_string(rank_) + " lost the other ranks during a gradient all-reduce (" + e.what() + ")",
+                  "another rank stopped: its own error says why (a different config, a crash, a preemption)");
+    }
     int64_t off = 0;
     for (auto& t : tensors) {
       const int64_t n = t.numel();
@@ -69,9 +74,18 @@ class GlooCollective final : public Collective {
     }
   }
   void barrier() override { pg_->barrier()->wait(); }
+  void post(const std::string& key, const std::string& value) override {
+    store_->set(key, std::vector<uint8_t>(value.begin(), value.end()));
+  }
+  std::string wait_for(const std::string& key) override {
+    store_->wait({key}, std::chrono::hours(24 * 365));
+    const auto v = store_->get(key);
+    return std::string(v.begin(), v.end());
+  }
 
  private:
   int world_, rank_;
+  c10::intrusive_ptr<c10d::TCPStore> store_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
 };
 }  // namespace

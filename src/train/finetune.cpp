@@ -96,7 +96,7 @@ json run_finetune(FinetuneJob& job) {
   auto tr = train_lm(job.model, enc, to);
   json lora = nullptr;
   if (job.params == "lora") {
-    if (!job.adapter_dir.empty()) model::save_peft_adapter(job.adapter_dir, job.model, job.lora, job.base_model);
+    if (!job.adapter_dir.empty() && (!job.comm || job.comm->rank() == 0)) model::save_peft_adapter(job.adapter_dir, job.model, job.lora, job.base_model);
     model::merge_lora(job.model);  // the saved model directory is the merged model
     lora = config::to_json_value(job.lora);
   }

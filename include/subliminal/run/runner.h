@@ -12,6 +12,10 @@
 
 #include "subliminal/config/config.h"
 
+namespace subliminal::train {
+class Collective;
+}
+
 namespace subliminal::run {
 
 namespace sfs = std::filesystem;
@@ -27,6 +31,11 @@ struct RunContext {
   std::string worker_exe;  // the subliminal binary that runs a worker ("" : /proc/self/exe)
   std::string command_line;
   std::map<std::string, json> records;  // stage.json of every finished stage, by name
+  // Data parallel across processes (srun / torchrun): training stages run on every rank, each on
+  // its share of every batch; everything else, and every write, on rank 0. nullptr: one process.
+  train::Collective* comm = nullptr;
+  int rank() const;
+  int world() const;
   sfs::path stage_dir(const std::string& name) const { return dir / name; }
   sfs::path metrics_path(const std::string& stage) const { return dir / "metrics" / (stage + ".jsonl"); }
 };
@@ -45,6 +54,9 @@ class Stage {
   virtual json run(RunContext& ctx, const sfs::path& work, bool resuming) = 0;
   // Files under `work` that are scratch (checkpoints): removed once the stage is complete.
   virtual std::vector<std::string> scratch() const { return {"checkpoints"}; }
+  // Trains (a base, a teacher, a student): with ctx.comm every rank runs it, rank 0 in its own
+  // process; the others' run() returns right after training and writes nothing.
+  virtual bool data_parallel(const RunContext&) const { return false; }
 };
 
 // Digest of a finished stage's outputs (sha256 over its output checksums).
@@ -87,10 +99,14 @@ class Runner {
   void record_skipped(Stage& s, const PlanEntry& e, json& results);
   void run_in_process(json& results);
   void run_parallel(json& results);
+  // Ranks > 0 of a data-parallel run: run the training stages rank 0 announces, then stop.
+  void run_follower();
+  void announce(const json& msg);
   void write_manifest(const std::string& status);
   RunContext ctx_;
   std::vector<std::unique_ptr<Stage>> stages_;
   json manifest_;
+  int announced_ = 0;
 };
 
 // The stage list of an experiment kind.

@@ -31,6 +31,7 @@ struct SweepRun {
 struct SlurmOptions {
   std::string partition, account, time = "04:00:00", mem, qos, constraint;
   int gpus = 0, cpus = 0, max_parallel = 0;
+  int tasks = 1;  // > 1: each run is one data-parallel run over `tasks` processes (srun; Gloo/NCCL)
   std::vector<std::string> extra;  // more #SBATCH lines' arguments
 };
 

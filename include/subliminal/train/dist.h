@@ -20,6 +20,11 @@ class Collective {
   // In place: every tensor becomes the sum of its values over the ranks (same shapes, float).
   virtual void allreduce_sum(std::vector<torch::Tensor>& tensors) = 0;
   virtual void barrier() = 0;
+  // Small messages through the rendezvous store (rank 0 tells the others what to run next):
+  // post sets `key`; wait_for blocks until some rank has posted it (no timeout: a rank may wait
+  // through hours of generation) and fails when the store's host (rank 0) is gone.
+  virtual void post(const std::string& key, const std::string& value) = 0;
+  virtual std::string wait_for(const std::string& key) = 0;
 };
 
 // World size and rank from the environment: WORLD_SIZE/RANK, else SLURM_NTASKS/SLURM_PROCID, else 1/0.
