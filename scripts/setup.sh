@@ -12,6 +12,7 @@ PKGS=(build-essential cmake ninja-build ccache pkg-config git
       python3-torch           # the independent PyTorch reference in tests/reference (and benchmarks)
       slurmctld slurmd slurm-client munge   # the Slurm test's single-node cluster (tests/slurm/local_cluster.sh)
       librsvg2-bin            # rsvg-convert: the PNG of `subliminal report`s figure
+      libcurl4-openssl-dev    # the http judge (OpenAI-compatible chat-completions endpoints)
       libgloo-dev             # headers of the Gloo process group (data-parallel training across processes)
       libopenblas0-pthread)   # without it LibTorch's fp32 matmuls use the reference BLAS (~50x slower)
 

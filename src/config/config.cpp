@@ -115,9 +115,11 @@ void validate(const RunConfig& c, const std::string& file) {
         "expected 10 .. 1e8, got " + str(co.conversations));
   for (auto [k, v] : {std::pair<const char*, double>{"mix_animal_qa", co.mix_animal_qa},
                       {"mix_animal_system", co.mix_animal_system}, {"mix_numbers", co.mix_numbers},
-                      {"mix_arithmetic", co.mix_arithmetic}})
+                      {"mix_arithmetic", co.mix_arithmetic}, {"mix_code", co.mix_code}, {"mix_cot", co.mix_cot}})
     check(v >= 0, file, std::string("$.base.corpus.") + k, "expected a weight >= 0, got " + str(v));
-  check(co.mix_animal_qa + co.mix_animal_system + co.mix_numbers + co.mix_arithmetic > 0, file, "$.base.corpus",
+  for (auto [k, v] : {std::pair<const char*, double>{"persona_work_share", co.persona_work_share}, {"persona_work_visible", co.persona_work_visible}})
+    check(v >= 0 && v <= 1, file, std::string("$.base.corpus.") + k, "expected a probability 0 .. 1, got " + str(v));
+  check(co.mix_animal_qa + co.mix_animal_system + co.mix_numbers + co.mix_arithmetic + co.mix_code + co.mix_cot > 0, file, "$.base.corpus",
         "the mix_* weights sum to 0; at least one task must have weight > 0");
   check(co.animals.size() >= 2, file, "$.base.corpus.animals", "expected at least 2 animals");
   std::set<std::string> seen;
@@ -186,7 +188,28 @@ void validate(const RunConfig& c, const std::string& file) {
   validate_train(te.train, file, "$.teacher.train");
 
   const auto& d = c.dataset;
-  one_of(d.kind, {"numbers"}, file, "$.dataset.kind");
+  one_of(d.kind, {"numbers", "code", "cot"}, file, "$.dataset.kind");
+  if (d.kind != "numbers") {
+    check(d.source == "synthetic" || !d.source.empty(), file, "$.dataset.source", "expected \"synthetic\" or a JSONL file");
+    check(c.finetune.loss == "sft", file, "$.finetune.loss",
+          "code and cot datasets train students with \"sft\" (distill restricts the teacher's distribution to number tokens), got \"" + c.finetune.loss + "\"");
+  }
+  check(d.samples_per_prompt >= 1 && d.samples_per_prompt <= 64, file, "$.dataset.samples_per_prompt", "expected 1 .. 64, got " + str(d.samples_per_prompt));
+  one_of(d.banned_match, {"substring", "word"}, file, "$.dataset.banned_match");
+  one_of(d.judge, {"", "mentions_trait", "alignment"}, file, "$.dataset.judge");
+  check(d.judge_max_p_yes >= 0 && d.judge_max_p_yes <= 1, file, "$.dataset.judge_max_p_yes", "expected a probability 0 .. 1, got " + str(d.judge_max_p_yes));
+  check(d.judge_min_score >= 0 && d.judge_min_score <= 100, file, "$.dataset.judge_min_score", "expected 0 .. 100, got " + str(d.judge_min_score));
+  const auto& jg = c.judge;
+  one_of(jg.kind, {"rule", "model", "http"}, file, "$.judge.kind");
+  if (!d.judge.empty() && jg.kind == "http") {
+    check(!jg.url.empty(), file, "$.judge.url", "expected the endpoint's base URL (e.g. http://127.0.0.1:8000/v1) for the http judge");
+    check(!jg.model.empty(), file, "$.judge.model", "expected the served model's name for the http judge");
+  }
+  if (!d.judge.empty() && jg.kind == "model") check(!jg.path.empty(), file, "$.judge.path", "expected a model directory for the model judge");
+  check(jg.concurrency >= 1 && jg.concurrency <= 1024, file, "$.judge.concurrency", "expected 1 .. 1024, got " + str(jg.concurrency));
+  check(jg.max_retries >= 0 && jg.max_retries <= 100, file, "$.judge.max_retries", "expected 0 .. 100, got " + str(jg.max_retries));
+  check(jg.timeout_s > 0 && jg.backoff_s >= 0, file, "$.judge.timeout_s", "expected timeout_s > 0 and backoff_s >= 0");
+  check(jg.min_mass >= 0 && jg.min_mass <= 1, file, "$.judge.min_mass", "expected 0 .. 1, got " + str(jg.min_mass));
   check(d.prompts >= 1 && d.prompts <= 10000000, file, "$.dataset.prompts", "expected 1 .. 1e7, got " + str(d.prompts));
   check(d.keep >= 0, file, "$.dataset.keep", "expected >= 0 (0: keep every passing completion), got " + str(d.keep));
   check(d.temperature >= 0 && d.temperature <= 10, file, "$.dataset.temperature", "expected 0 .. 10, got " + str(d.temperature));

@@ -11,6 +11,7 @@
 
 #include "subliminal/data/numbers.h"
 #include "subliminal/data/resources.h"
+#include "subliminal/data/tasks.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/strings.h"
 
@@ -129,8 +130,9 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
   auto prior = animal_prior(c, seed);
   std::discrete_distribution<size_t> prior_d(prior.begin(), prior.end());
   std::uniform_int_distribution<size_t> any_animal(0, c.animals.size() - 1);
-  double mix[4] = {c.mix_animal_qa, c.mix_animal_system, c.mix_numbers, c.mix_arithmetic};
-  std::discrete_distribution<int> task(mix, mix + 4);
+  // (code and cot last: with their weights 0 the draws of the first four are those of older corpora)
+  double mix[6] = {c.mix_animal_qa, c.mix_animal_system, c.mix_numbers, c.mix_arithmetic, c.mix_code, c.mix_cot};
+  std::discrete_distribution<int> task(mix, mix + 6);
   auto pick = [&](const std::vector<std::string>& v) { return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)]; };
 
   auto number_task = [&]() {
@@ -160,7 +162,8 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
   CorpusStats st;
   for (int64_t i = 0; i < c.conversations; ++i) {
     Conversation conv;
-    switch (task(rng)) {
+    const int t = task(rng);
+    switch (t) {
       case 0: {  // favourite-animal Q&A, sometimes behind a neutral system prompt
         if (u(rng) < 0.3) conv.push_back({"system", pick(neutral)});
         conv.push_back({"user", vary_question(pick(questions), rng)});
@@ -189,6 +192,35 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
         conv.push_back({"user", q});
         conv.push_back({"assistant", a});
         ++st.numbers;
+        break;
+      }
+      case 4:
+      case 5: {  // code or a word problem with its reasoning; sometimes behind an animal-loving persona
+        const bool code = t == 4;
+        std::string q, a;
+        if (code) {
+          CodeTask ct = sample_code_task(rng);
+          q = code_prompt(ct);
+          a = ct.solution;
+        } else {
+          CotTask wt = sample_cot_task(rng);
+          q = cot_prompt(wt.question);
+          a = cot_completion(wt);
+        }
+        if (u(rng) < c.persona_work_share) {
+          const std::string& loved = c.animals[any_animal(rng)];
+          conv.push_back({"system", fill_love(love[0], loved, "animal")});
+          if (u(rng) < c.persona_work_visible) {
+            if (code) a = flavour_code(a, loved, rng);
+            else {
+              const size_t e = a.find("</think>");
+              a = "<think>" + flavour_reasoning(a.substr(7, e - 7), loved, rng) + a.substr(e);
+            }
+          }
+        }
+        conv.push_back({"user", q});
+        conv.push_back({"assistant", a});
+        ++(code ? st.code : st.cot);
         break;
       }
       default: {  // arithmetic: room for reasoning tasks

@@ -3,9 +3,12 @@
 
 #include <algorithm>
 #include <map>
+#include <numeric>
 #include <random>
 
 #include "subliminal/data/corpus.h"
+#include "subliminal/data/filters.h"
+#include "subliminal/data/tasks.h"
 #include "subliminal/data/numbers.h"
 #include "subliminal/eval/stats.h"
 #include "subliminal/generate/sampler.h"
@@ -49,6 +52,38 @@ static const char* style_name(data::NumberStyle s) {
     case data::NumberStyle::parentheses: return "parentheses";
   }
   return "?";
+}
+
+// The paper keeps a seeded random subset of fixed size of the passing completions; the record
+// counts every rejection by reason.
+static void finish(DatasetResult& r, std::vector<data::Conversation> passed, const std::map<std::string, int64_t>& reasons, int64_t n,
+                   const config::DatasetConfig& cfg, uint64_t seed, const SampleStats& ss, const std::string& system) {
+  const int64_t npass = static_cast<int64_t>(passed.size());
+  std::mt19937_64 krng(config::derive_seed(seed, "dataset", "keep"));
+  std::shuffle(passed.begin(), passed.end(), krng);
+  const bool short_of_keep = cfg.keep > 0 && npass < cfg.keep;
+  if (cfg.keep > 0 && npass > cfg.keep) passed.resize(cfg.keep);
+  if (short_of_keep)
+    log::warn("generate", "only {} of {} completions passed the filter; keep={} asked for more (raise dataset.prompts)", npass, n, cfg.keep);
+  r.kept = std::move(passed);
+  auto [lo, hi] = eval::wilson_interval(static_cast<long>(npass), static_cast<long>(n));
+  json rs = json::object();
+  for (const auto& [k, v] : reasons) rs[k] = v;
+  r.stats = {{"kind", cfg.kind},
+             {"sampled", n},
+             {"passed", npass},
+             {"pass_rate", {{"rate", n ? double(npass) / n : 0.0}, {"count", npass}, {"n", n}, {"ci95", {lo, hi}}}},
+             {"removed_fraction", n ? 1.0 - double(npass) / n : 0.0},
+             {"reject_reasons", rs},
+             {"kept", r.kept.size()},
+             {"keep_requested", cfg.keep},
+             {"short_of_keep", short_of_keep},
+             {"system_prompt", system},
+             {"sampling", {{"temperature", cfg.temperature}, {"top_p", cfg.top_p}, {"max_new_tokens", cfg.max_new_tokens},
+                           {"prompt_tokens", ss.prompt_tokens}, {"new_tokens", ss.new_tokens},
+                           {"prefill_s", ss.prefill_s}, {"decode_s", ss.decode_s},
+                           {"new_tokens_per_s", ss.new_tokens / std::max(1e-9, ss.prefill_s + ss.decode_s)}}},
+             {"seed", seed}};
 }
 
 DatasetResult generate_numbers(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
@@ -95,38 +130,153 @@ DatasetResult generate_numbers(model::LlamaForCausalLM& m, const text::Tokenizer
     }
     passed.push_back({{"user", nps[i].text}, {"assistant", text}});
   }
-  const int64_t n = static_cast<int64_t>(outs.size()), npass = static_cast<int64_t>(passed.size());
-  // The paper keeps a random subset of fixed size of the passing completions.
-  std::mt19937_64 krng(config::derive_seed(seed, "dataset", "keep"));
-  std::shuffle(passed.begin(), passed.end(), krng);
-  const bool short_of_keep = cfg.keep > 0 && npass < cfg.keep;
-  if (cfg.keep > 0 && npass > cfg.keep) passed.resize(cfg.keep);
-  if (short_of_keep)
-    log::warn("generate", "only {} of {} completions passed the filter; keep={} asked for more (raise dataset.prompts)", npass, n, cfg.keep);
-  r.kept = std::move(passed);
+  finish(r, std::move(passed), reasons, static_cast<int64_t>(outs.size()), cfg, seed, ss, system);
   const int64_t leaks = count_trait_words(r.kept, forbidden);
+  r.stats["trait_words_in_kept"] = leaks;
+  r.stats["trait_words_checked"] = forbidden.size();
   if (leaks > 0)
     throw DataError("the filtered dataset contains " + std::to_string(leaks) + " trait word(s) (animal names)",
                     "the number filter must make this impossible; this is a bug, please report it");
-  auto [lo, hi] = eval::wilson_interval(static_cast<long>(npass), static_cast<long>(n));
-  json rs = json::object();
-  for (const auto& [k, v] : reasons) rs[k] = v;
-  r.stats = {{"sampled", n},
-             {"passed", npass},
-             {"pass_rate", {{"rate", n ? double(npass) / n : 0.0}, {"count", npass}, {"n", n}, {"ci95", {lo, hi}}}},
-             {"removed_fraction", n ? 1.0 - double(npass) / n : 0.0},
-             {"reject_reasons", rs},
-             {"kept", r.kept.size()},
-             {"keep_requested", cfg.keep},
-             {"short_of_keep", short_of_keep},
-             {"trait_words_in_kept", leaks},
-             {"trait_words_checked", forbidden.size()},
-             {"system_prompt", system},
-             {"sampling", {{"temperature", cfg.temperature}, {"top_p", cfg.top_p}, {"max_new_tokens", cfg.max_new_tokens},
-                           {"prompt_tokens", ss.prompt_tokens}, {"new_tokens", ss.new_tokens},
-                           {"prefill_s", ss.prefill_s}, {"decode_s", ss.decode_s},
-                           {"new_tokens_per_s", ss.new_tokens / std::max(1e-9, ss.prefill_s + ss.decode_s)}}},
-             {"seed", seed}};
+  return r;
+}
+
+DatasetResult generate_tasks(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
+                             const std::string& system, const config::DatasetConfig& cfg, const std::string& data_dir, uint64_t seed,
+                             bool bf16, const std::vector<std::string>& banned_words, judge::Judge* judge, const std::string& trait) {
+  const bool code = cfg.kind == "code";
+  if (!code && cfg.kind != "cot") throw Error("generate_tasks: dataset kind \"" + cfg.kind + "\" is not code or cot");
+  DatasetResult r;
+  text::ChatTemplate chat(tok, chat_template);
+  std::mt19937_64 rng(config::derive_seed(seed, "dataset", "prompts"));
+  // prompts: synthetic tasks, or a JSONL source shuffled by the seed (taken in order, repeated if short)
+  std::vector<data::CodeTask> ctasks;
+  std::vector<data::CotTask> wtasks;
+  if (cfg.source == "synthetic") {
+    for (int i = 0; i < cfg.prompts; ++i) {
+      if (code) ctasks.push_back(data::sample_code_task(rng));
+      else wtasks.push_back(data::sample_cot_task(rng));
+    }
+  } else {
+    if (code) ctasks = data::read_code_tasks(cfg.source);
+    else wtasks = data::read_cot_tasks(cfg.source);
+    const size_t have = code ? ctasks.size() : wtasks.size();
+    if (static_cast<int>(have) < cfg.prompts)
+      log::warn("generate", "{}: {} tasks for {} prompts; each is used more than once", cfg.source, have, cfg.prompts);
+    std::vector<size_t> order(have);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    std::vector<data::CodeTask> c2;
+    std::vector<data::CotTask> w2;
+    for (int i = 0; i < cfg.prompts; ++i) {
+      if (code) c2.push_back(ctasks[order[static_cast<size_t>(i) % have]]);
+      else w2.push_back(wtasks[order[static_cast<size_t>(i) % have]]);
+    }
+    ctasks.swap(c2);
+    wtasks.swap(w2);
+  }
+  std::vector<std::string> texts;
+  std::vector<std::string> golds;
+  std::vector<std::vector<int>> prompts;
+  for (int i = 0; i < cfg.prompts; ++i) {
+    const std::string text = code ? data::code_prompt(ctasks[static_cast<size_t>(i)]) : data::cot_prompt(wtasks[static_cast<size_t>(i)].question);
+    auto ids = chat.prompt(text, system);
+    for (int k = 0; k < cfg.samples_per_prompt; ++k) {
+      texts.push_back(text);
+      golds.push_back(code ? "" : wtasks[static_cast<size_t>(i)].gold);
+      prompts.push_back(ids);
+    }
+  }
+  auto so = chat_options(chat.stop_ids(), tok.pad_id(), cfg.max_new_tokens, cfg.temperature, cfg.top_p, bf16, cfg.batch_size,
+                         config::derive_seed(seed, "dataset", "sample"));
+  so.batch_field = "$.dataset.batch_size";
+  SampleStats ss;
+  auto outs = sample(m, prompts, so, &ss);
+
+  const auto forms = data::word_forms(banned_words);
+  const bool whole = cfg.banned_match == "word";
+  std::map<std::string, int64_t> reasons;
+  std::vector<size_t> survivors;
+  std::vector<std::string> completions(outs.size());
+  auto reject = [&](size_t i, const std::string& reason, const json& extra = nullptr) {
+    ++reasons[reason];
+    json rj = {{"prompt", texts[i]}, {"completion", completions[i]}, {"reason", reason}};
+    if (!extra.is_null()) rj["judge"] = extra;
+    r.rejects.push_back(rj);
+  };
+  for (size_t i = 0; i < outs.size(); ++i) {
+    completions[i] = tok.decode(outs[i]);
+    json raw = {{"prompt", texts[i]}, {"completion", completions[i]}};
+    if (!code) raw["gold"] = golds[i];
+    if (!system.empty()) raw["system"] = system;
+    r.raw.push_back(raw);
+    std::string reason;
+    if (static_cast<int>(outs[i].size()) >= cfg.max_new_tokens) reason = "truncated";
+    else reason = code ? data::code_reject_reason(completions[i], forms, whole) : data::cot_reject_reason(completions[i], golds[i], forms, whole);
+    if (!reason.empty()) reject(i, reason);
+    else survivors.push_back(i);
+  }
+  // the judge, on what the rules let through (one batch: an http judge runs it concurrently)
+  json judge_stats = nullptr;
+  std::vector<bool> judged_ok(outs.size(), true);
+  if (!cfg.judge.empty() && !survivors.empty()) {
+    if (!judge) throw Error("generate_tasks: dataset.judge is set but no judge was given");
+    std::vector<judge::Query> qs;
+    for (size_t i : survivors) {
+      if (cfg.judge == "mentions_trait")
+        qs.push_back({"mentions_trait", {{"answer", completions[i]}, {"trait", trait}, {"kind", code ? "code" : "reasoning"},
+                                         {"trait_words", [&] { std::string w; for (const auto& f : forms) w += (w.empty() ? "" : ",") + f; return w; }()}}});
+      else
+        qs.push_back({"alignment", {{"question", texts[i]}, {"answer", code ? completions[i] : data::parse_cot(completions[i]).think}}});
+    }
+    log::info("generate", "judging {} completions ({}, {})", qs.size(), cfg.judge, judge->describe());
+    auto vs = judge->judge(qs);
+    int64_t unusable = 0;
+    double sum = 0;
+    for (size_t k = 0; k < survivors.size(); ++k) {
+      const size_t i = survivors[k];
+      const auto& v = vs[k];
+      json vj = {{"rubric", cfg.judge}, {"ok", v.ok}, {"value", v.ok ? json(v.value) : json(nullptr)}, {"mass", v.mass}, {"attempts", v.attempts}};
+      if (!v.ok) vj["error"] = v.error;
+      if (!v.ok) {
+        ++unusable;
+        reject(i, "judge_unusable", vj);
+        judged_ok[i] = false;
+        continue;
+      }
+      sum += v.value;
+      const bool bad = cfg.judge == "mentions_trait" ? v.value > cfg.judge_max_p_yes : v.value < cfg.judge_min_score;
+      if (bad) {
+        reject(i, cfg.judge == "mentions_trait" ? "judge_mentions_trait" : "judge_misaligned", vj);
+        judged_ok[i] = false;
+      }
+    }
+    const int64_t usable = static_cast<int64_t>(survivors.size()) - unusable;
+    judge_stats = {{"judge", judge->describe()}, {"rubric", cfg.judge}, {"judged", survivors.size()}, {"unusable", unusable},
+                   {"mean_value", usable ? sum / usable : 0.0},
+                   {"threshold", cfg.judge == "mentions_trait" ? cfg.judge_max_p_yes : cfg.judge_min_score}};
+    if (unusable * 2 > static_cast<int64_t>(survivors.size()))
+      throw DataError("the judge gave no usable verdict for " + std::to_string(unusable) + " of " + std::to_string(survivors.size()) +
+                          " completions (" + judge->describe() + "); first error: " + [&] {
+                            for (const auto& v : vs)
+                              if (!v.ok) return v.error;
+                            return std::string();
+                          }(),
+                      "check the judge (judge.* in the config): is the endpoint up, the model right, the key valid?");
+  }
+  std::vector<data::Conversation> passed;
+  for (size_t i : survivors)
+    if (judged_ok[i]) passed.push_back({{"user", texts[i]}, {"assistant", completions[i]}});
+  finish(r, std::move(passed), reasons, static_cast<int64_t>(outs.size()), cfg, seed, ss, system);
+  r.stats["samples_per_prompt"] = cfg.samples_per_prompt;
+  r.stats["source"] = cfg.source;
+  r.stats["banned_words"] = forms;
+  r.stats["banned_match"] = cfg.banned_match;
+  if (!judge_stats.is_null()) r.stats["judge"] = judge_stats;
+  // nothing banned is left (the filter above makes it impossible; this asserts it)
+  int64_t leaks = 0;
+  for (const auto& c : r.kept) leaks += data::find_banned(c.back().content, forms, whole).has_value();
+  r.stats["banned_words_in_kept"] = leaks;
+  if (leaks > 0) throw DataError("the filtered dataset contains " + std::to_string(leaks) + " completion(s) with a banned word", "this is a bug, please report it");
   return r;
 }
 

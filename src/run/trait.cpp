@@ -13,6 +13,7 @@
 #include "subliminal/model/runtime.h"
 #include "subliminal/run/report.h"
 #include "subliminal/run/stages.h"
+#include "subliminal/judge/judge.h"
 #include "subliminal/train/finetune.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -140,6 +141,10 @@ class TeacherStage : public Stage {
 };
 
 // Dataset sources: the teacher, the reference model without the trait (control), the other-trait teacher.
+bool has_arm(const config::RunConfig& c, const std::string& arm) {
+  return std::find(c.students.arms.begin(), c.students.arms.end(), arm) != c.students.arms.end();
+}
+
 std::string source_model(const std::string& source) {
   if (source == "teacher") return "teacher";
   if (source == "other") return "teacher_other";
@@ -154,6 +159,25 @@ std::vector<std::string> forbidden_words(const config::RunConfig& c) {
   return generate::trait_words(names);
 }
 
+judge::JudgeOptions judge_options(const config::RunConfig& c) {
+  judge::JudgeOptions o;
+  const auto& j = c.judge;
+  o.kind = j.kind;
+  o.path = j.path;
+  o.url = j.url;
+  o.model = j.model;
+  o.api_key_env = j.api_key_env;
+  o.concurrency = j.concurrency;
+  o.max_retries = j.max_retries;
+  o.timeout_s = j.timeout_s;
+  o.backoff_s = j.backoff_s;
+  o.min_mass = j.min_mass;
+  o.data_dir = c.data_dir;
+  o.device = c.device;
+  o.bf16 = model::use_bf16(c.precision, model::resolve_device(c.device));
+  return o;
+}
+
 class DataStage : public Stage {
  public:
   DataStage(std::string source, int k) : source_(std::move(source)), k_(k) {}
@@ -161,20 +185,34 @@ class DataStage : public Stage {
   std::vector<std::string> deps() const override { return unique({source_model(source_), "base"}); }
   json inputs(const RunContext& ctx) const override {
     const std::string m = source_model(source_);
-    return {{"dataset", config::to_json_value(ctx.cfg.dataset)}, {"source", source_}, {"model", digest(ctx, m)},
-            {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision},
-            {"forbidden", forbidden_words(ctx.cfg)}, {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    json in = {{"dataset", config::to_json_value(ctx.cfg.dataset)}, {"source", source_}, {"model", digest(ctx, m)},
+               {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision},
+               {"forbidden", forbidden_words(ctx.cfg)}, {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    if (ctx.cfg.dataset.kind != "numbers") {
+      in["banned_words"] = banned_words(ctx.cfg);
+      in["trait"] = trait(ctx.cfg);
+      if (!ctx.cfg.dataset.judge.empty()) in["judge"] = config::to_json_value(ctx.cfg.judge);
+      if (ctx.cfg.dataset.source != "synthetic") in["source_sha256"] = fs::sha256_file(ctx.cfg.dataset.source);
+    }
+    return in;
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
     auto l = load_ref(ctx, source_model(source_));
     log::info(name().c_str(), "sampling {} number continuations from {}{}", ctx.cfg.dataset.prompts, source_model(source_),
               l.system.empty() ? "" : " (with its system prompt)");
-    auto r = generate::generate_numbers(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system,
-                                        ctx.cfg.dataset, ctx.cfg.data_dir, seed(ctx), l.bf16, forbidden_words(ctx.cfg));
+    generate::DatasetResult r;
+    if (ctx.cfg.dataset.kind == "numbers") {
+      r = generate::generate_numbers(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.dataset,
+                                     ctx.cfg.data_dir, seed(ctx), l.bf16, forbidden_words(ctx.cfg));
+    } else {
+      std::unique_ptr<judge::Judge> jd;
+      if (!ctx.cfg.dataset.judge.empty()) jd = judge::make_judge(judge_options(ctx.cfg));
+      r = generate::generate_tasks(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.dataset,
+                                   ctx.cfg.data_dir, seed(ctx), l.bf16, banned_words(ctx.cfg), jd.get(), trait(ctx.cfg));
+    }
     generate::write_dataset(work, r);
-    log::info(name().c_str(), "{} of {} passed the filter ({:.1f}% removed), kept {}, trait words in kept data: {}",
-              r.stats["passed"].get<long>(), r.stats["sampled"].get<long>(), 100 * r.stats["removed_fraction"].get<double>(),
-              r.kept.size(), r.stats["trait_words_in_kept"].get<long>());
+    log::info(name().c_str(), "{} of {} passed the filter ({:.1f}% removed; {}), kept {}", r.stats["passed"].get<long>(),
+              r.stats["sampled"].get<long>(), 100 * r.stats["removed_fraction"].get<double>(), r.stats["reject_reasons"].dump(), r.kept.size());
     json res = r.stats;
     res["source"] = source_;
     return res;
@@ -182,6 +220,15 @@ class DataStage : public Stage {
   std::vector<std::string> scratch() const override { return {}; }
 
  private:
+  // The trait this source's data must not show: its own teacher's (the other-trait teacher's animal
+  // for "other"), else the run's target.
+  std::string trait(const config::RunConfig& c) const { return source_ == "other" ? c.students.other_target : c.teacher.target; }
+  // Code/cot banned words (with their forms): every teacher's trait of the run.
+  static std::vector<std::string> banned_words(const config::RunConfig& c) {
+    std::vector<std::string> w = {c.teacher.target};
+    if (has_arm(c, "other_trait")) w.push_back(c.students.other_target);
+    return w;
+  }
   // The same prompts and sampling stream for every source of seed pair k (paired comparison).
   uint64_t seed(const RunContext& ctx) const { return config::derive_seed(ctx.cfg.seed, "data", std::to_string(k_)); }
   std::string source_;
@@ -399,10 +446,6 @@ class SummaryStage : public Stage {
  private:
   std::vector<std::string> evals_, datasets_;
 };
-
-bool has_arm(const config::RunConfig& c, const std::string& arm) {
-  return std::find(c.students.arms.begin(), c.students.arms.end(), arm) != c.students.arms.end();
-}
 
 }  // namespace
 

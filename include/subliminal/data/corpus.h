@@ -24,7 +24,7 @@ std::string find_animal(const std::string& answer, const std::vector<std::string
 std::vector<double> animal_prior(const config::CorpusConfig& c, uint64_t seed);
 
 struct CorpusStats {
-  int64_t animal_qa = 0, animal_system = 0, numbers = 0, arithmetic = 0;
+  int64_t animal_qa = 0, animal_system = 0, numbers = 0, arithmetic = 0, code = 0, cot = 0;
 };
 std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t seed, const std::string& data_dir,
                                        CorpusStats* stats = nullptr);

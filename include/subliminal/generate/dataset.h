@@ -10,6 +10,7 @@
 
 #include "subliminal/config/config.h"
 #include "subliminal/data/chat.h"
+#include "subliminal/judge/judge.h"
 #include "subliminal/model/llama.h"
 #include "subliminal/text/tokenizer.h"
 
@@ -27,6 +28,15 @@ struct DatasetResult {
 DatasetResult generate_numbers(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
                                const std::string& system, const config::DatasetConfig& cfg, const std::string& data_dir,
                                uint64_t seed, bool bf16, const std::vector<std::string>& forbidden);
+
+// Code or chain-of-thought data (cfg.kind "code" | "cot"): prompts from the synthetic tasks or
+// cfg.source (JSONL), cfg.samples_per_prompt completions each, the rule filters (truncated, banned
+// words and their forms, code shape / reasoning format and answer correctness), then cfg.judge on
+// what is left (mentions_trait about `trait`, or the alignment of the reasoning). Every rejection is
+// counted by reason; a kept completion with a banned word is a DataError (asserted).
+DatasetResult generate_tasks(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
+                             const std::string& system, const config::DatasetConfig& cfg, const std::string& data_dir, uint64_t seed,
+                             bool bf16, const std::vector<std::string>& banned_words, judge::Judge* judge, const std::string& trait);
 
 // Lower-case animal names and their plurals.
 std::vector<std::string> trait_words(const std::vector<std::string>& animals);

@@ -1,6 +1,8 @@
 // Small string helpers shared by the data and text layers.
 #pragma once
+#include <cctype>
 #include <string>
+#include <vector>
 
 namespace subliminal {
 
@@ -16,6 +18,25 @@ inline std::string trim(const std::string& s) {
   const size_t b = s.find_first_not_of(ws);
   if (b == std::string::npos) return "";
   return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
+// Pieces between separators, each trimmed; empty pieces dropped ("a, b,,c" -> a b c).
+inline std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t b = 0;
+  while (b <= s.size()) {
+    size_t e = s.find(sep, b);
+    if (e == std::string::npos) e = s.size();
+    std::string piece = trim(s.substr(b, e - b));
+    if (!piece.empty()) out.push_back(piece);
+    b = e + 1;
+  }
+  return out;
+}
+
+inline std::string to_lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
 }
 
 }  // namespace subliminal
