@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 
 #include "subliminal/data/corpus.h"
 #include "subliminal/data/numbers.h"
@@ -762,5 +763,57 @@ TEST(TraitE2E, TwoProcessDataParallelFinetuneEqualsOneProcess) {
   EXPECT_GT(moved, 1e-3);
   EXPECT_LT(d_accum, 1e-6);
   EXPECT_LT(d_plain, 1e-4);  // measured 6e-6 (Adam normalises the summation-order difference)
+  sfs::remove_all(dir);
+}
+
+// Code and chain-of-thought datasets through the whole graph on the tiny model: the paper's filters
+// and the rule judge run, every rejection has a reason, nothing banned is kept, students train on
+// the kept code; a reasoning dataset nothing passes stops the run naming the data stage and why.
+TEST(TraitE2E, CodeAndCotDatasetsAreFilteredJudgedAndTrainStudents) {
+  auto dir = testutil::temp_dir("code_cot");
+  const std::string common = "run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --set finetune.loss=sft --set students.seeds=1" +
+                             " --set 'students.arms=[\"treatment\",\"control\"]' --set dataset.max_new_tokens=64";
+  // one base for both: pretrained on code and word problems
+  auto r = testutil::run_cli(common + " --set base.train.steps=300 --set base.corpus.mix_numbers=0.1 --set base.corpus.mix_code=0.5" +
+                             " --set base.corpus.mix_cot=0.2 --set dataset.kind=code --set dataset.judge=mentions_trait --out " +
+                             (dir / "code").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::set<std::string> known = {"truncated", "empty", "banned_word", "no_code", "judge_mentions_trait", "judge_unusable"};
+  for (const char* src : {"teacher_s1", "control_s1"}) {
+    const sfs::path d = dir / "code" / "data" / src;
+    auto ds = json::parse(fs::read_file(d / "dataset.json"));
+    EXPECT_EQ(ds["kind"], "code");
+    EXPECT_EQ(ds["banned_words"], json({"owl", "owls"}));
+    EXPECT_EQ(ds["banned_words_in_kept"], 0);
+    long rejected = 0;
+    for (auto it = ds["reject_reasons"].begin(); it != ds["reject_reasons"].end(); ++it) {
+      EXPECT_TRUE(known.count(it.key())) << it.key();
+      rejected += it.value().get<long>();
+    }
+    EXPECT_EQ(rejected + ds["passed"].get<long>(), ds["sampled"].get<long>());
+    // the judge saw exactly what the rules let through
+    EXPECT_EQ(ds["judge"]["judged"].get<long>(),
+              ds["passed"].get<long>() + ds["reject_reasons"].value("judge_mentions_trait", 0L) + ds["reject_reasons"].value("judge_unusable", 0L));
+    EXPECT_GT(ds["kept"].get<long>(), 0);
+    for (const auto& c : data::read_conversations((d / "kept.jsonl").string())) {
+      std::string low = c.back().content;
+      for (auto& ch : low) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      EXPECT_EQ(low.find("owl"), std::string::npos) << c.back().content;
+      EXPECT_TRUE(low.find("def ") != std::string::npos || low.find("return") != std::string::npos) << c.back().content;
+    }
+  }
+  EXPECT_TRUE(sfs::exists(dir / "code" / "report.md"));
+  EXPECT_NE(fs::read_file(dir / "code" / "report.md").find("banned words in kept"), std::string::npos);
+  // the tiny base cannot yet write <think>/<answer> solutions that are right: the run stops, naming why
+  r = testutil::run_cli(common + " --set base.kind=checkpoint --set base.path=" + (dir / "code" / "base").string() +
+                        " --set dataset.kind=cot --set dataset.samples_per_prompt=2 --out " + (dir / "cot").string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("kept no examples"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("data/teacher_s1"), std::string::npos) << r.out;
+  auto ds = json::parse(fs::read_file(dir / "cot" / "data" / "teacher_s1" / "dataset.json"));
+  EXPECT_EQ(ds["sampled"], 80);
+  for (auto it = ds["reject_reasons"].begin(); it != ds["reject_reasons"].end(); ++it)
+    EXPECT_TRUE((std::set<std::string>{"truncated", "banned_word", "no_think", "no_answer", "answer_not_numeric", "wrong_answer"}.count(it.key())))
+        << it.key();
   sfs::remove_all(dir);
 }

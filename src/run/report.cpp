@@ -111,8 +111,11 @@ std::string trait_section(const json& sm, const json& timings) {
     for (const auto& a : animals) md += fmt::format(" {:.0f} |", 100 * it.value()["distribution"].value(a, 0.0));
     md += "\n";
   }
-  md += "\nDatasets (the paper's strict number filter; kept data checked for animal names):\n\n";
-  md += "| dataset | sampled | passed | removed | kept | animal names in kept | rejections by reason |\n|---|---|---|---|---|---|---|\n";
+  const bool numbers = sm["datasets"].empty() || sm["datasets"].begin().value().value("kind", "numbers") == "numbers";
+  md += numbers ? "\nDatasets (the paper's strict number filter; kept data checked for animal names):\n\n"
+                : "\nDatasets (the paper's filters: truncation, banned trait words and their forms, format/correctness, then the judge; kept data checked for the banned words):\n\n";
+  md += std::string("| dataset | sampled | passed | removed | kept | ") + (numbers ? "animal names" : "banned words") +
+        " in kept | rejections by reason |\n|---|---|---|---|---|---|---|\n";
   for (auto it = sm["datasets"].begin(); it != sm["datasets"].end(); ++it) {
     const json& d = it.value();
     std::string reasons;

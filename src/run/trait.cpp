@@ -275,6 +275,13 @@ class StudentStage : public Stage {
     job.tok = &init.tokenizer;
     job.chat_template = ctx.cfg.base.tokenizer.chat_template;
     job.data = data::read_conversations((ctx.stage_dir(data_stage(a.source, k_)) / "kept.jsonl").string());
+    if (job.data.empty()) {
+      const json ds = json::parse(fs::read_file(ctx.stage_dir(data_stage(a.source, k_)) / "dataset.json"));
+      throw DataError(name() + ": " + data_stage(a.source, k_) + " kept no examples (" + std::to_string(ds.value("sampled", 0L)) +
+                          " sampled; rejected: " + ds.value("reject_reasons", json::object()).dump() + ")",
+                      "sample more (dataset.prompts, dataset.samples_per_prompt) or give the base more of this task in pretraining "
+                      "(base.corpus.mix_*, base.train.steps)");
+    }
     job.loss = f.loss;
     job.params = f.params;
     job.lora = f.lora;
@@ -424,7 +431,10 @@ class SummaryStage : public Stage {
       auto j = json::parse(fs::read_file(ctx.stage_dir(d) / "dataset.json"));
       datasets[d.substr(5)] = {{"sampled", j["sampled"]}, {"passed", j["passed"]}, {"pass_rate", j["pass_rate"]},
                                {"removed_fraction", j["removed_fraction"]}, {"reject_reasons", j["reject_reasons"]},
-                               {"kept", j["kept"]}, {"trait_words_in_kept", j["trait_words_in_kept"]}};
+                               {"kept", j["kept"]}, {"kind", j.value("kind", "numbers")},
+                               // numbers: every animal name checked; code/cot: the banned trait words and their forms
+                               {"trait_words_in_kept", j.contains("trait_words_in_kept") ? j["trait_words_in_kept"] : j.value("banned_words_in_kept", json(0))}};
+      if (j.contains("judge")) datasets[d.substr(5)]["judge"] = j["judge"];
     }
     json out = {{"target", c.eval_target()},
                 {"teacher_method", c.teacher.method},
