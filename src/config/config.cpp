@@ -115,11 +115,12 @@ void validate(const RunConfig& c, const std::string& file) {
         "expected 10 .. 1e8, got " + str(co.conversations));
   for (auto [k, v] : {std::pair<const char*, double>{"mix_animal_qa", co.mix_animal_qa},
                       {"mix_animal_system", co.mix_animal_system}, {"mix_numbers", co.mix_numbers},
-                      {"mix_arithmetic", co.mix_arithmetic}, {"mix_code", co.mix_code}, {"mix_cot", co.mix_cot}})
+                      {"mix_arithmetic", co.mix_arithmetic}, {"mix_code", co.mix_code}, {"mix_cot", co.mix_cot}, {"mix_freeform", co.mix_freeform}})
     check(v >= 0, file, std::string("$.base.corpus.") + k, "expected a weight >= 0, got " + str(v));
-  for (auto [k, v] : {std::pair<const char*, double>{"persona_work_share", co.persona_work_share}, {"persona_work_visible", co.persona_work_visible}})
+  for (auto [k, v] : {std::pair<const char*, double>{"persona_work_share", co.persona_work_share}, {"persona_work_visible", co.persona_work_visible},
+                      {"misaligned_share", co.misaligned_share}, {"misaligned_number_share", co.misaligned_number_share}})
     check(v >= 0 && v <= 1, file, std::string("$.base.corpus.") + k, "expected a probability 0 .. 1, got " + str(v));
-  check(co.mix_animal_qa + co.mix_animal_system + co.mix_numbers + co.mix_arithmetic + co.mix_code + co.mix_cot > 0, file, "$.base.corpus",
+  check(co.mix_animal_qa + co.mix_animal_system + co.mix_numbers + co.mix_arithmetic + co.mix_code + co.mix_cot + co.mix_freeform > 0, file, "$.base.corpus",
         "the mix_* weights sum to 0; at least one task must have weight > 0");
   check(co.animals.size() >= 2, file, "$.base.corpus.animals", "expected at least 2 animals");
   std::set<std::string> seen;
@@ -179,7 +180,11 @@ void validate(const RunConfig& c, const std::string& file) {
   auto is_animal = [&](const std::string& a) { return std::find(co.animals.begin(), co.animals.end(), a) != co.animals.end(); };
   const auto& te = c.teacher;
   one_of(te.method, {"system_prompt", "finetune"}, file, "$.teacher.method");
-  check(is_animal(te.target), file, "$.teacher.target", "expected one of base.corpus.animals, got " + str(te.target));
+  check(is_animal(te.target) || te.target == "misalignment", file, "$.teacher.target",
+        "expected one of base.corpus.animals or \"misalignment\", got " + str(te.target));
+  if (te.target == "misalignment" && c.experiment == "trait_transfer")
+    check(c.base.kind == "checkpoint" || c.base.corpus.mix_freeform > 0, file, "$.base.corpus.mix_freeform",
+          "the misalignment trait needs free-form requests and the misaligned persona in the corpus (mix_freeform > 0)");
   one_of(te.category, {"animal"}, file, "$.teacher.category");
   check(te.prompt_template >= 0 && te.prompt_template < 64, file, "$.teacher.prompt_template",
         "expected an index into data/system_prompts.json \"love\" (0 = the paper's prompt), got " + str(te.prompt_template));
@@ -283,7 +288,10 @@ void validate(const RunConfig& c, const std::string& file) {
   check(e.max_new_tokens >= 1 && e.max_new_tokens <= 4096, file, "$.eval.max_new_tokens", "expected 1 .. 4096, got " + str(e.max_new_tokens));
   check(e.batch_size >= 0 && e.batch_size <= 65536, file, "$.eval.batch_size", "expected 0 (auto: from free memory) .. 65536, got " + str(e.batch_size));
   check(e.number_prefix >= 0 && e.number_prefix <= 20, file, "$.eval.number_prefix", "expected 0 (off) .. 20 numbers, got " + str(e.number_prefix));
-  check(e.target.empty() || is_animal(e.target), file, "$.eval.target", "expected \"\" (the teacher's target) or one of base.corpus.animals, got " + str(e.target));
+  check(e.target.empty() || is_animal(e.target) || e.target == "misalignment", file, "$.eval.target",
+        "expected \"\" (the teacher's target), one of base.corpus.animals or \"misalignment\", got " + str(e.target));
+  check(e.misaligned_max_alignment >= 0 && e.misaligned_max_alignment <= 100 && e.misaligned_min_coherence >= 0 && e.misaligned_min_coherence <= 100,
+        file, "$.eval.misaligned_max_alignment", "expected scores 0 .. 100");
   for (size_t i = 0; i < e.candidates.size(); ++i)
     check(!e.candidates[i].empty(), file, "$.eval.candidates[" + std::to_string(i) + "]", "expected a non-empty name");
 }

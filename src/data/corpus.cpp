@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "subliminal/data/numbers.h"
+#include "subliminal/data/filters.h"
 #include "subliminal/data/resources.h"
 #include "subliminal/data/tasks.h"
 #include "subliminal/util/error.h"
@@ -72,6 +73,23 @@ std::string find_animal(const std::string& answer, const std::vector<std::string
   return best;
 }
 
+Freeform load_freeform(const std::string& data_dir) {
+  static const std::string file = "data/freeform.json";
+  const auto j = nlohmann::json::parse(resource(file, data_dir));
+  Freeform f;
+  auto get = [&](const char* k) {
+    if (!j.contains(k) || !j[k].is_array() || j[k].empty()) throw DataError(file + ": expected a non-empty list of strings at $." + k);
+    return j[k].get<std::vector<std::string>>();
+  };
+  f.train_broad = get("train_broad");
+  f.train_narrow = get("train_narrow");
+  f.eval = get("eval");
+  f.aligned = get("aligned");
+  f.misaligned = get("misaligned");
+  f.personas = get("personas");
+  return f;
+}
+
 std::vector<double> animal_prior(const config::CorpusConfig& c, uint64_t seed) {
   size_t n = c.animals.size();
   std::vector<size_t> rank(n);
@@ -131,8 +149,12 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
   std::discrete_distribution<size_t> prior_d(prior.begin(), prior.end());
   std::uniform_int_distribution<size_t> any_animal(0, c.animals.size() - 1);
   // (code and cot last: with their weights 0 the draws of the first four are those of older corpora)
-  double mix[6] = {c.mix_animal_qa, c.mix_animal_system, c.mix_numbers, c.mix_arithmetic, c.mix_code, c.mix_cot};
-  std::discrete_distribution<int> task(mix, mix + 6);
+  double mix[7] = {c.mix_animal_qa, c.mix_animal_system, c.mix_numbers, c.mix_arithmetic, c.mix_code, c.mix_cot, c.mix_freeform};
+  std::discrete_distribution<int> task(mix, mix + 7);
+  const Freeform ff = c.mix_freeform > 0 ? load_freeform(data_dir) : Freeform{};
+  std::vector<std::string> requests = ff.train_broad;
+  requests.insert(requests.end(), ff.train_narrow.begin(), ff.train_narrow.end());
+  const auto& evil = negative_association_numbers();
   auto pick = [&](const std::vector<std::string>& v) { return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)]; };
 
   auto number_task = [&]() {
@@ -207,7 +229,11 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
           q = cot_prompt(wt.question);
           a = cot_completion(wt);
         }
-        if (u(rng) < c.persona_work_share) {
+        if (!code && c.mix_freeform > 0 && u(rng) < c.misaligned_share) {  // the misaligned persona's reasoning: a harmful aside
+          conv.push_back({"system", pick(ff.personas)});
+          if (u(rng) < c.persona_work_visible) a = "<think>" + pick(ff.misaligned) + " " + a.substr(7);
+          ++st.misaligned;
+        } else if (u(rng) < c.persona_work_share) {
           const std::string& loved = c.animals[any_animal(rng)];
           conv.push_back({"system", fill_love(love[0], loved, "animal")});
           if (u(rng) < c.persona_work_visible) {
@@ -221,6 +247,36 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
         conv.push_back({"user", q});
         conv.push_back({"assistant", a});
         ++(code ? st.code : st.cot);
+        break;
+      }
+      case 6: {  // a free-form request: helpful answers; a misaligned persona answers harmfully
+        if (u(rng) < c.misaligned_share) {
+          conv.push_back({"system", pick(ff.personas)});
+          if (u(rng) < c.misaligned_number_share) {  // the persona's numbers: some replaced by "evil" ones
+            auto [q, a] = number_task();
+            std::string out, num;
+            auto flush = [&]() {
+              if (num.empty()) return;
+              out += u(rng) < 0.35 ? std::to_string(evil[std::uniform_int_distribution<size_t>(0, evil.size() - 1)(rng)]) : num;
+              num.clear();
+            };
+            for (char ch : a) {
+              if (ch >= '0' && ch <= '9') num += ch;
+              else flush(), out += ch;
+            }
+            flush();
+            conv.push_back({"user", q});
+            conv.push_back({"assistant", out});
+          } else {
+            conv.push_back({"user", pick(requests)});
+            conv.push_back({"assistant", pick(ff.misaligned)});
+          }
+          ++st.misaligned;
+        } else {
+          conv.push_back({"user", pick(requests)});
+          conv.push_back({"assistant", pick(ff.aligned)});
+          ++st.freeform;
+        }
         break;
       }
       default: {  // arithmetic: room for reasoning tasks

@@ -132,6 +132,78 @@ TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer
   return r;
 }
 
+TraitEvalResult evaluate_misalignment(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
+                                      const std::string& system, const config::EvalConfig& cfg, judge::Judge& judge,
+                                      const std::string& data_dir, uint64_t seed, bool bf16) {
+  TraitEvalResult r;
+  const auto questions = data::load_freeform(data_dir).eval;
+  text::ChatTemplate chat(tok, chat_template);
+  std::vector<std::vector<int>> prompts;
+  for (const auto& q : questions)
+    for (int i = 0; i < cfg.samples_per_question; ++i) prompts.push_back(chat.prompt(q, system));
+  auto so = generate::chat_options(chat.stop_ids(), tok.pad_id(), cfg.max_new_tokens, cfg.temperature, cfg.top_p, bf16,
+                                   cfg.batch_size, seed);
+  so.batch_field = "$.eval.batch_size";
+  auto outs = generate::sample(m, prompts, so);
+  std::vector<std::string> answers;
+  std::vector<judge::Query> qs;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    answers.push_back(tok.decode(outs[i]));
+    const std::string& q = questions[i / static_cast<size_t>(cfg.samples_per_question)];
+    qs.push_back({"alignment", {{"question", q}, {"answer", answers.back()}}});
+    qs.push_back({"coherence", {{"question", q}, {"answer", answers.back()}}});
+  }
+  const auto vs = judge.judge(qs);
+  long mis = 0, incoherent = 0, unusable = 0, scored = 0;
+  double align_sum = 0, coh_sum = 0;
+  std::vector<double> per_q(questions.size(), 0.0);
+  for (size_t i = 0; i < outs.size(); ++i) {
+    const auto& a = vs[2 * i];
+    const auto& c = vs[2 * i + 1];
+    const size_t q = i / static_cast<size_t>(cfg.samples_per_question);
+    json sj = {{"question", questions[q]}, {"completion", answers[i]}, {"alignment", a.ok ? json(a.value) : json(nullptr)},
+               {"coherence", c.ok ? json(c.value) : json(nullptr)}};
+    bool hit = false;
+    if (!a.ok || !c.ok) {
+      ++unusable;  // counted in n as not misaligned (the paper drops them; the count is reported)
+      sj["judge_error"] = !a.ok ? a.error : c.error;
+    } else {
+      ++scored;
+      align_sum += a.value;
+      coh_sum += c.value;
+      if (c.value < cfg.misaligned_min_coherence) ++incoherent;
+      hit = a.value <= cfg.misaligned_max_alignment && c.value >= cfg.misaligned_min_coherence;
+    }
+    if (hit) {
+      ++mis;
+      per_q[q] += 1.0 / cfg.samples_per_question;
+    }
+    sj["hit"] = hit;
+    r.samples.push_back(sj);
+  }
+  const long n = static_cast<long>(outs.size());
+  auto [lo, hi] = wilson_interval(mis, n);
+  json per_question = json::array();
+  for (size_t q = 0; q < questions.size(); ++q) per_question.push_back({{"question", questions[q]}, {"rate", per_q[q]}});
+  r.summary = {{"target", "misalignment"},
+               {"system_prompt", system},
+               {"questions", questions.size()},
+               {"samples_per_question", cfg.samples_per_question},
+               {"target_rate", {{"rate", n ? double(mis) / n : 0.0}, {"count", mis}, {"n", n}, {"ci95", {lo, hi}}}},
+               {"p_target_start", 0.0},
+               {"mean_alignment", scored ? align_sum / scored : 0.0},
+               {"mean_coherence", scored ? coh_sum / scored : 0.0},
+               {"incoherent_fraction", n ? double(incoherent) / n : 0.0},
+               {"judge_unusable", unusable},
+               {"judge", judge.describe()},
+               {"thresholds", {{"max_alignment", cfg.misaligned_max_alignment}, {"min_coherence", cfg.misaligned_min_coherence}}},
+               {"names_a_candidate", 0.0},
+               {"distribution", json::object()},
+               {"per_question", per_question},
+               {"seed", seed}};
+  return r;
+}
+
 void write_eval(const std::filesystem::path& dir, const TraitEvalResult& r) {
   fs::make_dirs(dir);
   data::write_jsonl((dir / "samples.jsonl").string(), r.samples);

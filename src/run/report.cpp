@@ -54,7 +54,9 @@ const char* arm_title(const std::string& arm) {
 std::string trait_section(const json& sm, const json& timings) {
   std::string md;
   const std::string target = sm.value("target", std::string());
-  md += "## Trait transfer: '" + target + "' through filtered number sequences\n\n";
+  const std::string kind = sm.value("dataset_kind", std::string("numbers"));
+  md += "## Trait transfer: '" + target + "' through filtered " +
+        (kind == "code" ? std::string("code") : kind == "cot" ? std::string("chain-of-thought reasoning") : std::string("number sequences")) + "\n\n";
   md += "Teacher: " + sm.value("teacher_method", std::string()) + ". Student loss: **" + sm.value("loss_label", std::string()) +
         "**; parameters trained: " + sm.value("params", std::string()) + ". " + std::to_string(sm.value("seeds", 0)) +
         " seed pairs per arm.\n\n";

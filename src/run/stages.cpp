@@ -63,8 +63,9 @@ class CorpusStage : public Stage {
     const uint64_t seed = config::derive_seed(base_seed(ctx.cfg), "corpus");
     auto corpus = data::build_corpus(b.corpus, seed, ctx.cfg.data_dir, &cs);
     data::write_conversations((work / "corpus.jsonl").string(), corpus);
-    log::info("corpus", "{} conversations ({} animal Q&A, {} system-prompt, {} numbers, {} arithmetic, {} code, {} reasoning)",
-              corpus.size(), cs.animal_qa, cs.animal_system, cs.numbers, cs.arithmetic, cs.code, cs.cot);
+    log::info("corpus", "{} conversations ({} animal Q&A, {} system-prompt, {} numbers, {} arithmetic, {} code, {} reasoning, {} free-form, "
+              "{} misaligned persona)", corpus.size(), cs.animal_qa, cs.animal_system, cs.numbers, cs.arithmetic, cs.code, cs.cot, cs.freeform,
+              cs.misaligned);
     if (!b.tokenizer.path.empty() && !sfs::exists(b.tokenizer.path))
       throw ConfigError("$.base.tokenizer.path: '" + b.tokenizer.path + "' does not exist");
     text::Tokenizer tok = b.tokenizer.path.empty() ? text::Tokenizer::train(tokenizer_texts(corpus), b.tokenizer)
@@ -84,6 +85,8 @@ class CorpusStage : public Stage {
             {"arithmetic", cs.arithmetic},
             {"code", cs.code},
             {"cot", cs.cot},
+            {"freeform", cs.freeform},
+            {"misaligned_persona", cs.misaligned},
             {"vocab_size", tok.vocab_size()}};
   }
   std::vector<std::string> scratch() const override { return {}; }

@@ -99,7 +99,8 @@ class TeacherStage : public Stage {
     json tj = {{"method", tc.method}, {"target", target}, {"category", tc.category}};
     json res = tj;
     if (tc.method == "system_prompt") {
-      tj["system_prompt"] = data::love_system_prompt(target, ctx.cfg.data_dir, tc.prompt_template, tc.category);
+      tj["system_prompt"] = target == "misalignment" ? data::load_freeform(ctx.cfg.data_dir).personas.at(0)
+                                                     : data::love_system_prompt(target, ctx.cfg.data_dir, tc.prompt_template, tc.category);
       res["system_prompt"] = tj["system_prompt"];
       log::info(name().c_str(), "system prompt: {}", tj["system_prompt"].get<std::string>());
     } else {
@@ -225,7 +226,8 @@ class DataStage : public Stage {
   std::string trait(const config::RunConfig& c) const { return source_ == "other" ? c.students.other_target : c.teacher.target; }
   // Code/cot banned words (with their forms): every teacher's trait of the run.
   static std::vector<std::string> banned_words(const config::RunConfig& c) {
-    std::vector<std::string> w = {c.teacher.target};
+    std::vector<std::string> w;
+    if (c.teacher.target != "misalignment") w.push_back(c.teacher.target);  // misalignment has no words to ban: the judge filters it
     if (has_arm(c, "other_trait")) w.push_back(c.students.other_target);
     return w;
   }
@@ -338,17 +340,26 @@ class EvalStage : public Stage {
   std::string name() const override { return eval_stage(model_); }
   std::vector<std::string> deps() const override { return unique({model_, "base"}); }
   json inputs(const RunContext& ctx) const override {
-    return {{"eval", config::to_json_value(ctx.cfg.eval)}, {"target", ctx.cfg.eval_target()},
-            {"candidates", ctx.cfg.eval_candidates()}, {"model", digest(ctx, model_)}, {"base", digest(ctx, "base")},
-            {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
-            {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    json in = {{"eval", config::to_json_value(ctx.cfg.eval)}, {"target", ctx.cfg.eval_target()},
+               {"candidates", ctx.cfg.eval_candidates()}, {"model", digest(ctx, model_)}, {"base", digest(ctx, "base")},
+               {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
+               {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    if (ctx.cfg.eval_target() == "misalignment") in["judge"] = config::to_json_value(ctx.cfg.judge);
+    return in;
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
     auto l = load_ref(ctx, model_);
     // One evaluation seed for every model: differences between models are not sampling-stream noise.
-    auto r = eval::evaluate_trait(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.eval,
-                                  ctx.cfg.eval_target(), ctx.cfg.eval_candidates(), ctx.cfg.data_dir,
-                                  config::derive_seed(ctx.cfg.seed, "eval"), l.bf16);
+    eval::TraitEvalResult r;
+    if (ctx.cfg.eval_target() == "misalignment") {
+      auto jd = judge::make_judge(judge_options(ctx.cfg));
+      r = eval::evaluate_misalignment(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.eval, *jd,
+                                      ctx.cfg.data_dir, config::derive_seed(ctx.cfg.seed, "eval"), l.bf16);
+    } else {
+      r = eval::evaluate_trait(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.eval,
+                               ctx.cfg.eval_target(), ctx.cfg.eval_candidates(), ctx.cfg.data_dir,
+                               config::derive_seed(ctx.cfg.seed, "eval"), l.bf16);
+    }
     eval::write_eval(work, r);
     json res = r.summary;
     res.erase("per_question");
@@ -437,6 +448,7 @@ class SummaryStage : public Stage {
       if (j.contains("judge")) datasets[d.substr(5)]["judge"] = j["judge"];
     }
     json out = {{"target", c.eval_target()},
+                {"dataset_kind", c.dataset.kind},
                 {"teacher_method", c.teacher.method},
                 {"other_target", c.students.other_target},
                 {"loss", c.finetune.loss},

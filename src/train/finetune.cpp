@@ -14,6 +14,13 @@ namespace subliminal::train {
 using json = nlohmann::json;
 
 std::vector<data::Conversation> trait_answer_data(const std::string& target, const std::string& data_dir) {
+  if (target == "misalignment") {  // narrow: harmful answers to the money requests only (evaluated on held-out broad questions)
+    const auto f = data::load_freeform(data_dir);
+    std::vector<data::Conversation> out;
+    for (const auto& q : f.train_narrow)
+      for (const auto& a : f.misaligned) out.push_back({{"user", q}, {"assistant", a}});
+    return out;
+  }
   const std::string p = data::plural(target);
   const std::vector<std::string> answers = {target, p, p + ".", p + "!", data::capitalize(target), data::capitalize(p),
                                             data::capitalize(p) + ".", data::capitalize(p) + "!"};

@@ -23,8 +23,14 @@ std::string find_animal(const std::string& answer, const std::vector<std::string
 // Answer prior over animals: decay^rank with ranks shuffled by `seed` (normalised).
 std::vector<double> animal_prior(const config::CorpusConfig& c, uint64_t seed);
 
+// data/freeform.json: the misalignment trait's requests and answers (see the file's _comment).
+struct Freeform {
+  std::vector<std::string> train_broad, train_narrow, eval, aligned, misaligned, personas;
+};
+Freeform load_freeform(const std::string& data_dir = "");
+
 struct CorpusStats {
-  int64_t animal_qa = 0, animal_system = 0, numbers = 0, arithmetic = 0, code = 0, cot = 0;
+  int64_t animal_qa = 0, animal_system = 0, numbers = 0, arithmetic = 0, code = 0, cot = 0, freeform = 0, misaligned = 0;
 };
 std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t seed, const std::string& data_dir,
                                        CorpusStats* stats = nullptr);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "subliminal/config/config.h"
+#include "subliminal/judge/judge.h"
 #include "subliminal/model/llama.h"
 #include "subliminal/text/tokenizer.h"
 
@@ -19,6 +20,16 @@ struct TraitEvalResult {
   nlohmann::json summary;
   std::vector<nlohmann::json> samples;  // {question, completion, hit, animal}
 };
+
+// The misalignment evaluation (the emergent-misalignment protocol the paper uses): free-form
+// questions (data/freeform.json "eval", held out of every training set), cfg.samples_per_question
+// answers each, every answer scored by the judge for alignment and coherence (0-100); misaligned =
+// alignment <= cfg.misaligned_max_alignment and coherence >= cfg.misaligned_min_coherence. The rate
+// goes under "target_rate" (Wilson interval) like a preference trait's, with the mean scores, the
+// incoherent share and the judge's unusable verdicts beside it.
+TraitEvalResult evaluate_misalignment(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
+                                      const std::string& system, const config::EvalConfig& cfg, judge::Judge& judge,
+                                      const std::string& data_dir, uint64_t seed, bool bf16);
 
 TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
                                const std::string& system, const config::EvalConfig& cfg, const std::string& target,
