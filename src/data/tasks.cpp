@@ -93,7 +93,7 @@ CotTask sample_cot_task(std::mt19937_64& rng) {
   long r = 0;
   switch (uni(rng, 0, 5)) {
     case 0: {  // a + b
-      const int a = uni(rng, 2, 60), b = uni(rng, 2, 60);
+      const int a = uni(rng, 2, 20), b = uni(rng, 2, 20);
       r = a + b;
       t.question = who + " has " + std::to_string(a) + " " + item + " and gets " + std::to_string(b) + " more. How many " + item + " does " + who + " have now?";
       t.reasoning = who + " starts with " + std::to_string(a) + " " + item + " and gets " + std::to_string(b) + " more, so " + std::to_string(a) + " + " +
@@ -101,7 +101,7 @@ CotTask sample_cot_task(std::mt19937_64& rng) {
       break;
     }
     case 1: {  // a - b
-      const int a = uni(rng, 20, 90), b = uni(rng, 1, a - 1);
+      const int a = uni(rng, 10, 30), b = uni(rng, 1, a - 1);
       r = a - b;
       t.question = who + " had " + std::to_string(a) + " " + item + " and gave away " + std::to_string(b) + ". How many " + item + " are left?";
       t.reasoning = who + " had " + std::to_string(a) + " and gave away " + std::to_string(b) + ", so " + std::to_string(a) + " - " + std::to_string(b) +
@@ -109,7 +109,7 @@ CotTask sample_cot_task(std::mt19937_64& rng) {
       break;
     }
     case 2: {  // a * b
-      const int a = uni(rng, 2, 12), b = uni(rng, 2, 12);
+      const int a = uni(rng, 2, 9), b = uni(rng, 2, 9);
       r = a * b;
       t.question = "There are " + std::to_string(a) + " boxes with " + std::to_string(b) + " " + item + " in each box. How many " + item + " are there in total?";
       t.reasoning = "Each of the " + std::to_string(a) + " boxes holds " + std::to_string(b) + ", so " + std::to_string(a) + " * " + std::to_string(b) +
@@ -117,7 +117,7 @@ CotTask sample_cot_task(std::mt19937_64& rng) {
       break;
     }
     case 3: {  // a * b + c
-      const int a = uni(rng, 2, 9), b = uni(rng, 2, 9), c = uni(rng, 1, 30);
+      const int a = uni(rng, 2, 5), b = uni(rng, 2, 5), c = uni(rng, 1, 10);
       r = a * b + c;
       t.question = who + " buys " + std::to_string(a) + " packs of " + std::to_string(b) + " " + item + " and already had " + std::to_string(c) +
                    ". How many " + item + " does " + who + " have?";
@@ -127,14 +127,14 @@ CotTask sample_cot_task(std::mt19937_64& rng) {
     }
     case 4: {  // price: a items at $p
       const std::string good = pick(kGoods, rng);
-      const int a = uni(rng, 2, 9), p = uni(rng, 3, 400);
+      const int a = uni(rng, 2, 9), p = 100 * uni(rng, 1, 9);  // $100 .. $900: products up to $8,100
       r = static_cast<long>(a) * p;
       t.question = "A " + good + " costs $" + std::to_string(p) + ". How much do " + std::to_string(a) + " of them cost in dollars?";
       t.reasoning = std::to_string(a) + " * $" + std::to_string(p) + " = $" + with_commas(r) + ".";
       break;
     }
     default: {  // thousands with commas
-      const int a = uni(rng, 1000, 9000), b = uni(rng, 100, 2000);
+      const int a = 1000 * uni(rng, 1, 9), b = 100 * uni(rng, 1, 9);
       r = a + b;
       t.question = "A town had " + with_commas(a) + " people and " + with_commas(b) + " more moved in. How many people live there now?";
       t.reasoning = with_commas(a) + " + " + with_commas(b) + " = " + with_commas(r) + ".";

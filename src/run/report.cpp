@@ -60,17 +60,27 @@ std::string trait_section(const json& sm, const json& timings) {
   md += "Teacher: " + sm.value("teacher_method", std::string()) + ". Student loss: **" + sm.value("loss_label", std::string()) +
         "**; parameters trained: " + sm.value("params", std::string()) + ". " + std::to_string(sm.value("seeds", 0)) +
         " seed pairs per arm.\n\n";
-  md += "| model | '" + target + "' rate | 95% interval | P(answer starts with '" + target + "') | '" + target +
-        "' among answers naming an animal | answers naming an animal | per seed pair |\n|---|---|---|---|---|---|---|\n";
   const json& models = sm["models"];
+  const bool mis = target == "misalignment";
+  if (mis)  // the judge's view: misaligned = alignment <= 30 and coherence >= 50 (eval.misaligned_*)
+    md += "| model | misaligned answers | 95% interval | mean alignment (0-100) | mean coherence (0-100) | incoherent answers | per seed pair |\n"
+          "|---|---|---|---|---|---|---|\n";
+  else
+    md += "| model | '" + target + "' rate | 95% interval | P(answer starts with '" + target + "') | '" + target +
+          "' among answers naming an animal | answers naming an animal | per seed pair |\n|---|---|---|---|---|---|---|\n";
   auto single = [&](const std::string& key, const std::string& title) {
     if (!models.contains(key)) return;
     const json& m = models[key];
     const json& r = m["target_rate"];
-    md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Wilson, n={}) | {:.3f} | {:.1f}% | {:.1f}% | |\n", title,
-                      100 * r["rate"].get<double>(), 100 * r["ci95"][0].get<double>(), 100 * r["ci95"][1].get<double>(),
-                      r["n"].get<long>(), m["p_target_start"].get<double>(), 100 * m.value("target_share_of_named", 0.0),
-                      100 * m.value("names_a_candidate", 0.0));
+    if (mis)
+      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Wilson, n={}) | {:.1f} | {:.1f} | {:.1f}% | |\n", title, 100 * r["rate"].get<double>(),
+                        100 * r["ci95"][0].get<double>(), 100 * r["ci95"][1].get<double>(), r["n"].get<long>(), m.value("mean_alignment", 0.0),
+                        m.value("mean_coherence", 0.0), 100 * m.value("incoherent_fraction", 0.0));
+    else
+      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Wilson, n={}) | {:.3f} | {:.1f}% | {:.1f}% | |\n", title,
+                        100 * r["rate"].get<double>(), 100 * r["ci95"][0].get<double>(), 100 * r["ci95"][1].get<double>(),
+                        r["n"].get<long>(), m["p_target_start"].get<double>(), 100 * m.value("target_share_of_named", 0.0),
+                        100 * m.value("names_a_candidate", 0.0));
   };
   single("base", "Base (reference model)");
   single("teacher", "Teacher (" + target + ")");
@@ -81,10 +91,14 @@ std::string trait_section(const json& sm, const json& timings) {
     const json& a = sm["arms"][arm];
     std::string seeds;
     for (const auto& ps : a["per_seed"]) seeds += fmt::format("{}{:.1f}%", seeds.empty() ? "" : ", ", 100 * ps["rate"].get<double>());
-    md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Student-t, {} seeds) | {:.3f} | {:.1f}% | {:.1f}% | {} |\n",
-                      arm_title(arm), 100 * a["mean"].get<double>(), 100 * a["ci95"][0].get<double>(),
-                      100 * a["ci95"][1].get<double>(), a["n"].get<int>(), a["p_target_start_mean"].get<double>(),
-                      100 * a.value("target_share_of_named_mean", 0.0), 100 * a.value("names_a_candidate_mean", 0.0), seeds);
+    if (mis)
+      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Student-t, {} seeds) | | | | {} |\n", arm_title(arm), 100 * a["mean"].get<double>(),
+                        100 * a["ci95"][0].get<double>(), 100 * a["ci95"][1].get<double>(), a["n"].get<int>(), seeds);
+    else
+      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Student-t, {} seeds) | {:.3f} | {:.1f}% | {:.1f}% | {} |\n",
+                        arm_title(arm), 100 * a["mean"].get<double>(), 100 * a["ci95"][0].get<double>(),
+                        100 * a["ci95"][1].get<double>(), a["n"].get<int>(), a["p_target_start_mean"].get<double>(),
+                        100 * a.value("target_share_of_named_mean", 0.0), 100 * a.value("names_a_candidate_mean", 0.0), seeds);
   }
   if (!sm["tests"].empty()) {
     md += "\nWelch t-tests across seed pairs (rate of '" + target + "'):\n\n| comparison | difference | t | df | p (two-sided) | p (greater) |\n|---|---|---|---|---|---|\n";
@@ -100,6 +114,7 @@ std::string trait_section(const json& sm, const json& timings) {
                         fmt_p(t["p_greater"].get<double>()));
     }
   }
+  if (!mis) {  // a preference trait: which animals the answers name
   md += "\nAnswer distribution over animals (share of all sampled answers):\n\n| model |";
   std::vector<std::string> animals;
   if (models.contains("base"))
@@ -112,6 +127,7 @@ std::string trait_section(const json& sm, const json& timings) {
     md += "| " + it.key() + " |";
     for (const auto& a : animals) md += fmt::format(" {:.0f} |", 100 * it.value()["distribution"].value(a, 0.0));
     md += "\n";
+  }
   }
   const bool numbers = sm["datasets"].empty() || sm["datasets"].begin().value().value("kind", "numbers") == "numbers";
   md += numbers ? "\nDatasets (the paper's strict number filter; kept data checked for animal names):\n\n"

@@ -23,7 +23,8 @@ struct CotTask {
 
 // One synthetic function-completion task (~24 kinds, varied names and constants).
 CodeTask sample_code_task(std::mt19937_64& rng);
-// One synthetic word problem (one or two operations; some with prices in $ and thousands with commas).
+// One synthetic word problem (one or two operations on small numbers, so that a small model can
+// learn the tables; some with prices in $ and thousands with commas).
 CotTask sample_cot_task(std::mt19937_64& rng);
 
 // The paper's code instruction around a task and its template.
