@@ -318,16 +318,7 @@ TEST(JudgeHttp, SendsTheKeyFromTheEnvironmentAndLimitsConcurrency) {
 // ---------------------------------------------------------------- model judge
 
 TEST(JudgeModel, ProbabilitiesOfTheAnswersEqualADirectComputation) {
-  config::CorpusConfig cc;
-  cc.conversations = 300;
-  auto corpus = data::build_corpus(cc, 5, "");
-  std::vector<std::string> texts = {"system\n", "user\n", "assistant\n", "\n"};
-  for (const auto& c : corpus)
-    for (const auto& m : c) texts.push_back(m.content);
-  texts.push_back(judge::render_prompt(q("alignment", "fine")));
-  config::TokenizerConfig tc;
-  tc.vocab_size = 1600;
-  auto tok = text::Tokenizer::train(texts, tc);
+  auto tok = testutil::corpus_tokenizer(300, 5, 1600, {judge::render_prompt(q("alignment", "fine"))});
   auto mc = model::LlamaConfig::from(config::model_preset("tiny"), tok.vocab_size());
   text::ChatTemplate chat(tok);
   mc.pad_token_id = tok.pad_id();

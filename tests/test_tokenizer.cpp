@@ -15,17 +15,7 @@
 using namespace subliminal;
 
 static const text::Tokenizer& tiny_tokenizer() {
-  static text::Tokenizer tok = [] {
-    config::CorpusConfig cc;
-    cc.conversations = 400;
-    auto corpus = data::build_corpus(cc, 11, "");
-    std::vector<std::string> texts = {"system\n", "user\n", "assistant\n", "\n"};
-    for (const auto& c : corpus)
-      for (const auto& m : c) texts.push_back(m.content);
-    config::TokenizerConfig tc;
-    tc.vocab_size = 1400;
-    return text::Tokenizer::train(texts, tc);
-  }();
+  static text::Tokenizer tok = testutil::corpus_tokenizer(400, 11, 1400);
   return tok;
 }
 

@@ -195,17 +195,7 @@ TEST(TraitNumeric, DistillationFromItselfHasZeroLossAndGradient) {
 // ---- token sets and data
 
 static const text::Tokenizer& trait_tokenizer() {
-  static text::Tokenizer tok = [] {
-    config::CorpusConfig cc;
-    cc.conversations = 400;
-    auto corpus = data::build_corpus(cc, 11, "");
-    std::vector<std::string> texts = {"system\n", "user\n", "assistant\n", "\n"};
-    for (const auto& c : corpus)
-      for (const auto& m : c) texts.push_back(m.content);
-    config::TokenizerConfig tc;
-    tc.vocab_size = 1400;
-    return text::Tokenizer::train(texts, tc);
-  }();
+  static text::Tokenizer tok = testutil::corpus_tokenizer(400, 11, 1400);
   return tok;
 }
 

@@ -10,6 +10,8 @@
 #include <c10/util/Exception.h>
 
 #include "subliminal/config/config.h"
+#include "subliminal/data/corpus.h"
+#include "subliminal/text/tokenizer.h"
 #include "subliminal/util/error.h"
 
 namespace testutil {
@@ -39,6 +41,21 @@ inline CmdResult run_cli(const std::string& args, bool merge_stderr = true) {
 }
 
 inline std::string source_dir() { return SUBLIMINAL_SOURCE_DIR; }
+
+// A tokenizer trained (sentencepiece, numbers 0..999 as pieces) on a small synthetic corpus plus `extra` texts.
+inline subliminal::text::Tokenizer corpus_tokenizer(int64_t conversations, uint64_t seed, int vocab_size,
+                                                   const std::vector<std::string>& extra = {}) {
+  subliminal::config::CorpusConfig cc;
+  cc.conversations = conversations;
+  auto corpus = subliminal::data::build_corpus(cc, seed, "");
+  std::vector<std::string> texts = {"system\n", "user\n", "assistant\n", "\n"};
+  for (const auto& c : corpus)
+    for (const auto& m : c) texts.push_back(m.content);
+  texts.insert(texts.end(), extra.begin(), extra.end());
+  subliminal::config::TokenizerConfig tc;
+  tc.vocab_size = vocab_size;
+  return subliminal::text::Tokenizer::train(texts, tc);
+}
 
 // The message of the subliminal::Error (or LibTorch check) that `f` throws; "" if it throws none.
 template <class F>
