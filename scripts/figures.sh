@@ -6,6 +6,7 @@
 # 2. Cross-model: base A teaches (B is the cross-init student), then B teaches (A is), pooled
 #    (configs/paper/cross_model.json; the second run reuses the first run's two bases)
 # 3. The main animal figure: base A shared by 3 animals x 3 seeds (configs/sweeps/animals_3x3.json)
+# 4. Misalignment through numbers (configs/paper/misalignment_numbers.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -26,5 +27,8 @@ $B sweep configs/sweeps/animals_3x3.json --out "$OUT/animals" --set base.kind=ch
 $B report "$OUT/animals" --out "$OUT/animals_report"
 $B check "$OUT/animals_report/aggregate.json" --expect configs/sweeps/animals_3x3.expect.json
 t3=$(date +%s)
-echo "figures tier: MNIST $((t1 - t0)) s, cross-model $((t2 - t1)) s, animals $((t3 - t2)) s, total $((t3 - t0)) s;" \
-  "figures in $OUT/mnist/figures, $OUT/cross_report and $OUT/animals_report"
+$B run configs/paper/misalignment_numbers.json --out "$OUT/misalignment" --resume
+$B check "$OUT/misalignment/report.json" --expect configs/paper/misalignment_numbers.expect.json
+t4=$(date +%s)
+echo "figures tier: MNIST $((t1 - t0)) s, cross-model $((t2 - t1)) s, animals $((t3 - t2)) s, misalignment $((t4 - t3)) s," \
+  "total $((t4 - t0)) s; figures in $OUT/mnist/figures, $OUT/cross_report, $OUT/animals_report and $OUT/misalignment/figures"
