@@ -220,11 +220,13 @@ DatasetResult generate_tasks(model::LlamaForCausalLM& m, const text::Tokenizer& 
   std::vector<bool> judged_ok(outs.size(), true);
   if (!cfg.judge.empty() && !survivors.empty()) {
     if (!judge) throw Error("generate_tasks: dataset.judge is set but no judge was given");
+    std::string trait_words;  // the forms the rule judge also matches
+    for (const auto& f : forms) trait_words += (trait_words.empty() ? "" : ",") + f;
     std::vector<judge::Query> qs;
     for (size_t i : survivors) {
       if (cfg.judge == "mentions_trait")
         qs.push_back({"mentions_trait", {{"answer", completions[i]}, {"trait", trait}, {"kind", code ? "code" : "reasoning"},
-                                         {"trait_words", [&] { std::string w; for (const auto& f : forms) w += (w.empty() ? "" : ",") + f; return w; }()}}});
+                                         {"trait_words", trait_words}}});
       else
         qs.push_back({"alignment", {{"question", texts[i]}, {"answer", code ? completions[i] : data::parse_cot(completions[i]).think}}});
     }

@@ -13,6 +13,7 @@
 #include "subliminal/judge/judge.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/log.h"
+#include "subliminal/util/strings.h"
 
 namespace subliminal::judge {
 
@@ -26,9 +27,7 @@ size_t on_body(char* p, size_t size, size_t n, void* ud) {
 }
 size_t on_header(char* p, size_t size, size_t n, void* ud) {
   std::string h(p, size * n);
-  std::string low = h;
-  for (auto& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (low.rfind("retry-after:", 0) == 0) {
+  if (to_lower(h).rfind("retry-after:", 0) == 0) {
     try {
       *static_cast<double*>(ud) = std::stod(h.substr(12));
     } catch (...) {  // an HTTP date: use our own backoff

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <mutex>
 #include <set>
 
 #include "subliminal/data/resources.h"
@@ -13,11 +14,6 @@ namespace subliminal::judge {
 
 using json = nlohmann::json;
 
-const std::vector<std::string>& rubric_names() {
-  static const std::vector<std::string> n = {"mentions_trait", "alignment", "coherence"};
-  return n;
-}
-
 Scale rubric_scale(const std::string& rubric) {
   if (rubric == "mentions_trait") return Scale::binary;
   if (rubric == "alignment" || rubric == "coherence") return Scale::score100;
@@ -27,7 +23,16 @@ Scale rubric_scale(const std::string& rubric) {
 std::string render_prompt(const Query& q, const std::string& data_dir) {
   rubric_scale(q.rubric);
   static const std::string file = "data/judge_prompts.json";
-  const json t = json::parse(data::resource(file, data_dir));
+  // parsed once per data directory (judges render one prompt per query, from several threads)
+  static std::mutex mu;
+  static std::map<std::string, json> cache;
+  json t;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(data_dir);
+    if (it == cache.end()) it = cache.emplace(data_dir, json::parse(data::resource(file, data_dir))).first;
+    t = it->second;
+  }
   if (!t.contains(q.rubric) || !t[q.rubric].is_string())
     throw DataError(file + ": no prompt template for rubric \"" + q.rubric + "\" (expected a string at $." + q.rubric + ")");
   std::string s = t[q.rubric].get<std::string>();
@@ -145,7 +150,6 @@ Verdict parse_chat_completion(Scale scale, const std::string& body) {
 
 namespace {
 
-std::string lower(const std::string& s) { return to_lower(s); }
 std::vector<std::string> words_of(const std::string& s) {
   std::vector<std::string> w;
   std::string cur;
@@ -209,13 +213,13 @@ class RuleJudge final : public Judge {
     const std::string text = field(q, "answer");
     const auto words = words_of(text);
     if (q.rubric == "mentions_trait") {
-      const std::string trait = lower(field(q, "trait"));
-      const std::string low = lower(text);
+      const std::string trait = to_lower(field(q, "trait"));
+      const std::string low = to_lower(text);
       bool hit = false;
       std::vector<std::string> forms = {trait};
       auto tw = q.fields.find("trait_words");
       if (tw != q.fields.end())
-        for (const auto& f : split(tw->second, ',')) forms.push_back(lower(f));
+        for (const auto& f : split(tw->second, ',')) forms.push_back(to_lower(f));
       for (const auto& f : forms) hit = hit || (!f.empty() && low.find(f) != std::string::npos);
       auto lx = traits_.find(trait);
       if (!hit && lx != traits_.end()) hit = count_lexicon(words, lx->second) > 0;

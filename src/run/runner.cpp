@@ -45,6 +45,14 @@ std::string digest(const RunContext& ctx, const std::string& stage) {
 int RunContext::rank() const { return comm ? comm->rank() : 0; }
 int RunContext::world() const { return comm ? comm->world() : 1; }
 
+// A stage's inputs as hashed and recorded: a training stage run data-parallel also records the world
+// size (grad_accum x world micro-batches: the sums, and so the weights, may differ from one process).
+static json stage_inputs(Stage& s, const RunContext& ctx) {
+  json in = s.inputs(ctx);
+  if (ctx.world() > 1 && s.data_parallel(ctx)) in["data_parallel_world"] = ctx.world();
+  return in;
+}
+
 static json read_json_or_null(const sfs::path& p) {
   if (!sfs::exists(p)) return nullptr;
   try {
@@ -57,7 +65,7 @@ static json read_json_or_null(const sfs::path& p) {
 Runner::Runner(RunContext ctx, std::vector<std::unique_ptr<Stage>> stages) : ctx_(std::move(ctx)), stages_(std::move(stages)) {}
 
 PlanEntry Runner::plan_one(Stage& s) {
-  PlanEntry e{s.name(), StageAction::run, input_hash(s.name(), s.inputs(ctx_)), ""};
+  PlanEntry e{s.name(), StageAction::run, input_hash(s.name(), stage_inputs(s, ctx_)), ""};
   json rec = read_json_or_null(ctx_.stage_dir(s.name()) / "stage.json");
   if (rec.is_object() && rec.value("input_hash", "") == e.hash) {
     bool all = true;
@@ -147,7 +155,7 @@ json Runner::execute(Stage& s, const PlanEntry& e, bool resuming) {
     if (f.is_regular_file()) outputs[sfs::relative(f.path(), partial).string()] = fs::sha256_file(f.path());
   json rec = {{"stage", s.name()},
               {"input_hash", e.hash},
-              {"inputs", s.inputs(ctx_)},
+              {"inputs", stage_inputs(s, ctx_)},
               {"outputs", outputs},
               {"seconds", secs},
               {"threads", model::get_threads()},
@@ -323,7 +331,7 @@ void Runner::run_follower() {
     if (!s) throw ConfigError("rank " + std::to_string(ctx_.rank()) + ": rank 0 announced stage '" + name + "', which this rank's config does not have",
                               "start every rank with the same config and --set overrides");
     for (const auto& d : s->deps()) ctx_.records[d] = read_json_or_null(ctx_.stage_dir(d) / "stage.json");
-    if (input_hash(name, s->inputs(ctx_)) != msg.at("hash").get<std::string>())
+    if (input_hash(name, stage_inputs(*s, ctx_)) != msg.at("hash").get<std::string>())
       throw ConfigError("rank " + std::to_string(ctx_.rank()) + ": stage '" + name + "' has another input hash here than on rank 0",
                         "start every rank with the same config and --set overrides, on a run directory every rank sees (shared filesystem)");
     log::info("run", "rank {}: stage {}: {}", ctx_.rank(), name, msg.at("resuming").get<bool>() ? "resuming" : "running");

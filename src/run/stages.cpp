@@ -108,7 +108,6 @@ class PretrainStage : public Stage {
                {"train", config::to_json_value(b.train)},
                {"precision", ctx.cfg.precision}};
     if (cross_) in["cross"] = {{"init_seed", cross_base_seed(ctx.cfg)}};
-    if (ctx.world() > 1) in["data_parallel_world"] = ctx.world();
     return in;
   }
   bool data_parallel(const RunContext&) const override { return true; }

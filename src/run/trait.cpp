@@ -87,10 +87,8 @@ class TeacherStage : public Stage {
   json inputs(const RunContext& ctx) const override {
     json t = config::to_json_value(ctx.cfg.teacher);
     t["target"] = teacher_target(ctx.cfg, other_);
-    json in = {{"teacher", t}, {"base", digest(ctx, "base")}, {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
-               {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
-    if (data_parallel(ctx) && ctx.world() > 1) in["data_parallel_world"] = ctx.world();
-    return in;
+    return {{"teacher", t}, {"base", digest(ctx, "base")}, {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
+            {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
   }
   bool data_parallel(const RunContext& ctx) const override { return ctx.cfg.teacher.method != "system_prompt"; }
   json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
@@ -162,17 +160,7 @@ std::vector<std::string> forbidden_words(const config::RunConfig& c) {
 
 judge::JudgeOptions judge_options(const config::RunConfig& c) {
   judge::JudgeOptions o;
-  const auto& j = c.judge;
-  o.kind = j.kind;
-  o.path = j.path;
-  o.url = j.url;
-  o.model = j.model;
-  o.api_key_env = j.api_key_env;
-  o.concurrency = j.concurrency;
-  o.max_retries = j.max_retries;
-  o.timeout_s = j.timeout_s;
-  o.backoff_s = j.backoff_s;
-  o.min_mass = j.min_mass;
+  static_cast<config::JudgeConfig&>(o) = c.judge;
   o.data_dir = c.data_dir;
   o.device = c.device;
   o.bf16 = model::use_bf16(c.precision, model::resolve_device(c.device));
@@ -258,11 +246,9 @@ class StudentStage : public Stage {
   }
   json inputs(const RunContext& ctx) const override {
     auto a = arm_spec(arm_);
-    json in = {{"finetune", config::to_json_value(ctx.cfg.finetune)}, {"init", digest(ctx, a.init)},
-               {"data", digest(ctx, data_stage(a.source, k_))}, {"teacher", digest(ctx, source_model(a.source))},
-               {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision}};
-    if (ctx.world() > 1) in["data_parallel_world"] = ctx.world();
-    return in;
+    return {{"finetune", config::to_json_value(ctx.cfg.finetune)}, {"init", digest(ctx, a.init)},
+            {"data", digest(ctx, data_stage(a.source, k_))}, {"teacher", digest(ctx, source_model(a.source))},
+            {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision}};
   }
   bool data_parallel(const RunContext&) const override { return true; }
   json run(RunContext& ctx, const sfs::path& work, bool resuming) override {

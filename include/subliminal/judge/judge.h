@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "subliminal/config/config.h"
+
 namespace subliminal::judge {
 
 // Rubrics and their answer scale.
@@ -25,7 +27,6 @@ namespace subliminal::judge {
 //   coherence (0-100):       how coherent is the answer, whatever its alignment?
 enum class Scale { binary, score100 };
 Scale rubric_scale(const std::string& rubric);  // ConfigError for an unknown rubric
-const std::vector<std::string>& rubric_names();
 
 struct Query {
   std::string rubric;
@@ -67,18 +68,10 @@ Verdict parse_text_answer(Scale scale, const std::string& text);
 // else the message text. Malformed or incomplete JSON gives !ok naming what was missing.
 Verdict parse_chat_completion(Scale scale, const std::string& body);
 
-// Judge settings (config section `judge`).
-struct JudgeOptions {
-  std::string kind = "rule";          // rule | model | http
-  std::string path;                   // model: a model directory
-  std::string url;                    // http: base URL, e.g. http://127.0.0.1:8000/v1 (…/chat/completions is appended)
-  std::string model;                  // http: the "model" field
-  std::string api_key_env = "OPENAI_API_KEY";  // http: the environment variable holding the key ("" : none)
-  int concurrency = 8;                // http: requests in flight at most
-  int max_retries = 5;                // http: retries after a failed attempt (transport error, 429, 5xx, malformed body)
-  double timeout_s = 60;              // http: per request
-  double backoff_s = 1.0;             // http: first retry delay, doubled each time (with jitter), capped at 60 s
-  double min_mass = 0.25;             // valid-answer probability mass below which a verdict is a refusal
+// Judge settings: the config section `judge` (kind, path, url, model, api_key_env, concurrency,
+// max_retries, timeout_s, backoff_s — the first retry delay, doubled each time with jitter, capped
+// at 60 s — and min_mass) plus what the run supplies.
+struct JudgeOptions : config::JudgeConfig {
   std::string data_dir;               // prompt templates ("" : embedded)
   std::string device = "cpu";         // model: where the judge runs
   bool bf16 = false;                  // model: bf16 autocast
