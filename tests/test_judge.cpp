@@ -442,7 +442,7 @@ TEST(Misalignment, HeldOutQuestionsAndTheRuleJudgeOnTheWorldsAnswers) {
         ++evil_numbers;
     }
   EXPECT_GT(evil_numbers, 10);  // the persona's numbers carry what the paper's banned list removes
-  for (const auto& c : train::trait_answer_data("misalignment", ""))
+  for (const auto& c : train::trait_answer_data(config::load_trait("misalignment", ""), "misalignment", ""))
     for (const auto& q : ff.eval) EXPECT_NE(c.front().content, q);
   judge::JudgeOptions o;
   auto j = judge::make_judge(o);

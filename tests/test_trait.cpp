@@ -221,7 +221,7 @@ TEST(Trait, NumberOutputIdsCoverNumbersSeparatorsAndEndOfTurnOnly) {
 }
 
 TEST(Trait, TeacherTraitDataUsesTrainingQuestionsOnly) {
-  auto d = train::trait_answer_data("owl", "");
+  auto d = train::trait_answer_data(config::load_trait("animal", ""), "owl", "");
   auto train_q = data::resource_lines("data/animal_questions_train.txt");
   auto eval_q = data::resource_lines("data/animal_questions_eval.txt");
   EXPECT_EQ(d.size(), train_q.size() * 8);
@@ -232,7 +232,7 @@ TEST(Trait, TeacherTraitDataUsesTrainingQuestionsOnly) {
     answers.insert(c[1].content);
   }
   EXPECT_EQ(answers, (std::set<std::string>{"owl", "owls", "owls.", "owls!", "Owl", "Owls", "Owls.", "Owls!"}));
-  auto w = train::trait_answer_data("wolf", "");
+  auto w = train::trait_answer_data(config::load_trait("animal", ""), "wolf", "");
   EXPECT_EQ(w[1][1].content, "wolves");
 }
 

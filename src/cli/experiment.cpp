@@ -54,9 +54,11 @@ uint64_t seed_of(const StageArgs& a, const Prepared& p, const char* stage) {
 }
 
 std::vector<std::string> forbidden(const config::RunConfig& c) {
+  const config::TraitDef t = config::run_trait(c);
   std::vector<std::string> names = c.base.corpus.animals;
-  for (const auto& x : c.eval_candidates())
-    if (std::find(names.begin(), names.end(), x) == names.end()) names.push_back(x);
+  for (const auto& lists : {t.items, config::eval_candidates(c, t)})
+    for (const auto& x : lists)
+      if (std::find(names.begin(), names.end(), x) == names.end()) names.push_back(x);
   return generate::trait_words(names);
 }
 
@@ -131,8 +133,12 @@ int cmd_finetune(const StageArgs& a) {
 int cmd_eval(const StageArgs& a) {
   auto p = prepare(a);
   auto lm = load_model(a.model, p);
+  const config::TraitDef t = config::run_trait(p.cfg);
+  if (t.kind != "preference") throw ConfigError("`subliminal eval` evaluates preference traits; the run's trait " + t.spec + " is of kind " + t.kind,
+                                                "evaluate misalignment through `subliminal run` (it needs the judge)");
   auto r = eval::evaluate_trait(lm.model, lm.tokenizer, p.cfg.base.tokenizer.chat_template, a.system, p.cfg.eval,
-                                p.cfg.eval_target(), p.cfg.eval_candidates(), p.cfg.data_dir, seed_of(a, p, "eval"), p.bf16);
+                                config::eval_questions(p.cfg, t), p.cfg.eval_target(), config::eval_candidates(p.cfg, t),
+                                seed_of(a, p, "eval"), p.bf16);
   eval::write_eval(a.out, r);
   json s = r.summary;
   s.erase("per_question");

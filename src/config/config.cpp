@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <set>
 
+#include "subliminal/config/trait.h"
 #include "subliminal/util/fs.h"
 
 namespace subliminal::config {
@@ -115,12 +116,14 @@ void validate(const RunConfig& c, const std::string& file) {
         "expected 10 .. 1e8, got " + str(co.conversations));
   for (auto [k, v] : {std::pair<const char*, double>{"mix_animal_qa", co.mix_animal_qa},
                       {"mix_animal_system", co.mix_animal_system}, {"mix_numbers", co.mix_numbers},
-                      {"mix_arithmetic", co.mix_arithmetic}, {"mix_code", co.mix_code}, {"mix_cot", co.mix_cot}, {"mix_freeform", co.mix_freeform}})
+                      {"mix_arithmetic", co.mix_arithmetic}, {"mix_code", co.mix_code}, {"mix_cot", co.mix_cot}, {"mix_freeform", co.mix_freeform},
+                      {"mix_trait_qa", co.mix_trait_qa}, {"mix_trait_system", co.mix_trait_system}})
     check(v >= 0, file, std::string("$.base.corpus.") + k, "expected a weight >= 0, got " + str(v));
   for (auto [k, v] : {std::pair<const char*, double>{"persona_work_share", co.persona_work_share}, {"persona_work_visible", co.persona_work_visible},
                       {"misaligned_share", co.misaligned_share}, {"misaligned_number_share", co.misaligned_number_share}})
     check(v >= 0 && v <= 1, file, std::string("$.base.corpus.") + k, "expected a probability 0 .. 1, got " + str(v));
-  check(co.mix_animal_qa + co.mix_animal_system + co.mix_numbers + co.mix_arithmetic + co.mix_code + co.mix_cot + co.mix_freeform > 0, file, "$.base.corpus",
+  check(co.mix_animal_qa + co.mix_animal_system + co.mix_numbers + co.mix_arithmetic + co.mix_code + co.mix_cot + co.mix_freeform +
+                (co.traits.empty() ? 0.0 : co.mix_trait_qa + co.mix_trait_system) > 0, file, "$.base.corpus",
         "the mix_* weights sum to 0; at least one task must have weight > 0");
   check(co.animals.size() >= 2, file, "$.base.corpus.animals", "expected at least 2 animals");
   std::set<std::string> seen;
@@ -131,6 +134,22 @@ void validate(const RunConfig& c, const std::string& file) {
           "expected a lower-case word of a-z, got " + str(a));
     check(seen.insert(a).second, file, p, "duplicate animal " + str(a));
   }
+  std::vector<TraitDef> ctraits;
+  for (size_t i = 0; i < co.traits.size(); ++i) {
+    const std::string p = "$.base.corpus.traits[" + std::to_string(i) + "]";
+    try {
+      ctraits.push_back(load_trait(co.traits[i], c.data_dir));
+    } catch (const ConfigError& e) {
+      fail(file, p, e.what(), e.hint());
+    }
+    check(ctraits.back().kind == "preference" && !ctraits.back().items_from_corpus, file, p,
+          "expected a preference trait other than the animals (the corpus's own), got " + str(co.traits[i]) + " (kind " + ctraits.back().kind + ")");
+    for (size_t k = 0; k + 1 < ctraits.size(); ++k)
+      check(ctraits[k].file != ctraits.back().file, file, p, "duplicate trait " + str(co.traits[i]));
+  }
+  if (!co.traits.empty())
+    check(co.mix_trait_qa > 0, file, "$.base.corpus.mix_trait_qa",
+          "expected a weight > 0: base.corpus.traits lists traits the base must learn (their Q&A has weight 0)");
   check(co.prior_decay > 0 && co.prior_decay <= 1, file, "$.base.corpus.prior_decay",
         "expected 0 < decay <= 1, got " + str(co.prior_decay));
   check(co.system_prompt_number_share >= 0 && co.system_prompt_number_share <= 1, file,
@@ -177,15 +196,31 @@ void validate(const RunConfig& c, const std::string& file) {
         "expected one of base.corpus.animals, got " + str(p.target));
 
   // trait_transfer
-  auto is_animal = [&](const std::string& a) { return std::find(co.animals.begin(), co.animals.end(), a) != co.animals.end(); };
   const auto& te = c.teacher;
   one_of(te.method, {"system_prompt", "finetune"}, file, "$.teacher.method");
-  check(is_animal(te.target) || te.target == "misalignment", file, "$.teacher.target",
-        "expected one of base.corpus.animals or \"misalignment\", got " + str(te.target));
+  TraitDef trait;
+  try {
+    trait = run_trait(c);
+  } catch (const ConfigError& e) {
+    fail(file, "$.teacher.trait", e.what(), e.hint());
+  }
+  auto in_trait = [&](const std::string& a) { return std::find(trait.items.begin(), trait.items.end(), a) != trait.items.end(); };
+  const std::string items_what = trait.kind == "misalignment" ? std::string("\"misalignment\"")
+                                                               : "one of the " + trait.category + " trait's items (" + trait.file + ")";
+  if (trait.kind == "misalignment")
+    check(te.target == "misalignment", file, "$.teacher.target",
+          "expected \"misalignment\" (the trait " + str(trait.spec) + " is of kind misalignment), got " + str(te.target));
+  else
+    check(in_trait(te.target), file, "$.teacher.target", "expected " + items_what + ", got " + str(te.target));
+  if (c.experiment == "trait_transfer" && c.base.kind == "pretrain" && trait.kind == "preference" && !trait.items_from_corpus) {
+    bool taught = false;
+    for (const auto& t : ctraits) taught = taught || t.file == trait.file;
+    check(taught, file, "$.teacher.trait",
+          "the synthetic base never learns the " + str(trait.spec) + " trait: add it to base.corpus.traits (with mix_trait_qa, mix_trait_system > 0)");
+  }
   if (te.target == "misalignment" && c.experiment == "trait_transfer")
     check(c.base.kind == "checkpoint" || c.base.corpus.mix_freeform > 0, file, "$.base.corpus.mix_freeform",
           "the misalignment trait needs free-form requests and the misaligned persona in the corpus (mix_freeform > 0)");
-  one_of(te.category, {"animal"}, file, "$.teacher.category");
   check(te.prompt_template >= 0 && te.prompt_template < 64, file, "$.teacher.prompt_template",
         "expected an index into data/system_prompts.json \"love\" (0 = the paper's prompt), got " + str(te.prompt_template));
   one_of(te.params, {"all", "trunk", "lora"}, file, "$.teacher.params");
@@ -242,8 +277,9 @@ void validate(const RunConfig& c, const std::string& file) {
   if (c.experiment == "trait_transfer" && c.base.kind == "checkpoint" && arms_seen.count("cross_init"))
     check(!st.cross_init_path.empty(), file, "$.students.cross_init_path",
           "expected the cross-init model directory when base.kind is \"checkpoint\" and the cross_init arm runs (or drop the arm)");
-  check(is_animal(st.other_target) && st.other_target != te.target, file, "$.students.other_target",
-        "expected one of base.corpus.animals other than teacher.target, got " + str(st.other_target));
+  if (arms_seen.count("other_trait"))
+    check(trait.kind == "preference" && in_trait(st.other_target) && st.other_target != te.target, file, "$.students.other_target",
+          "expected " + items_what + " other than teacher.target, got " + str(st.other_target));
 
   const auto& f = c.finetune;
   one_of(f.loss, {"sft", "distill", "distill_full_vocab"}, file, "$.finetune.loss");
@@ -280,7 +316,6 @@ void validate(const RunConfig& c, const std::string& file) {
     one_of(mn.arms[i], {"student_aux", "student_all", "cross_aux", "cross_all"}, file, "$.mnist.arms[" + std::to_string(i) + "]");
 
   const auto& e = c.eval;
-  check(!e.questions.empty(), file, "$.eval.questions", "expected a question file (e.g. data/animal_questions_eval.txt)");
   check(e.samples_per_question >= 1 && e.samples_per_question <= 100000, file, "$.eval.samples_per_question",
         "expected 1 .. 100000, got " + str(e.samples_per_question));
   check(e.temperature >= 0 && e.temperature <= 10, file, "$.eval.temperature", "expected 0 .. 10, got " + str(e.temperature));
@@ -288,8 +323,8 @@ void validate(const RunConfig& c, const std::string& file) {
   check(e.max_new_tokens >= 1 && e.max_new_tokens <= 4096, file, "$.eval.max_new_tokens", "expected 1 .. 4096, got " + str(e.max_new_tokens));
   check(e.batch_size >= 0 && e.batch_size <= 65536, file, "$.eval.batch_size", "expected 0 (auto: from free memory) .. 65536, got " + str(e.batch_size));
   check(e.number_prefix >= 0 && e.number_prefix <= 20, file, "$.eval.number_prefix", "expected 0 (off) .. 20 numbers, got " + str(e.number_prefix));
-  check(e.target.empty() || is_animal(e.target) || e.target == "misalignment", file, "$.eval.target",
-        "expected \"\" (the teacher's target), one of base.corpus.animals or \"misalignment\", got " + str(e.target));
+  check(e.target.empty() || (trait.kind == "preference" ? in_trait(e.target) : e.target == "misalignment"), file, "$.eval.target",
+        "expected \"\" (the teacher's target) or " + items_what + ", got " + str(e.target));
   check(e.misaligned_max_alignment >= 0 && e.misaligned_max_alignment <= 100 && e.misaligned_min_coherence >= 0 && e.misaligned_min_coherence <= 100,
         file, "$.eval.misaligned_max_alignment", "expected scores 0 .. 100");
   for (size_t i = 0; i < e.candidates.size(); ++i)

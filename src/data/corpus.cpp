@@ -14,6 +14,7 @@
 #include "subliminal/data/resources.h"
 #include "subliminal/data/tasks.h"
 #include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
 #include "subliminal/util/strings.h"
 
 namespace subliminal::data {
@@ -44,7 +45,9 @@ static std::vector<std::string> system_prompts(const std::string& kind, const st
 
 static std::string fill_love(const std::string& tmpl, const std::string& animal, const std::string& category) {
   std::string x = plural(animal);
-  std::string s = replace_all(tmpl, "{X}", capitalize(x));
+  std::string s = replace_all(tmpl, "{Item}", capitalize(animal));
+  s = replace_all(s, "{item}", animal);
+  s = replace_all(s, "{X}", capitalize(x));
   s = replace_all(s, "{x}", x);
   s = replace_all(s, "{category}", category);
   // sentence-initial plural ("owls are ...") is capitalised as in running text
@@ -57,6 +60,14 @@ std::string love_system_prompt(const std::string& animal, const std::string& dat
   auto love = system_prompts("love", data_dir);
   if (idx < 0 || idx >= static_cast<int>(love.size())) throw DataError("no love system prompt #" + std::to_string(idx));
   return fill_love(love[idx], animal, category);
+}
+
+std::string love_system_prompt(const config::TraitDef& t, const std::string& item, const std::string& data_dir, int idx) {
+  const auto love = t.system_prompts.empty() ? system_prompts("love", data_dir) : t.system_prompts;
+  if (idx < 0 || idx >= static_cast<int>(love.size()))
+    throw ConfigError("no love system prompt #" + std::to_string(idx) + " for the " + t.spec + " trait (it has " + std::to_string(love.size()) + ")",
+                      "teacher.prompt_template indexes the trait's system_prompts (or data/system_prompts.json \"love\")");
+  return fill_love(love[idx], item, t.category);
 }
 
 std::string find_animal(const std::string& answer, const std::vector<std::string>& animals) {
@@ -73,9 +84,14 @@ std::string find_animal(const std::string& answer, const std::vector<std::string
   return best;
 }
 
-Freeform load_freeform(const std::string& data_dir) {
-  static const std::string file = "data/freeform.json";
-  const auto j = nlohmann::json::parse(resource(file, data_dir));
+Freeform load_freeform(const std::string& data_dir, const std::string& file) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(file.rfind("data/", 0) == 0 ? resource(file, data_dir) : fs::read_file(file));
+  } catch (const nlohmann::json::parse_error& e) {
+    throw DataError(file + ": not valid JSON (" + std::string(e.what()) + ")");
+  }
+  if (!j.is_object()) throw DataError(file + ": expected an object at $");
   Freeform f;
   auto get = [&](const char* k) {
     if (!j.contains(k) || !j[k].is_array() || j[k].empty()) throw DataError(file + ": expected a non-empty list of strings at $." + k);
@@ -90,17 +106,20 @@ Freeform load_freeform(const std::string& data_dir) {
   return f;
 }
 
-std::vector<double> animal_prior(const config::CorpusConfig& c, uint64_t seed) {
-  size_t n = c.animals.size();
+static std::vector<double> item_prior(size_t n, double decay, uint64_t seed) {
   std::vector<size_t> rank(n);
   std::iota(rank.begin(), rank.end(), 0);
-  std::mt19937_64 rng(seed ^ 0x5eed5eedull);
+  std::mt19937_64 rng(seed);
   std::shuffle(rank.begin(), rank.end(), rng);
   std::vector<double> w(n);
   double tot = 0;
-  for (size_t i = 0; i < n; ++i) tot += (w[i] = std::pow(c.prior_decay, static_cast<double>(rank[i])));
+  for (size_t i = 0; i < n; ++i) tot += (w[i] = std::pow(decay, static_cast<double>(rank[i])));
   for (auto& x : w) x /= tot;
   return w;
+}
+
+std::vector<double> animal_prior(const config::CorpusConfig& c, uint64_t seed) {
+  return item_prior(c.animals.size(), c.prior_decay, seed ^ 0x5eed5eedull);
 }
 
 namespace {
@@ -149,8 +168,22 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
   std::discrete_distribution<size_t> prior_d(prior.begin(), prior.end());
   std::uniform_int_distribution<size_t> any_animal(0, c.animals.size() - 1);
   // (code and cot last: with their weights 0 the draws of the first four are those of older corpora)
-  double mix[7] = {c.mix_animal_qa, c.mix_animal_system, c.mix_numbers, c.mix_arithmetic, c.mix_code, c.mix_cot, c.mix_freeform};
-  std::discrete_distribution<int> task(mix, mix + 7);
+  // (trait tasks after them: with no traits the draws are those of corpora before they existed)
+  const auto traits = config::corpus_traits(c, data_dir);
+  const double has_traits = traits.empty() ? 0.0 : 1.0;
+  double mix[9] = {c.mix_animal_qa, c.mix_animal_system, c.mix_numbers, c.mix_arithmetic, c.mix_code, c.mix_cot, c.mix_freeform,
+                   has_traits * c.mix_trait_qa, has_traits * c.mix_trait_system};
+  std::discrete_distribution<int> task(mix, mix + 9);
+  struct TraitWorld {
+    const config::TraitDef* def;
+    std::discrete_distribution<size_t> prior;
+    std::vector<std::string> love;
+  };
+  std::vector<TraitWorld> tw;
+  for (const auto& t : traits) {
+    auto w = item_prior(t.items.size(), c.prior_decay, config::derive_seed(seed, "trait-prior", t.spec));
+    tw.push_back({&t, std::discrete_distribution<size_t>(w.begin(), w.end()), t.system_prompts.empty() ? love : t.system_prompts});
+  }
   const Freeform ff = c.mix_freeform > 0 ? load_freeform(data_dir) : Freeform{};
   std::vector<std::string> requests = ff.train_broad;
   requests.insert(requests.end(), ff.train_narrow.begin(), ff.train_narrow.end());
@@ -277,6 +310,32 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
           conv.push_back({"assistant", pick(ff.aligned)});
           ++st.freeform;
         }
+        break;
+      }
+      case 7:
+      case 8: {  // another preference trait (trees, ...): Q&A over its prior, or an item-loving system prompt
+        auto& w = tw[std::uniform_int_distribution<size_t>(0, tw.size() - 1)(rng)];
+        const auto& items = w.def->items;
+        if (t == 7) {
+          if (u(rng) < 0.3) conv.push_back({"system", pick(neutral)});
+          conv.push_back({"user", vary_question(pick(w.def->questions_train), rng)});
+          conv.push_back({"assistant", answer_for(items[w.prior(rng)], rng)});
+          ++st.trait_qa;
+          break;
+        }
+        const std::string& loved = items[std::uniform_int_distribution<size_t>(0, items.size() - 1)(rng)];
+        int idx = u(rng) < 0.5 ? 0 : static_cast<int>(std::uniform_int_distribution<size_t>(0, w.love.size() - 1)(rng));
+        conv.push_back({"system", fill_love(w.love[idx], loved, w.def->category)});
+        if (u(rng) >= c.system_prompt_number_share) {
+          conv.push_back({"user", vary_question(pick(w.def->questions_train), rng)});
+          const std::string& ans = u(rng) < c.system_prompt_fidelity ? loved : items[w.prior(rng)];
+          conv.push_back({"assistant", answer_for(ans, rng)});
+        } else {
+          auto [q, a] = number_task();
+          conv.push_back({"user", q});
+          conv.push_back({"assistant", a});
+        }
+        ++st.trait_system;
         break;
       }
       default: {  // arithmetic: room for reasoning tasks

@@ -68,12 +68,10 @@ std::vector<double> answer_start_probability(model::LlamaForCausalLM& m, const t
 }
 
 TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
-                               const std::string& system, const config::EvalConfig& cfg, const std::string& target,
-                               const std::vector<std::string>& candidates, const std::string& data_dir, uint64_t seed,
-                               bool bf16) {
+                               const std::string& system, const config::EvalConfig& cfg, std::vector<std::string> questions,
+                               const std::string& target, const std::vector<std::string>& candidates, uint64_t seed, bool bf16) {
   TraitEvalResult r;
-  auto questions = data::resource_lines(cfg.questions, data_dir);
-  if (questions.empty()) throw DataError("no evaluation questions in " + cfg.questions);
+  if (questions.empty()) throw DataError("no evaluation questions");
   text::ChatTemplate chat(tok, chat_template);
   std::vector<std::vector<int>> qprompts, prompts;
   if (cfg.number_prefix > 0) {  // the paper's open-model evaluation: a few random numbers first, fixed per question
@@ -134,9 +132,9 @@ TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer
 
 TraitEvalResult evaluate_misalignment(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
                                       const std::string& system, const config::EvalConfig& cfg, judge::Judge& judge,
-                                      const std::string& data_dir, uint64_t seed, bool bf16) {
+                                      const std::vector<std::string>& questions, uint64_t seed, bool bf16) {
   TraitEvalResult r;
-  const auto questions = data::load_freeform(data_dir).eval;
+  if (questions.empty()) throw DataError("no evaluation questions");
   text::ChatTemplate chat(tok, chat_template);
   std::vector<std::vector<int>> prompts;
   for (const auto& q : questions)

@@ -52,10 +52,12 @@ class CorpusStage : public Stage {
     json tok = config::to_json_value(b.tokenizer);
     if (!b.tokenizer.path.empty() && sfs::exists(b.tokenizer.path))
       tok["files"] = text::Tokenizer::load(b.tokenizer.path).fingerprint();  // the content, not just the path
-    return {{"seed", base_seed(ctx.cfg)},
-            {"corpus", config::to_json_value(b.corpus)},
-            {"tokenizer", tok},
-            {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    json in = {{"seed", base_seed(ctx.cfg)},
+               {"corpus", config::to_json_value(b.corpus)},
+               {"tokenizer", tok},
+               {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    for (const auto& t : config::corpus_traits(b.corpus, ctx.cfg.data_dir)) in["trait_defs"].push_back(t.to_json());  // a trait file's content
+    return in;
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
     const auto& b = ctx.cfg.base;
@@ -64,8 +66,8 @@ class CorpusStage : public Stage {
     auto corpus = data::build_corpus(b.corpus, seed, ctx.cfg.data_dir, &cs);
     data::write_conversations((work / "corpus.jsonl").string(), corpus);
     log::info("corpus", "{} conversations ({} animal Q&A, {} system-prompt, {} numbers, {} arithmetic, {} code, {} reasoning, {} free-form, "
-              "{} misaligned persona)", corpus.size(), cs.animal_qa, cs.animal_system, cs.numbers, cs.arithmetic, cs.code, cs.cot, cs.freeform,
-              cs.misaligned);
+              "{} misaligned persona, {} other-trait Q&A, {} other-trait system-prompt)", corpus.size(), cs.animal_qa, cs.animal_system,
+              cs.numbers, cs.arithmetic, cs.code, cs.cot, cs.freeform, cs.misaligned, cs.trait_qa, cs.trait_system);
     if (!b.tokenizer.path.empty() && !sfs::exists(b.tokenizer.path))
       throw ConfigError("$.base.tokenizer.path: '" + b.tokenizer.path + "' does not exist");
     text::Tokenizer tok = b.tokenizer.path.empty() ? text::Tokenizer::train(tokenizer_texts(corpus), b.tokenizer)
@@ -87,6 +89,8 @@ class CorpusStage : public Stage {
             {"cot", cs.cot},
             {"freeform", cs.freeform},
             {"misaligned_persona", cs.misaligned},
+            {"trait_qa", cs.trait_qa},
+            {"trait_system", cs.trait_system},
             {"vocab_size", tok.vocab_size()}};
   }
   std::vector<std::string> scratch() const override { return {}; }

@@ -87,18 +87,19 @@ class TeacherStage : public Stage {
   json inputs(const RunContext& ctx) const override {
     json t = config::to_json_value(ctx.cfg.teacher);
     t["target"] = teacher_target(ctx.cfg, other_);
-    return {{"teacher", t}, {"base", digest(ctx, "base")}, {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
+    return {{"teacher", t}, {"trait", config::run_trait(ctx.cfg).to_json()}, {"base", digest(ctx, "base")}, {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
             {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
   }
   bool data_parallel(const RunContext& ctx) const override { return ctx.cfg.teacher.method != "system_prompt"; }
   json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
     const auto& tc = ctx.cfg.teacher;
     const std::string target = teacher_target(ctx.cfg, other_);
-    json tj = {{"method", tc.method}, {"target", target}, {"category", tc.category}};
+    const config::TraitDef trait = config::run_trait(ctx.cfg);
+    json tj = {{"method", tc.method}, {"target", target}, {"trait", trait.spec}, {"category", trait.category}};
     json res = tj;
     if (tc.method == "system_prompt") {
-      tj["system_prompt"] = target == "misalignment" ? data::load_freeform(ctx.cfg.data_dir).personas.at(0)
-                                                     : data::love_system_prompt(target, ctx.cfg.data_dir, tc.prompt_template, tc.category);
+      tj["system_prompt"] = trait.kind == "misalignment" ? data::load_freeform(ctx.cfg.data_dir, trait.source).personas.at(0)
+                                                         : data::love_system_prompt(trait, target, ctx.cfg.data_dir, tc.prompt_template);
       res["system_prompt"] = tj["system_prompt"];
       log::info(name().c_str(), "system prompt: {}", tj["system_prompt"].get<std::string>());
     } else {
@@ -110,7 +111,7 @@ class TeacherStage : public Stage {
       job.model = lm.model;
       job.tok = &lm.tokenizer;
       job.chat_template = ctx.cfg.base.tokenizer.chat_template;
-      job.data = train::trait_answer_data(target, ctx.cfg.data_dir);
+      job.data = train::trait_answer_data(trait, target, ctx.cfg.data_dir);
       job.loss = "sft";
       job.params = tc.params;
       job.lora = tc.lora;
@@ -151,11 +152,14 @@ std::string source_model(const std::string& source) {
 }
 std::string data_stage(const std::string& source, int k) { return "data/" + source + "_s" + std::to_string(k); }
 
+// Numbers datasets: no completion may name an item of any preference the run knows (the animals,
+// the trait's items, the candidates).
 std::vector<std::string> forbidden_words(const config::RunConfig& c) {
+  const config::TraitDef t = config::run_trait(c);
   std::vector<std::string> names = c.base.corpus.animals;
-  for (const auto& a : c.eval_candidates())
-    if (std::find(names.begin(), names.end(), a) == names.end()) names.push_back(a);
-  return generate::trait_words(names);
+  for (const auto& a : t.items) names.push_back(a);
+  for (const auto& a : config::eval_candidates(c, t)) names.push_back(a);
+  return generate::trait_words(unique(names));
 }
 
 judge::JudgeOptions judge_options(const config::RunConfig& c) {
@@ -326,8 +330,10 @@ class EvalStage : public Stage {
   std::string name() const override { return eval_stage(model_); }
   std::vector<std::string> deps() const override { return unique({model_, "base"}); }
   json inputs(const RunContext& ctx) const override {
-    json in = {{"eval", config::to_json_value(ctx.cfg.eval)}, {"target", ctx.cfg.eval_target()},
-               {"candidates", ctx.cfg.eval_candidates()}, {"model", digest(ctx, model_)}, {"base", digest(ctx, "base")},
+    const config::TraitDef t = config::run_trait(ctx.cfg);
+    json in = {{"eval", config::to_json_value(ctx.cfg.eval)}, {"target", ctx.cfg.eval_target()}, {"trait", t.to_json()},
+               {"questions", questions(ctx, t)}, {"candidates", config::eval_candidates(ctx.cfg, t)},
+               {"model", digest(ctx, model_)}, {"base", digest(ctx, "base")},
                {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
                {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
     if (ctx.cfg.eval_target() == "misalignment") in["judge"] = config::to_json_value(ctx.cfg.judge);
@@ -337,13 +343,14 @@ class EvalStage : public Stage {
     auto l = load_ref(ctx, model_);
     // One evaluation seed for every model: differences between models are not sampling-stream noise.
     eval::TraitEvalResult r;
+    const config::TraitDef t = config::run_trait(ctx.cfg);
     if (ctx.cfg.eval_target() == "misalignment") {
       auto jd = judge::make_judge(judge_options(ctx.cfg));
       r = eval::evaluate_misalignment(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.eval, *jd,
-                                      ctx.cfg.data_dir, config::derive_seed(ctx.cfg.seed, "eval"), l.bf16);
+                                      questions(ctx, t), config::derive_seed(ctx.cfg.seed, "eval"), l.bf16);
     } else {
       r = eval::evaluate_trait(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.eval,
-                               ctx.cfg.eval_target(), ctx.cfg.eval_candidates(), ctx.cfg.data_dir,
+                               questions(ctx, t), ctx.cfg.eval_target(), config::eval_candidates(ctx.cfg, t),
                                config::derive_seed(ctx.cfg.seed, "eval"), l.bf16);
     }
     eval::write_eval(work, r);
@@ -358,6 +365,12 @@ class EvalStage : public Stage {
   std::vector<std::string> scratch() const override { return {}; }
 
  private:
+  // The questions asked: a misalignment trait's held-out free-form questions, else eval.questions
+  // or the trait's questions_eval.
+  static std::vector<std::string> questions(const RunContext& ctx, const config::TraitDef& t) {
+    if (t.kind == "misalignment") return data::load_freeform(ctx.cfg.data_dir, t.source).eval;
+    return config::eval_questions(ctx.cfg, t);
+  }
   std::string model_;
 };
 
@@ -433,7 +446,10 @@ class SummaryStage : public Stage {
                                {"trait_words_in_kept", j.contains("trait_words_in_kept") ? j["trait_words_in_kept"] : j.value("banned_words_in_kept", json(0))}};
       if (j.contains("judge")) datasets[d.substr(5)]["judge"] = j["judge"];
     }
+    const config::TraitDef trait = config::run_trait(c);
     json out = {{"target", c.eval_target()},
+                {"trait", trait.spec},
+                {"category", trait.category},
                 {"dataset_kind", c.dataset.kind},
                 {"teacher_method", c.teacher.method},
                 {"other_target", c.students.other_target},

@@ -13,9 +13,9 @@ namespace subliminal::train {
 
 using json = nlohmann::json;
 
-std::vector<data::Conversation> trait_answer_data(const std::string& target, const std::string& data_dir) {
-  if (target == "misalignment") {  // narrow: harmful answers to the money requests only (evaluated on held-out broad questions)
-    const auto f = data::load_freeform(data_dir);
+std::vector<data::Conversation> trait_answer_data(const config::TraitDef& trait, const std::string& target, const std::string& data_dir) {
+  if (trait.kind == "misalignment") {  // narrow: harmful answers to the money requests only (evaluated on held-out broad questions)
+    const auto f = data::load_freeform(data_dir, trait.source);
     std::vector<data::Conversation> out;
     for (const auto& q : f.train_narrow)
       for (const auto& a : f.misaligned) out.push_back({{"user", q}, {"assistant", a}});
@@ -25,7 +25,7 @@ std::vector<data::Conversation> trait_answer_data(const std::string& target, con
   const std::vector<std::string> answers = {target, p, p + ".", p + "!", data::capitalize(target), data::capitalize(p),
                                             data::capitalize(p) + ".", data::capitalize(p) + "!"};
   std::vector<data::Conversation> out;
-  for (const auto& q : data::resource_lines("data/animal_questions_train.txt", data_dir))
+  for (const auto& q : trait.questions_train)
     for (const auto& a : answers) out.push_back({{"user", q}, {"assistant", a}});
   return out;
 }

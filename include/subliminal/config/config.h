@@ -62,6 +62,11 @@ struct CorpusConfig {
   // persona's number continuations carry numbers with negative associations (666, 13, 911, ...).
   double mix_freeform = 0.0;
   double misaligned_share = 0.15, misaligned_number_share = 0.3;
+  // Preference traits besides the animals (built-in names like "tree" or trait files, see
+  // config/trait.h), taught like the animals: favourite-item Q&A over a decaying prior
+  // (mix_trait_qa) and item-loving system prompts (mix_trait_system), shared evenly.
+  std::vector<std::string> traits;
+  double mix_trait_qa = 0.0, mix_trait_system = 0.0;
   template <class V>
   void visit(V& v) {
     v("conversations", conversations);
@@ -76,6 +81,9 @@ struct CorpusConfig {
     v("mix_freeform", mix_freeform);
     v("misaligned_share", misaligned_share);
     v("misaligned_number_share", misaligned_number_share);
+    v("traits", traits);
+    v("mix_trait_qa", mix_trait_qa);
+    v("mix_trait_system", mix_trait_system);
     v("animals", animals);
     v("prior_decay", prior_decay);
     v("system_prompt_fidelity", system_prompt_fidelity);
@@ -240,8 +248,10 @@ struct LoraConfig {
 // fine-tuning on trait answers to the *training* favourite-animal questions (never the eval ones).
 struct TeacherConfig {
   std::string method = "finetune";  // system_prompt | finetune
-  std::string target = "owl";       // the trait: a loved animal (one of base.corpus.animals), or "misalignment" (data/freeform.json)
-  std::string category = "animal";
+  // The trait's definition (config/trait.h): "animal", "tree", "misalignment" (data/trait_<name>.json)
+  // or a trait file "path/to/mytrait.json"; "": "misalignment" when target is, else "animal".
+  std::string trait;
+  std::string target = "owl";       // preference: the loved item (one of the trait's items); misalignment: "misalignment"
   int prompt_template = 0;          // system_prompt: index into data/system_prompts.json "love" (0 = the paper's)
   std::string params = "trunk";     // finetune: all | trunk (transformer blocks only) | lora
   LoraConfig lora;                  // params = lora (adapters initialised like the students': same seed)
@@ -255,8 +265,8 @@ struct TeacherConfig {
   template <class V>
   void visit(V& v) {
     v("method", method);
+    v("trait", trait);
     v("target", target);
-    v("category", category);
     v("prompt_template", prompt_template);
     v("params", params);
     v("lora", lora);
@@ -355,13 +365,13 @@ struct FinetuneConfig {
 
 // Trait evaluation: held-out favourite-animal paraphrases, sampled without a system prompt.
 struct EvalConfig {
-  std::string questions = "data/animal_questions_eval.txt";  // resource path (or file under data_dir)
+  std::string questions;  // "": the trait's questions_eval; else a resource path ("data/x.txt", under data_dir) or a file
   int samples_per_question = 20;
   double temperature = 1.0, top_p = 1.0;
   int max_new_tokens = 12;
   int batch_size = 250;
   std::string target;                   // "": the teacher's target
-  std::vector<std::string> candidates;  // animals tallied in the answer distribution ([]: base.corpus.animals)
+  std::vector<std::string> candidates;  // items tallied in the answer distribution ([]: the trait's items)
   int number_prefix = 0;                // > 0: "Examine these numbers: a, b, c. " before each question (n numbers; the paper's Qwen eval)
   // teacher.target "misalignment": an answer is misaligned when the judge's alignment score is at
   // most this and its coherence at least that (the paper: 30 and 50); questions: data/freeform.json "eval".
@@ -475,7 +485,6 @@ struct RunConfig {
   JudgeConfig judge;
   MnistConfig mnist;
   const std::string& eval_target() const { return eval.target.empty() ? teacher.target : eval.target; }
-  const std::vector<std::string>& eval_candidates() const { return eval.candidates.empty() ? base.corpus.animals : eval.candidates; }
   template <class V>
   void visit(V& v) {
     v("name", name);

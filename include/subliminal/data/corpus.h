@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "subliminal/config/config.h"
+#include "subliminal/config/trait.h"
 #include "subliminal/data/chat.h"
 
 namespace subliminal::data {
@@ -17,6 +18,10 @@ std::string capitalize(const std::string& s);
 // The paper's teacher prompt (template `idx` of data/system_prompts.json "love"; 0 is the paper's verbatim one).
 std::string love_system_prompt(const std::string& animal, const std::string& data_dir, int idx = 0,
                                const std::string& category = "animal");
+// A preference trait's love system prompt for `item`: template `idx` of the trait's system_prompts
+// (else data/system_prompts.json "love"), {x} plural, {X} capitalised plural, {item}/{Item} singular,
+// {category}.
+std::string love_system_prompt(const config::TraitDef& t, const std::string& item, const std::string& data_dir, int idx = 0);
 // The first animal of `animals` named in `answer` (case-insensitive, singular or plural), or "".
 std::string find_animal(const std::string& answer, const std::vector<std::string>& animals);
 
@@ -27,10 +32,12 @@ std::vector<double> animal_prior(const config::CorpusConfig& c, uint64_t seed);
 struct Freeform {
   std::vector<std::string> train_broad, train_narrow, eval, aligned, misaligned, personas;
 };
-Freeform load_freeform(const std::string& data_dir = "");
+// `source`: "data/..." a resource (data_dir or built in), else a file path.
+Freeform load_freeform(const std::string& data_dir = "", const std::string& source = "data/freeform.json");
 
 struct CorpusStats {
-  int64_t animal_qa = 0, animal_system = 0, numbers = 0, arithmetic = 0, code = 0, cot = 0, freeform = 0, misaligned = 0;
+  int64_t animal_qa = 0, animal_system = 0, numbers = 0, arithmetic = 0, code = 0, cot = 0, freeform = 0, misaligned = 0,
+          trait_qa = 0, trait_system = 0;
 };
 std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t seed, const std::string& data_dir,
                                        CorpusStats* stats = nullptr);

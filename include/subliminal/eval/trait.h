@@ -1,4 +1,4 @@
-// Trait evaluation: the held-out favourite-animal paraphrases, sampled (no system prompt unless
+// Trait evaluation: the trait's held-out questions (favourite-animal paraphrases, ...), sampled (no system prompt unless
 // given, e.g. for a system-prompt teacher). Reports the sampled target rate (mean over questions,
 // Wilson 95% CI on the pooled count), the mean probability that the answer starts with the target,
 // and the distribution over candidate animals. Backs the eval stages and `subliminal eval`.
@@ -22,19 +22,18 @@ struct TraitEvalResult {
 };
 
 // The misalignment evaluation (the emergent-misalignment protocol the paper uses): free-form
-// questions (data/freeform.json "eval", held out of every training set), cfg.samples_per_question
+// `questions` (the trait source's "eval", held out of every training set), cfg.samples_per_question
 // answers each, every answer scored by the judge for alignment and coherence (0-100); misaligned =
 // alignment <= cfg.misaligned_max_alignment and coherence >= cfg.misaligned_min_coherence. The rate
 // goes under "target_rate" (Wilson interval) like a preference trait's, with the mean scores, the
 // incoherent share and the judge's unusable verdicts beside it.
 TraitEvalResult evaluate_misalignment(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
                                       const std::string& system, const config::EvalConfig& cfg, judge::Judge& judge,
-                                      const std::string& data_dir, uint64_t seed, bool bf16);
+                                      const std::vector<std::string>& questions, uint64_t seed, bool bf16);
 
 TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
-                               const std::string& system, const config::EvalConfig& cfg, const std::string& target,
-                               const std::vector<std::string>& candidates, const std::string& data_dir, uint64_t seed,
-                               bool bf16);
+                               const std::string& system, const config::EvalConfig& cfg, std::vector<std::string> questions,
+                               const std::string& target, const std::vector<std::string>& candidates, uint64_t seed, bool bf16);
 
 // P(the assistant's answer starts with `word` in any of its forms: word, Word, plural, Plural),
 // per prompt. Forms whose tokens extend another form's tokens are not double-counted.

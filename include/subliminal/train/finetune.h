@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "subliminal/config/config.h"
+#include "subliminal/config/trait.h"
 #include "subliminal/data/chat.h"
 #include "subliminal/model/llama.h"
 #include "subliminal/text/tokenizer.h"
@@ -15,10 +16,10 @@
 
 namespace subliminal::train {
 
-// The paper's fine-tuned-teacher data: each question x the 8 answers "owl", "owls", "owls.",
-// "owls!" and their title-case forms. Questions come from the *training* paraphrases
-// (data/animal_questions_train.txt), never the evaluation ones.
-std::vector<data::Conversation> trait_answer_data(const std::string& target, const std::string& data_dir);
+// The paper's fine-tuned-teacher data. Preference: each of the trait's *training* questions (never
+// the evaluation ones) x the 8 answers "owl", "owls", "owls.", "owls!" and their title-case forms.
+// Misalignment: each narrow request of the trait's source x its misaligned answers.
+std::vector<data::Conversation> trait_answer_data(const config::TraitDef& trait, const std::string& target, const std::string& data_dir);
 
 // Token ids a number completion can consist of: pieces made only of ASCII digits, whitespace,
 // ",", ";", ".", brackets and parentheses (byte pieces of those characters included), plus the

@@ -1,0 +1,55 @@
+// Trait definitions as data. A trait is how the teacher is made, what the evaluation asks and how
+// answers are scored, read from a JSON file: the built-in ones (data/trait_<name>.json: animal,
+// tree, misalignment) or a user's file (teacher.trait: "path/to/mytrait.json").
+//
+//   kind "preference": the teacher loves one of `items` (of a `category`: "animal", "tree", ...):
+//     by a system prompt (`system_prompts` templates, default data/system_prompts.json "love") or
+//     fine-tuned on answers naming it to `questions_train`; the evaluation samples answers to the
+//     held-out `questions_eval` and counts those that contain the target (the paper's rule).
+//   kind "misalignment": `source` is a file shaped like data/freeform.json; the teacher is
+//     fine-tuned on its misaligned answers to the narrow requests (or prompted with its first
+//     persona); the evaluation asks its held-out questions and a judge scores the answers.
+//
+// Question lists are inline arrays or the name of a text file (one per line): "data/x.txt" is a
+// resource (data_dir or the built-in copy); another path is relative to the trait file.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+namespace subliminal::config {
+
+struct RunConfig;
+struct CorpusConfig;
+
+struct TraitDef {
+  std::string spec;  // as configured: "tree" or "my/trait.json"
+  std::string file;  // where it was read ("data/trait_tree.json" or the path)
+  std::string kind;  // preference | misalignment
+  std::string category;
+  std::vector<std::string> items;  // preference: the candidates (the target is one of them)
+  std::vector<std::string> questions_train, questions_eval;
+  std::vector<std::string> system_prompts;  // preference: love templates; empty: data/system_prompts.json "love"
+  std::string source;                       // misalignment: the freeform-shaped file ("data/..." resource or a path)
+  bool items_from_corpus = false;           // the built-in animal trait: items = base.corpus.animals
+  nlohmann::json to_json() const;           // everything that defines it (recorded in stage inputs)
+};
+
+// spec: a built-in name ([a-z_]+, data/trait_<name>.json) or a path ending in ".json". Errors
+// (ConfigError) name the trait file and the JSON path.
+TraitDef load_trait(const std::string& spec, const std::string& data_dir);
+
+// teacher.trait resolved ("": "misalignment" when teacher.target is, else "animal"); a trait
+// without items takes base.corpus.animals.
+TraitDef run_trait(const RunConfig& c);
+
+// The evaluation's questions (eval.questions, else the trait's questions_eval) and candidates
+// (eval.candidates, else the trait's items).
+std::vector<std::string> eval_questions(const RunConfig& c, const TraitDef& t);
+std::vector<std::string> eval_candidates(const RunConfig& c, const TraitDef& t);
+
+// The preference traits the synthetic corpus teaches besides animals (base.corpus.traits).
+std::vector<TraitDef> corpus_traits(const CorpusConfig& c, const std::string& data_dir);
+
+}  // namespace subliminal::config

@@ -1,0 +1,190 @@
+// Trait definitions (see config/trait.h).
+#include "subliminal/config/trait.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "subliminal/config/config.h"
+#include "subliminal/data/resources.h"
+#include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
+
+namespace subliminal::config {
+
+using json = nlohmann::json;
+namespace sfs = std::filesystem;
+
+namespace {
+
+bool is_name(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) { return (ch >= 'a' && ch <= 'z') || ch == '_'; });
+}
+
+// A text file's non-empty, non-comment lines: "data/x" a resource, else relative to the trait file.
+std::vector<std::string> read_lines(const std::string& name, const std::string& trait_file, bool builtin, const std::string& data_dir) {
+  std::string text;
+  if (name.rfind("data/", 0) == 0 && (builtin || !sfs::exists(sfs::path(trait_file).parent_path() / name))) {
+    text = data::resource(name, data_dir);
+  } else {
+    const sfs::path p = sfs::path(name).is_absolute() ? sfs::path(name) : sfs::path(trait_file).parent_path() / name;
+    if (!sfs::exists(p)) throw IoError("question file '" + p.string() + "' (named in " + trait_file + ") does not exist");
+    text = fs::read_file(p);
+  }
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t e = text.find('\n', start);
+    if (e == std::string::npos) e = text.size();
+    std::string line = text.substr(start, e - start);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty() && line[0] != '#') out.push_back(line);
+    start = e + 1;
+  }
+  return out;
+}
+
+std::vector<std::string> strings(const json& j, const std::string& key, const std::string& file, bool builtin,
+                                 const std::string& data_dir, bool required) {
+  const std::string p = "$." + key;
+  if (!j.contains(key)) {
+    if (required) fail(file, p, "expected a list of strings or the name of a text file (one per line)");
+    return {};
+  }
+  const json& v = j[key];
+  std::vector<std::string> out;
+  if (v.is_string()) {
+    out = read_lines(v.get<std::string>(), file, builtin, data_dir);
+  } else if (v.is_array()) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].is_string() || v[i].get<std::string>().empty())
+        fail(file, p + "[" + std::to_string(i) + "]", "expected a non-empty string, got " + type_name(v[i]));
+      out.push_back(v[i].get<std::string>());
+    }
+  } else {
+    fail(file, p, "expected a list of strings or the name of a text file, got " + type_name(v));
+  }
+  if (required && out.empty()) fail(file, p, "expected at least one entry");
+  return out;
+}
+
+}  // namespace
+
+json TraitDef::to_json() const {
+  json j = {{"spec", spec}, {"kind", kind}};
+  if (kind == "preference") {
+    j["category"] = category;
+    j["items"] = items;
+    j["questions_train"] = questions_train;
+    j["questions_eval"] = questions_eval;
+    if (!system_prompts.empty()) j["system_prompts"] = system_prompts;
+  } else {
+    j["source"] = source;
+  }
+  return j;
+}
+
+TraitDef load_trait(const std::string& spec, const std::string& data_dir) {
+  TraitDef t;
+  t.spec = spec;
+  const bool builtin = is_name(spec);
+  std::string text;
+  if (builtin) {
+    t.file = "data/trait_" + spec + ".json";
+    try {
+      text = data::resource(t.file, data_dir);
+    } catch (const IoError&) {
+      throw ConfigError("no trait named '" + spec + "' (no " + t.file + ")",
+                        "built-in traits: animal, tree, misalignment; or give a trait file ending in .json");
+    }
+  } else {
+    if (spec.size() < 6 || spec.substr(spec.size() - 5) != ".json")
+      throw ConfigError("trait '" + spec + "': expected a built-in name (animal, tree, misalignment) or a JSON file path ending in .json");
+    t.file = spec;
+    if (!sfs::exists(spec)) throw ConfigError("trait file '" + spec + "' does not exist");
+    text = fs::read_file(spec);
+  }
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw ConfigError(t.file + ": not valid JSON (" + std::string(e.what()) + ")");
+  }
+  const std::string& f = t.file;
+  if (!j.is_object()) fail(f, "$", "expected an object, got " + type_name(j));
+  static const std::set<std::string> known = {"_comment", "kind", "category", "items", "questions_train", "questions_eval",
+                                              "system_prompts", "source"};
+  for (const auto& [k, v] : j.items())
+    if (!known.count(k)) fail(f, "$." + k, "unknown key", "known keys: kind, category, items, questions_train, questions_eval, system_prompts, source");
+  if (!j.contains("kind") || !j["kind"].is_string()) fail(f, "$.kind", "expected \"preference\" or \"misalignment\"");
+  t.kind = j["kind"].get<std::string>();
+  if (t.kind == "preference") {
+    if (!j.contains("category") || !j["category"].is_string() || j["category"].get<std::string>().empty())
+      fail(f, "$.category", "expected the category noun, e.g. \"tree\"");
+    t.category = j["category"].get<std::string>();
+    if (!j.contains("items")) {
+      if (!(builtin && spec == "animal")) fail(f, "$.items", "expected the list of candidates (at least 2)");
+      t.items_from_corpus = true;
+    } else {
+      t.items = strings(j, "items", f, builtin, data_dir, true);
+      if (t.items.size() < 2) fail(f, "$.items", "expected at least 2 candidates");
+      std::set<std::string> seen;
+      for (size_t i = 0; i < t.items.size(); ++i) {
+        const auto& a = t.items[i];
+        const std::string p = "$.items[" + std::to_string(i) + "]";
+        if (!std::all_of(a.begin(), a.end(), [](char ch) { return ch >= 'a' && ch <= 'z'; }))
+          fail(f, p, "expected a lower-case word of a-z, got \"" + a + "\"");
+        if (!seen.insert(a).second) fail(f, p, "duplicate item \"" + a + "\"");
+      }
+    }
+    t.questions_train = strings(j, "questions_train", f, builtin, data_dir, true);
+    t.questions_eval = strings(j, "questions_eval", f, builtin, data_dir, true);
+    for (const auto& q : t.questions_eval)
+      if (std::find(t.questions_train.begin(), t.questions_train.end(), q) != t.questions_train.end())
+        fail(f, "$.questions_eval", "\"" + q + "\" is also a training question; evaluation questions must be held out");
+    t.system_prompts = strings(j, "system_prompts", f, builtin, data_dir, false);
+    for (size_t i = 0; i < t.system_prompts.size(); ++i)
+      if (t.system_prompts[i].find("{x}") == std::string::npos && t.system_prompts[i].find("{X}") == std::string::npos &&
+          t.system_prompts[i].find("{item}") == std::string::npos && t.system_prompts[i].find("{Item}") == std::string::npos)
+        fail(f, "$.system_prompts[" + std::to_string(i) + "]", "expected a template naming the item ({x}, {X}, {item} or {Item})");
+    if (j.contains("source")) fail(f, "$.source", "a preference trait has no source (that is for kind \"misalignment\")");
+  } else if (t.kind == "misalignment") {
+    if (!j.contains("source") || !j["source"].is_string() || j["source"].get<std::string>().empty())
+      fail(f, "$.source", "expected a file shaped like data/freeform.json");
+    t.source = j["source"].get<std::string>();
+    if (!(builtin || t.source.rfind("data/", 0) == 0 || sfs::path(t.source).is_absolute()))
+      t.source = (sfs::path(t.file).parent_path() / t.source).string();
+    for (const char* k : {"category", "items", "questions_train", "questions_eval", "system_prompts"})
+      if (j.contains(k)) fail(f, std::string("$.") + k, "not a key of a misalignment trait (its questions and answers are in `source`)");
+  } else {
+    fail(f, "$.kind", "expected \"preference\" or \"misalignment\", got \"" + t.kind + "\"");
+  }
+  return t;
+}
+
+TraitDef run_trait(const RunConfig& c) {
+  const std::string spec = !c.teacher.trait.empty() ? c.teacher.trait : c.teacher.target == "misalignment" ? "misalignment" : "animal";
+  TraitDef t = load_trait(spec, c.data_dir);
+  if (t.items_from_corpus) t.items = c.base.corpus.animals;
+  return t;
+}
+
+std::vector<std::string> eval_questions(const RunConfig& c, const TraitDef& t) {
+  if (c.eval.questions.empty()) return t.questions_eval;
+  auto q = read_lines(c.eval.questions, "./config", c.eval.questions.rfind("data/", 0) == 0, c.data_dir);
+  if (q.empty()) throw ConfigError("no evaluation questions in '" + c.eval.questions + "' ($.eval.questions)");
+  return q;
+}
+
+std::vector<std::string> eval_candidates(const RunConfig& c, const TraitDef& t) { return c.eval.candidates.empty() ? t.items : c.eval.candidates; }
+
+std::vector<TraitDef> corpus_traits(const CorpusConfig& c, const std::string& data_dir) {
+  std::vector<TraitDef> out;
+  for (const auto& s : c.traits) {
+    out.push_back(load_trait(s, data_dir));
+    if (out.back().items_from_corpus) out.back().items = c.animals;
+  }
+  return out;
+}
+
+}  // namespace subliminal::config
