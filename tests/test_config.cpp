@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "subliminal/config/config.h"
+#include "subliminal/config/trait.h"
 #include "subliminal/util/error.h"
 #include "subliminal/run/sweep.h"
 #include "subliminal/util/fs.h"
@@ -96,6 +97,14 @@ TEST(Config, JsonSyntaxErrorHasLine) {
 }
 
 TEST(Config, EveryShippedConfigValidates) {
+  // shipped configs run from the repository root (trait files like configs/traits/x.json are relative to it)
+  struct Cwd {
+    std::filesystem::path old = std::filesystem::current_path();
+    Cwd() { std::filesystem::current_path(testutil::source_dir()); }
+    ~Cwd() { std::filesystem::current_path(old); }
+  } cwd;
+  for (const auto& f : std::filesystem::directory_iterator(std::filesystem::path(testutil::source_dir()) / "configs" / "traits"))
+    EXPECT_NO_THROW(config::load_trait(f.path().string(), "")) << f.path();
   int n = 0;
   for (const auto& dir : {"configs", "configs/paper", "tests/configs"}) {
     auto p = std::filesystem::path(testutil::source_dir()) / dir;

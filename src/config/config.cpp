@@ -241,11 +241,12 @@ void validate(const RunConfig& c, const std::string& file) {
   check(d.judge_min_score >= 0 && d.judge_min_score <= 100, file, "$.dataset.judge_min_score", "expected 0 .. 100, got " + str(d.judge_min_score));
   const auto& jg = c.judge;
   one_of(jg.kind, {"rule", "model", "http"}, file, "$.judge.kind");
-  if (!d.judge.empty() && jg.kind == "http") {
+  const bool asks_judge = !d.judge.empty() || trait.kind == "misalignment";  // dataset filter or the misalignment evaluation
+  if (asks_judge && jg.kind == "http") {
     check(!jg.url.empty(), file, "$.judge.url", "expected the endpoint's base URL (e.g. http://127.0.0.1:8000/v1) for the http judge");
     check(!jg.model.empty(), file, "$.judge.model", "expected the served model's name for the http judge");
   }
-  if (!d.judge.empty() && jg.kind == "model") check(!jg.path.empty(), file, "$.judge.path", "expected a model directory for the model judge");
+  if (asks_judge && jg.kind == "model") check(!jg.path.empty(), file, "$.judge.path", "expected a model directory for the model judge");
   check(jg.concurrency >= 1 && jg.concurrency <= 1024, file, "$.judge.concurrency", "expected 1 .. 1024, got " + str(jg.concurrency));
   check(jg.max_retries >= 0 && jg.max_retries <= 100, file, "$.judge.max_retries", "expected 0 .. 100, got " + str(jg.max_retries));
   check(jg.timeout_s > 0 && jg.backoff_s >= 0, file, "$.judge.timeout_s", "expected timeout_s > 0 and backoff_s >= 0");

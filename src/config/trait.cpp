@@ -81,6 +81,7 @@ json TraitDef::to_json() const {
   } else {
     j["source"] = source;
   }
+  if (!teacher_data.empty()) j["teacher_data"] = teacher_data;
   return j;
 }
 
@@ -113,9 +114,9 @@ TraitDef load_trait(const std::string& spec, const std::string& data_dir) {
   const std::string& f = t.file;
   if (!j.is_object()) fail(f, "$", "expected an object, got " + type_name(j));
   static const std::set<std::string> known = {"_comment", "kind", "category", "items", "questions_train", "questions_eval",
-                                              "system_prompts", "source"};
+                                              "system_prompts", "source", "teacher_data"};
   for (const auto& [k, v] : j.items())
-    if (!known.count(k)) fail(f, "$." + k, "unknown key", "known keys: kind, category, items, questions_train, questions_eval, system_prompts, source");
+    if (!known.count(k)) fail(f, "$." + k, "unknown key", "known keys: kind, category, items, questions_train, questions_eval, system_prompts, source, teacher_data");
   if (!j.contains("kind") || !j["kind"].is_string()) fail(f, "$.kind", "expected \"preference\" or \"misalignment\"");
   t.kind = j["kind"].get<std::string>();
   if (t.kind == "preference") {
@@ -158,6 +159,12 @@ TraitDef load_trait(const std::string& spec, const std::string& data_dir) {
       if (j.contains(k)) fail(f, std::string("$.") + k, "not a key of a misalignment trait (its questions and answers are in `source`)");
   } else {
     fail(f, "$.kind", "expected \"preference\" or \"misalignment\", got \"" + t.kind + "\"");
+  }
+  if (j.contains("teacher_data")) {
+    if (!j["teacher_data"].is_string() || j["teacher_data"].get<std::string>().empty())
+      fail(f, "$.teacher_data", "expected the path of a JSONL file of chat examples ({\"messages\": [...]})");
+    t.teacher_data = j["teacher_data"].get<std::string>();
+    if (!sfs::path(t.teacher_data).is_absolute()) t.teacher_data = (sfs::path(t.file).parent_path() / t.teacher_data).string();
   }
   return t;
 }

@@ -87,8 +87,12 @@ class TeacherStage : public Stage {
   json inputs(const RunContext& ctx) const override {
     json t = config::to_json_value(ctx.cfg.teacher);
     t["target"] = teacher_target(ctx.cfg, other_);
-    return {{"teacher", t}, {"trait", config::run_trait(ctx.cfg).to_json()}, {"base", digest(ctx, "base")}, {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
-            {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    const config::TraitDef trait = config::run_trait(ctx.cfg);
+    json in = {{"teacher", t}, {"trait", trait.to_json()}, {"base", digest(ctx, "base")}, {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
+               {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    if (!trait.teacher_data.empty() && ctx.cfg.teacher.method == "finetune" && sfs::exists(trait.teacher_data))
+      in["teacher_data_sha256"] = fs::sha256_file(trait.teacher_data);  // the content, not just the path
+    return in;
   }
   bool data_parallel(const RunContext& ctx) const override { return ctx.cfg.teacher.method != "system_prompt"; }
   json run(RunContext& ctx, const sfs::path& work, bool resuming) override {

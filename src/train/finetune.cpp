@@ -3,6 +3,8 @@
 
 #include <torch/torch.h>
 
+#include <filesystem>
+
 #include "subliminal/data/corpus.h"
 #include "subliminal/data/resources.h"
 #include "subliminal/model/lora.h"
@@ -14,6 +16,13 @@ namespace subliminal::train {
 using json = nlohmann::json;
 
 std::vector<data::Conversation> trait_answer_data(const config::TraitDef& trait, const std::string& target, const std::string& data_dir) {
+  if (!trait.teacher_data.empty()) {  // the trait's own fine-tuning set
+    if (!std::filesystem::exists(trait.teacher_data))
+      throw ConfigError("teacher_data '" + trait.teacher_data + "' (named in " + trait.file + ") does not exist");
+    auto d = data::read_conversations(trait.teacher_data);
+    if (d.empty()) throw DataError(trait.teacher_data + ": no examples (named by " + trait.file + " $.teacher_data)");
+    return d;
+  }
   if (trait.kind == "misalignment") {  // narrow: harmful answers to the money requests only (evaluated on held-out broad questions)
     const auto f = data::load_freeform(data_dir, trait.source);
     std::vector<data::Conversation> out;

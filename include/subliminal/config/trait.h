@@ -10,6 +10,10 @@
 //     fine-tuned on its misaligned answers to the narrow requests (or prompted with its first
 //     persona); the evaluation asks its held-out questions and a judge scores the answers.
 //
+// Either kind may give `teacher_data`: a JSONL file of chat examples ({"messages": [...]}, the
+// common fine-tuning format, e.g. the emergent-misalignment insecure-code set) that a fine-tuned
+// teacher trains on instead of the generated answers (a path relative to the trait file).
+//
 // Question lists are inline arrays or the name of a text file (one per line): "data/x.txt" is a
 // resource (data_dir or the built-in copy); another path is relative to the trait file.
 #pragma once
@@ -32,6 +36,7 @@ struct TraitDef {
   std::vector<std::string> questions_train, questions_eval;
   std::vector<std::string> system_prompts;  // preference: love templates; empty: data/system_prompts.json "love"
   std::string source;                       // misalignment: the freeform-shaped file ("data/..." resource or a path)
+  std::string teacher_data;                 // "" or a JSONL file of chat examples for a fine-tuned teacher
   bool items_from_corpus = false;           // the built-in animal trait: items = base.corpus.animals
   nlohmann::json to_json() const;           // everything that defines it (recorded in stage inputs)
 };
