@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "chatml", "llama2", "llama3", "mistral"}));
 
   cli::BenchArgs ba;
-  auto* bench = app.add_subcommand("bench", "measure training and generation speed (fp32 vs bf16 side by side)");
+  auto* bench = app.add_subcommand("bench", "measure training, generation and evaluation speed (fp32 vs bf16, ours vs a Python PyTorch reference, side by side)");
   bench->add_option("--presets", ba.presets, "model presets to measure")->delimiter(',');
   bench->add_option("--steps", ba.steps, "timed training steps per setting")->check(CLI::Range(1, 100000));
   bench->add_option("--batch-size", ba.batch_size, "training batch size")->check(CLI::Range(1, 4096));
@@ -90,6 +90,10 @@ int main(int argc, char** argv) {
   bench->add_option("--threads", ba.threads, "ATen threads (0 = all cores)");
   bench->add_option("--out", ba.out, "write the results as JSON here");
   bench->add_flag("--no-generation", ba.skip_generation, "training only");
+  bench->add_option("--prompt-len", ba.prompt_len, "generation prompt length")->check(CLI::Range(1, 4096));
+  bench->add_option("--gemm-size", ba.gemm_size, "n of the n x n x n GEMM that measures the matmul peak")->check(CLI::Range(64, 16384));
+  bench->add_option("--python", ba.python, "the Python with torch for the reference (Debian: /usr/bin/python3 + python3-torch)");
+  bench->add_flag("!--no-reference", ba.reference, "skip the Python PyTorch reference");
 
   cli::SweepArgs swa;
   auto* swp = app.add_subcommand("sweep", "expand a sweep file (base config + grid/zip axes) and plan, run, or submit its runs");

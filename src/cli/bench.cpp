@@ -1,17 +1,27 @@
-// `subliminal bench`: training tokens/s (fp32 vs bf16 autocast, side by side in one process) and
-// generation tokens/s (KV cache vs full recompute), per model preset. Never a timed unit test.
+// `subliminal bench`: speed and memory, side by side in one run (these machines are shared and
+// noisy: only ratios measured together mean something). Per model preset: training tokens/s
+// (forward + backward + AdamW step) fp32 and bf16 autocast; batched generation with the KV cache,
+// prefill and decode separately, and the no-cache recompute; evaluation samples/s (the eval's
+// shapes); then the same work in Python PyTorch (data/bench_reference.py, Debian's python3-torch,
+// the same 1.13) right after, and the ratios. Model FLOP utilisation against the machine's matmul
+// peak, measured here with large fp32 and bf16 GEMMs. Never a timed unit test.
 #include <sys/resource.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
+#include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <random>
 
 #include "subliminal/cli/commands.h"
 #include "subliminal/config/config.h"
+#include "subliminal/data/resources.h"
 #include "subliminal/generate/sampler.h"
 #include "subliminal/model/llama.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/train/trainer.h"
+#include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
 #include "subliminal/util/log.h"
 
@@ -19,22 +29,84 @@ namespace subliminal::cli {
 
 using json = nlohmann::json;
 
-static double peak_rss_mb() {
+namespace {
+
+double peak_rss_mb(int who = RUSAGE_SELF) {
   rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
+  getrusage(who, &ru);
   return ru.ru_maxrss / 1024.0;
 }
+
+// The machine's matmul peak: GFLOP/s of an n x n x n GEMM (the best of `reps` after one warm-up).
+double gemm_gflops(int64_t n, torch::ScalarType dt, int reps = 5) {
+  torch::NoGradGuard ng;
+  auto a = torch::randn({n, n}).to(dt), b = torch::randn({n, n}).to(dt);
+  auto c = torch::matmul(a, b);
+  double best = 0;
+  for (int i = 0; i < reps; ++i) {
+    const double t0 = log::now_seconds();
+    c = torch::matmul(a, b);
+    const double s = log::now_seconds() - t0;
+    best = std::max(best, 2.0 * n * n * n / s / 1e9);
+  }
+  return best;
+}
+
+// Training FLOPs per token: 6 x the matmul weights (forward 2, backward 4) + attention's two
+// T x T products per layer (12 L T C: forward 4 L T C, backward twice that); norms and the
+// optimizer step are not counted (the usual MFU convention).
+double train_flops_per_token(const model::LlamaConfig& c, int64_t seq_len) {
+  const double C = static_cast<double>(c.hidden_size), L = static_cast<double>(c.num_hidden_layers);
+  const double q = static_cast<double>(c.num_attention_heads * c.head_dim()), kv = static_cast<double>(c.num_key_value_heads * c.head_dim());
+  const double per_layer = C * q + 2 * C * kv + q * C + 3 * C * static_cast<double>(c.intermediate_size);
+  const double matmul_weights = L * per_layer + C * static_cast<double>(c.vocab_size);
+  return 6 * matmul_weights + 12 * L * static_cast<double>(seq_len) * q;
+}
+
+// Runs the Python reference with `args`; its JSON (the last line of its stdout), or an object
+// with "error".
+json run_reference(const std::string& python, const json& args) {
+  const std::string script = (std::filesystem::temp_directory_path() / ("subliminal_bench_reference_" + std::to_string(::getpid()) + ".py")).string();
+  fs::write_file_atomic(script, data::resource("data/bench_reference.py"));
+  const std::string cmd = python + " " + script + " '" + args.dump() + "' 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  if (p) {
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  }
+  const int st = p ? pclose(p) : -1;
+  std::error_code ec;
+  std::filesystem::remove(script, ec);
+  const size_t nl = out.find_last_of('\n', out.size() >= 2 ? out.size() - 2 : 0);
+  const std::string last = out.substr(nl == std::string::npos ? 0 : nl + 1);
+  try {
+    if (st == 0) return json::parse(last);
+  } catch (const json::parse_error&) {
+  }
+  return {{"error", "the Python reference failed (exit " + std::to_string(st) + "): " + out.substr(out.size() > 600 ? out.size() - 600 : 0)}};
+}
+
+std::string ratio(double a, double b) { return b > 0 ? fmt::format("{:.2f}x", a / b) : "n/a"; }
+
+}  // namespace
 
 int cmd_bench(const BenchArgs& a) {
   const int threads = model::setup_threads(a.threads);
   const int vocab = 1600;
-  json out = {{"threads", threads}, {"bf16_matmul_hardware", model::cpu_has_bf16_matmul()}, {"presets", json::array()}};
-  std::cout << "subliminal bench: " << threads << " threads, bf16 matmul hardware: "
-            << (model::cpu_has_bf16_matmul() ? "yes" : "no") << "\n";
+  const bool amx = model::cpu_has_bf16_matmul();
+  json out = {{"threads", threads}, {"bf16_matmul_hardware", amx}, {"presets", json::array()}};
+  std::cout << "subliminal bench: " << threads << " threads, bf16 matmul hardware: " << (amx ? "yes" : "no") << "\n";
+  // The matmul peak of this machine, measured now (both precisions).
+  const double peak_fp32 = gemm_gflops(a.gemm_size, torch::kFloat), peak_bf16 = gemm_gflops(a.gemm_size, torch::kBFloat16);
+  out["gemm"] = {{"n", a.gemm_size}, {"fp32_gflops", peak_fp32}, {"bf16_gflops", peak_bf16}};
+  std::cout << fmt::format("matmul peak ({0}x{0}x{0} GEMM): fp32 {1:.0f} GFLOP/s, bf16 {2:.0f} GFLOP/s\n", a.gemm_size, peak_fp32, peak_bf16);
+
   for (const auto& preset : a.presets) {
     auto mc = config::model_preset(preset);
     auto cfg = model::LlamaConfig::from(mc, vocab);
-    cfg.max_position_embeddings = std::max<int64_t>(cfg.max_position_embeddings, a.seq_len + a.gen_tokens + 16);
+    cfg.max_position_embeddings = std::max<int64_t>({cfg.max_position_embeddings, a.seq_len + 1, a.prompt_len + a.gen_tokens + 16});
     // Random token sequences of the requested length; loss on every token.
     std::vector<text::Encoded> data;
     std::mt19937_64 rng(7);
@@ -44,8 +116,9 @@ int cmd_bench(const BenchArgs& a) {
       for (int t = 0; t < a.seq_len + 1; ++t) { e.ids.push_back(tokd(rng)); e.target.push_back(1); }
       data.push_back(std::move(e));
     }
-    json pr = {{"preset", preset}};
+    json pr = {{"preset", preset}, {"batch_size", a.batch_size}, {"seq_len", a.seq_len}, {"steps", a.steps}};
     int64_t params = 0;
+    const double fpt = train_flops_per_token(cfg, a.seq_len);
     for (bool bf16 : {false, true}) {
       model::LlamaForCausalLM m(cfg);
       model::init_weights(m, 1);
@@ -59,25 +132,29 @@ int cmd_bench(const BenchArgs& a) {
       to.bf16 = bf16;
       to.quiet = true;
       auto r = train::train_lm(m, data, to);  // the rate averages all steps, the 2 warm-up steps included
-      pr[bf16 ? "train_bf16_tokens_per_s" : "train_fp32_tokens_per_s"] = r.tokens_per_s;
-      const double flops_per_token = 6.0 * params;
-      pr[bf16 ? "train_bf16_gflops" : "train_fp32_gflops"] = r.tokens_per_s * flops_per_token / 1e9;
+      const std::string s = bf16 ? "bf16" : "fp32";
+      pr["train_" + s + "_tokens_per_s"] = r.tokens_per_s;
+      pr["train_" + s + "_gflops"] = r.tokens_per_s * fpt / 1e9;
+      pr["train_" + s + "_mfu"] = r.tokens_per_s * fpt / 1e9 / (bf16 ? peak_bf16 : peak_fp32);
     }
     pr["parameters"] = params;
-    pr["train_bf16_over_fp32"] = pr["train_bf16_tokens_per_s"].get<double>() / pr["train_fp32_tokens_per_s"].get<double>();
-    std::cout << fmt::format("[{}] {:.2f}M params  train tokens/s  fp32 {:.0f}  bf16 {:.0f}  ratio bf16/fp32 {:.2f}x\n",
-                             preset, params / 1e6, pr["train_fp32_tokens_per_s"].get<double>(),
-                             pr["train_bf16_tokens_per_s"].get<double>(), pr["train_bf16_over_fp32"].get<double>());
+    pr["train_flops_per_token"] = fpt;
+    std::cout << fmt::format("[{}] {:.2f}M params, batch {} x {} tokens\n", preset, params / 1e6, a.batch_size, a.seq_len);
+    std::cout << fmt::format("  train  ours    fp32 {:8.0f} tok/s ({:.0f} GFLOP/s, MFU {:.0f}%)   bf16 {:8.0f} tok/s ({:.0f} GFLOP/s, MFU {:.0f}%)\n",
+                             pr["train_fp32_tokens_per_s"].get<double>(), pr["train_fp32_gflops"].get<double>(), 100 * pr["train_fp32_mfu"].get<double>(),
+                             pr["train_bf16_tokens_per_s"].get<double>(), pr["train_bf16_gflops"].get<double>(), 100 * pr["train_bf16_mfu"].get<double>());
+
+    std::vector<std::vector<int>> prompts;
     if (!a.skip_generation) {
       model::LlamaForCausalLM m(cfg);
       model::init_weights(m, 1);
-      std::vector<std::vector<int>> prompts;
       for (int i = 0; i < a.gen_batch; ++i) {
         std::vector<int> p;
-        for (int t = 0; t < 32; ++t) p.push_back(tokd(rng));
+        for (int t = 0; t < a.prompt_len; ++t) p.push_back(tokd(rng));
         prompts.push_back(p);
       }
       for (bool bf16 : {false, true}) {
+        const std::string sfx = bf16 ? "bf16" : "fp32";
         for (bool cache : {true, false}) {
           generate::SampleOptions so;
           so.max_new_tokens = a.gen_tokens;
@@ -88,20 +165,68 @@ int cmd_bench(const BenchArgs& a) {
           const double t0 = log::now_seconds();
           generate::sample(m, prompts, so, &st);
           const double secs = log::now_seconds() - t0;
-          std::string key = std::string(cache ? "gen_cached_" : "gen_nocache_") + (bf16 ? "bf16" : "fp32");
-          pr[key + "_tokens_per_s"] = st.new_tokens / secs;
-          pr[key + "_prefill_tokens_per_s"] = st.prefill_s > 0 ? st.prompt_tokens / st.prefill_s : 0.0;
+          const std::string key = std::string(cache ? "gen_cached_" : "gen_nocache_") + sfx;
+          // every row generates all gen_tokens (no stop ids): tokens = batch x gen_tokens
+          pr[key + "_tokens_per_s"] = static_cast<double>(a.gen_batch) * a.gen_tokens / secs;
+          if (cache) {
+            pr[key + "_prefill_tokens_per_s"] = st.prefill_s > 0 ? st.prompt_tokens / st.prefill_s : 0.0;
+            pr[key + "_decode_tokens_per_s"] = st.decode_s > 0 ? static_cast<double>(a.gen_batch) * (a.gen_tokens - 1) / st.decode_s : 0.0;
+          }
         }
-        std::string sfx = bf16 ? "bf16" : "fp32";
-        double c = pr["gen_cached_" + sfx + "_tokens_per_s"], n = pr["gen_nocache_" + sfx + "_tokens_per_s"];
+        const double c = pr["gen_cached_" + sfx + "_tokens_per_s"], n = pr["gen_nocache_" + sfx + "_tokens_per_s"];
         pr["gen_cache_speedup_" + sfx] = c / n;
-        std::cout << fmt::format("[{}] generate {} x {} new tokens ({})  cached {:.0f} tok/s  recompute {:.0f} tok/s  "
-                                 "speed-up {:.1f}x  prefill {:.0f} tok/s\n",
-                                 preset, a.gen_batch, a.gen_tokens, sfx, c, n, c / n,
-                                 pr["gen_cached_" + sfx + "_prefill_tokens_per_s"].get<double>());
+        std::cout << fmt::format("  generate {} x {} new tokens ({}): cached {:.0f} tok/s (prefill {:.0f}, decode {:.0f})  recompute {:.0f} tok/s  "
+                                 "cache speed-up {:.1f}x\n",
+                                 a.gen_batch, a.gen_tokens, sfx, c, pr["gen_cached_" + sfx + "_prefill_tokens_per_s"].get<double>(),
+                                 pr["gen_cached_" + sfx + "_decode_tokens_per_s"].get<double>(), n, c / n);
       }
+      // The evaluation's shapes: eval_samples answers of eval_tokens new tokens, batch eval_batch.
+      std::vector<std::vector<int>> eprompts;
+      for (int i = 0; i < a.eval_samples; ++i) eprompts.push_back(prompts[static_cast<size_t>(i) % prompts.size()]);
+      generate::SampleOptions so;
+      so.max_new_tokens = a.eval_tokens;
+      so.batch_size = a.eval_batch;
+      so.bf16 = amx;
+      const double t0 = log::now_seconds();
+      generate::sample(m, eprompts, so);
+      pr["eval_samples_per_s"] = a.eval_samples / (log::now_seconds() - t0);
+      std::cout << fmt::format("  eval   {} answers x {} tokens, batch {} ({}): {:.0f} samples/s\n", a.eval_samples, a.eval_tokens, a.eval_batch,
+                               amx ? "bf16" : "fp32", pr["eval_samples_per_s"].get<double>());
     }
     pr["peak_rss_mb"] = peak_rss_mb();
+
+    if (a.reference) {  // the same work in Python PyTorch, right after ours
+      json args = {{"model", {{"hidden_size", cfg.hidden_size}, {"intermediate_size", cfg.intermediate_size},
+                              {"num_hidden_layers", cfg.num_hidden_layers}, {"num_attention_heads", cfg.num_attention_heads},
+                              {"num_key_value_heads", cfg.num_key_value_heads}, {"vocab_size", cfg.vocab_size},
+                              {"max_position_embeddings", cfg.max_position_embeddings}, {"rms_norm_eps", cfg.rms_norm_eps},
+                              {"rope_theta", cfg.rope_theta}}},
+                   {"threads", threads}, {"batch_size", a.batch_size}, {"seq_len", a.seq_len}, {"steps", a.steps},
+                   {"gen_batch", a.gen_batch}, {"gen_tokens", a.gen_tokens}, {"prompt_len", a.prompt_len},
+                   {"generation", !a.skip_generation}};
+      json ref = run_reference(a.python, args);
+      pr["reference"] = ref;
+      if (ref.contains("error")) {
+        std::cout << "  reference: " << ref["error"].get<std::string>() << "\n";
+      } else {
+        for (const char* s : {"fp32", "bf16"}) {
+          const double ours = pr["train_" + std::string(s) + "_tokens_per_s"], theirs = ref["train_" + std::string(s)]["tokens_per_s"];
+          pr["train_" + std::string(s) + "_vs_reference"] = ours / theirs;
+          std::cout << fmt::format("  train  python  {} {:8.0f} tok/s (MFU {:.0f}%)   ours / python {}\n", s, theirs,
+                                   100 * theirs * fpt / 1e9 / (std::string(s) == "bf16" ? peak_bf16 : peak_fp32), ratio(ours, theirs));
+        }
+        if (!a.skip_generation)
+          for (const char* s : {"fp32", "bf16"}) {
+            const json& g = ref["gen_cached_" + std::string(s)];
+            const double ours = pr["gen_cached_" + std::string(s) + "_tokens_per_s"], theirs = g["tokens_per_s"];
+            pr["gen_cached_" + std::string(s) + "_vs_reference"] = ours / theirs;
+            std::cout << fmt::format("  generate python {} cached {:.0f} tok/s (prefill {:.0f}, decode {:.0f})   ours / python {}\n", s, theirs,
+                                     g["prefill_tokens_per_s"].get<double>(), g["decode_tokens_per_s"].get<double>(), ratio(ours, theirs));
+          }
+        std::cout << fmt::format("  peak resident memory: ours {:.0f} MB, python {:.0f} MB\n", pr["peak_rss_mb"].get<double>(),
+                                 ref["peak_rss_mb"].get<double>());
+      }
+    }
     out["presets"].push_back(pr);
   }
   std::cout << fmt::format("peak resident memory {:.0f} MB\n", peak_rss_mb());

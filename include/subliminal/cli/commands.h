@@ -62,9 +62,13 @@ int cmd_check(const CheckArgs& a);
 
 struct BenchArgs {
   std::vector<std::string> presets = {"small", "medium"};
-  int steps = 8, batch_size = 32, seq_len = 128, threads = 0, gen_batch = 64, gen_tokens = 64;
+  int steps = 8, batch_size = 32, seq_len = 128, threads = 0, gen_batch = 64, gen_tokens = 64, prompt_len = 32;
+  int eval_samples = 1000, eval_tokens = 12, eval_batch = 250;  // the default evaluation's shapes
+  int gemm_size = 2048;                                           // the matmul-peak GEMM
   std::string out;
+  std::string python = "/usr/bin/python3";  // Debian's, with python3-torch (the same 1.13 as our LibTorch)
   bool skip_generation = false;
+  bool reference = true;  // run the Python PyTorch reference right after ours
 };
 int cmd_bench(const BenchArgs& a);
 
