@@ -31,17 +31,7 @@ std::vector<std::string> read_lines(const std::string& name, const std::string& 
     if (!sfs::exists(p)) throw IoError("question file '" + p.string() + "' (named in " + trait_file + ") does not exist");
     text = fs::read_file(p);
   }
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t e = text.find('\n', start);
-    if (e == std::string::npos) e = text.size();
-    std::string line = text.substr(start, e - start);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (!line.empty() && line[0] != '#') out.push_back(line);
-    start = e + 1;
-  }
-  return out;
+  return data::split_lines(text);
 }
 
 std::vector<std::string> strings(const json& j, const std::string& key, const std::string& file, bool builtin,
@@ -178,7 +168,7 @@ TraitDef run_trait(const RunConfig& c) {
 
 std::vector<std::string> eval_questions(const RunConfig& c, const TraitDef& t) {
   if (c.eval.questions.empty()) return t.questions_eval;
-  auto q = read_lines(c.eval.questions, "./config", c.eval.questions.rfind("data/", 0) == 0, c.data_dir);
+  auto q = read_lines(c.eval.questions, "$.eval.questions", c.eval.questions.rfind("data/", 0) == 0, c.data_dir);
   if (q.empty()) throw ConfigError("no evaluation questions in '" + c.eval.questions + "' ($.eval.questions)");
   return q;
 }

@@ -21,7 +21,10 @@ std::string resource(const std::string& name, const std::string& data_dir) {
 }
 
 std::vector<std::string> resource_lines(const std::string& name, const std::string& data_dir) {
-  std::string s = resource(name, data_dir);
+  return split_lines(resource(name, data_dir));
+}
+
+std::vector<std::string> split_lines(const std::string& s) {
   std::vector<std::string> out;
   size_t start = 0;
   while (start < s.size()) {

@@ -14,4 +14,6 @@ namespace subliminal::data {
 // `data_dir`, "data/x" is read from `data_dir/x`.
 std::string resource(const std::string& name, const std::string& data_dir = "");
 std::vector<std::string> resource_lines(const std::string& name, const std::string& data_dir = "");
+// The non-empty lines of `text` that do not start with '#' (CRLF tolerated).
+std::vector<std::string> split_lines(const std::string& text);
 }  // namespace subliminal::data
