@@ -3,6 +3,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
+#include <c10/core/InferenceMode.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -171,15 +172,60 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   return weight * (xf * torch::rsqrt(var + eps));
 }
 
+torch::Tensor lora_delta(const std::map<std::string, LoraAdapter>& adapters, const char* name, const torch::Tensor& x, bool training) {
+  if (adapters.empty()) return {};
+  auto it = adapters.find(name);
+  if (it == adapters.end()) return {};
+  const auto& a = it->second;
+  auto h = a.dropout > 0 ? torch::dropout(x, a.dropout, training) : x;
+  return torch::matmul(torch::matmul(h, a.A.t()), a.B.t()) * a.scale;
+}
+
 torch::Tensor project(torch::nn::Linear lin, const std::map<std::string, LoraAdapter>& adapters, const char* name,
                       const torch::Tensor& x, bool training) {
   auto y = lin->forward(x);
-  if (adapters.empty()) return y;
-  auto it = adapters.find(name);
-  if (it == adapters.end()) return y;
-  const auto& a = it->second;
-  auto h = a.dropout > 0 ? torch::dropout(x, a.dropout, training) : x;
-  return y + torch::matmul(torch::matmul(h, a.A.t()), a.B.t()) * a.scale;
+  auto d = lora_delta(adapters, name, x, training);
+  return d.defined() ? y + d : y;
+}
+
+std::vector<torch::Tensor> fused_linear(const std::vector<torch::nn::Linear>& lins, FusedWeight& cache, const torch::Tensor& x) {
+  std::vector<torch::Tensor> ws, bs;
+  std::vector<int64_t> sizes;
+  bool needs_grad = false;
+  for (const auto& l : lins) {
+    ws.push_back(l->weight);
+    if (l->bias.defined()) bs.push_back(l->bias);
+    sizes.push_back(l->weight.size(0));
+    needs_grad = needs_grad || l->weight.requires_grad() || (l->bias.defined() && l->bias.requires_grad());
+  }
+  TORCH_CHECK(bs.empty() || bs.size() == ws.size(), "fused projections: all or none of the Linears need a bias");
+  torch::Tensor w, b;
+  if (needs_grad && torch::GradMode::is_enabled()) {
+    w = torch::cat(ws, 0);
+    if (!bs.empty()) b = torch::cat(bs, 0);
+  } else {
+    // the dtype the matmul will run in: autocast's, else the weights'
+    auto dt = ws[0].scalar_type();
+    if (x.is_cuda() ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled())
+      dt = x.is_cuda() ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+    std::vector<std::pair<const void*, int64_t>> key;
+    for (const auto& t : ws) key.emplace_back(t.data_ptr(), t._version());
+    for (const auto& t : bs) key.emplace_back(t.data_ptr(), t._version());
+    if (key != cache.key || dt != cache.dtype || !cache.w.defined() || cache.w.device() != x.device()) {
+      // a normal tensor even when built under InferenceMode (sampling): a frozen-weight training
+      // step may later save it for its backward
+      c10::InferenceMode not_inference(false);
+      torch::NoGradGuard ng;
+      cache.w = torch::cat(ws, 0).to(dt);
+      cache.b = bs.empty() ? torch::Tensor() : torch::cat(bs, 0).to(dt);
+      cache.key = std::move(key);
+      cache.dtype = dt;
+    }
+    w = cache.w;
+    b = cache.b;
+  }
+  auto y = torch::linear(x, w, b);
+  return y.split_with_sizes(sizes, -1);
 }
 
 AttentionImpl::AttentionImpl(const LlamaConfig& c)
@@ -189,6 +235,7 @@ AttentionImpl::AttentionImpl(const LlamaConfig& c)
   k_proj = register_module("k_proj", lin(c.hidden_size, n_kv * head_dim, c.qkv_bias));
   v_proj = register_module("v_proj", lin(c.hidden_size, n_kv * head_dim, c.qkv_bias));
   o_proj = register_module("o_proj", lin(n_heads * head_dim, c.hidden_size, c.o_bias));
+  fused = c.hidden_size <= 2048;
 }
 
 static torch::Tensor rotate_half(const torch::Tensor& x) {
@@ -200,9 +247,24 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
                                      const torch::Tensor& bias, KVCache* cache, int64_t layer) {
   const int64_t B = x.size(0), T = x.size(1);
   const bool tr = is_training();
-  auto q = project(q_proj, lora, "q_proj", x, tr).view({B, T, n_heads, head_dim}).transpose(1, 2);  // (B,H,T,D)
-  auto k = project(k_proj, lora, "k_proj", x, tr).view({B, T, n_kv, head_dim}).transpose(1, 2);     // (B,Hkv,T,D)
-  auto v = project(v_proj, lora, "v_proj", x, tr).view({B, T, n_kv, head_dim}).transpose(1, 2);     // (B,Hkv,T,D)
+  torch::Tensor q, k, v;
+  if (fused) {
+    auto qkv = fused_linear({q_proj, k_proj, v_proj}, qkv_cache, x);
+    q = qkv[0], k = qkv[1], v = qkv[2];
+    if (!lora.empty()) {
+      for (auto [t, n] : {std::pair<torch::Tensor*, const char*>{&q, "q_proj"}, {&k, "k_proj"}, {&v, "v_proj"}}) {
+        auto d = lora_delta(lora, n, x, tr);
+        if (d.defined()) *t = *t + d;
+      }
+    }
+  } else {
+    q = project(q_proj, lora, "q_proj", x, tr);
+    k = project(k_proj, lora, "k_proj", x, tr);
+    v = project(v_proj, lora, "v_proj", x, tr);
+  }
+  q = q.reshape({B, T, n_heads, head_dim}).transpose(1, 2);  // (B,H,T,D)
+  k = k.reshape({B, T, n_kv, head_dim}).transpose(1, 2);     // (B,Hkv,T,D)
+  v = v.reshape({B, T, n_kv, head_dim}).transpose(1, 2);     // (B,Hkv,T,D)
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
   if (cache) {
@@ -240,12 +302,25 @@ MLPImpl::MLPImpl(const LlamaConfig& c) {
   gate_proj = register_module("gate_proj", lin(c.hidden_size, c.intermediate_size));
   up_proj = register_module("up_proj", lin(c.hidden_size, c.intermediate_size));
   down_proj = register_module("down_proj", lin(c.intermediate_size, c.hidden_size));
+  fused = c.hidden_size <= 2048;
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
   const bool tr = is_training();
-  return project(down_proj, lora, "down_proj",
-                 torch::silu(project(gate_proj, lora, "gate_proj", x, tr)) * project(up_proj, lora, "up_proj", x, tr), tr);
+  torch::Tensor g, u;
+  if (fused) {
+    auto gu = fused_linear({gate_proj, up_proj}, gate_up_cache, x);
+    g = gu[0], u = gu[1];
+    if (!lora.empty()) {
+      auto dg = lora_delta(lora, "gate_proj", x, tr), du = lora_delta(lora, "up_proj", x, tr);
+      if (dg.defined()) g = g + dg;
+      if (du.defined()) u = u + du;
+    }
+  } else {
+    g = project(gate_proj, lora, "gate_proj", x, tr);
+    u = project(up_proj, lora, "up_proj", x, tr);
+  }
+  return project(down_proj, lora, "down_proj", torch::silu(g) * u, tr);
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const LlamaConfig& c) {
@@ -414,6 +489,16 @@ void init_weights(LlamaForCausalLM& m, uint64_t seed) {
       auto w = at::normal(0.0, 0.02, p.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat));
       p.copy_(w);
     }
+  }
+}
+
+void set_fused_projections(LlamaForCausalLM& m, bool on) {
+  for (auto& layer : *m->model->layers) {
+    auto* L = layer->as<DecoderLayer>();
+    L->self_attn->fused = on;
+    L->mlp->fused = on;
+    L->self_attn->qkv_cache = FusedWeight{};
+    L->mlp->gate_up_cache = FusedWeight{};
   }
 }
 

@@ -59,6 +59,20 @@ struct LoraAdapter {
 // Applies `lin` and, when present, the adapter `name` of `adapters`.
 torch::Tensor project(torch::nn::Linear lin, const std::map<std::string, LoraAdapter>& adapters, const char* name,
                       const torch::Tensor& x, bool training);
+// The adapter `name`'s term for input x (undefined when there is none).
+torch::Tensor lora_delta(const std::map<std::string, LoraAdapter>& adapters, const char* name, const torch::Tensor& x, bool training);
+
+// Fused projections (q/k/v; gate/up): one GEMM over the Linears' weights stacked by rows instead of
+// one per Linear. Under autograd (a weight needs its gradient) the stack is built each call (the
+// gradient flows back to each weight); otherwise it is cached in the dtype the matmul runs in
+// (autocast's) and rebuilt when a weight changes (in-place version counter or storage).
+struct FusedWeight {
+  torch::Tensor w, b;
+  std::vector<std::pair<const void*, int64_t>> key;
+  c10::ScalarType dtype = c10::ScalarType::Undefined;
+};
+// x @ [W_1; W_2; ...]^T (+ the stacked biases), split back into one output per Linear.
+std::vector<torch::Tensor> fused_linear(const std::vector<torch::nn::Linear>& lins, FusedWeight& cache, const torch::Tensor& x);
 
 struct RMSNormImpl : torch::nn::Module {
   RMSNormImpl(int64_t dim, double eps);
@@ -76,6 +90,8 @@ struct AttentionImpl : torch::nn::Module {
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   std::map<std::string, LoraAdapter> lora;  // by projection name
   int64_t n_heads, n_kv, head_dim, window;
+  bool fused = true;  // q/k/v in one GEMM (set_fused_projections)
+  FusedWeight qkv_cache;
 };
 TORCH_MODULE(Attention);
 
@@ -84,6 +100,8 @@ struct MLPImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
   std::map<std::string, LoraAdapter> lora;
+  bool fused = true;  // gate/up in one GEMM
+  FusedWeight gate_up_cache;
 };
 TORCH_MODULE(MLP);
 
@@ -140,5 +158,8 @@ TORCH_MODULE(LlamaForCausalLM);
 
 // HF-style init: normal(0, 0.02) for linear and embedding weights, ones for norms. Seeded.
 void init_weights(LlamaForCausalLM& m, uint64_t seed);
+// Fused q/k/v and gate/up GEMMs on (the default for hidden sizes up to 2048; larger models keep
+// separate GEMMs, big enough already, and no cached stacked copy of their weights) or off.
+void set_fused_projections(LlamaForCausalLM& m, bool on);
 
 }  // namespace subliminal::model
