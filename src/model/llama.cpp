@@ -434,8 +434,15 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
 torch::Tensor LlamaForCausalLMImpl::hidden(const torch::Tensor& ids, const torch::Tensor& positions,
                                            const torch::Tensor& bias, KVCache* cache) {
   const int64_t B = ids.size(0), T = ids.size(1);
-  TORCH_CHECK(positions.max().item<int64_t>() < cfg.max_position_embeddings, "position ",
-              positions.max().item<int64_t>(), " exceeds max_position_embeddings ", cfg.max_position_embeddings);
+  // (no host sync per decoded token: with a cache the caller checked the capacity against
+  // max_position_embeddings, and index_select refuses an out-of-range position anyway)
+  if (!cache) {
+    TORCH_CHECK(positions.max().item<int64_t>() < cfg.max_position_embeddings, "position ",
+                positions.max().item<int64_t>(), " exceeds max_position_embeddings ", cfg.max_position_embeddings);
+  } else {
+    TORCH_CHECK(cache->length + T <= cfg.max_position_embeddings, "KV cache position ", cache->length + T,
+                " exceeds max_position_embeddings ", cfg.max_position_embeddings);
+  }
   auto flat = positions.reshape({-1});
   auto cos = rope_cos.index_select(0, flat).view({B, 1, T, -1});  // (B,1,T,D)
   auto sin = rope_sin.index_select(0, flat).view({B, 1, T, -1});
