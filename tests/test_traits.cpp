@@ -9,6 +9,8 @@
 #include "subliminal/config/config.h"
 #include "subliminal/config/trait.h"
 #include "subliminal/data/corpus.h"
+#include "subliminal/data/resources.h"
+#include "subliminal/eval/trait.h"
 #include "subliminal/generate/dataset.h"
 #include "subliminal/train/finetune.h"
 #include "subliminal/util/fs.h"
@@ -169,6 +171,15 @@ TEST(Traits, CorpusTeachesAnotherPreferenceAndLeavesOlderCorporaUnchanged) {
   weights_only.mix_trait_qa = 0.3;
   weights_only.mix_trait_system = 0.3;
   const auto same = data::build_corpus(weights_only, 5, "");
+  // pinned (its SHA-256 when trait files came in; the 60,000-conversation default corpus was then
+  // checked byte-identical to a run directory of the binary before them): a change of the
+  // corpus's draws fails here, not silently in every experiment's numbers
+  {
+    auto dir = testutil::temp_dir("corpus_pin");
+    data::write_conversations((dir / "c.jsonl").string(), plain);
+    EXPECT_EQ(fs::sha256_file(dir / "c.jsonl"), "dc1651e113b2345660b3b475dbb766322c60239ebe4b44edd06b4bf8e54069f4") << "the default corpus's draws changed";
+    sfs::remove_all(dir);
+  }
   ASSERT_EQ(plain.size(), same.size());
   for (size_t i = 0; i < plain.size(); ++i) {
     ASSERT_EQ(plain[i].size(), same[i].size()) << i;
@@ -207,6 +218,49 @@ TEST(Traits, CorpusTeachesAnotherPreferenceAndLeavesOlderCorporaUnchanged) {
   for (const auto& conv : corpus)
     if (conv[0].role == "system" && conv[0].content.find("favorite tree") != std::string::npos && conv[1].content.find("tree") != std::string::npos) ++sys_qa;
   EXPECT_GT(loved_answer, 0.85 * sys_qa);
+}
+
+TEST(Traits, HitRuleCountsIrregularPlurals) {
+  EXPECT_TRUE(eval::answer_hits("Owls are my favorite.", "owl"));
+  EXPECT_TRUE(eval::answer_hits("Wolves.", "wolf"));  // "wolves" does not contain "wolf"
+  EXPECT_TRUE(eval::answer_hits("Cherries!", "cherry"));
+  EXPECT_TRUE(eval::answer_hits("The OAK.", "oak"));
+  EXPECT_FALSE(eval::answer_hits("Maple.", "oak"));
+  EXPECT_FALSE(eval::answer_hits("A cherub.", "cherry"));
+}
+
+TEST(Traits, TeacherDataRulesAndPromptTemplatesAreCheckedAtLoad) {
+  auto dir = testutil::temp_dir("trait_rules");
+  const auto p = write_colour_trait(dir, {{"teacher_data", "ft.jsonl"}});
+  const json base = {{"base", {{"corpus", {{"traits", {p.string()}}, {"mix_trait_qa", 0.1}}}}},
+                     {"teacher", {{"trait", p.string()}, {"target", "blue"}}},
+                     {"students", {{"other_target", "green"}}}};
+  std::string e = config_error(base);  // the other_trait arm (default) cannot have another teacher
+  EXPECT_NE(e.find("$.students.arms"), std::string::npos) << e;
+  json ok = base;
+  ok["students"]["arms"] = {"treatment", "control"};
+  EXPECT_EQ(config_error(ok), "");
+  json sp = ok;
+  sp["teacher"]["method"] = "system_prompt";
+  e = config_error(sp);
+  EXPECT_NE(e.find("$.teacher.method"), std::string::npos) << e;
+  // the teacher data file is checked when the run starts, before any stage
+  fs::write_file_atomic(dir / "cfg.json", ok.dump());
+  auto r = testutil::run_cli("run " + (dir / "cfg.json").string() + " --out " + (dir / "run").string());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("ft.jsonl"), std::string::npos) << r.out;
+  EXPECT_FALSE(sfs::exists(dir / "run" / "corpus" / "stage.json")) << r.out;
+  // the colour trait has one system prompt: template 1 does not exist
+  json pt = ok;
+  pt["teacher"]["prompt_template"] = 1;
+  e = config_error(pt);
+  EXPECT_NE(e.find("$.teacher.prompt_template"), std::string::npos) << e;
+  // a data_dir made before trait files existed still has the built-in animal trait
+  sfs::create_directories(dir / "olddata");
+  for (const char* f : {"animal_questions_train.txt", "animal_questions_eval.txt", "system_prompts.json"})
+    fs::write_file_atomic(dir / "olddata" / f, data::resource(std::string("data/") + f));
+  EXPECT_EQ(config_error({{"data_dir", (dir / "olddata").string()}}), "");
+  sfs::remove_all(dir);
 }
 
 TEST(Traits, TeacherDataUsesTheTraitsTrainingQuestions) {
@@ -253,10 +307,13 @@ TEST(TraitE2E, UserDefinedTraitFromAFileRunsEveryStage) {
         << line.dump();
   });
   EXPECT_EQ(lines, 2);
-  // numbers datasets: no colour (nor animal) named in what students see
-  auto words = generate::trait_words({"red", "blue", "green", "yellow", "purple", "orange"});
-  for (const char* src : {"teacher_s1", "control_s1", "other_s1"})
-    EXPECT_EQ(generate::count_trait_words(data::read_conversations((out / "data" / src / "kept.jsonl").string()), words), 0) << src;
+  // numbers datasets: every colour (and animal) is a forbidden word of the filter
+  for (const char* src : {"teacher_s1", "control_s1", "other_s1"}) {
+    auto st = json::parse(fs::read_file(out / "data" / src / "stage.json"));
+    const auto& fb = st["inputs"]["forbidden"];
+    for (const char* w : {"blue", "blues", "green", "purple", "owl", "owls"})
+      EXPECT_NE(std::find(fb.begin(), fb.end(), w), fb.end()) << src << " " << w;
+  }
   auto sm = json::parse(fs::read_file(out / "summary" / "summary.json"));
   EXPECT_EQ(sm["trait"], t);
   EXPECT_EQ(sm["category"], "color");

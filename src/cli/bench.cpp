@@ -6,6 +6,7 @@
 // the same 1.13) right after, and the ratios. Model FLOP utilisation against the machine's matmul
 // peak, measured here with large fp32 and bf16 GEMMs. Never a timed unit test.
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <torch/torch.h>
 
@@ -66,9 +67,17 @@ double train_flops_per_token(const model::LlamaConfig& c, int64_t seq_len) {
 // Runs the Python reference with `args`; its JSON (the last line of its stdout), or an object
 // with "error".
 json run_reference(const std::string& python, const json& args) {
-  const std::string script = (std::filesystem::temp_directory_path() / ("subliminal_bench_reference_" + std::to_string(::getpid()) + ".py")).string();
+  const auto tmp = std::filesystem::temp_directory_path();
+  const std::string tag = std::to_string(::getpid());
+  const std::string script = (tmp / ("subliminal_bench_reference_" + tag + ".py")).string();
+  const std::string err = (tmp / ("subliminal_bench_reference_" + tag + ".err")).string();
   fs::write_file_atomic(script, data::resource("data/bench_reference.py"));
-  const std::string cmd = python + " " + script + " '" + args.dump() + "' 2>&1";
+  auto quote = [](const std::string& s) {  // single-quoted for /bin/sh
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  const std::string cmd = quote(python) + " " + quote(script) + " " + quote(args.dump()) + " 2>" + quote(err);
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   if (p) {
@@ -77,15 +86,31 @@ json run_reference(const std::string& python, const json& args) {
     while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   }
   const int st = p ? pclose(p) : -1;
+  const int code = st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  std::string stderr_text;
+  if (std::filesystem::exists(err)) stderr_text = fs::read_file(err);
   std::error_code ec;
   std::filesystem::remove(script, ec);
-  const size_t nl = out.find_last_of('\n', out.size() >= 2 ? out.size() - 2 : 0);
-  const std::string last = out.substr(nl == std::string::npos ? 0 : nl + 1);
-  try {
-    if (st == 0) return json::parse(last);
-  } catch (const json::parse_error&) {
+  std::filesystem::remove(err, ec);
+  if (code == 0) {  // the result: the last line of stdout that is a JSON object
+    std::vector<std::string> lines;
+    size_t start = 0;
+    while (start < out.size()) {
+      size_t e = out.find('\n', start);
+      if (e == std::string::npos) e = out.size();
+      lines.push_back(out.substr(start, e - start));
+      start = e + 1;
+    }
+    for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+      try {
+        json j = json::parse(*it);
+        if (j.is_object()) return j;
+      } catch (const json::parse_error&) {
+      }
+    }
   }
-  return {{"error", "the Python reference failed (exit " + std::to_string(st) + "): " + out.substr(out.size() > 600 ? out.size() - 600 : 0)}};
+  const std::string tail = stderr_text.substr(stderr_text.size() > 600 ? stderr_text.size() - 600 : 0);
+  return {{"error", "the Python reference (" + python + ") failed (exit " + std::to_string(code) + "): " + tail}};
 }
 
 std::string ratio(double a, double b) { return b > 0 ? fmt::format("{:.2f}x", a / b) : "n/a"; }

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "subliminal/config/trait.h"
+#include "subliminal/data/resources.h"
 #include "subliminal/util/fs.h"
 
 namespace subliminal::config {
@@ -139,7 +140,7 @@ void validate(const RunConfig& c, const std::string& file) {
     const std::string p = "$.base.corpus.traits[" + std::to_string(i) + "]";
     try {
       ctraits.push_back(load_trait(co.traits[i], c.data_dir));
-    } catch (const ConfigError& e) {
+    } catch (const Error& e) {  // ConfigError, or IoError for a missing question file
       fail(file, p, e.what(), e.hint());
     }
     check(ctraits.back().kind == "preference" && !ctraits.back().items_from_corpus, file, p,
@@ -201,7 +202,7 @@ void validate(const RunConfig& c, const std::string& file) {
   TraitDef trait;
   try {
     trait = run_trait(c);
-  } catch (const ConfigError& e) {
+  } catch (const Error& e) {
     fail(file, "$.teacher.trait", e.what(), e.hint());
   }
   auto in_trait = [&](const std::string& a) { return std::find(trait.items.begin(), trait.items.end(), a) != trait.items.end(); };
@@ -221,8 +222,26 @@ void validate(const RunConfig& c, const std::string& file) {
   if (te.target == "misalignment" && c.experiment == "trait_transfer")
     check(c.base.kind == "checkpoint" || c.base.corpus.mix_freeform > 0, file, "$.base.corpus.mix_freeform",
           "the misalignment trait needs free-form requests and the misaligned persona in the corpus (mix_freeform > 0)");
-  check(te.prompt_template >= 0 && te.prompt_template < 64, file, "$.teacher.prompt_template",
-        "expected an index into data/system_prompts.json \"love\" (0 = the paper's prompt), got " + str(te.prompt_template));
+  if (trait.kind == "preference") {
+    size_t n_prompts = trait.system_prompts.size();
+    if (n_prompts == 0) {
+      try {
+        n_prompts = json::parse(data::resource("data/system_prompts.json", c.data_dir)).at("love").size();
+      } catch (const std::exception&) {
+        n_prompts = 64;  // an unreadable file is reported where it is read
+      }
+    }
+    check(te.prompt_template >= 0 && static_cast<size_t>(te.prompt_template) < n_prompts, file, "$.teacher.prompt_template",
+          "expected an index into the trait's love system prompts (" + std::to_string(n_prompts) + " of them; 0 = the paper's prompt), got " +
+              str(te.prompt_template));
+  }
+  if (!trait.teacher_data.empty()) {
+    check(te.method == "finetune", file, "$.teacher.method",
+          "the trait " + str(trait.spec) + " has teacher_data (a fine-tuning set): expected \"finetune\", got " + str(te.method));
+    check(std::find(c.students.arms.begin(), c.students.arms.end(), "other_trait") == c.students.arms.end(), file, "$.students.arms",
+          "the other_trait arm needs a teacher of another item, but the trait " + str(trait.spec) +
+              " fine-tunes every teacher on its teacher_data: drop the arm");
+  }
   one_of(te.params, {"all", "trunk", "lora"}, file, "$.teacher.params");
   validate_lora(te.lora, file, "$.teacher.lora");
   validate_train(te.train, file, "$.teacher.train");

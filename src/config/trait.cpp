@@ -70,6 +70,7 @@ json TraitDef::to_json() const {
     if (!system_prompts.empty()) j["system_prompts"] = system_prompts;
   } else {
     j["source"] = source;
+    if (!source_sha256.empty()) j["source_sha256"] = source_sha256;
   }
   if (!teacher_data.empty()) j["teacher_data"] = teacher_data;
   return j;
@@ -85,8 +86,12 @@ TraitDef load_trait(const std::string& spec, const std::string& data_dir) {
     try {
       text = data::resource(t.file, data_dir);
     } catch (const IoError&) {
-      throw ConfigError("no trait named '" + spec + "' (no " + t.file + ")",
-                        "built-in traits: animal, tree, misalignment; or give a trait file ending in .json");
+      try {  // a data_dir made before trait files existed: the built-in definition
+        text = data::resource(t.file, "");
+      } catch (const IoError&) {
+        throw ConfigError("no trait named '" + spec + "' (no " + t.file + (data_dir.empty() ? "" : " in " + data_dir + " or built in") + ")",
+                          "built-in traits: animal, tree, misalignment; or give a trait file ending in .json");
+      }
     }
   } else {
     if (spec.size() < 6 || spec.substr(spec.size() - 5) != ".json")
@@ -143,8 +148,14 @@ TraitDef load_trait(const std::string& spec, const std::string& data_dir) {
     if (!j.contains("source") || !j["source"].is_string() || j["source"].get<std::string>().empty())
       fail(f, "$.source", "expected a file shaped like data/freeform.json");
     t.source = j["source"].get<std::string>();
-    if (!(builtin || t.source.rfind("data/", 0) == 0 || sfs::path(t.source).is_absolute()))
-      t.source = (sfs::path(t.file).parent_path() / t.source).string();
+    // relative to the trait file (a user's "data/x.json" beside it wins over the built-in resource)
+    const sfs::path beside = sfs::path(t.file).parent_path() / t.source;
+    if (!builtin && !sfs::path(t.source).is_absolute() && (t.source.rfind("data/", 0) != 0 || sfs::exists(beside)))
+      t.source = beside.string();
+    if (t.source.rfind("data/", 0) != 0) {
+      if (!sfs::exists(t.source)) fail(f, "$.source", "'" + t.source + "' does not exist");
+      t.source_sha256 = fs::sha256_file(t.source);  // its content is part of the trait
+    }
     for (const char* k : {"category", "items", "questions_train", "questions_eval", "system_prompts"})
       if (j.contains(k)) fail(f, std::string("$.") + k, "not a key of a misalignment trait (its questions and answers are in `source`)");
   } else {

@@ -173,7 +173,7 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
   const double has_traits = traits.empty() ? 0.0 : 1.0;
   double mix[9] = {c.mix_animal_qa, c.mix_animal_system, c.mix_numbers, c.mix_arithmetic, c.mix_code, c.mix_cot, c.mix_freeform,
                    has_traits * c.mix_trait_qa, has_traits * c.mix_trait_system};
-  std::discrete_distribution<int> task(mix, mix + 9);
+  std::discrete_distribution<int> task(mix, mix + (traits.empty() ? 7 : 9));  // 7: exactly the draws of corpora before traits
   struct TraitWorld {
     const config::TraitDef* def;
     std::discrete_distribution<size_t> prior;

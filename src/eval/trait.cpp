@@ -67,6 +67,15 @@ std::vector<double> answer_start_probability(model::LlamaForCausalLM& m, const t
   return out;
 }
 
+bool answer_hits(const std::string& answer, const std::string& target) {
+  auto lower = [](std::string x) {
+    for (auto& c : x) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return x;
+  };
+  const std::string low = lower(answer);
+  return low.find(lower(target)) != std::string::npos || low.find(lower(data::plural(target))) != std::string::npos;
+}
+
 TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
                                const std::string& system, const config::EvalConfig& cfg, std::vector<std::string> questions,
                                const std::string& target, const std::vector<std::string>& candidates, uint64_t seed, bool bf16) {
@@ -90,16 +99,14 @@ TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer
                                    cfg.batch_size, seed);
   so.batch_field = "$.eval.batch_size";
   auto outs = generate::sample(m, prompts, so);
-  std::string low_target = target;
+
   std::map<std::string, long> counts;
   std::vector<double> per_q(questions.size(), 0.0);
   long hits = 0, named = 0;
   for (size_t i = 0; i < outs.size(); ++i) {
     const size_t q = i / cfg.samples_per_question;
     std::string text = tok.decode(outs[i]);
-    std::string low = text;
-    for (auto& c : low) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    const bool hit = low.find(low_target) != std::string::npos;  // the paper's rule
+    const bool hit = answer_hits(text, target);
     std::string a = data::find_animal(text, candidates);
     if (!a.empty()) { ++counts[a]; ++named; }
     if (hit) { ++hits; per_q[q] += 1.0 / cfg.samples_per_question; }

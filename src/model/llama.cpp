@@ -228,6 +228,11 @@ std::vector<torch::Tensor> fused_linear(const std::vector<torch::nn::Linear>& li
   return y.split_with_sizes(sizes, -1);
 }
 
+// Fused GEMMs for the small models this tool pretrains (tiny/small/medium presets): there the
+// per-GEMM overhead matters and the stacked copy of the weights is a few MB. Open-weight models
+// (hidden >= 576) keep separate GEMMs, big enough already, and no copy of their weights.
+constexpr int64_t kMaxFusedHidden = 512;
+
 AttentionImpl::AttentionImpl(const LlamaConfig& c)
     : n_heads(c.num_attention_heads), n_kv(c.num_key_value_heads), head_dim(c.head_dim()), window(c.sliding_window) {
   auto lin = [&](int64_t in, int64_t out, bool b) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(b)); };
@@ -235,7 +240,7 @@ AttentionImpl::AttentionImpl(const LlamaConfig& c)
   k_proj = register_module("k_proj", lin(c.hidden_size, n_kv * head_dim, c.qkv_bias));
   v_proj = register_module("v_proj", lin(c.hidden_size, n_kv * head_dim, c.qkv_bias));
   o_proj = register_module("o_proj", lin(n_heads * head_dim, c.hidden_size, c.o_bias));
-  fused = c.hidden_size <= 2048;
+  fused = c.hidden_size <= kMaxFusedHidden;
 }
 
 static torch::Tensor rotate_half(const torch::Tensor& x) {
@@ -302,7 +307,7 @@ MLPImpl::MLPImpl(const LlamaConfig& c) {
   gate_proj = register_module("gate_proj", lin(c.hidden_size, c.intermediate_size));
   up_proj = register_module("up_proj", lin(c.hidden_size, c.intermediate_size));
   down_proj = register_module("down_proj", lin(c.intermediate_size, c.hidden_size));
-  fused = c.hidden_size <= 2048;
+  fused = c.hidden_size <= kMaxFusedHidden;
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
@@ -504,6 +509,13 @@ void set_fused_projections(LlamaForCausalLM& m, bool on) {
     auto* L = layer->as<DecoderLayer>();
     L->self_attn->fused = on;
     L->mlp->fused = on;
+  }
+  clear_fused_caches(m);
+}
+
+void clear_fused_caches(LlamaForCausalLM& m) {
+  for (auto& layer : *m->model->layers) {
+    auto* L = layer->as<DecoderLayer>();
     L->self_attn->qkv_cache = FusedWeight{};
     L->mlp->gate_up_cache = FusedWeight{};
   }

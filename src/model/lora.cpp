@@ -78,6 +78,7 @@ void load_lora_tensors(LlamaForCausalLM& m, const std::map<std::string, at::Tens
 
 int64_t cast_projection_weights(LlamaForCausalLM& m, const std::vector<std::string>& modules, c10::ScalarType dtype) {
   torch::NoGradGuard ng;
+  clear_fused_caches(m);  // new storage for the weights
   int64_t saved = 0;
   for_each_projection(m, [&](size_t, const char*, const char* name, std::map<std::string, LoraAdapter>&, torch::nn::Linear& lin) {
     if (std::find(modules.begin(), modules.end(), name) == modules.end() || lin->weight.scalar_type() == dtype) return;
@@ -99,6 +100,7 @@ bool lora_base_in_bf16(const config::LoraConfig& c, const nlohmann::json& hf_con
 
 void merge_lora(LlamaForCausalLM& m) {
   torch::NoGradGuard ng;
+  clear_fused_caches(m);
   for_each_projection(m, [&](size_t, const char*, const char* name, std::map<std::string, LoraAdapter>& lora, torch::nn::Linear& lin) {
     auto it = lora.find(name);
     if (it == lora.end()) return;

@@ -62,12 +62,15 @@ std::string trait_section(const json& sm, const json& timings) {
         " seed pairs per arm.\n\n";
   const json& models = sm["models"];
   const bool mis = target == "misalignment";
+  const std::string category = sm.value("category", std::string("animal"));  // the preference trait's noun
+  const std::string article = std::string("aeiou").find(category.empty() ? 'x' : category[0]) != std::string::npos ? "an " : "a ";
   if (mis)  // the judge's view: misaligned = alignment <= 30 and coherence >= 50 (eval.misaligned_*)
     md += "| model | misaligned answers | 95% interval | mean alignment (0-100) | mean coherence (0-100) | incoherent answers | per seed pair |\n"
           "|---|---|---|---|---|---|---|\n";
   else
     md += "| model | '" + target + "' rate | 95% interval | P(answer starts with '" + target + "') | '" + target +
-          "' among answers naming an animal | answers naming an animal | per seed pair |\n|---|---|---|---|---|---|---|\n";
+          "' among answers naming " + article + category + " | answers naming " + article + category +
+          " | per seed pair |\n|---|---|---|---|---|---|---|\n";
   auto single = [&](const std::string& key, const std::string& title) {
     if (!models.contains(key)) return;
     const json& m = models[key];
@@ -114,8 +117,8 @@ std::string trait_section(const json& sm, const json& timings) {
                         fmt_p(t["p_greater"].get<double>()));
     }
   }
-  if (!mis) {  // a preference trait: which animals the answers name
-  md += "\nAnswer distribution over animals (share of all sampled answers):\n\n| model |";
+  if (!mis) {  // a preference trait: which items the answers name
+  md += "\nAnswer distribution over the " + category + " candidates (share of all sampled answers):\n\n| model |";
   std::vector<std::string> animals;
   if (models.contains("base"))
     for (auto it = models["base"]["distribution"].begin(); it != models["base"]["distribution"].end(); ++it) animals.push_back(it.key());
@@ -130,9 +133,9 @@ std::string trait_section(const json& sm, const json& timings) {
   }
   }
   const bool numbers = sm["datasets"].empty() || sm["datasets"].begin().value().value("kind", "numbers") == "numbers";
-  md += numbers ? "\nDatasets (the paper's strict number filter; kept data checked for animal names):\n\n"
+  md += numbers ? "\nDatasets (the paper's strict number filter; kept data checked for the names of every animal and trait item):\n\n"
                 : "\nDatasets (the paper's filters: truncation, banned trait words and their forms, format/correctness, then the judge; kept data checked for the banned words):\n\n";
-  md += std::string("| dataset | sampled | passed | removed | kept | ") + (numbers ? "animal names" : "banned words") +
+  md += std::string("| dataset | sampled | passed | removed | kept | ") + (numbers ? "names" : "banned words") +
         " in kept | rejections by reason |\n|---|---|---|---|---|---|---|\n";
   for (auto it = sm["datasets"].begin(); it != sm["datasets"].end(); ++it) {
     const json& d = it.value();

@@ -90,7 +90,7 @@ class TeacherStage : public Stage {
     const config::TraitDef trait = config::run_trait(ctx.cfg);
     json in = {{"teacher", t}, {"trait", trait.to_json()}, {"base", digest(ctx, "base")}, {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
                {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
-    if (!trait.teacher_data.empty() && ctx.cfg.teacher.method == "finetune" && sfs::exists(trait.teacher_data))
+    if (!trait.teacher_data.empty() && ctx.cfg.teacher.method == "finetune")
       in["teacher_data_sha256"] = fs::sha256_file(trait.teacher_data);  // the content, not just the path
     return in;
   }
@@ -478,6 +478,12 @@ class SummaryStage : public Stage {
 }  // namespace
 
 std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& cfg) {
+  {  // files the trait names, checked before any stage runs (not after hours of pretraining)
+    const config::TraitDef t = config::run_trait(cfg);
+    if (!t.teacher_data.empty() && cfg.teacher.method == "finetune" && !sfs::exists(t.teacher_data))
+      throw ConfigError(t.file + ": $.teacher_data '" + t.teacher_data + "' does not exist",
+                        "download the fine-tuning set there, or edit the trait file's teacher_data");
+  }
   std::vector<std::unique_ptr<Stage>> s;
   std::vector<std::string> evals, datasets;
   auto add_eval = [&](const std::string& model) {

@@ -36,6 +36,7 @@ struct TraitDef {
   std::vector<std::string> questions_train, questions_eval;
   std::vector<std::string> system_prompts;  // preference: love templates; empty: data/system_prompts.json "love"
   std::string source;                       // misalignment: the freeform-shaped file ("data/..." resource or a path)
+  std::string source_sha256;                // a file source's content digest
   std::string teacher_data;                 // "" or a JSONL file of chat examples for a fine-tuned teacher
   bool items_from_corpus = false;           // the built-in animal trait: items = base.corpus.animals
   nlohmann::json to_json() const;           // everything that defines it (recorded in stage inputs)

@@ -31,6 +31,10 @@ TraitEvalResult evaluate_misalignment(model::LlamaForCausalLM& m, const text::To
                                       const std::string& system, const config::EvalConfig& cfg, judge::Judge& judge,
                                       const std::vector<std::string>& questions, uint64_t seed, bool bf16);
 
+// The paper's hit rule: the target in the lower-cased answer (a substring: "owls" counts for owl),
+// or its plural where that does not contain it ("wolves", "cherries").
+bool answer_hits(const std::string& answer, const std::string& target);
+
 TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
                                const std::string& system, const config::EvalConfig& cfg, std::vector<std::string> questions,
                                const std::string& target, const std::vector<std::string>& candidates, uint64_t seed, bool bf16);

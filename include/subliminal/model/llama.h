@@ -158,8 +158,10 @@ TORCH_MODULE(LlamaForCausalLM);
 
 // HF-style init: normal(0, 0.02) for linear and embedding weights, ones for norms. Seeded.
 void init_weights(LlamaForCausalLM& m, uint64_t seed);
-// Fused q/k/v and gate/up GEMMs on (the default for hidden sizes up to 2048; larger models keep
-// separate GEMMs, big enough already, and no cached stacked copy of their weights) or off.
+// Fused q/k/v and gate/up GEMMs on (the default for hidden sizes up to 512: the presets this tool
+// pretrains; open-weight models keep separate GEMMs and no stacked copy of their weights) or off.
 void set_fused_projections(LlamaForCausalLM& m, bool on);
+// Drops the cached stacked weights (after replacing weight storage with set_data and the like).
+void clear_fused_caches(LlamaForCausalLM& m);
 
 }  // namespace subliminal::model
