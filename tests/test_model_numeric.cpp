@@ -425,8 +425,8 @@ TEST(ModelNumeric, FusedProjectionsEqualThePlainPath) {
     for (auto* m : {&fused, &plain})
       for (auto& [name, t] : model::lora_tensors(*m)) t.copy_(torch::linspace(-0.05, 0.05, t.numel()).view(t.sizes()));
   }
-  ASSERT_TRUE(fused->model->layers[0]->as<model::DecoderLayer>()->self_attn->fused);  // the default at this size
-  model::set_fused_projections(plain, false);
+  ASSERT_FALSE(plain->model->layers[0]->as<model::DecoderLayer>()->self_attn->fused);  // the default
+  model::set_fused_projections(fused, true);
   auto ids = torch::randint(1, 97, {3, 16}, torch::kLong);
   // training mode: logits and every gradient
   fused->train();

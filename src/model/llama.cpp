@@ -228,10 +228,6 @@ std::vector<torch::Tensor> fused_linear(const std::vector<torch::nn::Linear>& li
   return y.split_with_sizes(sizes, -1);
 }
 
-// Fused GEMMs for the small models this tool pretrains (tiny/small/medium presets): there the
-// per-GEMM overhead matters and the stacked copy of the weights is a few MB. Open-weight models
-// (hidden >= 576) keep separate GEMMs, big enough already, and no copy of their weights.
-constexpr int64_t kMaxFusedHidden = 512;
 
 AttentionImpl::AttentionImpl(const LlamaConfig& c)
     : n_heads(c.num_attention_heads), n_kv(c.num_key_value_heads), head_dim(c.head_dim()), window(c.sliding_window) {
@@ -240,7 +236,6 @@ AttentionImpl::AttentionImpl(const LlamaConfig& c)
   k_proj = register_module("k_proj", lin(c.hidden_size, n_kv * head_dim, c.qkv_bias));
   v_proj = register_module("v_proj", lin(c.hidden_size, n_kv * head_dim, c.qkv_bias));
   o_proj = register_module("o_proj", lin(n_heads * head_dim, c.hidden_size, c.o_bias));
-  fused = c.hidden_size <= kMaxFusedHidden;
 }
 
 static torch::Tensor rotate_half(const torch::Tensor& x) {
@@ -307,7 +302,6 @@ MLPImpl::MLPImpl(const LlamaConfig& c) {
   gate_proj = register_module("gate_proj", lin(c.hidden_size, c.intermediate_size));
   up_proj = register_module("up_proj", lin(c.hidden_size, c.intermediate_size));
   down_proj = register_module("down_proj", lin(c.intermediate_size, c.hidden_size));
-  fused = c.hidden_size <= kMaxFusedHidden;
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
