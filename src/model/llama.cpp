@@ -315,9 +315,9 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
       if (dg.defined()) g = g + dg;
       if (du.defined()) u = u + du;
     }
-  } else {
-    g = project(gate_proj, lora, "gate_proj", x, tr);
+  } else {  // up before gate: the order the binaries before this code computed them in (results stay bit-identical)
     u = project(up_proj, lora, "up_proj", x, tr);
+    g = project(gate_proj, lora, "gate_proj", x, tr);
   }
   return project(down_proj, lora, "down_proj", torch::silu(g) * u, tr);
 }
