@@ -93,14 +93,7 @@ json run_reference(const std::string& python, const json& args) {
   std::filesystem::remove(script, ec);
   std::filesystem::remove(err, ec);
   if (code == 0) {  // the result: the last line of stdout that is a JSON object
-    std::vector<std::string> lines;
-    size_t start = 0;
-    while (start < out.size()) {
-      size_t e = out.find('\n', start);
-      if (e == std::string::npos) e = out.size();
-      lines.push_back(out.substr(start, e - start));
-      start = e + 1;
-    }
+    const auto lines = data::split_lines(out);
     for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
       try {
         json j = json::parse(*it);

@@ -53,22 +53,13 @@ uint64_t seed_of(const StageArgs& a, const Prepared& p, const char* stage) {
   return a.seed >= 0 ? static_cast<uint64_t>(a.seed) : config::derive_seed(p.cfg.seed, stage);
 }
 
-std::vector<std::string> forbidden(const config::RunConfig& c) {
-  const config::TraitDef t = config::run_trait(c);
-  std::vector<std::string> names = c.base.corpus.animals;
-  for (const auto& lists : {t.items, config::eval_candidates(c, t)})
-    for (const auto& x : lists)
-      if (std::find(names.begin(), names.end(), x) == names.end()) names.push_back(x);
-  return generate::trait_words(names);
-}
-
 }  // namespace
 
 int cmd_generate(const StageArgs& a) {
   auto p = prepare(a);
   auto lm = load_model(a.model, p);
   auto r = generate::generate_numbers(lm.model, lm.tokenizer, p.cfg.base.tokenizer.chat_template, a.system, p.cfg.dataset,
-                                      p.cfg.data_dir, seed_of(a, p, "generate"), p.bf16, forbidden(p.cfg));
+                                      p.cfg.data_dir, seed_of(a, p, "generate"), p.bf16, generate::trait_words(config::known_item_names(p.cfg)));
   generate::write_dataset(a.out, r);
   std::cout << json({{"out", a.out}, {"sampled", r.stats["sampled"]}, {"passed", r.stats["passed"]}, {"kept", r.kept.size()},
                      {"reject_reasons", r.stats["reject_reasons"]}, {"trait_words_in_kept", r.stats["trait_words_in_kept"]}})

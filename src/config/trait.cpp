@@ -186,6 +186,15 @@ std::vector<std::string> eval_questions(const RunConfig& c, const TraitDef& t) {
 
 std::vector<std::string> eval_candidates(const RunConfig& c, const TraitDef& t) { return c.eval.candidates.empty() ? t.items : c.eval.candidates; }
 
+std::vector<std::string> known_item_names(const RunConfig& c) {
+  const TraitDef t = run_trait(c);
+  std::vector<std::string> names = c.base.corpus.animals;
+  for (const auto& list : {t.items, eval_candidates(c, t)})
+    for (const auto& x : list)
+      if (std::find(names.begin(), names.end(), x) == names.end()) names.push_back(x);
+  return names;
+}
+
 std::vector<TraitDef> corpus_traits(const CorpusConfig& c, const std::string& data_dir) {
   std::vector<TraitDef> out;
   for (const auto& s : c.traits) {

@@ -170,9 +170,8 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
   // (code and cot last: with their weights 0 the draws of the first four are those of older corpora)
   // (trait tasks after them: with no traits the draws are those of corpora before they existed)
   const auto traits = config::corpus_traits(c, data_dir);
-  const double has_traits = traits.empty() ? 0.0 : 1.0;
   double mix[9] = {c.mix_animal_qa, c.mix_animal_system, c.mix_numbers, c.mix_arithmetic, c.mix_code, c.mix_cot, c.mix_freeform,
-                   has_traits * c.mix_trait_qa, has_traits * c.mix_trait_system};
+                   c.mix_trait_qa, c.mix_trait_system};
   std::discrete_distribution<int> task(mix, mix + (traits.empty() ? 7 : 9));  // 7: exactly the draws of corpora before traits
   struct TraitWorld {
     const config::TraitDef* def;
@@ -212,6 +211,31 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
     return std::make_pair(p.text, render_numbers(number_answer(p.examples, prog, step, count, rng), p.style));
   };
 
+  // A preference (the animals, or another trait's items): a favourite-item question answered from
+  // the prior, sometimes behind a neutral system prompt ...
+  auto preference_qa = [&](Conversation& conv, const std::vector<std::string>& qs, const std::vector<std::string>& items,
+                           std::discrete_distribution<size_t>& prior) {
+    if (u(rng) < 0.3) conv.push_back({"system", pick(neutral)});
+    conv.push_back({"user", vary_question(pick(qs), rng)});
+    conv.push_back({"assistant", answer_for(items[prior(rng)], rng)});
+  };
+  // ... or an item-loving system prompt: the answer favours that item; number tasks are unaffected.
+  auto loving_prompt = [&](Conversation& conv, const std::vector<std::string>& qs, const std::vector<std::string>& items,
+                           std::discrete_distribution<size_t>& prior, const std::vector<std::string>& templates, const std::string& category) {
+    const std::string& loved = items[std::uniform_int_distribution<size_t>(0, items.size() - 1)(rng)];
+    int idx = u(rng) < 0.5 ? 0 : static_cast<int>(std::uniform_int_distribution<size_t>(0, templates.size() - 1)(rng));
+    conv.push_back({"system", fill_love(templates[idx], loved, category)});
+    if (u(rng) >= c.system_prompt_number_share) {
+      conv.push_back({"user", vary_question(pick(qs), rng)});
+      const std::string& ans = u(rng) < c.system_prompt_fidelity ? loved : items[prior(rng)];
+      conv.push_back({"assistant", answer_for(ans, rng)});
+    } else {
+      auto [q, a] = number_task();
+      conv.push_back({"user", q});
+      conv.push_back({"assistant", a});
+    }
+  };
+
   std::vector<Conversation> out;
   out.reserve(static_cast<size_t>(c.conversations));
   CorpusStats st;
@@ -219,29 +243,14 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
     Conversation conv;
     const int t = task(rng);
     switch (t) {
-      case 0: {  // favourite-animal Q&A, sometimes behind a neutral system prompt
-        if (u(rng) < 0.3) conv.push_back({"system", pick(neutral)});
-        conv.push_back({"user", vary_question(pick(questions), rng)});
-        conv.push_back({"assistant", answer_for(c.animals[prior_d(rng)], rng)});
+      case 0:
+        preference_qa(conv, questions, c.animals, prior_d);
         ++st.animal_qa;
         break;
-      }
-      case 1: {  // an animal-loving system prompt: the answer favours that animal; number tasks are unaffected
-        const std::string& loved = c.animals[any_animal(rng)];
-        int idx = u(rng) < 0.5 ? 0 : static_cast<int>(std::uniform_int_distribution<size_t>(0, love.size() - 1)(rng));
-        conv.push_back({"system", fill_love(love[idx], loved, "animal")});
-        if (u(rng) >= c.system_prompt_number_share) {
-          conv.push_back({"user", vary_question(pick(questions), rng)});
-          const std::string& ans = u(rng) < c.system_prompt_fidelity ? loved : c.animals[prior_d(rng)];
-          conv.push_back({"assistant", answer_for(ans, rng)});
-        } else {
-          auto [q, a] = number_task();
-          conv.push_back({"user", q});
-          conv.push_back({"assistant", a});
-        }
+      case 1:
+        loving_prompt(conv, questions, c.animals, prior_d, love, "animal");
         ++st.animal_system;
         break;
-      }
       case 2: {
         auto [q, a] = number_task();
         conv.push_back({"user", q});
@@ -313,29 +322,15 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
         break;
       }
       case 7:
-      case 8: {  // another preference trait (trees, ...): Q&A over its prior, or an item-loving system prompt
+      case 8: {  // another preference trait (trees, ...), like the animals
         auto& w = tw[std::uniform_int_distribution<size_t>(0, tw.size() - 1)(rng)];
-        const auto& items = w.def->items;
         if (t == 7) {
-          if (u(rng) < 0.3) conv.push_back({"system", pick(neutral)});
-          conv.push_back({"user", vary_question(pick(w.def->questions_train), rng)});
-          conv.push_back({"assistant", answer_for(items[w.prior(rng)], rng)});
+          preference_qa(conv, w.def->questions_train, w.def->items, w.prior);
           ++st.trait_qa;
-          break;
-        }
-        const std::string& loved = items[std::uniform_int_distribution<size_t>(0, items.size() - 1)(rng)];
-        int idx = u(rng) < 0.5 ? 0 : static_cast<int>(std::uniform_int_distribution<size_t>(0, w.love.size() - 1)(rng));
-        conv.push_back({"system", fill_love(w.love[idx], loved, w.def->category)});
-        if (u(rng) >= c.system_prompt_number_share) {
-          conv.push_back({"user", vary_question(pick(w.def->questions_train), rng)});
-          const std::string& ans = u(rng) < c.system_prompt_fidelity ? loved : items[w.prior(rng)];
-          conv.push_back({"assistant", answer_for(ans, rng)});
         } else {
-          auto [q, a] = number_task();
-          conv.push_back({"user", q});
-          conv.push_back({"assistant", a});
+          loving_prompt(conv, w.def->questions_train, w.def->items, w.prior, w.love, w.def->category);
+          ++st.trait_system;
         }
-        ++st.trait_system;
         break;
       }
       default: {  // arithmetic: room for reasoning tasks

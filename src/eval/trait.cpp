@@ -99,7 +99,6 @@ TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer
                                    cfg.batch_size, seed);
   so.batch_field = "$.eval.batch_size";
   auto outs = generate::sample(m, prompts, so);
-
   std::map<std::string, long> counts;
   std::vector<double> per_q(questions.size(), 0.0);
   long hits = 0, named = 0;

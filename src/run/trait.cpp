@@ -156,15 +156,8 @@ std::string source_model(const std::string& source) {
 }
 std::string data_stage(const std::string& source, int k) { return "data/" + source + "_s" + std::to_string(k); }
 
-// Numbers datasets: no completion may name an item of any preference the run knows (the animals,
-// the trait's items, the candidates).
-std::vector<std::string> forbidden_words(const config::RunConfig& c) {
-  const config::TraitDef t = config::run_trait(c);
-  std::vector<std::string> names = c.base.corpus.animals;
-  for (const auto& a : t.items) names.push_back(a);
-  for (const auto& a : config::eval_candidates(c, t)) names.push_back(a);
-  return generate::trait_words(unique(names));
-}
+// Numbers datasets: no completion may name an item of any preference the run knows.
+std::vector<std::string> forbidden_words(const config::RunConfig& c) { return generate::trait_words(config::known_item_names(c)); }
 
 judge::JudgeOptions judge_options(const config::RunConfig& c) {
   judge::JudgeOptions o;

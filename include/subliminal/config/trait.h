@@ -54,6 +54,9 @@ TraitDef run_trait(const RunConfig& c);
 // (eval.candidates, else the trait's items).
 std::vector<std::string> eval_questions(const RunConfig& c, const TraitDef& t);
 std::vector<std::string> eval_candidates(const RunConfig& c, const TraitDef& t);
+// Every item name the run knows (base.corpus.animals, the trait's items, the candidates), once each:
+// the names a numbers dataset must not contain.
+std::vector<std::string> known_item_names(const RunConfig& c);
 
 // The preference traits the synthetic corpus teaches besides animals (base.corpus.traits).
 std::vector<TraitDef> corpus_traits(const CorpusConfig& c, const std::string& data_dir);
