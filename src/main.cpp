@@ -107,6 +107,9 @@ int main(int argc, char** argv) {
   bench->add_option("--gemm-size", ba.gemm_size, "n of the n x n x n GEMM that measures the matmul peak")->check(CLI::Range(64, 16384));
   bench->add_option("--python", ba.python, "the Python with torch for the reference (Debian: /usr/bin/python3 + python3-torch)");
   bench->add_flag("!--no-reference", ba.reference, "skip the Python PyTorch reference");
+  bench->add_option("--profile", ba.profile,
+                    "after the timed runs, profile each training setting once more: Chrome traces in this directory "
+                    "and a table of the ops with the most self time");
 
   cli::SweepArgs swa;
   auto* swp = app.add_subcommand("sweep", "expand a sweep file (base config + grid/zip axes) and plan, run, or submit its runs");

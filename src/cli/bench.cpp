@@ -8,9 +8,12 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
 #include <filesystem>
 #include <iostream>
 #include <random>
@@ -66,6 +69,56 @@ double train_flops_per_token(const model::LlamaConfig& c, int64_t seq_len) {
 
 // Runs the Python reference with `args`; its JSON (the last line of its stdout), or an object
 // with "error".
+// The ops with the most self time in a Chrome trace of the legacy profiler (complete "X" events, nested
+// by time on each thread): [{name, self_ms, calls, share}], largest first.
+json top_ops(const std::string& trace, size_t n) {
+  json t = json::parse(fs::read_file(trace));
+  const json& evs = t.is_array() ? t : t.at("traceEvents");
+  struct Ev {
+    double ts, dur;
+    std::string name;
+  };
+  std::map<std::string, std::vector<Ev>> by_tid;
+  for (const auto& e : evs)
+    if (e.value("ph", "") == "X") by_tid[e.value("tid", json(0)).dump()].push_back({e.value("ts", 0.0), e.value("dur", 0.0), e.value("name", "")});
+  std::map<std::string, std::pair<double, int64_t>> self;  // name -> (self us, calls)
+  double total = 0;
+  for (auto& [tid, v] : by_tid) {
+    std::sort(v.begin(), v.end(), [](const Ev& x, const Ev& y) { return x.ts < y.ts || (x.ts == y.ts && x.dur > y.dur); });
+    std::vector<size_t> stack;
+    std::vector<double> child(v.size(), 0.0);
+    auto close = [&](size_t i) {
+      self[v[i].name].first += std::max(0.0, v[i].dur - child[i]);
+      self[v[i].name].second += 1;
+    };
+    for (size_t i = 0; i < v.size(); ++i) {
+      while (!stack.empty() && v[stack.back()].ts + v[stack.back()].dur <= v[i].ts) {
+        close(stack.back());
+        stack.pop_back();
+      }
+      if (stack.empty()) total += v[i].dur;
+      else child[stack.back()] += v[i].dur;
+      stack.push_back(i);
+    }
+    for (auto it = stack.rbegin(); it != stack.rend(); ++it) close(*it);
+  }
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> rows(self.begin(), self.end());
+  std::sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) { return x.second.first > y.second.first; });
+  json out = json::array();
+  for (size_t i = 0; i < rows.size() && i < n; ++i)
+    out.push_back({{"name", rows[i].first}, {"self_ms", rows[i].second.first / 1000.0}, {"calls", rows[i].second.second},
+                   {"share", total > 0 ? rows[i].second.first / total : 0.0}});
+  return out;
+}
+
+std::string format_top_ops(const json& ops) {
+  std::string s;
+  for (const auto& o : ops)
+    s += fmt::format("\n      {:5.1f}%  {:9.1f} ms  {:6d}x  {}", 100 * o["share"].get<double>(), o["self_ms"].get<double>(),
+                     o["calls"].get<int64_t>(), o["name"].get<std::string>());
+  return s;
+}
+
 json run_reference(const std::string& python, const json& args) {
   const auto tmp = std::filesystem::temp_directory_path();
   const std::string tag = std::to_string(::getpid());
@@ -154,6 +207,16 @@ int cmd_bench(const BenchArgs& a) {
       to.quiet = true;
       auto r = train::train_lm(m, data, to);  // the rate averages all steps, the 2 warm-up steps included
       const std::string s = fused ? "bf16_fused" : bf16 ? "bf16" : "fp32";
+      if (!a.profile.empty()) {  // once more, under the profiler (its overhead stays out of the timed rate)
+        fs::make_dirs(a.profile);
+        const auto trace = (std::filesystem::path(a.profile) / ("train_" + preset + "_" + s + ".json")).string();
+        {
+          torch::autograd::profiler::RecordProfile rp(trace);
+          train::train_lm(m, data, to);
+        }
+        pr["train_" + s + "_profile"] = top_ops(trace, 12);
+        std::cout << fmt::format("  profile of training {} ({}): {}\n", s, trace, format_top_ops(pr["train_" + s + "_profile"]));
+      }
       pr["train_" + s + "_tokens_per_s"] = r.tokens_per_s;
       pr["train_" + s + "_gflops"] = r.tokens_per_s * fpt / 1e9;
       pr["train_" + s + "_mfu"] = r.tokens_per_s * fpt / 1e9 / (bf16 ? peak_bf16 : peak_fp32);

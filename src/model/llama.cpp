@@ -172,20 +172,23 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   return weight * (xf * torch::rsqrt(var + eps));
 }
 
-torch::Tensor lora_delta(const std::map<std::string, LoraAdapter>& adapters, const char* name, const torch::Tensor& x, bool training) {
-  if (adapters.empty()) return {};
+torch::Tensor with_lora(const std::map<std::string, LoraAdapter>& adapters, const char* name, const torch::Tensor& y,
+                        const torch::Tensor& x, bool training) {
+  if (adapters.empty()) return y;
   auto it = adapters.find(name);
-  if (it == adapters.end()) return {};
+  if (it == adapters.end()) return y;
   const auto& a = it->second;
   auto h = a.dropout > 0 ? torch::dropout(x, a.dropout, training) : x;
-  return torch::matmul(torch::matmul(h, a.A.t()), a.B.t()) * a.scale;
+  // y + (h A^T)(scale B)^T as one GEMM that accumulates into y: the scale goes on the small B, and
+  // neither the adapter's term nor the sum is a separate pass over the (tokens, out) output
+  const int64_t r = a.A.size(0), out = y.size(-1);
+  auto hA = torch::matmul(h, a.A.t()).reshape({-1, r});
+  return torch::addmm(y.reshape({-1, out}), hA, (a.B * a.scale).t()).view(y.sizes());
 }
 
 torch::Tensor project(torch::nn::Linear lin, const std::map<std::string, LoraAdapter>& adapters, const char* name,
                       const torch::Tensor& x, bool training) {
-  auto y = lin->forward(x);
-  auto d = lora_delta(adapters, name, x, training);
-  return d.defined() ? y + d : y;
+  return with_lora(adapters, name, lin->forward(x), x, training);
 }
 
 std::vector<torch::Tensor> fused_linear(const std::vector<torch::nn::Linear>& lins, FusedWeight& cache, const torch::Tensor& x) {
@@ -252,10 +255,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     auto qkv = fused_linear({q_proj, k_proj, v_proj}, qkv_cache, x);
     q = qkv[0], k = qkv[1], v = qkv[2];
     if (!lora.empty()) {
-      for (auto [t, n] : {std::pair<torch::Tensor*, const char*>{&q, "q_proj"}, {&k, "k_proj"}, {&v, "v_proj"}}) {
-        auto d = lora_delta(lora, n, x, tr);
-        if (d.defined()) *t = *t + d;
-      }
+      for (auto [t, n] : {std::pair<torch::Tensor*, const char*>{&q, "q_proj"}, {&k, "k_proj"}, {&v, "v_proj"}})
+        *t = with_lora(lora, n, *t, x, tr);
     }
   } else {
     q = project(q_proj, lora, "q_proj", x, tr);
@@ -311,11 +312,10 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
     auto gu = fused_linear({gate_proj, up_proj}, gate_up_cache, x);
     g = gu[0], u = gu[1];
     if (!lora.empty()) {
-      auto dg = lora_delta(lora, "gate_proj", x, tr), du = lora_delta(lora, "up_proj", x, tr);
-      if (dg.defined()) g = g + dg;
-      if (du.defined()) u = u + du;
+      g = with_lora(lora, "gate_proj", g, x, tr);
+      u = with_lora(lora, "up_proj", u, x, tr);
     }
-  } else {  // up before gate: the order the binaries before this code computed them in (results stay bit-identical)
+  } else {  // up before gate: the order earlier binaries computed them in (allocation order can change float results)
     u = project(up_proj, lora, "up_proj", x, tr);
     g = project(gate_proj, lora, "gate_proj", x, tr);
   }

@@ -131,6 +131,7 @@ json run_finetune(FinetuneJob& job) {
           {"seconds", tr.seconds},
           {"padding_fraction", tr.padding_fraction},
           {"dropped_too_long", tr.dropped_too_long},
+          {"teacher_cache_mib", tr.teacher_cache_bytes / 1048576.0},
           {"resumed_from", tr.resumed_from},
           {"seed", job.seed}};
 }

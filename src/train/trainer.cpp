@@ -66,13 +66,14 @@ Batch make_batch(const std::vector<text::Encoded>& data, const std::vector<int64
   return b;
 }
 
-// Mean of per-token values: over all tokens, or per sequence (row) first.
-torch::Tensor reduce_tokens(const torch::Tensor& per_tok, const torch::Tensor& rows, int64_t B, bool per_sequence) {
-  if (!per_sequence) return per_tok.mean();
-  auto sums = torch::zeros({B}, per_tok.options()).index_add(0, rows, per_tok);
-  auto counts = torch::zeros({B}, per_tok.options()).index_add(0, rows, torch::ones_like(per_tok));
-  auto has = counts.gt(0);
-  return (sums / counts.clamp_min(1.0)).masked_select(has).mean();
+// A step's batch cut into k micro-batches (contiguous, sizes differ by at most one).
+std::vector<std::vector<int64_t>> micro_batches(const std::vector<int64_t>& idx_all, int64_t k) {
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t c = 0; c < k; ++c) {
+    const size_t lo = idx_all.size() * c / k, hi = idx_all.size() * (c + 1) / k;
+    out.emplace_back(idx_all.begin() + static_cast<long>(lo), idx_all.begin() + static_cast<long>(hi));
+  }
+  return out;
 }
 
 void save_checkpoint(const std::string& dir, int64_t step, model::LlamaForCausalLM& m, torch::optim::Optimizer& opt,
@@ -130,6 +131,82 @@ torch::Tensor restricted_kl(const torch::Tensor& student_logits, const torch::Te
   }
   auto ls = torch::log_softmax(s, -1), lt = torch::log_softmax(t, -1);
   return (lt.exp() * (lt - ls)).sum(-1);
+}
+
+namespace {
+
+// Both losses keep their gradient from the forward pass: saved[0] is d(sum_i l_i)/d logits without the
+// weights, saved[1] the weights; the backward pass scales it by w_i * grad_output in one pass that
+// writes the logits' dtype.
+torch::autograd::tensor_list scaled_saved_grad(torch::autograd::AutogradContext* ctx, const torch::autograd::tensor_list& go,
+                                               size_t n_inputs) {
+  auto saved = ctx->get_saved_variables();
+  const auto& g = saved[0];
+  const auto dt = static_cast<c10::ScalarType>(ctx->saved_data["dtype"].toInt());
+  auto out = torch::empty(g.sizes(), g.options().dtype(dt));
+  at::mul_out(out, g, (saved[1] * go[0]).unsqueeze(1));
+  torch::autograd::tensor_list grads(n_inputs);
+  grads[0] = out;
+  return grads;
+}
+
+struct WeightedCrossEntropy : torch::autograd::Function<WeightedCrossEntropy> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits, const torch::Tensor& target,
+                               const torch::Tensor& w) {
+    auto t = target.unsqueeze(1);
+    auto lsm = at::_log_softmax(logits.to(torch::kFloat), 1, false);
+    auto loss = -(lsm.gather(1, t).squeeze(1) * w).sum();
+    auto g = lsm.exp_();  // softmax, in place
+    g.scatter_add_(1, t, torch::full({t.size(0), 1}, -1.0f, g.options()));
+    ctx->save_for_backward({g, w});
+    ctx->saved_data["dtype"] = static_cast<int64_t>(logits.scalar_type());
+    return loss;
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list go) {
+    return scaled_saved_grad(ctx, go, 3);
+  }
+};
+
+struct WeightedKL : torch::autograd::Function<WeightedKL> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& student, const torch::Tensor& teacher,
+                               const torch::Tensor& w) {
+    auto ls = at::_log_softmax(student.to(torch::kFloat), 1, false);
+    auto lt = at::_log_softmax(teacher.to(torch::kFloat), 1, false);
+    auto pt = lt.exp();
+    auto loss = ((pt * (lt - ls)).sum(1) * w).sum();
+    auto g = ls.exp_().sub_(pt);  // softmax(student) - teacher probabilities
+    ctx->save_for_backward({g, w});
+    ctx->saved_data["dtype"] = static_cast<int64_t>(student.scalar_type());
+    return loss;
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list go) {
+    return scaled_saved_grad(ctx, go, 3);
+  }
+};
+
+}  // namespace
+
+torch::Tensor weighted_cross_entropy(const torch::Tensor& logits, const torch::Tensor& target, const torch::Tensor& w) {
+  TORCH_CHECK(logits.dim() == 2 && target.dim() == 1 && w.dim() == 1 && target.size(0) == logits.size(0) &&
+                  w.size(0) == logits.size(0),
+              "weighted_cross_entropy: logits (N,V), target (N), weights (N)");
+  return WeightedCrossEntropy::apply(logits, target, w.to(torch::kFloat));
+}
+
+torch::Tensor weighted_kl(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits, const torch::Tensor& w) {
+  TORCH_CHECK(student_logits.dim() == 2 && student_logits.sizes() == teacher_logits.sizes() && w.dim() == 1 &&
+                  w.size(0) == student_logits.size(0),
+              "weighted_kl: student and teacher logits (N,V), weights (N)");
+  return WeightedKL::apply(student_logits, teacher_logits.detach(), w.to(torch::kFloat));
+}
+
+torch::Tensor loss_weights(const torch::Tensor& rows, int64_t B, bool per_sequence) {
+  const int64_t N = rows.size(0);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat).device(rows.device());
+  if (!per_sequence) return torch::full({N}, 1.0f / static_cast<float>(std::max<int64_t>(N, 1)), opts);
+  auto counts = torch::bincount(rows, {}, B).to(torch::kFloat);
+  auto with_loss = counts.gt(0).sum().to(torch::kFloat);
+  return 1.0f / (counts.index_select(0, rows) * with_loss);
 }
 
 TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded>& data_in, const TrainOptions& opt) {
@@ -238,6 +315,38 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
   int64_t cur_epoch = -1;
   std::vector<std::vector<int64_t>> batches;
   double last_loss = 0;
+  const int64_t k_micro = std::max<int64_t>(1, static_cast<int64_t>(cfg.grad_accum) * world);
+  // Distillation: the teacher's logits at every target position, once (see DistillOptions).
+  std::vector<torch::Tensor> tcache;
+  if (distill && opt.distill.cache_max_bytes > 0) {
+    int64_t positions = 0;
+    for (const auto& e : tdata)
+      for (size_t t = 1; t < e.ids.size(); ++t) positions += cfg.loss_on == "all" || e.target[t];
+    const int64_t cols = opt.distill.allowed.defined() ? opt.distill.allowed.numel() : m->cfg.vocab_size;
+    const int64_t bytes = positions * cols * (opt.bf16 ? 2 : 4);
+    if (bytes <= opt.distill.cache_max_bytes) {
+      tcache.resize(tdata.size());
+      torch::NoGradGuard ng;
+      model::LlamaForCausalLM tm = opt.distill.teacher;
+      for (const auto& idx_all : make_batches(lengths, cfg.batch_size, opt.seed, 0)) {
+        const int64_t k = std::min<int64_t>(k_micro, static_cast<int64_t>(idx_all.size()));
+        for (const auto& idx : micro_batches(idx_all, k)) {
+          Batch tb = make_batch(tdata, idx, opt.pad_id, cfg.loss_on == "all");
+          auto tmask = tb.labels.ne(-100);
+          model::Autocast ac(opt.bf16, device.is_cuda());
+          auto t_sel = tm->forward_causal_at(tb.input.to(device), tmask.to(device), opt.distill.allowed);
+          auto counts = tmask.sum(1);
+          std::vector<int64_t> sizes(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + counts.numel());
+          auto pieces = t_sel.split_with_sizes(sizes, 0);
+          for (size_t r = 0; r < idx.size(); ++r) tcache[idx[r]] = pieces[r];
+        }
+      }
+      res.teacher_cache_bytes = bytes;
+    } else {
+      log::info(opt.tag.c_str(), "teacher logits not kept ({:.0f} MiB > {:.0f} MiB): the teacher runs every step", bytes / 1048576.0,
+                opt.distill.cache_max_bytes / 1048576.0);
+    }
+  }
   for (int64_t step = start; step < cfg.steps; ++step) {
     const int64_t epoch = step / per_epoch;
     if (epoch != cur_epoch) {
@@ -248,15 +357,15 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     // each micro loss is weighted by its share of the batch's loss units (sequences or tokens).
     const auto& idx_all = batches[step % per_epoch];
     const bool per_seq = cfg.loss_weighting == "sequence";
-    const int64_t k = std::max<int64_t>(1, std::min<int64_t>(static_cast<int64_t>(cfg.grad_accum) * world, static_cast<int64_t>(idx_all.size())));
+    const int64_t k = std::min<int64_t>(k_micro, static_cast<int64_t>(idx_all.size()));
     std::vector<Batch> micro, tmicro;
+    std::vector<std::vector<int64_t>> micro_idx = micro_batches(idx_all, k);
     std::vector<double> units;
     double total_units = 0;
     for (int64_t c = 0; c < k; ++c) {
-      const size_t lo = idx_all.size() * c / k, hi = idx_all.size() * (c + 1) / k;
-      std::vector<int64_t> idx(idx_all.begin() + static_cast<long>(lo), idx_all.begin() + static_cast<long>(hi));
+      const auto& idx = micro_idx[c];
       micro.push_back(make_batch(data, idx, opt.pad_id, cfg.loss_on == "all"));
-      if (distill) tmicro.push_back(make_batch(tdata, idx, opt.pad_id, cfg.loss_on == "all"));
+      if (distill && tcache.empty()) tmicro.push_back(make_batch(tdata, idx, opt.pad_id, cfg.loss_on == "all"));
       auto lmask = micro.back().labels.ne(-100);
       units.push_back(per_seq ? lmask.any(1).sum().item<double>() : lmask.sum().item<double>());
       total_units += units.back();
@@ -268,11 +377,11 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     for (int64_t c = 0; c < k; ++c) {
       if (c % world != rank) continue;  // another rank's micro-batch
       Batch& b = micro[c];
-      Batch tb = distill ? tmicro[c] : Batch();
+      Batch tb = distill && tcache.empty() ? tmicro[c] : Batch();
       if (device.is_cuda()) {
         b.input = b.input.to(device, /*non_blocking=*/true);
         b.labels = b.labels.to(device, /*non_blocking=*/true);
-        if (distill) {
+        if (tb.input.defined()) {
           tb.input = tb.input.to(device, true);
           tb.labels = tb.labels.to(device, true);
         }
@@ -284,14 +393,16 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
         auto mask = b.labels.ne(-100);
         auto rows = mask.nonzero().select(1, 0);  // batch row of every loss position
         if (!distill) {
-          auto logits = m->forward_causal_at(b.input, mask).to(torch::kFloat);  // (N,V): loss positions only
-          auto per_tok = torch::nn::functional::cross_entropy(
-              logits, b.labels.index({mask}), torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-          loss = reduce_tokens(per_tok, rows, b.input.size(0), per_seq);
+          auto logits = m->forward_causal_at(b.input, mask);  // (N,V): loss positions only
+          loss = weighted_cross_entropy(logits, b.labels.index({mask}), loss_weights(rows, b.input.size(0), per_seq));
         } else {
           const auto& cols = opt.distill.allowed;  // undefined: the full vocabulary
           torch::Tensor t_sel;
-          {
+          if (!tcache.empty()) {
+            std::vector<torch::Tensor> parts;
+            for (auto i : micro_idx[c]) parts.push_back(tcache[i]);
+            t_sel = torch::cat(parts, 0);
+          } else {
             torch::NoGradGuard ng;
             model::LlamaForCausalLM tm = opt.distill.teacher;  // holder copy: forward is non-const
             t_sel = tm->forward_causal_at(tb.input, tb.labels.ne(-100), cols);  // (N,|cols|)
@@ -300,8 +411,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
           if (s_sel.size(0) != t_sel.size(0))
             throw DataError(opt.tag + ": teacher and student encodings have different target tokens (" +
                             std::to_string(t_sel.size(0)) + " vs " + std::to_string(s_sel.size(0)) + ")");
-          auto kl = restricted_kl(s_sel, t_sel, torch::Tensor());
-          loss = reduce_tokens(kl, rows, b.input.size(0), per_seq);
+          loss = weighted_kl(s_sel, t_sel, loss_weights(rows, b.input.size(0), per_seq));
         }
       }
       const double w = k == 1 ? 1.0 : units[c] / total_units;

@@ -69,6 +69,7 @@ struct BenchArgs {
   std::string python = "/usr/bin/python3";  // Debian's, with python3-torch (the same 1.13 as our LibTorch)
   bool skip_generation = false;
   bool reference = true;  // run the Python PyTorch reference right after ours
+  std::string profile;    // "": none; else a directory for Chrome traces of extra, profiled training runs
 };
 int cmd_bench(const BenchArgs& a);
 

@@ -59,8 +59,9 @@ struct LoraAdapter {
 // Applies `lin` and, when present, the adapter `name` of `adapters`.
 torch::Tensor project(torch::nn::Linear lin, const std::map<std::string, LoraAdapter>& adapters, const char* name,
                       const torch::Tensor& x, bool training);
-// The adapter `name`'s term for input x (undefined when there is none).
-torch::Tensor lora_delta(const std::map<std::string, LoraAdapter>& adapters, const char* name, const torch::Tensor& x, bool training);
+// y (the projection of x without adapters) plus the adapter `name`'s term for x, when there is one.
+torch::Tensor with_lora(const std::map<std::string, LoraAdapter>& adapters, const char* name, const torch::Tensor& y,
+                        const torch::Tensor& x, bool training);
 
 // Fused projections (q/k/v; gate/up): one GEMM over the Linears' weights stacked by rows instead of
 // one per Linear. Under autograd (a weight needs its gradient) the stack is built each call (the

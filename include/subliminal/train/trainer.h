@@ -20,6 +20,10 @@ struct DistillOptions {
   model::LlamaForCausalLM teacher{nullptr};
   const std::vector<text::Encoded>* teacher_data = nullptr;  // aligned with the training data
   torch::Tensor allowed;  // int64 ids the distributions are restricted to; undefined: full vocabulary
+  // The teacher's logits at every target position are computed once, batched as the first epoch
+  // batches the examples, and kept (in the logits' dtype) for the later epochs, when they take at
+  // most this many bytes; else (or 0) the teacher runs on every micro-batch of every epoch.
+  int64_t cache_max_bytes = int64_t(1) << 30;
   bool enabled() const { return !teacher.is_empty(); }
 };
 
@@ -31,6 +35,19 @@ int64_t set_trainable(model::LlamaForCausalLM& m, const std::string& params);
 // columns) and renormalised there. fp32 math.
 torch::Tensor restricted_kl(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
                             const torch::Tensor& allowed);
+
+// The training losses, as sums of per-position losses times weights `w` (N): cross-entropy of
+// (N, V) logits against `target` (N), and KL(teacher || student) per row of (N, V) logits. One
+// custom autograd node each: the forward pass takes one log-softmax of the logits (fp32 math, any
+// logits dtype) and keeps the gradient (softmax - one-hot, or softmax - teacher probabilities),
+// so the backward pass is one scaling pass that writes the gradient in the logits' dtype. Equal to
+// the composed ops (cross_entropy / restricted_kl, then the weighted sum) to float rounding
+// (tests/test_losses.cpp). The teacher logits get no gradient.
+torch::Tensor weighted_cross_entropy(const torch::Tensor& logits, const torch::Tensor& target, const torch::Tensor& w);
+torch::Tensor weighted_kl(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits, const torch::Tensor& w);
+// Loss weights of N loss positions whose batch rows (of B) are `rows`: 1/N each, or, per sequence,
+// 1 / (the row's loss positions x the rows with any): every sequence counts the same.
+torch::Tensor loss_weights(const torch::Tensor& rows, int64_t B, bool per_sequence);
 
 struct TrainOptions {
   config::TrainConfig cfg;
@@ -58,6 +75,7 @@ struct TrainResult {
   int64_t tokens = 0;
   double padding_fraction = 0;
   int64_t dropped_too_long = 0;
+  int64_t teacher_cache_bytes = 0;        // distillation: the kept teacher logits (0: not kept)
   std::vector<double> losses;             // every step
 };
 
