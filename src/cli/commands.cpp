@@ -22,6 +22,7 @@
 #include "subliminal/train/dist.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
+#include "subliminal/util/lock.h"
 #include "subliminal/util/log.h"
 
 namespace subliminal::cli {
@@ -74,8 +75,40 @@ int cmd_run(const RunArgs& a) {
                 << "  (input hash " << e.hash.substr(0, 16) << (e.note.empty() ? "" : "; " + e.note) << ")\n";
     return 0;
   }
+  std::unique_ptr<fs::DirLock> lock;  // one writer per run directory (rank 0 writes; other ranks read)
+  if (!comm || comm->rank() == 0) {
+    lock = std::make_unique<fs::DirLock>(ctx.dir, ctx.command_line);
+    if (!lock->stale_owner().empty())
+      log::warn("run", "{}: stale lock of {} (no longer running) taken over", (ctx.dir / ".lock").string(), lock->stale_owner());
+  }
   runner.run();
   return 0;
+}
+
+int cmd_verify(const std::string& run_dir) {
+  const std::filesystem::path dir(run_dir);
+  const auto cfg_path = dir / "config.resolved.json";
+  if (!std::filesystem::is_directory(dir)) throw ConfigError("verify: '" + run_dir + "' is not a directory");
+  if (!std::filesystem::exists(cfg_path))
+    throw ConfigError("verify: " + cfg_path.string() + " does not exist", "give a run directory made by `subliminal run`");
+  run::RunContext ctx;
+  ctx.cfg = config::load_config(cfg_path.string(), {});
+  ctx.dir = dir;
+  run::Runner runner(ctx, run::make_stages(ctx.cfg));
+  int ok = 0, bad = 0;
+  for (const auto& c : runner.verify()) {
+    std::cout << fmt::format("  {:<28} {}\n", c.name, c.status);
+    for (const auto& p : c.problems) std::cout << "      " << p << "\n";
+    (c.status == "ok" ? ok : bad) += 1;
+  }
+  json man;
+  try {
+    man = json::parse(fs::read_file(dir / "manifest.json"));
+  } catch (const std::exception&) {
+  }
+  const std::string status = man.is_object() ? man.value("status", "?") : "missing";
+  std::cout << fmt::format("{}: {} of {} stages done and intact; manifest status {}\n", run_dir, ok, ok + bad, status);
+  return bad == 0 ? 0 : 1;
 }
 
 int cmd_stage_worker(const StageWorkerArgs& a) {

@@ -9,6 +9,7 @@
 #include "subliminal/model/runtime.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/log.h"
+#include "subliminal/util/signals.h"
 
 namespace subliminal::generate {
 
@@ -82,6 +83,7 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
   SampleStats st;
   const float ninf = -std::numeric_limits<float>::infinity();
   for (size_t b0 = 0, bi = 0; b0 < prompts.size(); b0 += opt.batch_size, ++bi) {
+    signals::throw_if_stopped("sampling (" + std::to_string(b0) + " of " + std::to_string(prompts.size()) + " sequences done)", "");
     const size_t b1 = std::min(prompts.size(), b0 + static_cast<size_t>(opt.batch_size));
     const int64_t B = static_cast<int64_t>(b1 - b0);
     int64_t L = 0;

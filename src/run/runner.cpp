@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <set>
 #include <fstream>
 #include <thread>
 
@@ -15,6 +16,7 @@
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
 #include "subliminal/util/log.h"
+#include "subliminal/util/signals.h"
 #include "subliminal/util/version.h"
 
 namespace subliminal::run {
@@ -87,6 +89,68 @@ PlanEntry Runner::plan_one(Stage& s) {
     e.note = "interrupted earlier; continues from its checkpoints";
   }
   return e;
+}
+
+std::vector<std::string> check_stage_outputs(const sfs::path& stage_dir, const json& record, bool extra_files) {
+  std::vector<std::string> problems;
+  std::set<std::string> listed;
+  if (!record.is_object() || !record.contains("outputs") || !record["outputs"].is_object()) {
+    problems.push_back((stage_dir / "stage.json").string() + ": unreadable or without an outputs map");
+    return problems;
+  }
+  for (auto it = record["outputs"].begin(); it != record["outputs"].end(); ++it) {
+    listed.insert(it.key());
+    const auto f = stage_dir / it.key();
+    if (!sfs::is_regular_file(f)) {
+      problems.push_back(f.string() + ": missing");
+      continue;
+    }
+    const std::string h = fs::sha256_file_cached(f);
+    if (!it.value().is_string() || h != it.value().get<std::string>())
+      problems.push_back(f.string() + ": sha256 " + h.substr(0, 16) + "... differs from the recorded " +
+                         (it.value().is_string() ? it.value().get<std::string>().substr(0, 16) + "..." : std::string("(not a string)")));
+  }
+  if (!extra_files) return problems;
+  std::error_code ec;
+  for (auto it = sfs::recursive_directory_iterator(stage_dir, ec); it != sfs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    if (it->is_directory() && sfs::exists(it->path() / "stage.json")) {  // a nested stage (eval/base under eval/...)
+      it.disable_recursion_pending();
+      continue;
+    }
+    if (!it->is_regular_file()) continue;
+    const auto rel = sfs::relative(it->path(), stage_dir).string();
+    if (rel != "stage.json" && !listed.count(rel)) problems.push_back(it->path().string() + ": not a recorded output");
+  }
+  return problems;
+}
+
+std::vector<StageCheck> Runner::verify() {
+  std::vector<StageCheck> out;
+  for (auto& sp : stages_) {
+    Stage& s = *sp;
+    StageCheck c{s.name(), "ok", {}};
+    const sfs::path d = ctx_.stage_dir(s.name());
+    json rec = read_json_or_null(d / "stage.json");
+    if (!rec.is_object()) {
+      c.status = sfs::exists(ctx_.dir / (s.name() + ".partial")) ? "interrupted" : "not done";
+      ctx_.records[s.name()] = {{"outputs", {{"(not done)", s.name()}}}};
+      out.push_back(c);
+      continue;
+    }
+    const std::string want = input_hash(s.name(), stage_inputs(s, ctx_));
+    c.problems = check_stage_outputs(d, rec, true);
+    if (!c.problems.empty()) c.status = "corrupt";
+    else if (rec.value("input_hash", "") != want) {
+      c.status = "stale";
+      c.problems.push_back((d / "stage.json").string() + ": input hash " + rec.value("input_hash", "?").substr(0, 16) +
+                           " is not what the config and the upstream stages give now (" + want.substr(0, 16) + ")");
+    }
+    ctx_.records[s.name()] = rec;
+    out.push_back(c);
+  }
+  ctx_.records.clear();
+  return out;
 }
 
 std::vector<PlanEntry> Runner::plan() {
@@ -186,14 +250,30 @@ void Runner::record_skipped(Stage& s, const PlanEntry& e, json& results) {
   log::info("run", "stage {}: skipped, {}", s.name(), e.note);
 }
 
+void Runner::check_inputs(Stage& s) {
+  for (const auto& d : s.deps()) {
+    auto it = ctx_.records.find(d);
+    if (it == ctx_.records.end()) continue;
+    auto problems = check_stage_outputs(ctx_.stage_dir(d), it->second, false);
+    if (problems.empty()) continue;
+    std::string list;
+    for (const auto& p : problems) list += "\n  " + p;
+    throw DataError("stage '" + s.name() + "' reads stage '" + d + "', whose files no longer match its stage.json:" + list,
+                    "run `subliminal verify " + ctx_.dir.string() + "`; remove " + ctx_.stage_dir(d).string() +
+                        " to have it made again");
+  }
+}
+
 void Runner::run_in_process(json& results) {
   for (auto& sp : stages_) {
     Stage& s = *sp;
+    signals::throw_if_stopped("run (before stage " + s.name() + ")", "finished stages are kept");
     PlanEntry e = plan_one(s);
     if (e.action == StageAction::skip) {
       record_skipped(s, e, results);
       continue;
     }
+    check_inputs(s);
     const bool resuming = prepare(s, e);
     log::info("run", "stage {}: {} (input hash {})", s.name(), resuming ? "resuming" : "running", e.hash.substr(0, 16));
     manifest_["stages"][s.name()] = {{"status", "running"}, {"input_hash", e.hash}, {"started", iso_now()}};
@@ -222,11 +302,13 @@ void Runner::run_parallel(json& results) {
     PlanEntry e;
   };
   std::vector<Worker> workers;
+  bool forwarded = false;                // the stop request was passed to the workers
+  std::vector<std::string> interrupted;  // stages that stopped at a safe point
   std::string exe = ctx_.worker_exe.empty() ? fs::self_exe() : ctx_.worker_exe;
   log::info("run", "{} stages at a time, {} thread{} each (jobs {})", ctx_.jobs, ctx_.stage_threads,
             ctx_.stage_threads == 1 ? "" : "s", ctx_.jobs);
-  auto stop_all = [&]() {
-    for (auto& w : workers) kill(w.pid, SIGTERM);
+  auto stop_all = [&]() {  // SIGUSR1: each worker checkpoints at its next step and exits (see util/signals.h)
+    for (auto& w : workers) kill(w.pid, SIGUSR1);
     for (auto& w : workers) {
       int st = 0;
       waitpid(w.pid, &st, 0);
@@ -239,7 +321,7 @@ void Runner::run_parallel(json& results) {
       bool progressed = true;
       while (progressed) {
         progressed = false;
-        for (size_t i = 0; i < n && static_cast<int>(workers.size()) < ctx_.jobs; ++i) {
+        for (size_t i = 0; i < n && static_cast<int>(workers.size()) < ctx_.jobs && !signals::stop_requested(); ++i) {
           if (state[i] != pending) continue;
           Stage& s = *stages_[i];
           bool ready = true;
@@ -252,6 +334,7 @@ void Runner::run_parallel(json& results) {
             progressed = true;
             continue;
           }
+          check_inputs(s);
           const bool resuming = prepare(s, e);
           std::vector<std::string> args = {exe, "__stage", "--dir", ctx_.dir.string(), "--stage", s.name(), "--hash", e.hash,
                                            "--threads", std::to_string(ctx_.stage_threads)};
@@ -269,6 +352,10 @@ void Runner::run_parallel(json& results) {
       if (workers.empty()) break;
       // wait for one worker (poll our own children only: a test process may have others)
       while (true) {
+        if (signals::stop_requested() && !forwarded) {  // pass the stop on (they may have had it already)
+          for (auto& w : workers) kill(w.pid, SIGUSR1);
+          forwarded = true;
+        }
         bool reaped = false;
         for (size_t w = 0; w < workers.size(); ++w) {
           int st = 0;
@@ -278,6 +365,17 @@ void Runner::run_parallel(json& results) {
           workers.erase(workers.begin() + static_cast<long>(w));
           Stage& s = *stages_[wk.i];
           const int code = r < 0 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+          if (code == signals::kInterruptedExit) {  // stopped at a safe point; the others are stopping too
+            manifest_["stages"][s.name()]["status"] = "interrupted";
+            write_manifest("running");
+            interrupted.push_back(s.name());
+            if (!forwarded) {
+              for (auto& w : workers) kill(w.pid, SIGUSR1);
+              forwarded = true;
+            }
+            reaped = true;
+            break;
+          }
           if (code != 0) {
             manifest_["stages"][s.name()]["status"] = "failed";
             stop_all();
@@ -305,6 +403,13 @@ void Runner::run_parallel(json& results) {
     manifest_["status"] = "failed";
     write_manifest("failed");
     throw;
+  }
+  if (signals::stop_requested() || !interrupted.empty()) {
+    std::string list;
+    for (const auto& x : interrupted) list += (list.empty() ? "" : ", ") + x;
+    throw Interrupted("run stopped by " + (signals::stop_requested() ? signals::stop_signal_name() : std::string("a worker's signal")) +
+                          (list.empty() ? "" : "; stages stopped at a checkpoint: " + list) + "; finished stages are kept",
+                      "run the same command again with --resume to continue");
   }
   for (size_t i = 0; i < n; ++i)
     if (state[i] != done) throw Error("internal: stage '" + stages_[i]->name() + "' never became ready");
@@ -415,6 +520,11 @@ json Runner::run() {
     manifest_["seconds"] = log::now_seconds() - t_run;
     write_report(ctx_, results, manifest_);
     write_manifest("complete");
+  } catch (const Interrupted& ex) {
+    manifest_["status"] = "interrupted";
+    write_manifest("interrupted");
+    if (ctx_.comm) announce({{"failed", ex.what()}});
+    throw;
   } catch (const std::exception& ex) {
     if (ctx_.comm) announce({{"failed", ex.what()}});
     throw;

@@ -176,23 +176,6 @@ class PretrainStage : public Stage {
 // base.kind "checkpoint": the model directory at `path`, checked by loading it (config, every
 // tensor, tokenizer), then copied byte for byte into the run directory, so the run stays
 // self-contained and downstream stages read it where they read a pretrained base.
-// sha256 of a file, computed once per process for a given (path, size, mtime): a checkpoint's
-// shards are hashed when the plan is made, not again for every stage that depends on them.
-static std::string cached_sha256(const sfs::path& p) {
-  static std::mutex mu;
-  static std::map<std::string, std::string> cache;
-  std::error_code ec;
-  const auto key = p.string() + "|" + std::to_string(sfs::file_size(p, ec)) + "|" +
-                   std::to_string(sfs::last_write_time(p, ec).time_since_epoch().count());
-  {
-    std::lock_guard<std::mutex> g(mu);
-    if (auto it = cache.find(key); it != cache.end()) return it->second;
-  }
-  std::string h = fs::sha256_file(p);
-  std::lock_guard<std::mutex> g(mu);
-  return cache[key] = h;
-}
-
 class CheckpointStage : public Stage {
  public:
   CheckpointStage(std::string name, std::string path) : name_(std::move(name)), path_(std::move(path)) {}
@@ -201,7 +184,7 @@ class CheckpointStage : public Stage {
   json inputs(const RunContext& ctx) const override {
     json files = json::object();
     for (const auto& f : model_files())
-      files[f] = sfs::exists(sfs::path(path_) / f) ? cached_sha256(sfs::path(path_) / f) : std::string("missing");
+      files[f] = sfs::exists(sfs::path(path_) / f) ? fs::sha256_file_cached(sfs::path(path_) / f) : std::string("missing");
     return {{"checkpoint", path_}, {"files", files}};
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {

@@ -15,6 +15,7 @@
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
 #include "subliminal/util/log.h"
+#include "subliminal/util/signals.h"
 
 namespace subliminal::train {
 
@@ -88,6 +89,11 @@ void save_checkpoint(const std::string& dir, int64_t step, model::LlamaForCausal
   model::write_safetensors((tmp / "model.safetensors").string(), model::named_weights(m));
   if (model::has_lora(m)) model::write_safetensors((tmp / "lora.safetensors").string(), model::lora_tensors(m));
   torch::save(opt, (tmp / "optimizer.pt").string());
+  {  // the CPU generator (dropout masks): a resumed run draws what the uninterrupted one would
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    torch::save(gen.get_state(), (tmp / "rng.pt").string());
+  }
   fs::write_file_atomic(tmp / "state.json", state.dump(2));
   fs::write_file_atomic(tmp / "DONE", "");
   sfs::remove_all(final_dir, ec);
@@ -268,6 +274,11 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
   }
   torch::optim::Optimizer& optim = *optim_ptr;
 
+  {  // dropout draws from the CPU generator: seeded here, saved in checkpoints (rng.pt)
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(opt.seed ^ 0x9E3779B97F4A7C15ULL);
+  }
   int64_t start = 0;
   if (opt.resume && !opt.ckpt_dir.empty()) {
     auto [path, step] = latest_checkpoint(opt.ckpt_dir);
@@ -275,6 +286,13 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
       model::load_weights(m, model::read_safetensors(path + "/model.safetensors").tensors, path);
       if (model::has_lora(m)) model::load_lora_tensors(m, model::read_safetensors(path + "/lora.safetensors").tensors, path);
       torch::load(optim, path + "/optimizer.pt");
+      if (sfs::exists(path + "/rng.pt")) {
+        torch::Tensor st;
+        torch::load(st, path + "/rng.pt");
+        auto gen = at::detail::getDefaultCPUGenerator();
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        gen.set_state(st);
+      }
       auto st = json::parse(fs::read_file(path + "/state.json"));
       start = st.at("step").get<int64_t>();
       res.losses = st.at("losses").get<std::vector<double>>();
@@ -315,6 +333,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
   int64_t cur_epoch = -1;
   std::vector<std::vector<int64_t>> batches;
   double last_loss = 0;
+  bool any_rank_stop = false;
   const int64_t k_micro = std::max<int64_t>(1, static_cast<int64_t>(cfg.grad_accum) * world);
   // Distillation: the teacher's logits at every target position, once (see DistillOptions).
   std::vector<torch::Tensor> tcache;
@@ -425,9 +444,12 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
         if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
         grads.push_back(p.grad());
       }
-      grads.push_back(torch::tensor({step_loss}, torch::kDouble).to(trainable.front().device()));
+      // the loss for the log, and whether any rank was asked to stop: all ranks then stop after this step
+      grads.push_back(torch::tensor({step_loss, signals::stop_requested() ? 1.0 : 0.0}, torch::kDouble).to(trainable.front().device()));
       opt.comm->allreduce_sum(grads);
-      step_loss = grads.back()[0].item<double>();
+      auto lv = grads.back().cpu();
+      step_loss = lv[0].item<double>();
+      any_rank_stop = lv[1].item<double>() > 0;
     }
     double gnorm = cfg.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(trainable, cfg.grad_clip) : 0.0;
     optim.step();
@@ -446,9 +468,19 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     }
     if (!opt.quiet) progress.update(step + 1, fmt::format("loss {:.4f}  lr {:.2e}  {:.0f} tok/s", last_loss, lr, tps));
     const bool last = step + 1 == cfg.steps;
-    if (!opt.ckpt_dir.empty() && rank == 0 && ((cfg.checkpoint_every > 0 && (step + 1) % cfg.checkpoint_every == 0) || last)) {
+    const bool stop = !last && (opt.comm ? any_rank_stop : signals::stop_requested());
+    const bool periodic = cfg.checkpoint_every > 0 && (step + 1) % cfg.checkpoint_every == 0;
+    if (!opt.ckpt_dir.empty() && rank == 0 && (periodic || last || stop)) {
       json st = {{"step", step + 1}, {"seed", opt.seed}, {"losses", res.losses}, {"epoch", epoch}};
       save_checkpoint(opt.ckpt_dir, step + 1, m, optim, st);
+    }
+    if (stop) {
+      if (!opt.ckpt_dir.empty() && !opt.quiet) progress.finish(fmt::format("stopped after step {}", step + 1));
+      throw Interrupted(opt.tag + ": stopped by " + (signals::stop_requested() ? signals::stop_signal_name() : "another rank's signal") +
+                            " after step " + std::to_string(step + 1) + " of " + std::to_string(cfg.steps) +
+                            (opt.ckpt_dir.empty() ? " (no checkpoint directory: the stage starts over)"
+                                                  : "; checkpoint saved in " + opt.ckpt_dir),
+                        "run the same command again with --resume to continue from it");
     }
   }
   res.steps = cfg.steps;

@@ -7,6 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -196,6 +198,21 @@ std::string sha256_file(const stdfs::path& p) {
     h.update(buf.data(), static_cast<size_t>(in.gcount()));
   }
   return h.hex_digest();
+}
+
+std::string sha256_file_cached(const stdfs::path& p) {
+  static std::mutex mu;
+  static std::map<std::string, std::string> cache;
+  std::error_code ec;
+  const auto key = p.string() + "|" + std::to_string(stdfs::file_size(p, ec)) + "|" +
+                   std::to_string(stdfs::last_write_time(p, ec).time_since_epoch().count());
+  {
+    std::lock_guard<std::mutex> g(mu);
+    if (auto it = cache.find(key); it != cache.end()) return it->second;
+  }
+  std::string h = sha256_file(p);
+  std::lock_guard<std::mutex> g(mu);
+  return cache[key] = h;
 }
 
 }  // namespace subliminal::fs

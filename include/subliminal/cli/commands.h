@@ -59,6 +59,9 @@ struct CheckArgs {
   std::string report, expect;
 };
 int cmd_check(const CheckArgs& a);
+// Checks a run directory against its stage records: exit 0 when every stage of its config is done
+// and intact, 1 when one is not (naming the stage, the file and what is wrong), 2 for a bad argument.
+int cmd_verify(const std::string& run_dir);
 
 struct BenchArgs {
   std::vector<std::string> presets = {"small", "medium"};

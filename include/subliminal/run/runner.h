@@ -74,11 +74,25 @@ struct PlanEntry {
   std::string note;
 };
 
+// The problems of a finished stage's files against its stage.json: a missing output, an output whose
+// sha256 differs from the recorded one, and (extra_files) a file that is not a recorded output.
+// Empty: intact.
+std::vector<std::string> check_stage_outputs(const sfs::path& stage_dir, const json& record, bool extra_files);
+
+struct StageCheck {
+  std::string name;
+  std::string status;  // "ok", "not done", "interrupted" (a partial directory), "stale" (inputs changed), "corrupt"
+  std::vector<std::string> problems;
+};
+
 class Runner {
  public:
   Runner(RunContext ctx, std::vector<std::unique_ptr<Stage>> stages);
   // Prints what would run; touches nothing.
   std::vector<PlanEntry> plan();
+  // `subliminal verify`: every stage of the config, in order: done, its outputs' checksums, and its
+  // input hash recomputed from the upstream records (a chain that still holds). Touches nothing.
+  std::vector<StageCheck> verify();
   // Runs every stage (jobs > 1: up to `jobs` at once, each in a worker process); writes
   // config.resolved.json, manifest.json, run.log, report.json/.md.
   json run();
@@ -91,6 +105,8 @@ class Runner {
 
  private:
   PlanEntry plan_one(Stage& s);
+  // Before a stage runs: the recorded outputs of every stage it reads still have their checksums.
+  void check_inputs(Stage& s);
   // Sets the stage's partial directory up (moves stale work aside); true when it resumes.
   bool prepare(Stage& s, const PlanEntry& e);
   // Runs the stage in this process inside <name>.partial, then renames it; returns stage.json.
