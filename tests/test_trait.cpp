@@ -388,7 +388,18 @@ TEST(TraitE2E, AFailingWorkerStopsTheRunAndNamesTheStage) {
   std::string bytes = fs::read_file(st);
   for (size_t i = 0; i < 16; ++i) bytes[i] = 'x';
   fs::write_file_atomic(st, bytes);
+  // the parent checks what a stage reads before it starts one: the damage is found and named
   r = testutil::run_cli("run " + cfg + small + " --set eval.samples_per_question=2 --jobs 2 --out " + out.string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("reads stage 'teacher', whose files no longer match its stage.json"), std::string::npos) << r.out;
+  EXPECT_NE(fs::read_file(out / "run.log").find(st.string() + ": sha256"), std::string::npos);
+  EXPECT_EQ(read_json(out / "manifest.json")["status"], "failed");
+  // recorded as written (a file broken before its checksum was taken): the worker that loads it fails
+  json rec = read_json(out / "teacher" / "stage.json");
+  rec["outputs"]["model.safetensors"] = fs::sha256_file(st);
+  fs::write_file_atomic(out / "teacher" / "stage.json", rec.dump(2));
+  // (--resume: the stop left the evaluation that was running beside it as a partial stage)
+  r = testutil::run_cli("run " + cfg + small + " --set eval.samples_per_question=2 --jobs 2 --resume --out " + out.string());
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("failed in its worker process"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("model.safetensors"), std::string::npos) << r.out;  // the worker's own error names the file

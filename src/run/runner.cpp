@@ -526,6 +526,7 @@ json Runner::run() {
     if (ctx_.comm) announce({{"failed", ex.what()}});
     throw;
   } catch (const std::exception& ex) {
+    log::error("run", "{}", ex.what());  // run.log keeps why the run stopped (the console gets it from main)
     if (ctx_.comm) announce({{"failed", ex.what()}});
     throw;
   }
