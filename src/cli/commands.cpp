@@ -1,6 +1,10 @@
 // run / validate / sample.
 #include "subliminal/cli/commands.h"
 
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -112,6 +116,10 @@ int cmd_verify(const std::string& run_dir) {
 }
 
 int cmd_stage_worker(const StageWorkerArgs& a) {
+  // a worker dies with its parent run (kill -9 of the run must not leave a writer behind; the stage
+  // continues from its last checkpoint on --resume)
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() == 1) throw Error("worker for stage '" + a.stage + "': its run process is gone");
   run::Runner::run_worker(a.dir, a.stage, a.hash, a.threads, a.resume);
   return 0;
 }

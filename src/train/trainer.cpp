@@ -280,6 +280,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     gen.set_current_seed(opt.seed ^ 0x9E3779B97F4A7C15ULL);
   }
   int64_t start = 0;
+  int64_t tokens_before = 0;  // tokens trained on before the checkpoint this run resumed from
   if (opt.resume && !opt.ckpt_dir.empty()) {
     auto [path, step] = latest_checkpoint(opt.ckpt_dir);
     if (!path.empty()) {
@@ -295,6 +296,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
       }
       auto st = json::parse(fs::read_file(path + "/state.json"));
       start = st.at("step").get<int64_t>();
+      tokens_before = st.value("tokens", int64_t(0));
       res.losses = st.at("losses").get<std::vector<double>>();
       res.resumed_from = start;
       log::info(opt.tag.c_str(), "resumed from checkpoint {} (step {})", path, start);
@@ -471,7 +473,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     const bool stop = !last && (opt.comm ? any_rank_stop : signals::stop_requested());
     const bool periodic = cfg.checkpoint_every > 0 && (step + 1) % cfg.checkpoint_every == 0;
     if (!opt.ckpt_dir.empty() && rank == 0 && (periodic || last || stop)) {
-      json st = {{"step", step + 1}, {"seed", opt.seed}, {"losses", res.losses}, {"epoch", epoch}};
+      json st = {{"step", step + 1}, {"seed", opt.seed}, {"losses", res.losses}, {"epoch", epoch}, {"tokens", tokens_before + tokens}};
       save_checkpoint(opt.ckpt_dir, step + 1, m, optim, st);
     }
     if (stop) {
@@ -485,8 +487,8 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
   }
   res.steps = cfg.steps;
   res.seconds = log::now_seconds() - t0;
-  res.tokens = tokens;
-  res.tokens_per_s = tokens / std::max(res.seconds, 1e-9);
+  res.tokens = tokens_before + tokens;                       // the whole stage's
+  res.tokens_per_s = tokens / std::max(res.seconds, 1e-9);  // this process's rate
   auto mean = [](auto b, auto e) {
     double s = 0;
     int n = 0;

@@ -42,7 +42,9 @@ std::string owner_text(const std::string& rec) {
 DirLock::DirLock(const std::filesystem::path& dir, const std::string& what) {
   make_dirs(dir);
   const auto path = dir / ".lock";
-  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // not close-on-exec: worker processes inherit the descriptor, so the lock stays held until the last
+  // of them is gone even if the parent is killed first
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT, 0644);
   if (fd_ < 0) throw IoError("cannot create the lock file " + path.string() + ": " + std::strerror(errno));
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
