@@ -156,7 +156,7 @@ json comparable(const json& j) {
   if (j.is_object()) {
     json o = json::object();
     for (auto it = j.begin(); it != j.end(); ++it) {
-      static const std::set<std::string> drop = {"timings", "resumed", "resumed_from", "finished", "started", "seconds",
+      static const std::set<std::string> drop = {"timings", "resumed", "resumed_from", "finished", "started", "seconds", "git_revision",
                                                  "tokens_per_s", "elapsed_s", "prefill_s", "decode_s", "new_tokens_per_s"};
       if (!drop.count(it.key())) o[it.key()] = comparable(it.value());
     }
@@ -280,4 +280,42 @@ TEST(ReliabilityE2E, KillNineAtTwentyRandomMomentsResumesToTheSameArtifacts) {
 
 TEST(ReliabilitySlow, KillNineAcrossTheWholeOwlGraphResumesToTheSameArtifacts) {
   crash_test(testutil::source_dir() + "/tests/configs/tiny_trait.json", " --jobs 2", 20, "crash_owl");
+}
+
+TEST(ReliabilityE2E, AFullDiskFailsCleanlyNamingTheFileAndResumeFinishes) {
+  // A file-size limit (RLIMIT_FSIZE, ulimit -f) stands in for a full disk: writes past it fail with
+  // EFBIG (SIGXFSZ is ignored), as writes to a full disk fail with ENOSPC, through the same code.
+  auto dir = testutil::temp_dir("diskfull");
+  auto out = dir / "run";
+  const std::string set = " --set base.train.steps=20 --set base.train.checkpoint_every=7";
+  // 300 KiB (bash counts ulimit -f in KiB): the corpus (~160 KB) fits, the base model (~430 KB) does not
+  const std::string cmd = "bash -c 'ulimit -f 300; exec " + std::string(SUBLIMINAL_BIN) + " run " + tiny() + " --out " + out.string() +
+                          set + "' 2>&1";
+  std::string text;
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
+  const int st = pclose(p);
+  EXPECT_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : -1, 1) << text;
+  EXPECT_NE(text.find("model.safetensors': File too large"), std::string::npos) << text;
+  EXPECT_NE(text.find("ulimit -f"), std::string::npos) << text;
+  // nothing is marked done that is not complete
+  EXPECT_TRUE(sfs::exists(out / "corpus" / "stage.json"));
+  EXPECT_FALSE(sfs::exists(out / "base")) << "a stage directory appeared for an incomplete stage";
+  EXPECT_TRUE(sfs::exists(out / "base.partial"));
+  EXPECT_EQ(read_json(out / "manifest.json")["status"], "failed");
+  for (const auto& e : sfs::recursive_directory_iterator(out))  // no checkpoint marked complete without its files
+    if (e.path().filename() == "DONE") ADD_FAILURE() << "a checkpoint was marked done: " << e.path();
+  auto r = testutil::run_cli("verify " + out.string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find(fmt::format("  {:<28} interrupted", "base")), std::string::npos) << r.out;
+  // with room again, --resume finishes: the same model as a run that never hit the limit
+  r = testutil::run_cli("run " + tiny() + " --out " + out.string() + set + " --resume");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto ref = dir / "ref";
+  ASSERT_EQ(testutil::run_cli("run " + tiny() + " --out " + ref.string() + set).code, 0);
+  EXPECT_EQ(fs::sha256_file(out / "base" / "model.safetensors"), fs::sha256_file(ref / "base" / "model.safetensors"));
+  EXPECT_EQ(testutil::run_cli("verify " + out.string()).code, 0);
+  sfs::remove_all(dir);
 }

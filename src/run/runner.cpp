@@ -279,7 +279,17 @@ void Runner::run_in_process(json& results) {
     manifest_["stages"][s.name()] = {{"status", "running"}, {"input_hash", e.hash}, {"started", iso_now()}};
     write_manifest("running");
     if (ctx_.comm && s.data_parallel(ctx_)) announce({{"stage", s.name()}, {"hash", e.hash}, {"resuming", resuming}});
-    record_done(s, e, execute(s, e, resuming), results);
+    json rec;
+    try {
+      rec = execute(s, e, resuming);
+    } catch (const Interrupted&) {
+      manifest_["stages"][s.name()]["status"] = "interrupted";
+      throw;
+    } catch (...) {
+      manifest_["stages"][s.name()]["status"] = "failed";
+      throw;
+    }
+    record_done(s, e, rec, results);
   }
 }
 
@@ -521,12 +531,15 @@ json Runner::run() {
     write_report(ctx_, results, manifest_);
     write_manifest("complete");
   } catch (const Interrupted& ex) {
-    manifest_["status"] = "interrupted";
     write_manifest("interrupted");
     if (ctx_.comm) announce({{"failed", ex.what()}});
     throw;
   } catch (const std::exception& ex) {
     log::error("run", "{}", ex.what());  // run.log keeps why the run stopped (the console gets it from main)
+    try {
+      write_manifest("failed");
+    } catch (const std::exception&) {  // (the disk may be what failed)
+    }
     if (ctx_.comm) announce({{"failed", ex.what()}});
     throw;
   }

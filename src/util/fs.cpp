@@ -96,7 +96,9 @@ void write_file_atomic(const stdfs::path& p, const std::string& data) {
       ::close(fd);
       ::unlink(tmp.c_str());
       throw IoError("cannot write '" + p.string() + "': " + std::strerror(e),
-                    e == ENOSPC ? "the disk is full; free space and re-run with --resume" : "");
+                    e == ENOSPC  ? "the disk is full; free space and re-run with --resume"
+                    : e == EFBIG ? "a file-size limit (ulimit -f) stopped this file; raise it and re-run with --resume"
+                                 : "");
     }
     off += static_cast<size_t>(n);
   }
