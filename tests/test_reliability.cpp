@@ -14,6 +14,7 @@
 
 #include <spdlog/fmt/fmt.h>
 
+#include "subliminal/data/chat.h"
 #include "subliminal/run/runner.h"
 #include "subliminal/util/fs.h"
 #include "subliminal/util/lock.h"
@@ -318,4 +319,22 @@ TEST(ReliabilityE2E, AFullDiskFailsCleanlyNamingTheFileAndResumeFinishes) {
   EXPECT_EQ(fs::sha256_file(out / "base" / "model.safetensors"), fs::sha256_file(ref / "base" / "model.safetensors"));
   EXPECT_EQ(testutil::run_cli("verify " + out.string()).code, 0);
   sfs::remove_all(dir);
+}
+
+// Inputs the fuzzers found (scripts/fuzz.sh), kept as regression tests: each must be refused with one
+// of our errors naming the file (and line), never escape as another exception.
+TEST(HostileInput, FuzzerFindingsAreCleanErrors) {
+  const auto dir = sfs::path(testutil::source_dir()) / "tests" / "fuzz_regressions";
+  // a number beyond double's range: nlohmann throws out_of_range (406), not a parse error
+  const auto f = (dir / "jsonl-number-overflow.jsonl").string();
+  const std::string msg = testutil::error_of([&] { data::read_conversations(f); });
+  EXPECT_NE(msg.find(f + ":1: invalid JSON"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("number overflow"), std::string::npos) << msg;
+  // the same in a config file
+  auto tmp = testutil::temp_dir("hostile");
+  fs::write_file_atomic(tmp / "c.json", R"({"name": "x", "seed": 1e999})");
+  auto r = testutil::run_cli("validate " + (tmp / "c.json").string());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find((tmp / "c.json").string()), std::string::npos) << r.out;
+  sfs::remove_all(tmp);
 }

@@ -151,7 +151,7 @@ json run_reference(const std::string& python, const json& args) {
       try {
         json j = json::parse(*it);
         if (j.is_object()) return j;
-      } catch (const json::parse_error&) {
+      } catch (const json::exception&) {
       }
     }
   }

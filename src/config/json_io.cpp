@@ -97,6 +97,8 @@ void JsonIn::read(const json& v, const std::string& p, std::string& out) const {
 json parse_json_text(const std::string& text, const std::string& file) {
   try {
     return json::parse(text);
+  } catch (const json::out_of_range& e) {  // a number beyond double's range (406): no position given
+    throw ConfigError(file + ": invalid JSON: " + std::string(e.what()));
   } catch (const json::parse_error& e) {
     size_t pos = e.byte > 0 ? e.byte - 1 : 0;
     size_t line = 1, col = 1;

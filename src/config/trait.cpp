@@ -103,7 +103,7 @@ TraitDef load_trait(const std::string& spec, const std::string& data_dir) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors, and numbers out of range (406)
     throw ConfigError(t.file + ": not valid JSON (" + std::string(e.what()) + ")");
   }
   const std::string& f = t.file;

@@ -77,7 +77,7 @@ void read_jsonl(const std::string& path, const std::function<void(const json&, s
     json j;
     try {
       j = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse errors, and numbers out of range (406)
       throw DataError(where + ": invalid JSON (" + std::string(e.what()) + ")");
     }
     fn(j, no);

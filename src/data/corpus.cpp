@@ -88,7 +88,7 @@ Freeform load_freeform(const std::string& data_dir, const std::string& file) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(file.rfind("data/", 0) == 0 ? resource(file, data_dir) : fs::read_file(file));
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse errors, and numbers out of range (406)
     throw DataError(file + ": not valid JSON (" + std::string(e.what()) + ")");
   }
   if (!j.is_object()) throw DataError(file + ": expected an object at $");
