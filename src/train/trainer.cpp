@@ -88,11 +88,20 @@ void save_checkpoint(const std::string& dir, int64_t step, model::LlamaForCausal
   fs::make_dirs(tmp);
   model::write_safetensors((tmp / "model.safetensors").string(), model::named_weights(m));
   if (model::has_lora(m)) model::write_safetensors((tmp / "lora.safetensors").string(), model::lora_tensors(m));
-  torch::save(opt, (tmp / "optimizer.pt").string());
+  // LibTorch's own writer: its failures (a full disk) become errors that name the file
+  auto save_pt = [&](const sfs::path& p, const auto& what) {
+    try {
+      torch::save(what, p.string());
+    } catch (const c10::Error& e) {
+      throw IoError("cannot write '" + p.string() + "': " + e.what_without_backtrace(),
+                    "is the disk full? free space and re-run with --resume");
+    }
+  };
+  save_pt(tmp / "optimizer.pt", opt);
   {  // the CPU generator (dropout masks): a resumed run draws what the uninterrupted one would
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
-    torch::save(gen.get_state(), (tmp / "rng.pt").string());
+    save_pt(tmp / "rng.pt", gen.get_state());
   }
   fs::write_file_atomic(tmp / "state.json", state.dump(2));
   fs::write_file_atomic(tmp / "DONE", "");
