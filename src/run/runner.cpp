@@ -213,6 +213,7 @@ json Runner::execute(Stage& s, const PlanEntry& e, bool resuming) {
   json res = s.run(ctx_, partial, resuming);
   const double secs = log::now_seconds() - t0;
   for (const auto& sc : s.scratch()) sfs::remove_all(partial / sc, ec);
+  fs::remove_temp_files(partial);  // left by a process killed mid-write before this one resumed
   sfs::remove(partial / "partial.json", ec);
   json outputs = json::object();
   for (const auto& f : sfs::recursive_directory_iterator(partial))

@@ -202,6 +202,21 @@ std::string sha256_file(const stdfs::path& p) {
   return h.hex_digest();
 }
 
+int remove_temp_files(const stdfs::path& dir) {
+  int n = 0;
+  std::error_code ec;
+  std::vector<stdfs::path> found;
+  for (auto it = stdfs::recursive_directory_iterator(dir, ec); !ec && it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file()) continue;
+    const std::string name = it->path().filename().string();
+    const auto k = name.rfind(".tmp.");
+    if (k == std::string::npos || k + 5 >= name.size()) continue;
+    if (name.find_first_not_of("0123456789", k + 5) == std::string::npos) found.push_back(it->path());
+  }
+  for (const auto& p : found) n += stdfs::remove(p, ec) ? 1 : 0;
+  return n;
+}
+
 std::string sha256_file_cached(const stdfs::path& p) {
   static std::mutex mu;
   static std::map<std::string, std::string> cache;

@@ -15,6 +15,9 @@ std::string read_file(const stdfs::path& p);  // throws IoError naming the path
 // Writes `data` to `p` via `p.tmp.<pid>`, fsyncs the file and the directory, renames into place.
 void write_file_atomic(const stdfs::path& p, const std::string& data);
 void fsync_dir(const stdfs::path& dir);
+// Removes, under `dir`, the temporary files a write_file_atomic killed mid-way leaves behind
+// (`<name>.tmp.<pid>`); returns how many.
+int remove_temp_files(const stdfs::path& dir);
 void make_dirs(const stdfs::path& p);
 // `j` without wall-clock measurements (keys seconds, tokens_per_s, prefill_s, decode_s,
 // new_tokens_per_s, at any depth): metadata written into artifacts leaves them out so that the same
