@@ -7,6 +7,7 @@
 
 #include "subliminal/model/llama.h"
 #include "subliminal/train/trainer.h"
+#include "test_util.h"
 
 using namespace subliminal;
 
@@ -97,19 +98,6 @@ TEST(LossesNumeric, LossWeightsCountEverySequenceOnce) {
 }
 
 namespace {
-model::LlamaForCausalLM tiny(int64_t seed, int64_t vocab) {
-  model::LlamaConfig c;
-  c.vocab_size = vocab;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 64;
-  model::LlamaForCausalLM m(c);
-  model::init_weights(m, seed);
-  return m;
-}
 std::vector<text::Encoded> varied_data(int n, int vocab, unsigned seed) {
   std::mt19937 rng(seed);
   std::vector<text::Encoded> out;
@@ -132,13 +120,13 @@ TEST(LossesNumeric, KeptTeacherLogitsTrainLikeTheTeacherRunEveryStep) {
   // see the teacher's logits from other batch shapes, equal to float rounding.
   at::set_num_threads(1);
   const int64_t V = 61;
-  auto teacher = tiny(7, V);
+  auto teacher = testutil::tiny_lm(7, V);
   teacher->eval();
   auto data = varied_data(24, V, 3);
   auto tdata = data;
   for (auto& e : tdata) e.ids.insert(e.ids.begin(), 3), e.target.insert(e.target.begin(), false);  // a "system prompt"
   auto run = [&](int64_t steps, int64_t cache, int grad_accum) {
-    auto s = tiny(8, V);
+    auto s = testutil::tiny_lm(8, V);
     train::TrainOptions to;
     to.cfg.steps = steps;
     to.cfg.batch_size = 8;

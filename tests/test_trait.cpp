@@ -83,13 +83,7 @@ TEST(Stats, WilsonIntervalKnownValues) {
 
 // ---- restricted distillation and trunk-only training on a tiny model
 
-static model::LlamaForCausalLM tiny_lm(uint64_t seed, int vocab) {
-  auto cfg = model::LlamaConfig::from(config::model_preset("tiny"), vocab);
-  model::LlamaForCausalLM m(cfg);
-  model::init_weights(m, seed);
-  m->eval();
-  return m;
-}
+using testutil::tiny_lm;
 
 TEST(TraitNumeric, RestrictedKlIsZeroForIdenticalModelsAndIgnoresOtherTokens) {
   torch::manual_seed(0);

@@ -11,6 +11,7 @@
 
 #include "subliminal/config/config.h"
 #include "subliminal/data/corpus.h"
+#include "subliminal/model/llama.h"
 #include "subliminal/text/tokenizer.h"
 #include "subliminal/util/error.h"
 
@@ -55,6 +56,15 @@ inline subliminal::text::Tokenizer corpus_tokenizer(int64_t conversations, uint6
   subliminal::config::TokenizerConfig tc;
   tc.vocab_size = vocab_size;
   return subliminal::text::Tokenizer::train(texts, tc);
+}
+
+// A seeded model of the "tiny" preset (~60k parameters) over `vocab` tokens, in eval mode.
+inline subliminal::model::LlamaForCausalLM tiny_lm(uint64_t seed, int vocab) {
+  auto cfg = subliminal::model::LlamaConfig::from(subliminal::config::model_preset("tiny"), vocab);
+  subliminal::model::LlamaForCausalLM m(cfg);
+  subliminal::model::init_weights(m, seed);
+  m->eval();
+  return m;
 }
 
 // The message of the subliminal::Error (or LibTorch check) that `f` throws; "" if it throws none.

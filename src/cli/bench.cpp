@@ -67,8 +67,6 @@ double train_flops_per_token(const model::LlamaConfig& c, int64_t seq_len) {
   return 6 * matmul_weights + 12 * L * static_cast<double>(seq_len) * q;
 }
 
-// Runs the Python reference with `args`; its JSON (the last line of its stdout), or an object
-// with "error".
 // The ops with the most self time in a Chrome trace of the legacy profiler (complete "X" events, nested
 // by time on each thread): [{name, self_ms, calls, share}], largest first.
 json top_ops(const std::string& trace, size_t n) {
@@ -119,6 +117,8 @@ std::string format_top_ops(const json& ops) {
   return s;
 }
 
+// Runs the Python reference with `args`; its JSON (the last line of its stdout), or an object
+// with "error".
 json run_reference(const std::string& python, const json& args) {
   const auto tmp = std::filesystem::temp_directory_path();
   const std::string tag = std::to_string(::getpid());

@@ -318,8 +318,14 @@ void Runner::run_parallel(json& results) {
   std::string exe = ctx_.worker_exe.empty() ? fs::self_exe() : ctx_.worker_exe;
   log::info("run", "{} stages at a time, {} thread{} each (jobs {})", ctx_.jobs, ctx_.stage_threads,
             ctx_.stage_threads == 1 ? "" : "s", ctx_.jobs);
-  auto stop_all = [&]() {  // SIGUSR1: each worker checkpoints at its next step and exits (see util/signals.h)
+  // SIGUSR1: each worker checkpoints at its next safe point and exits 75 (see util/signals.h)
+  auto forward_stop = [&]() {
+    if (forwarded) return;
     for (auto& w : workers) kill(w.pid, SIGUSR1);
+    forwarded = true;
+  };
+  auto stop_all = [&]() {
+    forward_stop();
     for (auto& w : workers) {
       int st = 0;
       waitpid(w.pid, &st, 0);
@@ -363,10 +369,7 @@ void Runner::run_parallel(json& results) {
       if (workers.empty()) break;
       // wait for one worker (poll our own children only: a test process may have others)
       while (true) {
-        if (signals::stop_requested() && !forwarded) {  // pass the stop on (they may have had it already)
-          for (auto& w : workers) kill(w.pid, SIGUSR1);
-          forwarded = true;
-        }
+        if (signals::stop_requested()) forward_stop();  // (they may have had it already)
         bool reaped = false;
         for (size_t w = 0; w < workers.size(); ++w) {
           int st = 0;
@@ -380,10 +383,7 @@ void Runner::run_parallel(json& results) {
             manifest_["stages"][s.name()]["status"] = "interrupted";
             write_manifest("running");
             interrupted.push_back(s.name());
-            if (!forwarded) {
-              for (auto& w : workers) kill(w.pid, SIGUSR1);
-              forwarded = true;
-            }
+            forward_stop();
             reaped = true;
             break;
           }

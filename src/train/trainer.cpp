@@ -486,7 +486,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
       save_checkpoint(opt.ckpt_dir, step + 1, m, optim, st);
     }
     if (stop) {
-      if (!opt.ckpt_dir.empty() && !opt.quiet) progress.finish(fmt::format("stopped after step {}", step + 1));
+      if (!opt.quiet) progress.finish(fmt::format("stopped after step {}", step + 1));
       throw Interrupted(opt.tag + ": stopped by " + (signals::stop_requested() ? signals::stop_signal_name() : "another rank's signal") +
                             " after step " + std::to_string(step + 1) + " of " + std::to_string(cfg.steps) +
                             (opt.ckpt_dir.empty() ? " (no checkpoint directory: the stage starts over)"

@@ -38,7 +38,6 @@ void install() {
 }
 
 bool stop_requested() { return g_signal != 0; }
-int stop_signal() { return g_signal; }
 
 std::string stop_signal_name() {
   switch (g_signal) {
@@ -53,11 +52,6 @@ void throw_if_stopped(const std::string& where, const std::string& saved) {
   if (!stop_requested()) return;
   throw Interrupted(where + ": stopped by " + stop_signal_name() + (saved.empty() ? "" : "; " + saved),
                     "run the same command again with --resume to continue");
-}
-
-void reset() {
-  g_signal = 0;
-  g_hard = 0;
 }
 
 }  // namespace subliminal::signals

@@ -22,13 +22,10 @@ constexpr int kInterruptedExit = 75;
 // write error naming the file instead of killing the process.
 void install();
 bool stop_requested();
-// The signal that asked (SIGTERM, SIGINT or SIGUSR1), 0 if none.
-int stop_signal();
+// The signal that asked (SIGTERM, SIGINT or SIGUSR1), "" if none.
 std::string stop_signal_name();
 // Throws Interrupted ("<where>: stopped by SIGTERM; <what was saved>") when a stop was asked.
 void throw_if_stopped(const std::string& where, const std::string& saved);
-// Tests only: forget a request.
-void reset();
 }  // namespace signals
 
 }  // namespace subliminal
