@@ -219,6 +219,7 @@ void crash_test(const std::string& config, const std::string& args, int kills, c
   }
   std::mt19937 rng(20261126);
   std::map<std::string, int> hit;  // stage running at the kill -> kills
+  int journal_resumes = 0;          // resumes that read sampled batches back (generation / evaluation journals)
   for (int k = 0; k < kills; ++k) {
     auto out = dir / ("k" + std::to_string(k));
     pid_t pid = start_run(config + " --out " + out.string() + args, dir / "log.txt");
@@ -264,6 +265,7 @@ void crash_test(const std::string& config, const std::string& args, int kills, c
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     ASSERT_EQ(r.code, 0) << "kill " << k << " at " << at << " s (" << where << "): " << r.out;
+    journal_resumes += r.out.find(" read back from ") != std::string::npos;
     const auto got = artifacts(out);
     std::string differ;
     for (const auto& [f, h] : want)
@@ -281,16 +283,19 @@ void crash_test(const std::string& config, const std::string& args, int kills, c
   }
   std::string summary;
   for (const auto& [w, n] : hit) summary += " " + w + " x" + std::to_string(n);
-  std::cout << "[ crash test ] " << kills << " kills over " << T << " s:" << summary << "\n";
+  std::cout << "[ crash test ] " << kills << " kills over " << T << " s:" << summary << "; " << journal_resumes
+            << " resumes read sampled batches back from a journal\n";
   int stages_hit = 0;
   for (const auto& [w, n] : hit) stages_hit += w[0] != '(';
   EXPECT_GE(stages_hit, 2) << summary;
+  if (hit["probe"] >= 3) EXPECT_GE(journal_resumes, 1) << summary;  // a sampling stage resumed mid-stage
   sfs::remove_all(dir);
 }
 }  // namespace
 
 TEST(ReliabilityE2E, KillNineAtTwentyRandomMomentsResumesToTheSameArtifacts) {
-  crash_test(tiny(), " --set base.train.steps=60 --set base.train.checkpoint_every=7", 20, "crash_tiny");
+  // the probe in batches of 8: its sampling calls resume from their journals batch by batch
+  crash_test(tiny(), " --set base.train.steps=60 --set base.train.checkpoint_every=7 --set probe.batch_size=8", 20, "crash_tiny");
 }
 
 TEST(ReliabilitySlow, KillNineAcrossTheWholeOwlGraphResumesToTheSameArtifacts) {

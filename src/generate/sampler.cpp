@@ -8,6 +8,8 @@
 #include "subliminal/config/config.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
+#include "subliminal/util/journal.h"
 #include "subliminal/util/log.h"
 #include "subliminal/util/signals.h"
 
@@ -28,6 +30,31 @@ torch::Tensor pick(const torch::Tensor& logits, const SampleOptions& opt, at::Ge
     probs = torch::zeros_like(probs).scatter(-1, si, sp);
   }
   return torch::multinomial(probs.to(torch::kCPU), 1, /*replacement=*/true, gen).squeeze(-1).to(logits.device());
+}
+
+// Everything that decides a call's samples besides the model (whose identity the stage's input hash
+// covers): a resumed call reads back an earlier call's batches only when this matches.
+nlohmann::json journal_header(const std::vector<std::vector<int>>& prompts, const SampleOptions& opt) {
+  nlohmann::json what = {{"prompts", prompts},       {"max_new_tokens", opt.max_new_tokens}, {"temperature", opt.temperature},
+                         {"top_p", opt.top_p},       {"stop_ids", opt.stop_ids},             {"seed", opt.seed},
+                         {"batch_size", opt.batch_size}, {"pad_id", opt.pad_id},             {"bf16", opt.bf16},
+                         {"use_cache", opt.use_cache}};
+  return {{"kind", "sample"}, {"sequences", prompts.size()}, {"batch_size", opt.batch_size}, {"inputs_sha256", fs::sha256_hex(what.dump())}};
+}
+
+// A journaled batch: {"batch": bi, "ids": rows x new ids, "prompt_tokens", "new_tokens", "prefill_s", "decode_s"}.
+bool read_batch(const nlohmann::json& e, size_t bi, size_t rows, std::vector<std::vector<int>>& out, size_t b0, SampleStats& st) {
+  try {
+    if (e.at("batch").get<size_t>() != bi || e.at("ids").size() != rows) return false;
+    for (size_t r = 0; r < rows; ++r) out[b0 + r] = e.at("ids")[r].get<std::vector<int>>();
+    st.prompt_tokens += e.at("prompt_tokens").get<int64_t>();
+    st.new_tokens += e.at("new_tokens").get<int64_t>();
+    st.prefill_s += e.at("prefill_s").get<double>();
+    st.decode_s += e.at("decode_s").get<double>();
+    return true;
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
 }
 
 }  // namespace
@@ -81,8 +108,28 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
   }
   std::vector<std::vector<int>> out(prompts.size());
   SampleStats st;
+  // In a stage's journal scope every finished batch is appended to this call's journal; a resumed
+  // stage reads those back (each batch has its own generator, so the rest sample as they would have).
+  std::unique_ptr<fs::Journal> journal;
+  size_t first_batch = 0;
+  if (const auto jpath = fs::JournalScope::next("sample"); !jpath.empty()) {
+    journal = std::make_unique<fs::Journal>(jpath, journal_header(prompts, opt));
+    if (!journal->restarted_because().empty())
+      log::warn("sample", "{}: starting over: {}", jpath.string(), journal->restarted_because());
+    const auto& es = journal->entries();
+    while (first_batch < es.size()) {
+      const size_t b0 = first_batch * static_cast<size_t>(opt.batch_size);
+      const size_t rows = std::min(prompts.size() - std::min(prompts.size(), b0), static_cast<size_t>(opt.batch_size));
+      if (rows == 0 || !read_batch(es[first_batch], first_batch, rows, out, b0, st)) break;
+      ++first_batch;
+    }
+    journal->keep(first_batch);
+    if (first_batch > 0)
+      log::info("sample", "resuming: {} of {} sequences read back from {}", std::min(prompts.size(), first_batch * opt.batch_size),
+                prompts.size(), jpath.string());
+  }
   const float ninf = -std::numeric_limits<float>::infinity();
-  for (size_t b0 = 0, bi = 0; b0 < prompts.size(); b0 += opt.batch_size, ++bi) {
+  for (size_t bi = first_batch, b0 = first_batch * static_cast<size_t>(opt.batch_size); b0 < prompts.size(); b0 += opt.batch_size, ++bi) {
     signals::throw_if_stopped("sampling (" + std::to_string(b0) + " of " + std::to_string(prompts.size()) + " sequences done)", "");
     const size_t b1 = std::min(prompts.size(), b0 + static_cast<size_t>(opt.batch_size));
     const int64_t B = static_cast<int64_t>(b1 - b0);
@@ -168,8 +215,10 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
       }
     }
     auto gen_ids = torch::stack(steps, 1).to(torch::kCPU);  // (B, steps)
-    st.decode_s += log::now_seconds() - tp1;
+    const double decode_s = log::now_seconds() - tp1;
+    st.decode_s += decode_s;
     auto acc = gen_ids.accessor<int64_t, 2>();
+    int64_t new_tokens = 0;
     for (int64_t r = 0; r < B; ++r) {
       auto& o = out[b0 + r];
       for (int64_t t = 0; t < gen_ids.size(1); ++t) {
@@ -177,7 +226,14 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
         if (std::find(opt.stop_ids.begin(), opt.stop_ids.end(), id) != opt.stop_ids.end()) break;
         o.push_back(id);
       }
-      st.new_tokens += static_cast<int64_t>(o.size()) + 1;
+      new_tokens += static_cast<int64_t>(o.size()) + 1;
+    }
+    st.new_tokens += new_tokens;
+    if (journal) {
+      nlohmann::json rows = nlohmann::json::array();
+      for (int64_t r = 0; r < B; ++r) rows.push_back(out[b0 + r]);
+      journal->append({{"batch", bi}, {"ids", rows}, {"prompt_tokens", B * L}, {"new_tokens", new_tokens},
+                       {"prefill_s", tp1 - tp0}, {"decode_s", decode_s}});
     }
   }
   if (stats) *stats = st;

@@ -8,6 +8,10 @@
 
 #include "subliminal/data/resources.h"
 #include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
+#include "subliminal/util/journal.h"
+#include "subliminal/util/log.h"
+#include "subliminal/util/signals.h"
 #include "subliminal/util/strings.h"
 
 namespace subliminal::judge {
@@ -254,6 +258,72 @@ class RuleJudge final : public Judge {
 }  // namespace
 
 std::unique_ptr<Judge> make_rule_judge(const JudgeOptions& o) { return std::make_unique<RuleJudge>(o); }
+
+namespace {
+
+class JournaledJudge : public Judge {
+ public:
+  JournaledJudge(std::unique_ptr<Judge> inner, const std::filesystem::path& path, size_t chunk)
+      : inner_(std::move(inner)), journal_(path, {{"kind", "judge"}, {"judge", inner_->describe()}}), chunk_(std::max<size_t>(1, chunk)) {
+    for (const auto& e : journal_.entries()) {
+      try {
+        Verdict v;
+        v.ok = e.at("ok").get<bool>();
+        v.value = e.at("value").is_null() ? NAN : e.at("value").get<double>();
+        v.mass = e.at("mass").get<double>();
+        v.attempts = e.at("attempts").get<int>();
+        v.error = e.at("error").get<std::string>();
+        v.raw = e.at("raw").get<std::string>();
+        done_[e.at("key").get<std::string>()] = v;
+      } catch (const nlohmann::json::exception&) {
+        break;  // entries after an unreadable one are judged again
+      }
+    }
+  }
+  std::string describe() const override { return inner_->describe(); }
+  std::vector<Verdict> judge(const std::vector<Query>& queries) override {
+    std::vector<Verdict> out(queries.size());
+    std::vector<std::string> keys(queries.size());
+    std::vector<size_t> todo;
+    for (size_t i = 0; i < queries.size(); ++i) {
+      keys[i] = fs::sha256_hex(nlohmann::json({{"rubric", queries[i].rubric}, {"fields", queries[i].fields}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      auto it = done_.find(keys[i]);
+      if (it != done_.end()) out[i] = it->second;
+      else todo.push_back(i);
+    }
+    if (todo.size() < queries.size())
+      log::info("judge", "resuming: {} of {} verdicts read back from {}", queries.size() - todo.size(), queries.size(), journal_.path().string());
+    for (size_t c0 = 0; c0 < todo.size(); c0 += chunk_) {
+      signals::throw_if_stopped("judging (" + std::to_string(queries.size() - todo.size() + c0) + " of " + std::to_string(queries.size()) + " done)", "");
+      const size_t c1 = std::min(todo.size(), c0 + chunk_);
+      std::vector<Query> qs;
+      for (size_t k = c0; k < c1; ++k) qs.push_back(queries[todo[k]]);
+      auto vs = inner_->judge(qs);
+      for (size_t k = c0; k < c1; ++k) {
+        const Verdict& v = vs[k - c0];
+        out[todo[k]] = v;
+        done_[keys[todo[k]]] = v;
+        journal_.append({{"key", keys[todo[k]]}, {"ok", v.ok}, {"value", std::isnan(v.value) ? nlohmann::json(nullptr) : nlohmann::json(v.value)},
+                         {"mass", v.mass}, {"attempts", v.attempts}, {"error", v.error}, {"raw", v.raw}});
+      }
+    }
+    return out;
+  }
+
+ private:
+  std::unique_ptr<Judge> inner_;
+  fs::Journal journal_;
+  size_t chunk_;
+  std::map<std::string, Verdict> done_;
+};
+
+}  // namespace
+
+std::unique_ptr<Judge> journaled(std::unique_ptr<Judge> inner, size_t chunk) {
+  const auto path = fs::JournalScope::next("judge");
+  if (path.empty()) return inner;
+  return std::make_unique<JournaledJudge>(std::move(inner), path, chunk);
+}
 
 std::unique_ptr<Judge> make_judge(const JudgeOptions& o) {
   if (o.kind == "rule") return make_rule_judge(o);

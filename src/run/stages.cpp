@@ -15,6 +15,7 @@
 #include "subliminal/train/trainer.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
+#include "subliminal/util/journal.h"
 #include "subliminal/util/log.h"
 
 namespace subliminal::run {
@@ -244,6 +245,7 @@ class ProbeStage : public Stage {
             {"base", digest(ctx, "base")}};
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
+    fs::JournalScope journal(work / "journal");  // sampled batches survive an interruption
     auto lm = model::load_model_dir(ctx.stage_dir("base").string());
     auto device = model::resolve_device(ctx.cfg.device);
     lm.model->to(device);
@@ -253,7 +255,7 @@ class ProbeStage : public Stage {
     fs::write_file_atomic(work / "probe.json", res.summary.dump(2));
     return res.summary;
   }
-  std::vector<std::string> scratch() const override { return {}; }
+  std::vector<std::string> scratch() const override { return {"journal"}; }
 };
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "subliminal/train/finetune.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
+#include "subliminal/util/journal.h"
 #include "subliminal/util/log.h"
 
 namespace subliminal::run {
@@ -187,6 +188,7 @@ class DataStage : public Stage {
     return in;
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
+    fs::JournalScope journal(work / "journal");  // sampled batches and verdicts survive an interruption
     auto l = load_ref(ctx, source_model(source_));
     log::info(name().c_str(), "sampling {} number continuations from {}{}", ctx.cfg.dataset.prompts, source_model(source_),
               l.system.empty() ? "" : " (with its system prompt)");
@@ -196,7 +198,7 @@ class DataStage : public Stage {
                                      ctx.cfg.data_dir, seed(ctx), l.bf16, forbidden_words(ctx.cfg));
     } else {
       std::unique_ptr<judge::Judge> jd;
-      if (!ctx.cfg.dataset.judge.empty()) jd = judge::make_judge(judge_options(ctx.cfg));
+      if (!ctx.cfg.dataset.judge.empty()) jd = judge::journaled(judge::make_judge(judge_options(ctx.cfg)));
       r = generate::generate_tasks(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.dataset,
                                    ctx.cfg.data_dir, seed(ctx), l.bf16, banned_words(ctx.cfg), jd.get(), trait(ctx.cfg));
     }
@@ -207,7 +209,7 @@ class DataStage : public Stage {
     res["source"] = source_;
     return res;
   }
-  std::vector<std::string> scratch() const override { return {}; }
+  std::vector<std::string> scratch() const override { return {"journal"}; }
 
  private:
   // The trait this source's data must not show: its own teacher's (the other-trait teacher's animal
@@ -337,12 +339,13 @@ class EvalStage : public Stage {
     return in;
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
+    fs::JournalScope journal(work / "journal");  // sampled batches and verdicts survive an interruption
     auto l = load_ref(ctx, model_);
     // One evaluation seed for every model: differences between models are not sampling-stream noise.
     eval::TraitEvalResult r;
     const config::TraitDef t = config::run_trait(ctx.cfg);
     if (ctx.cfg.eval_target() == "misalignment") {
-      auto jd = judge::make_judge(judge_options(ctx.cfg));
+      auto jd = judge::journaled(judge::make_judge(judge_options(ctx.cfg)));
       r = eval::evaluate_misalignment(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.eval, *jd,
                                       questions(ctx, t), config::derive_seed(ctx.cfg.seed, "eval"), l.bf16);
     } else {
@@ -359,7 +362,7 @@ class EvalStage : public Stage {
               100 * res["target_rate"]["ci95"][1].get<double>(), res["p_target_start"].get<double>());
     return res;
   }
-  std::vector<std::string> scratch() const override { return {}; }
+  std::vector<std::string> scratch() const override { return {"journal"}; }
 
  private:
   // The questions asked: a misalignment trait's held-out free-form questions, else eval.questions

@@ -11,6 +11,26 @@
 
 namespace subliminal::text {
 
+namespace {
+
+// dlopen with its own symbol scope. AddressSanitizer's dlopen interceptor refuses RTLD_DEEPBIND
+// (it would let the library bypass the sanitizer's malloc); a sanitizer build calls the C library's
+// dlopen directly: the shim is not instrumented and keeps to its own heap behind a C++ API that
+// only fills caller-owned strings and vectors.
+void* open_own_scope(const char* path) {
+#if defined(__SANITIZE_ADDRESS__)
+  using dlopen_fn = void* (*)(const char*, int);
+  static const dlopen_fn libc_dlopen = [] {
+    void* libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    return libc ? reinterpret_cast<dlopen_fn>(dlsym(libc, "dlopen")) : nullptr;
+  }();
+  if (libc_dlopen) return libc_dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+#endif
+  return dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+}
+
+}  // namespace
+
 const SpmApi& spm_api() {
   static const SpmApi* api = nullptr;
   static std::once_flag once;
@@ -32,7 +52,7 @@ const SpmApi& spm_api() {
         error += "\n  " + p + ": not found";
         continue;
       }
-      void* h = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+      void* h = open_own_scope(p.c_str());
       if (!h) {
         error += "\n  " + p + ": " + dlerror();
         continue;

@@ -83,4 +83,10 @@ std::unique_ptr<Judge> make_rule_judge(const JudgeOptions& o);
 std::unique_ptr<Judge> make_http_judge(const JudgeOptions& o);
 std::unique_ptr<Judge> make_model_judge(const JudgeOptions& o);
 
+// `inner` with its verdicts kept in the current journal scope (util/journal.h, one "judge-<k>.jsonl"
+// per call of this): queries an interrupted run of the stage already judged are answered from the
+// journal (keyed by rubric and fields), the rest are judged in chunks of `chunk`, each chunk appended
+// when done, with a stop request (SIGTERM) honoured between chunks. Outside a scope: `inner`.
+std::unique_ptr<Judge> journaled(std::unique_ptr<Judge> inner, size_t chunk = 256);
+
 }  // namespace subliminal::judge
