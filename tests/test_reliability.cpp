@@ -14,6 +14,7 @@
 
 #include <spdlog/fmt/fmt.h>
 
+#include "subliminal/config/config.h"
 #include "subliminal/data/chat.h"
 #include "subliminal/run/runner.h"
 #include "subliminal/util/fs.h"
@@ -355,5 +356,26 @@ TEST(HostileInput, FuzzerFindingsAreCleanErrors) {
   auto r = testutil::run_cli("validate " + (tmp / "c.json").string());
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find((tmp / "c.json").string()), std::string::npos) << r.out;
+  sfs::remove_all(tmp);
+}
+
+// Names a config turns into folders (runs/<name>, sweeps/<name>) cannot leave them or smuggle in a
+// NUL; input paths (trait files, checkpoints, data) are the user's to choose and are only read.
+TEST(HostileInput, NamesCannotEscapeTheirFolder) {
+  for (const std::string& bad : std::vector<std::string>{"..", ".", "", "../elsewhere", "a/b", std::string("a\0b", 3), "a\\b", "tab\there"}) {
+    const std::string msg = testutil::error_of([&] { config::parse_config({{"name", bad}}, "cfg.json"); });
+    EXPECT_NE(msg.find("cfg.json"), std::string::npos) << json(bad).dump() << ": " << msg;
+    EXPECT_NE(msg.find("$.name"), std::string::npos) << json(bad).dump() << ": " << msg;
+  }
+  EXPECT_EQ(testutil::error_of([] { config::parse_config({{"name", "owl-2026.v1"}}, "cfg.json"); }), "");
+  auto tmp = testutil::temp_dir("hostile_names");
+  for (const std::string body : {R"({"name": "..", "grid": {"seed": [1, 2]}})", R"({"name": 5, "grid": {"seed": [1, 2]}})",
+                                 R"({"name": "x/y", "grid": {"seed": [1, 2]}})"}) {
+    fs::write_file_atomic(tmp / "s.json", body);
+    auto r = testutil::run_cli("sweep " + (tmp / "s.json").string() + " --plan");
+    EXPECT_EQ(r.code, 2) << body << ": " << r.out;
+    EXPECT_NE(r.out.find("$.name"), std::string::npos) << body << ": " << r.out;
+  }
+  EXPECT_FALSE(sfs::exists(tmp / "sweeps"));
   sfs::remove_all(tmp);
 }

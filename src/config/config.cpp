@@ -92,6 +92,11 @@ static void validate_lora(const LoraConfig& l, const std::string& file, const st
   one_of(l.base_dtype, {"auto", "fp32", "bf16"}, file, p + ".base_dtype");
 }
 
+bool plain_name(const std::string& s) {
+  if (s.empty() || s == "." || s == ".." || s.size() > 255) return false;
+  return std::none_of(s.begin(), s.end(), [](char ch) { return ch == '/' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f; });
+}
+
 bool valid_device_name(const std::string& s) {
   if (s == "cpu" || s == "cuda" || s == "auto") return true;
   if (s.rfind("cuda:", 0) != 0 || s.size() == 5 || s.size() > 8) return false;
@@ -99,8 +104,8 @@ bool valid_device_name(const std::string& s) {
 }
 
 void validate(const RunConfig& c, const std::string& file) {
-  check(!c.name.empty() && c.name.find('/') == std::string::npos && c.name != "." && c.name != "..", file,
-        "$.name", "expected a non-empty name without '/', got " + str(c.name));
+  check(plain_name(c.name), file, "$.name",
+        "expected a plain folder name (not empty, '.' or '..'; no '/', '\\' or control characters; at most 255 bytes), got " + str(c.name));
   one_of(c.experiment, {"trait_transfer", "pretrain", "mnist_aux"}, file, "$.experiment");
   check(c.threads >= 0 && c.threads <= 1024, file, "$.threads", "expected 0 (all cores) .. 1024, got " + str(c.threads));
   check(c.jobs >= 0 && c.jobs <= 256, file, "$.jobs", "expected 0 (one per core on CPU, 1 on CUDA) .. 256, got " + str(c.jobs));

@@ -57,8 +57,11 @@ Sweep load_sweep(const std::string& file, const std::string& dir, const std::vec
       throw ConfigError(file + ": unknown key \"" + it.key() + "\"", "known: name, base, set, grid, zip, slurm");
   Sweep s;
   s.file = file;
+  if (sw.contains("name") && !sw["name"].is_string()) throw ConfigError(file + ": $.name: expected a string, got " + sw["name"].dump());
   s.name = sw.value("name", sfs::path(file).stem().string());
-  if (s.name.empty() || s.name.find('/') != std::string::npos) throw ConfigError(file + ": $.name must be a non-empty name without '/'");
+  if (!config::plain_name(s.name))
+    throw ConfigError(file + ": $.name: expected a plain folder name (not empty, '.' or '..'; no '/', '\\' or control characters), got " +
+                      ojson(s.name).dump());
   s.dir = dir.empty() ? sfs::path("sweeps") / s.name : sfs::path(dir);
 
   // The base config: built in, or relative to the sweep file, else to the working directory.

@@ -507,6 +507,9 @@ struct RunConfig {
   }
 };
 
+// A name used as one folder name (runs/<name>, sweeps/<name>): not empty, "." or ".."; no '/', '\\' or
+// control characters; at most 255 bytes. So a config cannot write outside the folder it names.
+bool plain_name(const std::string& s);
 // cpu, cuda, cuda:N (N a device index) or auto.
 bool valid_device_name(const std::string& s);
 
