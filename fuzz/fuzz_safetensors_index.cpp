@@ -1,5 +1,6 @@
 // Fuzzes the sharded-checkpoint index (model.safetensors.index.json): the weight map's shard names
 // (missing, escaping the folder, not strings), tensors missing from or extra to their shard.
+#include <ATen/Functions.h>
 #include <c10/util/Exception.h>
 
 #include <filesystem>

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes the file parsers with libFuzzer (clang), under AddressSanitizer and UBSan:
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]      (default 60)
-# Targets: fuzz/fuzz_{idx,safetensors,jsonl}.cpp. Builds into build-fuzz/, seeds each corpus with
-# valid files, runs each target for the given time, and prints the executions and any finding.
+# Targets: fuzz/fuzz_{idx,safetensors,safetensors_index,jsonl,config,tokenizer_json}.cpp. Builds into
+# build-fuzz/, seeds each corpus with valid files, runs each target for the given time, and prints the
+# executions and any finding. The config target links the embedded resources of build/ (scripts/setup.sh).
 # Crashing inputs are written to build-fuzz/<target>.findings/crash-*; keep each one as a regression test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,10 @@ build() {  # target, sources..., extra flags
 build fuzz_idx src/mnist/idx.cpp src/util/fs.cpp $TORCH -lz -lfmt
 build fuzz_jsonl src/data/chat.cpp src/util/fs.cpp $TORCH -lfmt
 build fuzz_safetensors src/model/safetensors.cpp src/util/fs.cpp $TORCH -lfmt
+build fuzz_safetensors_index src/model/safetensors.cpp src/util/fs.cpp $TORCH -lfmt
+[ -f build/embedded_resources.cpp ] || scripts/setup.sh
+build fuzz_config src/config/*.cpp src/data/resources.cpp src/util/fs.cpp build/embedded_resources.cpp -lfmt
+build fuzz_tokenizer_json src/text/bpe.cpp src/text/tokenizer.cpp src/text/spm_loader.cpp src/util/fs.cpp $(pkg-config --cflags --libs libpcre2-8 libutf8proc) -ldl -lfmt
 
 # seed corpora: valid files of each format
 python3 - "$OUT" <<'PY'
@@ -50,15 +55,44 @@ put("fuzz_safetensors", "ints.safetensors", st({"i": ("I64", [2], struct.pack("<
 put("fuzz_jsonl", "chat.jsonl", b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "1, 2, 3"}]}\n'
     b'{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n')
 put("fuzz_jsonl", "pc.jsonl", b'{"prompt": "p", "completion": "c"}\n\n')
+idx = {"metadata": {"total_size": 44}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00001-of-00002.safetensors",
+                                                     "c": "model-00002-of-00002.safetensors"}}
+put("fuzz_safetensors_index", "index.json", json.dumps(idx).encode())
+for f in ["configs/default.json", "tests/configs/tiny.json", "tests/configs/tiny_trait.json", "configs/paper/mnist_aux_logits.json",
+          "configs/paper/owl_cot.json"]:
+    if os.path.exists(f): put("fuzz_config", os.path.basename(f), open(f, "rb").read())
+put("fuzz_config", "sets.json", json.dumps({"name": "x", "experiment": "pretrain", "seed": 3, "base": {"model": {"preset": "tiny"},
+    "train": {"steps": 2, "lr": 1e-3}}, "probe": {"enabled": True, "batch_size": 0}}).encode())
+# a byte-level BPE tokenizer.json: the 256 byte symbols (GPT-2's mapping), a few merges, added tokens
+bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+cs, n = bs[:], 0
+for b in range(256):
+    if b not in bs: bs.append(b); cs.append(256 + n); n += 1
+sym = [chr(c) for c in cs]
+vocab = {s: i for i, s in enumerate(sym)}
+merges = []
+for a, b in [("h", "e"), ("l", "l"), ("he", "ll"), ("\u0120", "w"), ("o", "r")]:
+    vocab[a + b] = len(vocab); merges.append(a + " " + b)
+tj = {"version": "1.0", "added_tokens": [{"id": len(vocab), "content": "<|im_end|>", "special": True},
+                                         {"id": len(vocab) + 1, "content": "<|im_start|>", "special": True}],
+      "normalizer": None, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+      "post_processor": None, "decoder": {"type": "ByteLevel"},
+      "model": {"type": "BPE", "vocab": vocab, "merges": merges, "ignore_merges": False}}
+put("fuzz_tokenizer_json", "bytelevel.json", json.dumps(tj).encode())
+tj["normalizer"] = {"type": "NFC"}
+tj["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\p{N}"}, "behavior": "Isolated"},
+                                                             {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]}
+put("fuzz_tokenizer_json", "qwen_like.json", json.dumps(tj).encode())
 PY
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-alloc_dealloc_mismatch=0:detect_leaks=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 status=0
-for t in fuzz_idx fuzz_jsonl fuzz_safetensors; do
+TARGETS=${TARGETS:-fuzz_idx fuzz_jsonl fuzz_safetensors fuzz_safetensors_index fuzz_config fuzz_tokenizer_json}
+for t in $TARGETS; do
   mkdir -p "$OUT/$t.findings"
   log="$OUT/$t.log"
-  if (cd "$OUT/$t.findings" && "../$t" -max_total_time="$SECS" -max_len=4096 -timeout=10 -rss_limit_mb=4096 "../${t}_corpus" >"../$t.log" 2>&1); then
+  if (cd "$OUT/$t.findings" && "../$t" -max_total_time="$SECS" -max_len=$([ "$t" = fuzz_tokenizer_json ] && echo 16384 || echo 4096) -timeout=10 -rss_limit_mb=4096 "../${t}_corpus" >"../$t.log" 2>&1); then
     echo "$t: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log" | tail -1), no finding"
   else
     echo "$t: FINDING, see $log and $OUT/$t.findings/crash-*"; status=1

@@ -16,6 +16,8 @@
 
 #include "subliminal/config/config.h"
 #include "subliminal/data/chat.h"
+#include "subliminal/model/safetensors.h"
+#include "subliminal/text/tokenizer.h"
 #include "subliminal/run/runner.h"
 #include "subliminal/util/fs.h"
 #include "subliminal/util/lock.h"
@@ -356,6 +358,22 @@ TEST(HostileInput, FuzzerFindingsAreCleanErrors) {
   auto r = testutil::run_cli("validate " + (tmp / "c.json").string());
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find((tmp / "c.json").string()), std::string::npos) << r.out;
+  // a sharded checkpoint's index naming a shard by a number (nlohmann's type_error escaped)
+  sfs::create_directories(tmp / "model");
+  sfs::copy_file(dir / "safetensors-index-shard-not-a-string.json", tmp / "model" / "model.safetensors.index.json");
+  std::string e = testutil::error_of([&] { model::read_model_weights((tmp / "model").string()); });
+  EXPECT_NE(e.find("model.safetensors.index.json: weight_map[\"metadattotal_size\"] is 44; expected a shard file name"), std::string::npos) << e;
+  // a tokenizer.json added token without its id (out_of_range escaped), and ids out of range
+  const auto tj = (dir / "tokenizer-json-added-token-without-id.json").string();
+  e = testutil::error_of([&] { text::Tokenizer::load(tj); });
+  EXPECT_NE(e.find(tj + ": unexpected tokenizer.json structure"), std::string::npos) << e;
+  EXPECT_NE(e.find("'id' not found"), std::string::npos) << e;
+  for (const char* id : {"-5", "2000000000"}) {
+    fs::write_file_atomic(tmp / "t.json", std::string(R"({"model": {"type": "BPE", "vocab": {"a": )") + id +
+                                              R"(}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}})");
+    e = testutil::error_of([&] { text::Tokenizer::load((tmp / "t.json").string()); });
+    EXPECT_NE(e.find("token \"a\" has id " + std::string(id) + "; expected 0 .. 16777215"), std::string::npos) << e;
+  }
   sfs::remove_all(tmp);
 }
 

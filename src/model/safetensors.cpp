@@ -170,9 +170,12 @@ std::map<std::string, at::Tensor> read_model_weights(const std::string& dir) {
       throw DataError(index.string() + ": missing object \"weight_map\"");
     std::map<std::string, std::vector<std::string>> by_file;
     for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+      const std::string what = index.string() + ": weight_map[" + json(it.key()).dump(-1, ' ', false, json::error_handler_t::replace) + "]";
+      if (!it.value().is_string()) throw DataError(what + " is " + it.value().dump() + "; expected a shard file name (a string)");
       std::string f = it.value().get<std::string>();
-      if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
-        throw DataError(index.string() + ": shard name '" + f + "' must be a plain file name");
+      if (f.empty() || f == "." || f.find('/') != std::string::npos || f.find("..") != std::string::npos || f.find('\0') != std::string::npos)
+        throw DataError(what + ": shard name " + json(f).dump(-1, ' ', false, json::error_handler_t::replace) +
+                        " must be a plain file name in the model folder");
       by_file[f].push_back(it.key());
     }
     for (const auto& [f, names] : by_file) {

@@ -86,6 +86,7 @@ struct BpeTokenizer::Impl {
   mutable std::mutex cache_mu;
   mutable std::unordered_map<std::string, std::vector<int>> cache;
   std::string source;
+  std::string pattern;  // the pre-tokenizer regex, as read
   ~Impl() {
     if (re) pcre2_code_free(re);
   }
@@ -194,14 +195,24 @@ void BpeTokenizer::init_regex(const std::string& pattern) {
 }
 
 static void finish(BpeTokenizer::Impl& im) {
+  constexpr int kMaxId = 1 << 24;  // 16.7M: far above any real vocabulary (Gemma's 262k)
   int n = 0;
-  for (const auto& [s, id] : im.vocab) n = std::max(n, id + 1);
-  for (const auto& a : im.added) n = std::max(n, a.id + 1);
+  auto check_id = [&](const std::string& piece, int id) {
+    if (id < 0 || id >= kMaxId)
+      throw DataError(im.source + ": token " + json(piece).dump(-1, ' ', false, json::error_handler_t::replace) + " has id " +
+                      std::to_string(id) + "; expected 0 .. " + std::to_string(kMaxId - 1));
+  };
+  for (const auto& [s, id] : im.vocab) check_id(s, id), n = std::max(n, id + 1);
+  for (const auto& a : im.added) check_id(a.content, a.id), n = std::max(n, a.id + 1);
   im.id_to_piece.assign(static_cast<size_t>(n), "");
   for (const auto& [s, id] : im.vocab) im.id_to_piece[id] = s;
   for (const auto& a : im.added) im.id_to_piece[a.id] = a.content;
   std::stable_sort(im.added.begin(), im.added.end(), [](const auto& a, const auto& b) { return a.content.size() > b.content.size(); });
 }
+
+// The fields of a parsed tokenizer.json into `im` (a json::exception: a field of the wrong type).
+static void read_tokenizer_json(const json& j, const std::string& path, const std::map<std::string, int>& extra_added,
+                                BpeTokenizer::Impl& im);
 
 BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path, const std::map<std::string, int>& extra_added) {
   json j;
@@ -213,6 +224,19 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path, const st
   BpeTokenizer t;
   auto& im = *t.impl_;
   im.source = path;
+  try {
+    read_tokenizer_json(j, path, extra_added, im);
+  } catch (const json::exception& e) {  // a field of the wrong type or shape
+    throw DataError(path + ": unexpected tokenizer.json structure: " + e.what(), "is it a Hugging Face tokenizers file (tokenizer.json)?");
+  }
+  t.init_regex(im.pattern);
+  finish(im);
+  return t;
+}
+
+static void read_tokenizer_json(const json& j, const std::string& path, const std::map<std::string, int>& extra_added,
+                                BpeTokenizer::Impl& im) {
+  if (!j.is_object()) throw DataError(path + ": expected a JSON object (a Hugging Face tokenizer.json)");
   const json& m = j.value("model", json::object());
   if (m.value("type", std::string()) != "BPE")
     throw DataError(path + ": field \"model.type\" is " + m.value("type", json("missing")).dump() + "; only \"BPE\" is supported here");
@@ -237,9 +261,11 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path, const st
   }
   for (const auto& a : j.value("added_tokens", json::array()))
     im.added.push_back({a.at("content").get<std::string>(), a.at("id").get<int>(), a.value("special", true)});
-  for (const auto& [content, id] : extra_added)
-    if (std::none_of(im.added.begin(), im.added.end(), [&](const Added& a) { return a.content == content; }) && !im.vocab.count(content))
-      im.added.push_back({content, id, true});
+  for (const auto& extra : extra_added) {
+    const std::string& content = extra.first;  // (a structured binding cannot be captured before C++20)
+    if (std::none_of(im.added.begin(), im.added.end(), [&](const BpeTokenizer::Added& a) { return a.content == content; }) && !im.vocab.count(content))
+      im.added.push_back({content, extra.second, true});
+  }
   // normalizer: null, NFC, or a Sequence of NFC
   const json& norm = j.contains("normalizer") ? j["normalizer"] : json(nullptr);
   if (!norm.is_null()) {
@@ -262,7 +288,7 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path, const st
       byte_level = true;
       if (p.value("add_prefix_space", false))
         throw DataError(path + ": field \"pre_tokenizer.add_prefix_space\" true is not supported");
-      if (p.value("use_regex", true) && pattern.empty()) pattern = gpt2_pattern();
+      if (p.value("use_regex", true) && pattern.empty()) pattern = BpeTokenizer::gpt2_pattern();
     } else if (type == "Split" && p.contains("pattern") && p["pattern"].contains("Regex")) {
       pattern = p["pattern"]["Regex"].get<std::string>();
     } else {
@@ -271,10 +297,7 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path, const st
     }
   }
   if (!byte_level) throw DataError(path + ": field \"pre_tokenizer\" is not byte-level (no ByteLevel step)");
-  if (pattern.empty()) pattern = gpt2_pattern();
-  t.init_regex(pattern);
-  finish(im);
-  return t;
+  im.pattern = pattern.empty() ? BpeTokenizer::gpt2_pattern() : pattern;
 }
 
 BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& dir, const std::string& style, const std::map<std::string, int>& extra) {
@@ -290,7 +313,13 @@ BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& dir, const std::
   } catch (const json::exception& e) {
     throw DataError(vpath.string() + ": not valid JSON (" + e.what() + ")");
   }
-  for (auto it = v.begin(); it != v.end(); ++it) im.vocab[it.key()] = it.value().get<int>();
+  if (!v.is_object()) throw DataError(vpath.string() + ": expected an object of token -> id");
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    if (!it.value().is_number_integer())
+      throw DataError(vpath.string() + ": token " + json(it.key()).dump(-1, ' ', false, json::error_handler_t::replace) + " has id " +
+                      it.value().dump() + "; expected an integer");
+    im.vocab[it.key()] = it.value().get<int>();
+  }
   std::istringstream ms(fs::read_file(mpath));
   std::string line;
   int rank = 0, lineno = 0;
