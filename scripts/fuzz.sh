@@ -16,8 +16,10 @@ OUT=build-fuzz
 mkdir -p "$OUT"
 CXX="clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude"
 TORCH="-I/usr/include/torch/csrc/api/include -ltorch -ltorch_cpu -lc10"
-build() {  # target, sources..., extra flags
+TARGETS=${TARGETS:-fuzz_idx fuzz_jsonl fuzz_safetensors fuzz_safetensors_index fuzz_config fuzz_tokenizer_json}
+build() {  # target, sources..., extra flags (only the targets asked for: TARGETS="fuzz_idx fuzz_jsonl" scripts/fuzz.sh)
   local t="$1"; shift
+  case " $TARGETS " in *" $t "*) ;; *) return 0 ;; esac
   if [ ! -x "$OUT/$t" ] || [ -n "$(find fuzz src include -newer "$OUT/$t" -name '*.[ch]*' | head -1)" ]; then
     echo "building $t"
     $CXX "fuzz/$t.cpp" "$@" -o "$OUT/$t"
@@ -88,7 +90,6 @@ PY
 export ASAN_OPTIONS="${ASAN_OPTIONS:-alloc_dealloc_mismatch=0:detect_leaks=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 status=0
-TARGETS=${TARGETS:-fuzz_idx fuzz_jsonl fuzz_safetensors fuzz_safetensors_index fuzz_config fuzz_tokenizer_json}
 for t in $TARGETS; do
   mkdir -p "$OUT/$t.findings"
   log="$OUT/$t.log"

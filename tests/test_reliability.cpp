@@ -17,6 +17,7 @@
 #include "subliminal/config/config.h"
 #include "subliminal/data/chat.h"
 #include "subliminal/model/safetensors.h"
+#include "subliminal/text/bpe.h"
 #include "subliminal/text/tokenizer.h"
 #include "subliminal/run/runner.h"
 #include "subliminal/util/fs.h"
@@ -368,12 +369,36 @@ TEST(HostileInput, FuzzerFindingsAreCleanErrors) {
   e = testutil::error_of([&] { text::Tokenizer::load(tj); });
   EXPECT_NE(e.find(tj + ": unexpected tokenizer.json structure"), std::string::npos) << e;
   EXPECT_NE(e.find("'id' not found"), std::string::npos) << e;
+  // a Sequence pre-tokenizer or normalizer without its list of steps (a missing key read through
+  // nlohmann's const operator[], an assertion in debug builds and undefined behaviour in release ones)
+  const auto seq = (dir / "tokenizer-json-sequence-without-steps.json").string();
+  e = testutil::error_of([&] { text::Tokenizer::load(seq); });
+  EXPECT_NE(e.find(seq + ": unexpected tokenizer.json structure"), std::string::npos) << e;
+  EXPECT_NE(e.find("'pretokenizers' not found"), std::string::npos) << e;
+  fs::write_file_atomic(tmp / "n.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "normalizer": {"type": "Sequence"},
+                                           "pre_tokenizer": {"type": "ByteLevel"}})");
+  e = testutil::error_of([&] { text::Tokenizer::load((tmp / "n.json").string()); });
+  EXPECT_NE(e.find("'normalizers' not found"), std::string::npos) << e;
   for (const char* id : {"-5", "2000000000"}) {
     fs::write_file_atomic(tmp / "t.json", std::string(R"({"model": {"type": "BPE", "vocab": {"a": )") + id +
                                               R"(}, "merges": []}, "pre_tokenizer": {"type": "ByteLevel"}})");
     e = testutil::error_of([&] { text::Tokenizer::load((tmp / "t.json").string()); });
-    EXPECT_NE(e.find("token \"a\" has id " + std::string(id) + "; expected 0 .. 16777215"), std::string::npos) << e;
+    EXPECT_NE(e.find("token \"a\" has id " + std::string(id) + "; expected an integer 0 .. 16777215"), std::string::npos) << e;
   }
+  // an id that is a float far beyond int (narrowing it was undefined behaviour), in tokenizer.json and vocab.json
+  const auto fl = (dir / "tokenizer-json-float-id.json").string();
+  e = testutil::error_of([&] { text::Tokenizer::load(fl); });
+  EXPECT_NE(e.find(fl + ": token \"9\" has id 2.46666"), std::string::npos) << e;
+  sfs::create_directories(tmp / "vm");
+  fs::write_file_atomic(tmp / "vm" / "vocab.json", R"({"a": 0, "b": 1e30})");
+  fs::write_file_atomic(tmp / "vm" / "merges.txt", "a b\n");
+  e = testutil::error_of([&] { text::BpeTokenizer::from_vocab_merges((tmp / "vm").string(), "gpt2", {}); });
+  EXPECT_NE(e.find("vocab.json: token \"b\" has id 1e+30; expected an integer"), std::string::npos) << e;
+  // tokenizer_config.json's added_tokens_decoder keyed by something that is not an id
+  fs::write_file_atomic(tmp / "vm" / "vocab.json", R"({"a": 0, "b": 1})");
+  fs::write_file_atomic(tmp / "vm" / "tokenizer_config.json", R"({"added_tokens_decoder": {"99999999999": {"content": "<x>"}}})");
+  e = testutil::error_of([&] { text::BpeTokenizer::from_vocab_merges((tmp / "vm").string(), "gpt2", {}); });
+  EXPECT_NE(e.find("tokenizer_config.json: token \"<x>\" has id \"99999999999\"; expected an integer"), std::string::npos) << e;
   sfs::remove_all(tmp);
 }
 

@@ -8,6 +8,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
@@ -82,7 +83,10 @@ c10::Device resolve_device(const std::string& name) {
   if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
     if (!cuda) throw ConfigError("device \"" + name + "\" requested but this LibTorch build sees no CUDA device",
                                  "use \"cpu\" or \"auto\", or build against a CUDA LibTorch (README: GPU build)");
-    const int index = name == "cuda" ? 0 : std::stoi(name.substr(5));
+    const std::string digits = name == "cuda" ? "0" : name.substr(5);
+    if (digits.empty() || digits.size() > 3 || !std::all_of(digits.begin(), digits.end(), ::isdigit))
+      throw ConfigError("device \"" + name + "\": expected cpu, auto, cuda or cuda:<index>");
+    const int index = std::stoi(digits);
     const int count = static_cast<int>(torch::cuda::device_count());
     if (index >= count)
       throw ConfigError("device \"" + name + "\": this machine has " + std::to_string(count) + " CUDA device(s)", "use cuda:0 .. cuda:" + std::to_string(count - 1));

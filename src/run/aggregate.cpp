@@ -325,7 +325,7 @@ void resolve(const json& j, const std::vector<std::string>& parts, size_t i, con
     return;
   }
   if (j.is_object() && j.contains(parts[i])) resolve(j[parts[i]], parts, i + 1, fixed, keys, out);
-  else if (j.is_array() && !parts[i].empty() && std::all_of(parts[i].begin(), parts[i].end(), ::isdigit) &&
+  else if (j.is_array() && !parts[i].empty() && parts[i].size() <= 9 && std::all_of(parts[i].begin(), parts[i].end(), ::isdigit) &&
            std::stoul(parts[i]) < j.size())
     resolve(j[std::stoul(parts[i])], parts, i + 1, fixed, keys, out);
 }

@@ -194,16 +194,21 @@ void BpeTokenizer::init_regex(const std::string& pattern) {
   pcre2_jit_compile(impl_->re, PCRE2_JIT_COMPLETE);  // optional speed-up; ignored where unsupported
 }
 
+// A token id read from a file: an integer in 0 .. 2^24-1 (16.7M, far above any real vocabulary:
+// Gemma's is 262k). A float or an out-of-range number is refused before it is narrowed to int.
+static int read_token_id(const json& v, const std::string& path, const std::string& piece) {
+  constexpr int64_t kMaxId = 1 << 24;
+  const int64_t id = v.is_number_integer() ? v.get<int64_t>() : -1;
+  if (!v.is_number_integer() || id < 0 || id >= kMaxId)
+    throw DataError(path + ": token " + json(piece).dump(-1, ' ', false, json::error_handler_t::replace) + " has id " + v.dump() +
+                    "; expected an integer 0 .. " + std::to_string(kMaxId - 1));
+  return static_cast<int>(id);
+}
+
 static void finish(BpeTokenizer::Impl& im) {
-  constexpr int kMaxId = 1 << 24;  // 16.7M: far above any real vocabulary (Gemma's 262k)
   int n = 0;
-  auto check_id = [&](const std::string& piece, int id) {
-    if (id < 0 || id >= kMaxId)
-      throw DataError(im.source + ": token " + json(piece).dump(-1, ' ', false, json::error_handler_t::replace) + " has id " +
-                      std::to_string(id) + "; expected 0 .. " + std::to_string(kMaxId - 1));
-  };
-  for (const auto& [s, id] : im.vocab) check_id(s, id), n = std::max(n, id + 1);
-  for (const auto& a : im.added) check_id(a.content, a.id), n = std::max(n, a.id + 1);
+  for (const auto& [s, id] : im.vocab) n = std::max(n, id + 1);
+  for (const auto& a : im.added) n = std::max(n, a.id + 1);
   im.id_to_piece.assign(static_cast<size_t>(n), "");
   for (const auto& [s, id] : im.vocab) im.id_to_piece[id] = s;
   for (const auto& a : im.added) im.id_to_piece[a.id] = a.content;
@@ -241,7 +246,7 @@ static void read_tokenizer_json(const json& j, const std::string& path, const st
   if (m.value("type", std::string()) != "BPE")
     throw DataError(path + ": field \"model.type\" is " + m.value("type", json("missing")).dump() + "; only \"BPE\" is supported here");
   if (!m.contains("vocab") || !m["vocab"].is_object()) throw DataError(path + ": field \"model.vocab\" must be an object");
-  for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) im.vocab[it.key()] = it.value().get<int>();
+  for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) im.vocab[it.key()] = read_token_id(it.value(), path, it.key());
   int rank = 0;
   for (const auto& e : m.value("merges", json::array())) {
     if (e.is_string()) im.ranks[e.get<std::string>()] = rank++;
@@ -260,7 +265,7 @@ static void read_tokenizer_json(const json& j, const std::string& path, const st
         im.adds_bos = true;
   }
   for (const auto& a : j.value("added_tokens", json::array()))
-    im.added.push_back({a.at("content").get<std::string>(), a.at("id").get<int>(), a.value("special", true)});
+    im.added.push_back({a.at("content").get<std::string>(), read_token_id(a.at("id"), path, a.at("content").get<std::string>()), a.value("special", true)});
   for (const auto& extra : extra_added) {
     const std::string& content = extra.first;  // (a structured binding cannot be captured before C++20)
     if (std::none_of(im.added.begin(), im.added.end(), [&](const BpeTokenizer::Added& a) { return a.content == content; }) && !im.vocab.count(content))
@@ -269,7 +274,7 @@ static void read_tokenizer_json(const json& j, const std::string& path, const st
   // normalizer: null, NFC, or a Sequence of NFC
   const json& norm = j.contains("normalizer") ? j["normalizer"] : json(nullptr);
   if (!norm.is_null()) {
-    std::vector<json> ns = norm.value("type", std::string()) == "Sequence" ? norm["normalizers"].get<std::vector<json>>() : std::vector<json>{norm};
+    std::vector<json> ns = norm.value("type", std::string()) == "Sequence" ? norm.at("normalizers").get<std::vector<json>>() : std::vector<json>{norm};
     for (const auto& n : ns) {
       if (n.value("type", std::string()) == "NFC") im.nfc = true;
       else throw DataError(path + ": field \"normalizer\" has type " + n.value("type", json("?")).dump() + "; supported: null, NFC");
@@ -279,7 +284,7 @@ static void read_tokenizer_json(const json& j, const std::string& path, const st
   const json& pre = j.value("pre_tokenizer", json(nullptr));
   std::string pattern;
   bool byte_level = false;
-  std::vector<json> ps = pre.is_object() && pre.value("type", std::string()) == "Sequence" ? pre["pretokenizers"].get<std::vector<json>>()
+  std::vector<json> ps = pre.is_object() && pre.value("type", std::string()) == "Sequence" ? pre.at("pretokenizers").get<std::vector<json>>()
                          : pre.is_object()                                                    ? std::vector<json>{pre}
                                                                                               : std::vector<json>{};
   for (const auto& p : ps) {
@@ -314,12 +319,7 @@ BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& dir, const std::
     throw DataError(vpath.string() + ": not valid JSON (" + e.what() + ")");
   }
   if (!v.is_object()) throw DataError(vpath.string() + ": expected an object of token -> id");
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    if (!it.value().is_number_integer())
-      throw DataError(vpath.string() + ": token " + json(it.key()).dump(-1, ' ', false, json::error_handler_t::replace) + " has id " +
-                      it.value().dump() + "; expected an integer");
-    im.vocab[it.key()] = it.value().get<int>();
-  }
+  for (auto it = v.begin(); it != v.end(); ++it) im.vocab[it.key()] = read_token_id(it.value(), vpath.string(), it.key());
   std::istringstream ms(fs::read_file(mpath));
   std::string line;
   int rank = 0, lineno = 0;
@@ -334,10 +334,18 @@ BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& dir, const std::
   }
   const auto tc = sfs::path(dir) / "tokenizer_config.json";
   if (sfs::exists(tc)) {
-    auto c = json::parse(fs::read_file(tc));
-    if (c.contains("added_tokens_decoder"))
-      for (auto it = c["added_tokens_decoder"].begin(); it != c["added_tokens_decoder"].end(); ++it)
-        im.added.push_back({it.value().at("content").get<std::string>(), std::stoi(it.key()), it.value().value("special", true)});
+    try {
+      auto c = json::parse(fs::read_file(tc));
+      if (c.contains("added_tokens_decoder"))
+        for (auto it = c["added_tokens_decoder"].begin(); it != c["added_tokens_decoder"].end(); ++it) {
+          const std::string content = it.value().at("content").get<std::string>();
+          const bool digits = !it.key().empty() && it.key().size() <= 9 && std::all_of(it.key().begin(), it.key().end(), ::isdigit);
+          im.added.push_back({content, read_token_id(digits ? json(std::stoll(it.key())) : json(it.key()), tc.string(), content),
+                              it.value().value("special", true)});
+        }
+    } catch (const json::exception& e) {
+      throw DataError(tc.string() + ": unexpected tokenizer_config.json structure: " + e.what(), "added_tokens_decoder is {\"<id>\": {\"content\": ...}}");
+    }
   }
   for (const auto& [s, id] : extra) im.added.push_back({s, id, true});
   im.nfc = style == "qwen2";
