@@ -3,7 +3,8 @@
 # unit, numeric and e2e (a few minutes with the build); `scripts/test.sh slow` runs the slow tier.
 # `scripts/test.sh sanitize [LABELS]` builds build-asan/ with AddressSanitizer + UBSan over our code
 # (SUBLIMINAL_SANITIZE=ON; LibTorch stays uninstrumented) and runs LABELS (default unit|numeric|e2e)
-# there: any sanitizer report fails its test. Much slower than the default run (~40 min on 2 cores).
+# there: any sanitizer report fails its test. Much slower than the default run: on 2 cores
+# the build took 19 min, unit|numeric 1.5 min, e2e 20 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = sanitize ]; then
