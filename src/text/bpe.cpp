@@ -334,24 +334,37 @@ BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& dir, const std::
   }
   const auto tc = sfs::path(dir) / "tokenizer_config.json";
   if (sfs::exists(tc)) {
+    json c;
     try {
-      auto c = json::parse(fs::read_file(tc));
-      if (c.contains("added_tokens_decoder"))
-        for (auto it = c["added_tokens_decoder"].begin(); it != c["added_tokens_decoder"].end(); ++it) {
-          const std::string content = it.value().at("content").get<std::string>();
-          const bool digits = !it.key().empty() && it.key().size() <= 9 && std::all_of(it.key().begin(), it.key().end(), ::isdigit);
-          im.added.push_back({content, read_token_id(digits ? json(std::stoll(it.key())) : json(it.key()), tc.string(), content),
-                              it.value().value("special", true)});
-        }
+      c = json::parse(fs::read_file(tc));
     } catch (const json::exception& e) {
-      throw DataError(tc.string() + ": unexpected tokenizer_config.json structure: " + e.what(), "added_tokens_decoder is {\"<id>\": {\"content\": ...}}");
+      throw DataError(tc.string() + ": not valid JSON (" + e.what() + ")");
     }
+    for (auto& a : added_tokens_decoder(c, tc.string())) im.added.push_back(std::move(a));
   }
   for (const auto& [s, id] : extra) im.added.push_back({s, id, true});
   im.nfc = style == "qwen2";
   t.init_regex(style == "qwen2" ? qwen2_pattern() : gpt2_pattern());
   finish(im);
   return t;
+}
+
+std::vector<BpeTokenizer::Added> BpeTokenizer::added_tokens_decoder(const json& config, const std::string& path) {
+  std::vector<Added> out;
+  if (!config.is_object() || !config.contains("added_tokens_decoder")) return out;
+  const json& d = config.at("added_tokens_decoder");
+  if (!d.is_object()) throw DataError(path + ": added_tokens_decoder must be an object {\"<id>\": {\"content\": ...}}");
+  for (auto it = d.begin(); it != d.end(); ++it) {
+    const json& v = it.value();  // {"content": "<x>", "special": true, ...}, or just "<x>"
+    const json& c = v.is_object() && v.contains("content") ? v.at("content") : v;
+    if (!c.is_string()) throw DataError(path + ": added_tokens_decoder entry \"" + it.key() + "\" has no string \"content\"");
+    const std::string& k = it.key();
+    const bool digits = !k.empty() && k.size() <= 9 && std::all_of(k.begin(), k.end(), ::isdigit);
+    const json special = v.is_object() ? v.value("special", json(true)) : json(true);
+    out.push_back({c.get<std::string>(), read_token_id(digits ? json(std::stoll(k)) : json(k), path, c.get<std::string>()),
+                   !special.is_boolean() || special.get<bool>()});
+  }
+  return out;
 }
 
 std::vector<int> BpeTokenizer::encode(const std::string& text) const {

@@ -273,19 +273,9 @@ Tokenizer Tokenizer::load(const std::string& path, const std::string& bpe_style)
     t.files_["tokenizer.json"] = fs::read_file(d / "tokenizer.json");
     std::map<std::string, int> extra;  // tokenizer_config.json's added tokens (Hugging Face adds them too)
     if (t.files_.count("tokenizer_config.json")) {
-      const json tc = parse_json_file(t.files_["tokenizer_config.json"], (d / "tokenizer_config.json").string());
-      if (tc.contains("added_tokens_decoder") && tc["added_tokens_decoder"].is_object())
-        for (auto it = tc["added_tokens_decoder"].begin(); it != tc["added_tokens_decoder"].end(); ++it) {
-          const std::string c = token_string(it.value());
-          int id = -1;
-          try {
-            id = std::stoi(it.key());
-          } catch (const std::exception&) {
-          }
-          if (c.empty() || id < 0)
-            throw DataError((d / "tokenizer_config.json").string() + ": added_tokens_decoder entry \"" + it.key() + "\" is not {id: {content}}");
-          extra[c] = id;
-        }
+      const auto tc_path = (d / "tokenizer_config.json").string();
+      for (const auto& a : BpeTokenizer::added_tokens_decoder(parse_json_file(t.files_["tokenizer_config.json"], tc_path), tc_path))
+        extra[a.content] = a.id;
     }
     t.model_ = std::make_shared<BpeModel>(BpeTokenizer::from_tokenizer_json((d / "tokenizer.json").string(), extra));
   } else if (sfs::exists(d / "vocab.json") && sfs::exists(d / "merges.txt")) {

@@ -2,6 +2,8 @@
 // vocab.json + merges.txt pair: added/special tokens matched first, optional NFC normalisation,
 // a PCRE2 pre-tokenizer regex with Unicode classes, GPT-2's byte-to-unicode mapping, merges by rank.
 #pragma once
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -44,6 +46,10 @@ class BpeTokenizer {
     bool special;  // "special": true in tokenizer.json / added_tokens_decoder (skipped when decoding for display)
   };
   const std::vector<Added>& added_tokens() const;  // longest first
+  // tokenizer_config.json's "added_tokens_decoder" ({"<id>": {"content": ..., "special": ...}}) in
+  // `config` (read from `path`, for errors); none when absent. A key that is not an id in range or an
+  // entry without a string content is a DataError naming the file.
+  static std::vector<Added> added_tokens_decoder(const nlohmann::json& config, const std::string& path);
   // tokenizer.json's post_processor is a TemplateProcessing (alone or in a Sequence) whose "single"
   // template starts with a special token: the family adds BOS to plain text (Llama-3).
   bool post_processor_adds_bos() const;
