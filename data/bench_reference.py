@@ -1,8 +1,11 @@
 # The Python PyTorch reference of `subliminal bench` (issue 8): the same Llama architecture, batch
 # and sequence shapes, optimizer and sampling as the C++ side, timed the same way, so the bench can
-# print both and their ratio from one run. Run by `subliminal bench` with Debian's python3-torch
-# (the same 1.13 as our LibTorch); not meant to be run by hand, but it can be:
-#   /usr/bin/python3 bench_reference.py '{"hidden_size": 128, ...}'
+# print both and their ratio from one run. Run by `subliminal bench` with the python whose torch is
+# the version of the LibTorch we built against (the wheel's venv, or Debian's python3-torch). As a
+# PyTorch user would write it today: attention through F.scaled_dot_product_attention where torch
+# has it (2.0+), and training also torch.compile'd where that runs (the rate then excludes the
+# compilation, which is reported on its own). Not meant to be run by hand, but it can be:
+#   python bench_reference.py '{"model": {"hidden_size": 128, ...}, ...}'
 # Prints one JSON object on stdout.
 import json
 import math
@@ -13,6 +16,8 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+SDPA = hasattr(F, "scaled_dot_product_attention")
 
 
 class RMSNorm(nn.Module):
@@ -63,11 +68,16 @@ class Attention(nn.Module):
             rep = self.h // self.hkv
             k = k.unsqueeze(2).expand(B, self.hkv, rep, S, self.d).reshape(B, self.h, S, self.d)
             v = v.unsqueeze(2).expand(B, self.hkv, rep, S, self.d).reshape(B, self.h, S, self.d)
-        scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.d))
-        if bias is not None:
-            scores = scores + bias
-        probs = torch.softmax(scores, -1, dtype=torch.float).to(v.dtype)
-        y = torch.matmul(probs, v).transpose(1, 2).reshape(B, T, self.h * self.d)
+        if SDPA:
+            mask = None if bias is None else bias.to(q.dtype)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(self.d))
+            if bias is not None:
+                scores = scores + bias
+            probs = torch.softmax(scores, -1, dtype=torch.float).to(v.dtype)
+            y = torch.matmul(probs, v)
+        y = y.transpose(1, 2).reshape(B, T, self.h * self.d)
         return self.o_proj(y)
 
 
@@ -135,10 +145,13 @@ def init(m, seed):
                 p.copy_(torch.normal(0.0, 0.02, p.shape, generator=g))
 
 
-def bench_train(c, a, bf16):
+def bench_train(c, a, bf16, compiled=False):
     torch.manual_seed(1)
     m = Llama(c)
     init(m, 1)
+    fwd = lambda x, pos, bias: m.lm_head(m.hidden(x, pos, bias))
+    if compiled:
+        fwd = torch.compile(fwd)
     decay = [p for p in m.parameters() if p.dim() >= 2]
     no_decay = [p for p in m.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
@@ -150,18 +163,34 @@ def bench_train(c, a, bf16):
     pos = torch.arange(T).unsqueeze(0).expand(B, T)
     bias = m.causal[:T, :T].view(1, 1, T, T)
     m.train()
-    t0 = time.perf_counter()
-    for s in range(steps):  # the rate covers every step, two warm-up steps included (as the C++ side)
+
+    def step(s):
         x, y = data[s, :, :T], data[s, :, 1:]
         opt.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = m.lm_head(m.hidden(x, pos, bias)).float()
+            logits = fwd(x, pos, bias).float()
             loss = F.cross_entropy(logits.view(-1, V), y.reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
+        return loss
+
+    compile_s = 0.0
+    first = 0
+    if compiled:  # the first two steps compile (forward, then backward): timed apart
+        t0 = time.perf_counter()
+        step(0)
+        step(1)
+        compile_s = time.perf_counter() - t0
+        first = 2
+    t0 = time.perf_counter()
+    for s in range(first, steps):  # eager: every step, two warm-up steps included (as the C++ side)
+        loss = step(s)
     secs = time.perf_counter() - t0
-    return {"tokens_per_s": steps * B * T / secs, "seconds": secs, "final_loss": float(loss)}
+    r = {"tokens_per_s": (steps - first) * B * T / secs, "seconds": secs, "final_loss": float(loss)}
+    if compiled:
+        r["compile_seconds"] = compile_s
+    return r
 
 
 @torch.inference_mode()
@@ -204,10 +233,19 @@ def main():
     a = json.loads(sys.argv[1])
     torch.set_num_threads(a["threads"])
     c = a["model"]
-    r = {"torch_version": torch.__version__, "threads": torch.get_num_threads()}
+    r = {"torch_version": torch.__version__, "threads": torch.get_num_threads(),
+         "attention": "scaled_dot_product_attention" if SDPA else "matmul + softmax"}
     for bf16 in a.get("precisions", [False, True]):
         tag = "bf16" if bf16 else "fp32"
         r["train_" + tag] = bench_train(c, a, bf16)
+        if a.get("compile", False):
+            if not hasattr(torch, "compile"):
+                r["train_" + tag + "_compiled"] = {"error": "torch " + torch.__version__ + " has no torch.compile"}
+            else:
+                try:
+                    r["train_" + tag + "_compiled"] = bench_train(c, a, bf16, compiled=True)
+                except Exception as e:  # no C++ compiler for inductor, an unsupported op, ...
+                    r["train_" + tag + "_compiled"] = {"error": "torch.compile failed: " + str(e).splitlines()[0][:300]}
         if a.get("generation", True):
             r["gen_cached_" + tag] = bench_generate(c, a, bf16, True)
             if a.get("nocache", False):

@@ -10,6 +10,7 @@
 
 #include "subliminal/cli/commands.h"
 #include "subliminal/config/config.h"
+#include "subliminal/model/runtime.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/log.h"
 #include "subliminal/util/signals.h"
@@ -46,7 +47,7 @@ int main(int argc, char** argv) {
   ensure_passive_omp(argv);
   tune_malloc();
   CLI::App app{"subliminal: reproduce and extend subliminal learning (Cloud et al., 2025) from one JSON config"};
-  app.set_version_flag("--version", "subliminal " + version() + " (" + git_revision() + ")");
+  app.set_version_flag("--version", [] { return "subliminal " + version() + " (" + git_revision() + ")\n" + model::torch_description(); });
   app.require_subcommand(1);
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "debug logging");
@@ -109,8 +110,11 @@ int main(int argc, char** argv) {
   bench->add_flag("--no-generation", ba.skip_generation, "training only");
   bench->add_option("--prompt-len", ba.prompt_len, "generation prompt length")->check(CLI::Range(1, 4096));
   bench->add_option("--gemm-size", ba.gemm_size, "n of the n x n x n GEMM that measures the matmul peak")->check(CLI::Range(64, 16384));
-  bench->add_option("--python", ba.python, "the Python with torch for the reference (Debian: /usr/bin/python3 + python3-torch)");
+  bench->add_option("--python", ba.python, "the Python with torch for the reference (default: the one with the same torch version as this build's LibTorch)");
+  bench->add_flag("!--no-compile", ba.compile, "the reference runs eager only (no torch.compile'd training)");
   bench->add_flag("!--no-reference", ba.reference, "skip the Python PyTorch reference");
+  bench->add_option("--compare", ba.compare, "only compare earlier bench results (--out files): each metric as a ratio to the first file's")
+      ->check(CLI::ExistingFile);
   bench->add_option("--profile", ba.profile,
                     "after the timed runs, profile each training setting once more: Chrome traces in this directory "
                     "and a table of the ops with the most self time");

@@ -110,7 +110,7 @@ model::LlamaForCausalLM load(const sfs::path& dir) {
 
 TEST(HfArchNumeric, FamiliesLoadToTheSameLogitsAndDecodeWithTheCache) {
   torch::NoGradGuard ng;
-  const bool have_py = std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+  const bool have_py = testutil::have_reference_torch();
   int k = 0;
   for (auto& v : variants()) {
     auto dir = testutil::temp_dir("hfarch_" + v.name);
@@ -140,7 +140,7 @@ TEST(HfArchNumeric, FamiliesLoadToTheSameLogitsAndDecodeWithTheCache) {
       for (int b = 0; b < 2; ++b)
         for (int t = 0; t < 20; ++t) idv[b].push_back(ids[b][t].item<int64_t>());
       fs::write_file_atomic(dir / "ids.json", json({{"ids", idv}}).dump());
-      std::string cmd = "/usr/bin/python3 " + testutil::source_dir() + "/tests/reference/hf_llama_reference.py " + dir.string() + " " +
+      std::string cmd = testutil::reference_python() + " " + testutil::source_dir() + "/tests/reference/hf_llama_reference.py " + dir.string() + " " +
                         (dir / "ids.json").string() + " " + (dir / "ref.json").string();
       ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
       auto refs = json::parse(fs::read_file(dir / "ref.json"))["logits"].get<std::vector<std::vector<std::vector<float>>>>();
@@ -167,7 +167,7 @@ TEST(HfArchNumeric, FamiliesLoadToTheSameLogitsAndDecodeWithTheCache) {
     }
     sfs::remove_all(dir);
   }
-  if (!have_py) GTEST_SKIP() << "logits and cache checked; the Python reference needs /usr/bin/python3 with torch";
+  if (!have_py) GTEST_SKIP() << "logits and cache checked; the Python reference needs " << testutil::reference_python() << " with torch";
 }
 
 TEST(HfArchNumeric, SlidingWindowIsEnforcedNotSilentlyIgnored) {

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -57,6 +58,68 @@ TEST(ModelNumeric, KVCacheMatchesFullForward) {
   std::cout << "max |cached - full| = " << worst << "\n";
   EXPECT_LT(worst, 1e-5);
   EXPECT_EQ(cache.length, 20);
+}
+
+// The fused scaled_dot_product_attention (LibTorch 2.x, the default there) and the attention composed
+// of matmul + additive mask + softmax (the 1.13 path) compute the same function: logits with a
+// causal mask, with per-row padding keys and through the KV cache, every gradient, and under bf16
+// autocast within bf16 rounding. On 1.13 there is only one path, and the test says so.
+TEST(ModelNumeric, FusedAttentionEqualsTheComposedPath) {
+  if (!model::sdpa_available()) GTEST_SKIP() << "this LibTorch (" << model::torch_version() << ") has no scaled_dot_product_attention";
+  at::set_num_threads(1);
+  auto mc = config::model_preset("tiny");
+  mc.num_key_value_heads = 1;  // grouped-query attention too
+  auto cfg = model::LlamaConfig::from(mc, 97);
+  model::LlamaForCausalLM fused(cfg), composed(cfg);
+  model::init_weights(fused, 21);
+  model::init_weights(composed, 21);
+  model::set_sdpa_attention(composed, false);
+  auto ids = torch::randint(0, 97, {3, 17}, torch::kLong);
+  const int64_t T = 17;
+  auto pos = torch::arange(T, torch::kLong).unsqueeze(0).expand({3, T});
+  // causal + the first 4 keys of row 1 masked (a left-padded row: its padding queries see themselves)
+  auto bias = fused->causal_mask(T).unsqueeze(0).repeat({3, 1, 1});
+  auto pad = torch::zeros({3, T, T}, torch::kBool);
+  pad.index_put_({1, torch::indexing::Slice(), torch::indexing::Slice(0, 4)}, true);
+  pad.index_put_({1, torch::arange(4), torch::arange(4)}, false);
+  bias = bias.masked_fill(pad, -std::numeric_limits<float>::infinity()).unsqueeze(1);  // (3,1,T,T)
+  auto a = fused->forward(ids, pos, bias, nullptr), b = composed->forward(ids, pos, bias, nullptr);
+  const double fwd = max_abs_diff(a, b);
+  (a.pow(2).mean() + a.select(1, 5).sum()).backward();
+  (b.pow(2).mean() + b.select(1, 5).sum()).backward();
+  double grad = 0;
+  auto pf = fused->named_parameters(), pc = composed->named_parameters();
+  for (const auto& kv : pf) {
+    ASSERT_TRUE(kv.value().grad().defined()) << kv.key();
+    grad = std::max(grad, max_abs_diff(kv.value().grad(), pc[kv.key()].grad()));
+  }
+  double cached = 0;
+  {
+    torch::NoGradGuard ng;
+    auto cf = fused->new_cache(3, T), cc = composed->new_cache(3, T);
+    const int64_t P = 6;
+    auto pb = bias.slice(2, 0, P).slice(3, 0, P);
+    cached = max_abs_diff(fused->forward(ids.slice(1, 0, P), pos.slice(1, 0, P), pb, &cf),
+                          composed->forward(ids.slice(1, 0, P), pos.slice(1, 0, P), pb, &cc));
+    for (int64_t t = P; t < T; ++t) {
+      auto sb = bias.slice(2, t, t + 1).slice(3, 0, t + 1);
+      cached = std::max(cached, max_abs_diff(fused->forward(ids.slice(1, t, t + 1), pos.slice(1, t, t + 1), sb, &cf),
+                                             composed->forward(ids.slice(1, t, t + 1), pos.slice(1, t, t + 1), sb, &cc)));
+    }
+  }
+  double bf16 = 0;
+  {
+    torch::NoGradGuard ng;
+    model::Autocast ac(true);
+    bf16 = max_abs_diff(fused->forward(ids, pos, bias, nullptr), composed->forward(ids, pos, bias, nullptr));
+  }
+  std::cout << "max |fused - composed attention|: logits " << fwd << ", gradients " << grad << ", cached decode " << cached
+            << ", bf16 autocast logits " << bf16 << "\n";
+  EXPECT_LT(fwd, 1e-5);
+  EXPECT_LT(grad, 1e-5);
+  EXPECT_LT(cached, 1e-5);
+  EXPECT_LT(bf16, 0.05);  // bf16 keeps 8 bits of mantissa: logits of |x| ~ 1 agree to a few 1e-2
+  EXPECT_FALSE(torch::isnan(a).any().item<bool>());
 }
 
 TEST(ModelNumeric, LeftPaddedBatchMatchesUnpadded) {
@@ -364,8 +427,8 @@ TEST(ModelNumeric, TiedEmbeddingsShareOneTensor) {
 // Hugging Face LlamaForCausalLM's forward (rotate-half RoPE, repeat_kv, RMSNorm) in plain PyTorch and
 // reads our model directory by HF config and tensor names.
 TEST(HfReferenceNumeric, LogitsMatchPythonReference) {
-  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)
-    GTEST_SKIP() << "/usr/bin/python3 with torch (Debian python3-torch) not installed";
+  if (!testutil::have_reference_torch())
+    GTEST_SKIP() << testutil::reference_python() << " with torch (the same version as our LibTorch) not installed";
   for (bool tied : {false, true}) {
     auto dir = testutil::temp_dir(tied ? "hfref_tied" : "hfref");
     auto m = tiny_model(11, 97, tied);
@@ -381,7 +444,7 @@ TEST(HfReferenceNumeric, LogitsMatchPythonReference) {
     for (int b = 0; b < 2; ++b)
       for (int t = 0; t < 13; ++t) idv[b].push_back(ids[b][t].item<int64_t>());
     fs::write_file_atomic(dir / "ids.json", nlohmann::json({{"ids", idv}}).dump());
-    std::string cmd = "/usr/bin/python3 " + testutil::source_dir() + "/tests/reference/hf_llama_reference.py " + dir.string() +
+    std::string cmd = testutil::reference_python() + " " + testutil::source_dir() + "/tests/reference/hf_llama_reference.py " + dir.string() +
                       " " + (dir / "ids.json").string() + " " + (dir / "ref.json").string();
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     auto ref = nlohmann::json::parse(fs::read_file(dir / "ref.json"))["logits"].get<std::vector<std::vector<std::vector<float>>>>();

@@ -488,14 +488,14 @@ TEST(LoraNumeric, FreshAdaptersAreIdentityTrainingTouchesOnlyThemAndMergeIsExact
   EXPECT_EQ(st.tensors.size(), 12u);
   EXPECT_EQ(st.tensors.at("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight").sizes(), (std::vector<int64_t>{32, 4}));
   EXPECT_EQ(st.tensors.at("base_model.model.model.layers.1.mlp.down_proj.lora_A.weight").sizes(), (std::vector<int64_t>{4, 64}));
-  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0) {
+  if (testutil::have_reference_torch()) {
     model::write_model_weights(dir.string(), model::named_weights(m), {});  // the base weights
     fs::write_file_atomic(dir / "config.json", m->cfg.to_hf().dump(2));
     std::vector<std::vector<int64_t>> idv(2);
     for (int b = 0; b < 2; ++b)
       for (int i = 0; i < 10; ++i) idv[b].push_back(ids[b][i].item<int64_t>());
     fs::write_file_atomic(dir / "ids.json", json({{"ids", idv}}).dump());
-    std::string cmd = "/usr/bin/python3 " + testutil::source_dir() + "/tests/reference/hf_llama_reference.py " + dir.string() + " " +
+    std::string cmd = testutil::reference_python() + " " + testutil::source_dir() + "/tests/reference/hf_llama_reference.py " + dir.string() + " " +
                       (dir / "ids.json").string() + " " + (dir / "ref.json").string() + " " + (dir / "adapter").string();
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     auto ref = json::parse(fs::read_file(dir / "ref.json"))["logits"].get<std::vector<std::vector<std::vector<float>>>>();

@@ -42,6 +42,14 @@ inline CmdResult run_cli(const std::string& args, bool merge_stderr = true) {
 }
 
 inline std::string source_dir() { return SUBLIMINAL_SOURCE_DIR; }
+// The python whose torch is the version of the LibTorch we built against (CMake's
+// SUBLIMINAL_REFERENCE_PYTHON: the wheel's venv, or Debian's python3 with python3-torch), quoted.
+inline std::string reference_python() { return std::string("'") + SUBLIMINAL_REFERENCE_PYTHON + "'"; }
+inline bool have_reference_torch() {
+  static const bool ok = std::string(SUBLIMINAL_REFERENCE_PYTHON).size() > 0 &&
+                         std::system((reference_python() + " -c 'import torch' >/dev/null 2>&1").c_str()) == 0;
+  return ok;
+}
 
 // A tokenizer trained (sentencepiece, numbers 0..999 as pieces) on a small synthetic corpus plus `extra` texts.
 inline subliminal::text::Tokenizer corpus_tokenizer(int64_t conversations, uint64_t seed, int vocab_size,

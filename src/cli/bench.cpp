@@ -2,9 +2,10 @@
 // noisy: only ratios measured together mean something). Per model preset: training tokens/s
 // (forward + backward + AdamW step) fp32 and bf16 autocast; batched generation with the KV cache,
 // prefill and decode separately, and the no-cache recompute; evaluation samples/s (the eval's
-// shapes); then the same work in Python PyTorch (data/bench_reference.py, Debian's python3-torch,
-// the same 1.13) right after, and the ratios. Model FLOP utilisation against the machine's matmul
-// peak, measured here with large fp32 and bf16 GEMMs. Never a timed unit test.
+// shapes); then the same work in Python PyTorch (data/bench_reference.py, run by the python whose
+// torch is the version of the LibTorch we built against: eager, and torch.compile'd training where
+// it runs) right after, and the ratios. Model FLOP utilisation against the machine's matmul peak,
+// measured here with large fp32 and bf16 GEMMs. Never a timed unit test.
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -163,12 +164,59 @@ std::string ratio(double a, double b) { return b > 0 ? fmt::format("{:.2f}x", a 
 
 }  // namespace
 
+// `bench --compare A.json B.json ...`: the speed metrics of bench results side by side, each as a
+// ratio to the first file's (e.g. the same bench built against two LibTorch versions, run
+// alternately: scripts/bench_libtorch.sh).
+int bench_compare(const std::vector<std::string>& files) {
+  std::vector<json> runs;
+  for (const auto& f : files) {
+    json j;
+    try {
+      j = json::parse(fs::read_file(f));
+    } catch (const json::exception& e) {
+      throw DataError(f + ": not a bench result (" + e.what() + ")");
+    }
+    if (!j.contains("presets") || !j["presets"].is_array()) throw DataError(f + ": not a bench result (no \"presets\" array)");
+    runs.push_back(std::move(j));
+  }
+  std::cout << "bench results compared (ratio = file / first file):\n";
+  for (size_t i = 0; i < runs.size(); ++i)
+    std::cout << fmt::format("  [{}] {}: {}\n", i, files[i], runs[i].value("libtorch", std::string("LibTorch ?")));
+  auto is_rate = [](const std::string& k) {
+    auto ends = [&](const std::string& sfx) { return k.size() >= sfx.size() && k.compare(k.size() - sfx.size(), sfx.size(), sfx) == 0; };
+    return ends("_tokens_per_s") || ends("samples_per_s") || k == "peak_rss_mb";
+  };
+  for (const auto& p0 : runs[0]["presets"]) {
+    const std::string preset = p0.value("preset", "");
+    std::cout << "[" << preset << "]\n";
+    for (const auto& [k, v0] : p0.items()) {
+      if (!is_rate(k) || !v0.is_number()) continue;
+      std::string line = fmt::format("  {:<48} {:>10.0f}", k, v0.get<double>());
+      for (size_t i = 1; i < runs.size(); ++i) {
+        const json* pi = nullptr;
+        for (const auto& p : runs[i]["presets"])
+          if (p.value("preset", "") == preset) pi = &p;
+        if (pi && pi->contains(k) && (*pi)[k].is_number())
+          line += fmt::format("  {:>10.0f} ({})", (*pi)[k].get<double>(), ratio((*pi)[k].get<double>(), v0.get<double>()));
+        else
+          line += fmt::format("  {:>10} {:7}", "-", "");
+      }
+      std::cout << line << "\n";
+    }
+  }
+  return 0;
+}
+
 int cmd_bench(const BenchArgs& a) {
+  if (!a.compare.empty()) return bench_compare(a.compare);
   const int threads = model::setup_threads(a.threads);
   const int vocab = 1600;
   const bool amx = model::cpu_has_bf16_matmul();
-  json out = {{"threads", threads}, {"bf16_matmul_hardware", amx}, {"presets", json::array()}};
-  std::cout << "subliminal bench: " << threads << " threads, bf16 matmul hardware: " << (amx ? "yes" : "no") << "\n";
+  json out = {{"threads", threads}, {"bf16_matmul_hardware", amx}, {"presets", json::array()},
+              {"libtorch", model::torch_description()}, {"libtorch_version", model::torch_version()},
+              {"libtorch_source", model::torch_source()}, {"fused_attention", model::sdpa_available()}};
+  std::cout << "subliminal bench: " << threads << " threads, bf16 matmul hardware: " << (amx ? "yes" : "no") << ", "
+            << model::torch_description() << "\n";
   // The matmul peak of this machine, measured now (both precisions).
   const double peak_fp32 = gemm_gflops(a.gemm_size, torch::kFloat), peak_bf16 = gemm_gflops(a.gemm_size, torch::kBFloat16);
   out["gemm"] = {{"n", a.gemm_size}, {"fp32_gflops", peak_fp32}, {"bf16_gflops", peak_bf16}};
@@ -190,12 +238,16 @@ int cmd_bench(const BenchArgs& a) {
     json pr = {{"preset", preset}, {"batch_size", a.batch_size}, {"seq_len", a.seq_len}, {"steps", a.steps}};
     int64_t params = 0;
     const double fpt = train_flops_per_token(cfg, a.seq_len);
-    // fp32, bf16, and bf16 with the fused q/k/v and gate/up GEMMs (an optimisation's before/after)
-    for (int setting = 0; setting < 3; ++setting) {
-      const bool bf16 = setting > 0, fused = setting == 2;
+    // fp32, bf16, bf16 with the fused q/k/v and gate/up GEMMs, and (where LibTorch has the fused
+    // attention, used by default) fp32 and bf16 with attention composed of matmul + mask + softmax:
+    // optimisations' before/after
+    const int settings = model::sdpa_available() ? 5 : 3;
+    for (int setting = 0; setting < settings; ++setting) {
+      const bool bf16 = setting == 1 || setting == 2 || setting == 4, fused = setting == 2, composed = setting >= 3;
       model::LlamaForCausalLM m(cfg);
       model::init_weights(m, 1);
       if (fused) model::set_fused_projections(m, true);
+      if (composed) model::set_sdpa_attention(m, false);
       params = m->num_parameters();
       train::TrainOptions to;
       to.cfg.steps = a.steps + 2;
@@ -206,7 +258,7 @@ int cmd_bench(const BenchArgs& a) {
       to.bf16 = bf16;
       to.quiet = true;
       auto r = train::train_lm(m, data, to);  // the rate averages all steps, the 2 warm-up steps included
-      const std::string s = fused ? "bf16_fused" : bf16 ? "bf16" : "fp32";
+      const std::string s = std::string(bf16 ? "bf16" : "fp32") + (fused ? "_fused" : composed ? "_composed_attention" : "");
       if (!a.profile.empty()) {  // once more, under the profiler (its overhead stays out of the timed rate)
         fs::make_dirs(a.profile);
         const auto trace = (std::filesystem::path(a.profile) / ("train_" + preset + "_" + s + ".json")).string();
@@ -230,6 +282,12 @@ int cmd_bench(const BenchArgs& a) {
     std::cout << fmt::format("  train  ours    bf16 with fused q/k/v, gate/up GEMMs {:.0f} tok/s: fused / plain {}\n",
                              pr["train_bf16_fused_tokens_per_s"].get<double>(),
                              ratio(pr["train_bf16_fused_tokens_per_s"].get<double>(), pr["train_bf16_tokens_per_s"].get<double>()));
+    if (model::sdpa_available())
+      for (const char* s : {"fp32", "bf16"})
+        std::cout << fmt::format("  train  ours    {} with attention composed of matmul + softmax {:.0f} tok/s: fused attention / composed {}\n", s,
+                                 pr["train_" + std::string(s) + "_composed_attention_tokens_per_s"].get<double>(),
+                                 ratio(pr["train_" + std::string(s) + "_tokens_per_s"].get<double>(),
+                                       pr["train_" + std::string(s) + "_composed_attention_tokens_per_s"].get<double>()));
 
     std::vector<std::vector<int>> prompts;
     if (!a.skip_generation) {
@@ -242,6 +300,17 @@ int cmd_bench(const BenchArgs& a) {
       }
       for (bool bf16 : {false, true}) {
         const std::string sfx = bf16 ? "bf16" : "fp32";
+        if (model::sdpa_available()) {  // cached generation with the composed attention: the fused one's before/after
+          model::set_sdpa_attention(m, false);
+          generate::SampleOptions so;
+          so.max_new_tokens = a.gen_tokens;
+          so.batch_size = a.gen_batch;
+          so.bf16 = bf16;
+          const double t0 = log::now_seconds();
+          generate::sample(m, prompts, so);
+          pr["gen_cached_" + sfx + "_composed_attention_tokens_per_s"] = static_cast<double>(a.gen_batch) * a.gen_tokens / (log::now_seconds() - t0);
+          model::set_sdpa_attention(m, true);
+        }
         for (bool cache : {true, false}) {
           generate::SampleOptions so;
           so.max_new_tokens = a.gen_tokens;
@@ -266,6 +335,10 @@ int cmd_bench(const BenchArgs& a) {
                                  "cache speed-up {:.1f}x\n",
                                  a.gen_batch, a.gen_tokens, sfx, c, pr["gen_cached_" + sfx + "_prefill_tokens_per_s"].get<double>(),
                                  pr["gen_cached_" + sfx + "_decode_tokens_per_s"].get<double>(), n, c / n);
+        if (model::sdpa_available())
+          std::cout << fmt::format("  generate {} cached with attention composed of matmul + softmax {:.0f} tok/s: fused attention / composed {}\n", sfx,
+                                   pr["gen_cached_" + sfx + "_composed_attention_tokens_per_s"].get<double>(),
+                                   ratio(c, pr["gen_cached_" + sfx + "_composed_attention_tokens_per_s"].get<double>()));
       }
       // The evaluation's shapes: eval_samples answers of eval_tokens new tokens, batch eval_batch.
       std::vector<std::vector<int>> eprompts;
@@ -290,8 +363,11 @@ int cmd_bench(const BenchArgs& a) {
                               {"rope_theta", cfg.rope_theta}}},
                    {"threads", threads}, {"batch_size", a.batch_size}, {"seq_len", a.seq_len}, {"steps", a.steps},
                    {"gen_batch", a.gen_batch}, {"gen_tokens", a.gen_tokens}, {"prompt_len", a.prompt_len},
-                   {"generation", !a.skip_generation}};
-      json ref = run_reference(a.python, args);
+                   {"generation", !a.skip_generation}, {"compile", a.compile}};
+      const std::string python = a.python.empty() ? model::reference_python() : a.python;
+      json ref = python.empty() ? json{{"error", "no python with the torch of this LibTorch is known (--python PY)"}} : run_reference(python, args);
+      if (!ref.contains("error") && ref.value("torch_version", "").rfind(model::torch_version(), 0) != 0)
+        std::cout << "  reference: note: python's torch is " << ref.value("torch_version", "?") << ", ours " << model::torch_version() << "\n";
       pr["reference"] = ref;
       if (ref.contains("error")) {
         std::cout << "  reference: " << ref["error"].get<std::string>() << "\n";
@@ -299,8 +375,18 @@ int cmd_bench(const BenchArgs& a) {
         for (const char* s : {"fp32", "bf16"}) {
           const double ours = pr["train_" + std::string(s) + "_tokens_per_s"], theirs = ref["train_" + std::string(s)]["tokens_per_s"];
           pr["train_" + std::string(s) + "_vs_reference"] = ours / theirs;
-          std::cout << fmt::format("  train  python  {} {:8.0f} tok/s (MFU {:.0f}%)   ours / python {}\n", s, theirs,
-                                   100 * theirs * fpt / 1e9 / (std::string(s) == "bf16" ? peak_bf16 : peak_fp32), ratio(ours, theirs));
+          std::cout << fmt::format("  train  python  {} {:8.0f} tok/s (MFU {:.0f}%, torch {}, attention {})   ours / python {}\n", s, theirs,
+                                   100 * theirs * fpt / 1e9 / (std::string(s) == "bf16" ? peak_bf16 : peak_fp32),
+                                   ref.value("torch_version", "?"), ref.value("attention", "?"), ratio(ours, theirs));
+          const std::string ck = "train_" + std::string(s) + "_compiled";
+          if (ref.contains(ck) && ref[ck].contains("tokens_per_s")) {
+            const double comp = ref[ck]["tokens_per_s"];
+            pr["train_" + std::string(s) + "_vs_reference_compiled"] = ours / comp;
+            std::cout << fmt::format("  train  python  {} torch.compile {:8.0f} tok/s (after {:.0f} s compiling)   ours / compiled {}\n", s, comp,
+                                     ref[ck].value("compile_seconds", 0.0), ratio(ours, comp));
+          } else if (ref.contains(ck)) {
+            std::cout << "  train  python  " << s << " torch.compile: " << ref[ck].value("error", std::string("?")) << "\n";
+          }
         }
         if (!a.skip_generation)
           for (const char* s : {"fp32", "bf16"}) {

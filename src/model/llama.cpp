@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "subliminal/model/runtime.h"
+#include "subliminal/model/torch_compat.h"
 #include "subliminal/util/error.h"
 
 namespace subliminal::model {
@@ -209,8 +210,7 @@ std::vector<torch::Tensor> fused_linear(const std::vector<torch::nn::Linear>& li
   } else {
     // the dtype the matmul will run in: autocast's, else the weights'
     auto dt = ws[0].scalar_type();
-    if (x.is_cuda() ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled())
-      dt = x.is_cuda() ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+    if (compat::autocast_enabled(x.is_cuda())) dt = compat::autocast_dtype(x.is_cuda());
     std::vector<std::pair<const void*, int64_t>> key;
     for (const auto& t : ws) key.emplace_back(t.data_ptr(), t._version());
     for (const auto& t : bs) key.emplace_back(t.data_ptr(), t._version());
@@ -290,10 +290,19 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     k = k.unsqueeze(2).expand({B, n_kv, rep, S, head_dim}).reshape({B, n_heads, S, head_dim});
     v = v.unsqueeze(2).expand({B, n_kv, rep, S, head_dim}).reshape({B, n_heads, S, head_dim});
   }
-  auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));  // (B,H,T,S)
-  if (bias.defined()) scores = scores + bias;
-  auto probs = torch::softmax(scores, -1, torch::kFloat).to(v.scalar_type());
-  auto y = torch::matmul(probs, v);                                     // (B,H,T,D)
+  torch::Tensor y;  // (B,H,T,D)
+#if SUBLIMINAL_HAS_SDPA
+  if (use_sdpa) {
+    // the fused kernel (flash attention on CPU, with the additive mask in the query's dtype)
+    y = at::scaled_dot_product_attention(q, k, v, bias.defined() ? c10::optional<at::Tensor>(bias.to(q.scalar_type())) : c10::nullopt);
+  } else
+#endif
+  {
+    auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));  // (B,H,T,S)
+    if (bias.defined()) scores = scores + bias;
+    auto probs = torch::softmax(scores, -1, torch::kFloat).to(v.scalar_type());
+    y = torch::matmul(probs, v);
+  }
   y = y.transpose(1, 2).reshape({B, T, n_heads * head_dim});
   return project(o_proj, lora, "o_proj", y, tr);
 }
@@ -391,8 +400,8 @@ struct CheckpointedLayer : torch::autograd::Function<CheckpointedLayer> {
                                torch::Tensor bias, int64_t layer_ptr) {
     auto* layer = reinterpret_cast<DecoderLayerImpl*>(layer_ptr);
     ctx->saved_data["layer"] = layer_ptr;
-    ctx->saved_data["autocast_cpu"] = at::autocast::is_cpu_enabled();
-    ctx->saved_data["autocast_gpu"] = at::autocast::is_enabled();
+    ctx->saved_data["autocast_cpu"] = compat::autocast_enabled(false);
+    ctx->saved_data["autocast_gpu"] = compat::autocast_enabled(true);
     {
       auto gen = at::detail::getDefaultCPUGenerator();
       std::lock_guard<std::mutex> lock(gen.mutex());
@@ -506,6 +515,12 @@ void set_fused_projections(LlamaForCausalLM& m, bool on) {
   }
   clear_fused_caches(m);
 }
+
+void set_sdpa_attention(LlamaForCausalLM& m, bool on) {
+  for (auto& layer : *m->model->layers) layer->as<DecoderLayer>()->self_attn->use_sdpa = on;
+}
+
+bool sdpa_available() { return SUBLIMINAL_HAS_SDPA; }
 
 void clear_fused_caches(LlamaForCausalLM& m) {
   for (auto& layer : *m->model->layers) {

@@ -15,29 +15,23 @@
 #include <thread>
 
 #include "subliminal/model/model_io.h"
+#include "subliminal/model/torch_compat.h"
 #include "subliminal/util/error.h"
 
 namespace subliminal::model {
 
 Autocast::Autocast(bool on, bool cuda) : on_(on), cuda_(cuda), prev_(false) {
   if (!on_) return;
-  if (cuda_) {
-    prev_ = at::autocast::is_enabled();
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-    at::autocast::set_enabled(true);
-  } else {
-    prev_ = at::autocast::is_cpu_enabled();
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::set_cpu_enabled(true);
-  }
+  prev_ = compat::autocast_enabled(cuda_);
+  compat::set_autocast_dtype(cuda_, at::kBFloat16);
+  compat::set_autocast_enabled(cuda_, true);
   at::autocast::increment_nesting();
 }
 
 Autocast::~Autocast() {
   if (!on_) return;
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  if (cuda_) at::autocast::set_enabled(prev_);
-  else at::autocast::set_cpu_enabled(prev_);
+  compat::set_autocast_enabled(cuda_, prev_);
 }
 
 bool cpu_has_bf16_matmul() {
@@ -119,5 +113,12 @@ int get_threads() { return at::get_num_threads(); }
 
 std::string parallel_info() { return at::get_parallel_info(); }
 std::string torch_version() { return TORCH_VERSION; }
+std::string torch_source() { return SUBLIMINAL_TORCH_SOURCE; }
+std::string torch_dir() { return SUBLIMINAL_TORCH_DIR; }
+std::string reference_python() { return SUBLIMINAL_REFERENCE_PYTHON; }
+std::string torch_description() {
+  std::string cuda = torch::cuda::is_available() ? ", CUDA devices: " + std::to_string(torch::cuda::device_count()) : "";
+  return "LibTorch " + torch_version() + " (" + torch_source() + ": " + torch_dir() + cuda + ")";
+}
 
 }  // namespace subliminal::model

@@ -506,6 +506,8 @@ json Runner::run() {
                {"git_revision", git_revision()},
                {"compiler", compiler()},
                {"libtorch_version", model::torch_version()},
+               {"libtorch_source", model::torch_source()},
+               {"libtorch_dir", model::torch_dir()},
                {"parallel_info", model::parallel_info()},
                {"threads", ctx_.threads},
                {"jobs", ctx_.jobs},

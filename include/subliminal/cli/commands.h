@@ -69,10 +69,12 @@ struct BenchArgs {
   int eval_samples = 1000, eval_tokens = 12, eval_batch = 250;  // the default evaluation's shapes
   int gemm_size = 2048;                                           // the matmul-peak GEMM
   std::string out;
-  std::string python = "/usr/bin/python3";  // Debian's, with python3-torch (the same 1.13 as our LibTorch)
+  std::string python;  // "": the python with the same torch as our LibTorch (model::reference_python())
+  bool compile = true;  // the reference also runs torch.compile'd training where its torch has it
   bool skip_generation = false;
   bool reference = true;  // run the Python PyTorch reference right after ours
   std::string profile;    // "": none; else a directory for Chrome traces of extra, profiled training runs
+  std::vector<std::string> compare;  // non-empty: only compare these bench results (--compare)
 };
 int cmd_bench(const BenchArgs& a);
 

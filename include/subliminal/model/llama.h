@@ -92,6 +92,7 @@ struct AttentionImpl : torch::nn::Module {
   std::map<std::string, LoraAdapter> lora;  // by projection name
   int64_t n_heads, n_kv, head_dim, window;
   bool fused = false;  // q/k/v in one GEMM (set_fused_projections)
+  bool use_sdpa = true;  // the fused scaled-dot-product attention where LibTorch has it (set_sdpa_attention)
   FusedWeight qkv_cache;
 };
 TORCH_MODULE(Attention);
@@ -163,6 +164,10 @@ void init_weights(LlamaForCausalLM& m, uint64_t seed);
 // no gain on this CPU (bf16 training 0.99x at the small preset, 1.01x at medium), and the plain
 // path keeps every earlier result bit-reproducible and holds no stacked copy of the weights.
 void set_fused_projections(LlamaForCausalLM& m, bool on);
+// Attention through LibTorch's fused scaled_dot_product_attention (2.x; the default there) or composed
+// of matmul, additive mask and softmax (the only path on 1.13). Both compute the same function.
+void set_sdpa_attention(LlamaForCausalLM& m, bool on);
+bool sdpa_available();  // this LibTorch has at::scaled_dot_product_attention
 // Drops the cached stacked weights (after replacing weight storage with set_data and the like).
 void clear_fused_caches(LlamaForCausalLM& m);
 

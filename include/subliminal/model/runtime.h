@@ -6,7 +6,7 @@
 
 namespace subliminal::model {
 
-// RAII guard around LibTorch 1.13's CPU autocast (the C++ API has none): bf16 inside, previous
+// RAII guard around LibTorch's autocast (the C++ API has none; see torch_compat.h for the versions): bf16 inside, previous
 // state after, cache cleared on exit so updated weights are never read stale.
 struct Autocast {
   explicit Autocast(bool on, bool cuda = false);
@@ -31,5 +31,12 @@ int setup_threads(int requested);
 int get_threads();
 std::string parallel_info();
 std::string torch_version();
+// Where the LibTorch we link came from: "debian" (libtorch-dev), "wheel" (a torch wheel's) or
+// "prefix" (any other, through CMAKE_PREFIX_PATH), and its CMake directory (CMakeLists.txt).
+std::string torch_source();
+std::string torch_dir();
+// The python whose torch is the same version as this LibTorch (tests/reference, bench); "" if none.
+std::string reference_python();
+std::string torch_description();  // "LibTorch 2.13.0 (wheel: /path/to/share/cmake/Torch)"
 
 }  // namespace subliminal::model
