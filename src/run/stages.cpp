@@ -223,7 +223,8 @@ class CheckpointStage : public Stage {
     if (sfs::exists(index)) {
       try {
         std::set<std::string> shards;
-        for (auto& [k, v] : json::parse(fs::read_file(index))["weight_map"].items()) shards.insert(v.get<std::string>());
+        const json idx = json::parse(fs::read_file(index));  // named: a temporary would die before the loop (GCC 14 warns)
+        for (auto& [k, v] : idx.at("weight_map").items()) shards.insert(v.get<std::string>());
         f.insert(f.end(), shards.begin(), shards.end());
       } catch (const std::exception&) {  // load_model_dir reports a bad index
       }

@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 
+#include "subliminal/model/torch_compat.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/log.h"
 
@@ -46,6 +47,11 @@ class GlooCollective final : public Collective {
     so.numWorkers = static_cast<size_t>(world);
     so.waitWorkers = true;
     so.timeout = std::chrono::minutes(5);
+#if SUBLIMINAL_TORCH_AT_LEAST(2, 4)
+    // 2.4 made the libuv server the default; Debian's 2.6 is built without libuv and refuses it.
+    // The store carries a few keys per run: the classic server everywhere.
+    so.useLibUV = false;
+#endif
     store_ = c10::make_intrusive<c10d::TCPStore>(host, so);
     auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::minutes(30));
     opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host == "localhost" ? "127.0.0.1" : host));
