@@ -91,8 +91,6 @@ if [ "$TORCH_SOURCE" = debian ] && command -v update-alternatives >/dev/null; th
   esac
 fi
 
-[ -n "${NO_BUILD:-}" ] && exit 0   # packages only (scripts/cuda_build.sh)
-
 TORCH_CMAKE=()
 if [ "$TORCH_SOURCE" = wheel ]; then
   if ! { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_WHEEL_VERSION' else 1)" 2>/dev/null; }; then
@@ -116,6 +114,8 @@ elif [ "$TORCH_SOURCE" = debian ]; then
 else
   TORCH_CMAKE=(-DSUBLIMINAL_TORCH=prefix)
 fi
+
+[ -n "${NO_BUILD:-}" ] && exit 0   # packages (and the wheel's venv) only: scripts/cuda_build.sh
 
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}

@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
   bench->add_option("--prompt-len", ba.prompt_len, "generation prompt length")->check(CLI::Range(1, 4096));
   bench->add_option("--gemm-size", ba.gemm_size, "n of the n x n x n GEMM that measures the matmul peak")->check(CLI::Range(64, 16384));
   bench->add_option("--python", ba.python, "the Python with torch for the reference (default: the one with the same torch version as this build's LibTorch)");
+  bench->add_option("--bf16", ba.bf16, "bf16 settings: auto (where the CPU has bf16 matmuls), on, off")->check(CLI::IsMember({"auto", "on", "off"}));
   bench->add_flag("!--no-compile", ba.compile, "the reference runs eager only (no torch.compile'd training)");
   bench->add_flag("!--no-reference", ba.reference, "skip the Python PyTorch reference");
   bench->add_option("--compare", ba.compare, "only compare earlier bench results (--out files): each metric as a ratio to the first file's")

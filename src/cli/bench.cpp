@@ -218,9 +218,17 @@ int cmd_bench(const BenchArgs& a) {
   std::cout << "subliminal bench: " << threads << " threads, bf16 matmul hardware: " << (amx ? "yes" : "no") << ", "
             << model::torch_description() << "\n";
   // The matmul peak of this machine, measured now (both precisions).
-  const double peak_fp32 = gemm_gflops(a.gemm_size, torch::kFloat), peak_bf16 = gemm_gflops(a.gemm_size, torch::kBFloat16);
-  out["gemm"] = {{"n", a.gemm_size}, {"fp32_gflops", peak_fp32}, {"bf16_gflops", peak_bf16}};
-  std::cout << fmt::format("matmul peak ({0}x{0}x{0} GEMM): fp32 {1:.0f} GFLOP/s, bf16 {2:.0f} GFLOP/s\n", a.gemm_size, peak_fp32, peak_bf16);
+  // bf16 only where the CPU multiplies bf16 (AMX / AVX512-BF16) or asked for: elsewhere LibTorch falls
+  // back to a scalar one-thread bf16 GEMM (minutes per setting) and precision "auto" runs fp32 anyway.
+  const bool with_bf16 = a.bf16 == "on" || (a.bf16 == "auto" && amx);
+  if (!with_bf16) std::cout << "bf16: skipped (no bf16 matmul hardware; --bf16 on measures it anyway)\n";
+  std::vector<bool> precisions = {false};
+  if (with_bf16) precisions.push_back(true);
+  const double peak_fp32 = gemm_gflops(a.gemm_size, torch::kFloat), peak_bf16 = with_bf16 ? gemm_gflops(a.gemm_size, torch::kBFloat16) : 0.0;
+  out["gemm"] = {{"n", a.gemm_size}, {"fp32_gflops", peak_fp32}};
+  if (with_bf16) out["gemm"]["bf16_gflops"] = peak_bf16;
+  std::cout << fmt::format("matmul peak ({0}x{0}x{0} GEMM): fp32 {1:.0f} GFLOP/s", a.gemm_size, peak_fp32)
+            << (with_bf16 ? fmt::format(", bf16 {:.0f} GFLOP/s", peak_bf16) : std::string()) << "\n";
 
   for (const auto& preset : a.presets) {
     auto mc = config::model_preset(preset);
@@ -244,6 +252,7 @@ int cmd_bench(const BenchArgs& a) {
     const int settings = model::sdpa_available() ? 5 : 3;
     for (int setting = 0; setting < settings; ++setting) {
       const bool bf16 = setting == 1 || setting == 2 || setting == 4, fused = setting == 2, composed = setting >= 3;
+      if (bf16 && !with_bf16) continue;
       model::LlamaForCausalLM m(cfg);
       model::init_weights(m, 1);
       if (fused) model::set_fused_projections(m, true);
@@ -276,18 +285,22 @@ int cmd_bench(const BenchArgs& a) {
     pr["parameters"] = params;
     pr["train_flops_per_token"] = fpt;
     std::cout << fmt::format("[{}] {:.2f}M params, batch {} x {} tokens\n", preset, params / 1e6, a.batch_size, a.seq_len);
-    std::cout << fmt::format("  train  ours    fp32 {:8.0f} tok/s ({:.0f} GFLOP/s, MFU {:.0f}%)   bf16 {:8.0f} tok/s ({:.0f} GFLOP/s, MFU {:.0f}%)\n",
-                             pr["train_fp32_tokens_per_s"].get<double>(), pr["train_fp32_gflops"].get<double>(), 100 * pr["train_fp32_mfu"].get<double>(),
-                             pr["train_bf16_tokens_per_s"].get<double>(), pr["train_bf16_gflops"].get<double>(), 100 * pr["train_bf16_mfu"].get<double>());
-    std::cout << fmt::format("  train  ours    bf16 with fused q/k/v, gate/up GEMMs {:.0f} tok/s: fused / plain {}\n",
-                             pr["train_bf16_fused_tokens_per_s"].get<double>(),
-                             ratio(pr["train_bf16_fused_tokens_per_s"].get<double>(), pr["train_bf16_tokens_per_s"].get<double>()));
+    for (bool bf16 : precisions) {
+      const std::string s = bf16 ? "bf16" : "fp32";
+      std::cout << fmt::format("  train  ours    {} {:8.0f} tok/s ({:.0f} GFLOP/s, MFU {:.0f}%)\n", s, pr["train_" + s + "_tokens_per_s"].get<double>(),
+                               pr["train_" + s + "_gflops"].get<double>(), 100 * pr["train_" + s + "_mfu"].get<double>());
+    }
+    if (with_bf16)
+      std::cout << fmt::format("  train  ours    bf16 with fused q/k/v, gate/up GEMMs {:.0f} tok/s: fused / plain {}\n",
+                               pr["train_bf16_fused_tokens_per_s"].get<double>(),
+                               ratio(pr["train_bf16_fused_tokens_per_s"].get<double>(), pr["train_bf16_tokens_per_s"].get<double>()));
     if (model::sdpa_available())
-      for (const char* s : {"fp32", "bf16"})
+      for (bool bf16 : precisions) {
+        const std::string s = bf16 ? "bf16" : "fp32";
         std::cout << fmt::format("  train  ours    {} with attention composed of matmul + softmax {:.0f} tok/s: fused attention / composed {}\n", s,
-                                 pr["train_" + std::string(s) + "_composed_attention_tokens_per_s"].get<double>(),
-                                 ratio(pr["train_" + std::string(s) + "_tokens_per_s"].get<double>(),
-                                       pr["train_" + std::string(s) + "_composed_attention_tokens_per_s"].get<double>()));
+                                 pr["train_" + s + "_composed_attention_tokens_per_s"].get<double>(),
+                                 ratio(pr["train_" + s + "_tokens_per_s"].get<double>(), pr["train_" + s + "_composed_attention_tokens_per_s"].get<double>()));
+      }
 
     std::vector<std::vector<int>> prompts;
     if (!a.skip_generation) {
@@ -298,7 +311,7 @@ int cmd_bench(const BenchArgs& a) {
         for (int t = 0; t < a.prompt_len; ++t) p.push_back(tokd(rng));
         prompts.push_back(p);
       }
-      for (bool bf16 : {false, true}) {
+      for (bool bf16 : precisions) {
         const std::string sfx = bf16 ? "bf16" : "fp32";
         if (model::sdpa_available()) {  // cached generation with the composed attention: the fused one's before/after
           model::set_sdpa_attention(m, false);
@@ -363,7 +376,7 @@ int cmd_bench(const BenchArgs& a) {
                               {"rope_theta", cfg.rope_theta}}},
                    {"threads", threads}, {"batch_size", a.batch_size}, {"seq_len", a.seq_len}, {"steps", a.steps},
                    {"gen_batch", a.gen_batch}, {"gen_tokens", a.gen_tokens}, {"prompt_len", a.prompt_len},
-                   {"generation", !a.skip_generation}, {"compile", a.compile}};
+                   {"generation", !a.skip_generation}, {"compile", a.compile}, {"precisions", precisions}};
       const std::string python = a.python.empty() ? model::reference_python() : a.python;
       json ref = python.empty() ? json{{"error", "no python with the torch of this LibTorch is known (--python PY)"}} : run_reference(python, args);
       if (!ref.contains("error") && ref.value("torch_version", "").rfind(model::torch_version(), 0) != 0)
@@ -372,7 +385,8 @@ int cmd_bench(const BenchArgs& a) {
       if (ref.contains("error")) {
         std::cout << "  reference: " << ref["error"].get<std::string>() << "\n";
       } else {
-        for (const char* s : {"fp32", "bf16"}) {
+        for (bool bf16 : precisions) {
+          const std::string s = bf16 ? "bf16" : "fp32";
           const double ours = pr["train_" + std::string(s) + "_tokens_per_s"], theirs = ref["train_" + std::string(s)]["tokens_per_s"];
           pr["train_" + std::string(s) + "_vs_reference"] = ours / theirs;
           std::cout << fmt::format("  train  python  {} {:8.0f} tok/s (MFU {:.0f}%, torch {}, attention {})   ours / python {}\n", s, theirs,
@@ -389,7 +403,8 @@ int cmd_bench(const BenchArgs& a) {
           }
         }
         if (!a.skip_generation)
-          for (const char* s : {"fp32", "bf16"}) {
+          for (bool bf16 : precisions) {
+            const std::string s = bf16 ? "bf16" : "fp32";
             const json& g = ref["gen_cached_" + std::string(s)];
             const double ours = pr["gen_cached_" + std::string(s) + "_tokens_per_s"], theirs = g["tokens_per_s"];
             pr["gen_cached_" + std::string(s) + "_vs_reference"] = ours / theirs;

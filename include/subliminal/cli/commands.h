@@ -70,7 +70,8 @@ struct BenchArgs {
   int gemm_size = 2048;                                           // the matmul-peak GEMM
   std::string out;
   std::string python;  // "": the python with the same torch as our LibTorch (model::reference_python())
-  bool compile = true;  // the reference also runs torch.compile'd training where its torch has it
+  bool compile = true;
+  std::string bf16 = "auto";  // auto: bf16 settings only where the CPU has bf16 matmuls; on | off  // the reference also runs torch.compile'd training where its torch has it
   bool skip_generation = false;
   bool reference = true;  // run the Python PyTorch reference right after ours
   std::string profile;    // "": none; else a directory for Chrome traces of extra, profiled training runs
