@@ -10,8 +10,10 @@
 #   debian  Debian's libtorch-dev (1.13 on Debian 12, 2.6 on Debian 13) and python3-torch, the
 #           Python reference of the same version
 #   prefix  any LibTorch you name with CMAKE_ARGS="-DCMAKE_PREFIX_PATH=/path/to/libtorch"
-#   auto    wheel where that wheel is on disk (the faster, measured: README "LibTorch sources"),
-#           else debian
+#   auto    debian: the faster for `subliminal run` on these machines (README "Systems and LibTorch
+#           sources": one default-run student took 47-54 s on Debian's 1.13, 44 s on Debian's 2.6,
+#           63-64 s on the wheel's 2.13, alternating); the wheel trains faster at the bench's shape
+#           (2 threads, 32 x 128 tokens), so it stays one TORCH_SOURCE=wheel away
 # BUILD_DIR (default build), JOBS (default nproc) and CMAKE_ARGS pass through to CMake; NO_BUILD=1
 # installs the packages only.
 set -euo pipefail
@@ -56,12 +58,7 @@ wheel_on_disk() {  # no index: succeeds only when pip finds the wheel locally
 
 if [ "$TORCH_SOURCE" = auto ]; then
   TORCH_SOURCE=debian
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_WHEEL_VERSION' else 1)" 2>/dev/null; then
-    TORCH_SOURCE=wheel
-  elif py=$(wheel_python) && wheel_on_disk "$py"; then
-    TORCH_SOURCE=wheel
-  fi
-  echo "[setup] LibTorch source: $TORCH_SOURCE (auto)"
+  echo "[setup] LibTorch source: $TORCH_SOURCE (auto; TORCH_SOURCE=wheel for the torch wheel's)"
 fi
 case "$TORCH_SOURCE" in
   wheel|prefix) ;;
