@@ -65,7 +65,7 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSUBLIMINAL_TORC
   "-DSUBLIMINAL_TORCH_PYTHON=$VENV/bin/python" "-DCUDAToolkit_ROOT=$TOOLKIT" "-DCUDA_TOOLKIT_ROOT_DIR=$TOOLKIT" "-DCMAKE_CUDA_COMPILER=$TOOLKIT/bin/nvcc" \
   -DTORCH_CUDA_ARCH_LIST=9.0 ${CMAKE_ARGS:-} >/dev/null
 [ -n "${CONFIGURE_ONLY:-}" ] && exit 0
-cmake --build "$BUILD_DIR" -j "${JOBS:-$(nproc)}" ${TARGETS:-}
+cmake --build "$BUILD_DIR" -j "${JOBS:-$(nproc)}" ${TARGETS:+--target $TARGETS}
 "$BUILD_DIR/subliminal" --version | sed 's/^/[cuda] /'
 for lib in libtorch_cuda.so libc10_cuda.so; do
   ldd "$BUILD_DIR/subliminal" | grep -q "$lib" || { echo "[cuda] error: $BUILD_DIR/subliminal does not load $lib" >&2; exit 1; }
