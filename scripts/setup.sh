@@ -47,15 +47,6 @@ wheel_python() {
   done
   return 1
 }
-wheel_on_disk() {  # no index: succeeds only when pip finds the wheel locally
-  local tmp
-  tmp=$(mktemp -d)
-  "$1" -m pip download -q --no-deps --no-index -d "$tmp" "torch==$TORCH_WHEEL_VERSION" >/dev/null 2>&1
-  local rc=$?
-  rm -rf "$tmp"
-  return $rc
-}
-
 if [ "$TORCH_SOURCE" = auto ]; then
   TORCH_SOURCE=debian
   echo "[setup] LibTorch source: $TORCH_SOURCE (auto; TORCH_SOURCE=wheel for the torch wheel's)"
@@ -92,14 +83,15 @@ TORCH_CMAKE=()
 if [ "$TORCH_SOURCE" = wheel ]; then
   if ! { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '$TORCH_WHEEL_VERSION' else 1)" 2>/dev/null; }; then
     py=$(wheel_python) || { echo "[setup] error: TORCH_SOURCE=wheel needs Python 3.11 (python3.11 on PATH, or SUBLIMINAL_WHEEL_PYTHON)" >&2; exit 2; }
-    wheel_on_disk "$py" || { echo "[setup] error: the CPU wheel torch==$TORCH_WHEEL_VERSION is not on local disk for pip (pip config list: find-links);" \
-                                  "asking PyPI would pull a CUDA build of several GB. Use TORCH_SOURCE=debian, or put the wheel there." >&2; exit 2; }
+    # torch itself must come from disk (--no-index: only pip's find-links; asking PyPI would pull a
+    # CUDA build of several GB); its small pure-Python dependencies may come from PyPI
+    tmpw=$(mktemp -d)
+    "$py" -m pip download -q --no-deps --no-index -d "$tmpw" "torch==$TORCH_WHEEL_VERSION" >/dev/null 2>&1 ||
+      { echo "[setup] error: the CPU wheel torch==$TORCH_WHEEL_VERSION is not on local disk for pip (pip config list: find-links)." \
+             "Use TORCH_SOURCE=debian, or put the wheel there." >&2; rm -rf "$tmpw"; exit 2; }
     echo "[setup] making $VENV with torch==$TORCH_WHEEL_VERSION (CPU wheel from local disk)"
     rm -rf "$VENV.tmp"
     "$py" -m venv "$VENV.tmp"
-    # torch itself must come from disk; its small pure-Python dependencies may come from PyPI
-    tmpw=$(mktemp -d)
-    "$py" -m pip download -q --no-deps --no-index -d "$tmpw" "torch==$TORCH_WHEEL_VERSION"
     "$VENV.tmp/bin/python" -m pip install -q --disable-pip-version-check "$tmpw"/torch-*.whl
     rm -rf "$tmpw"
     rm -rf "$VENV"
