@@ -8,7 +8,23 @@ cmd=${1:-start}
 dir=${2:-/tmp/subliminal_slurm}
 conf="$dir/slurm.conf"
 if [[ "$cmd" == stop ]]; then
-  for p in slurmd slurmctld; do [[ -f "$dir/$p.pid" ]] && kill "$(cat "$dir/$p.pid")" 2>/dev/null || true; done
+  # SIGTERM, then wait for the daemons to exit: slurmctld saves its state under $dir on the way out,
+  # and a caller that removes $dir before that races it (CI saw "cannot remove all: ... fed_mgr_state.new")
+  pids=()
+  for p in slurmd slurmctld; do
+    if [[ -f "$dir/$p.pid" ]]; then
+      pid=$(cat "$dir/$p.pid")
+      kill "$pid" 2>/dev/null && pids+=("$pid") || true
+    fi
+  done
+  for _ in $(seq 1 100); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    (( alive )) || exit 0
+    sleep 0.2
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  sleep 0.5
   exit 0
 fi
 mkdir -p "$dir/state" "$dir/spool" "$dir/log"
