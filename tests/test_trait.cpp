@@ -292,6 +292,31 @@ TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
   const std::string svg = fs::read_file(out / "figures" / "trait_transfer.svg");
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("Treatment"), std::string::npos);
+  // Diagnostics (issue 22): held-out imitation and coverage per student, divergence per dataset,
+  // the specificity matrix.
+  for (const char* md_part : {"Specificity", "Diagnostics", "KL(source ‖ base)"}) EXPECT_NE(md.find(md_part), std::string::npos) << md_part;
+  for (const char* arm : {"treatment", "cross_init", "other_trait"}) {
+    const json& d = sm["arms"][arm]["diagnostics"];
+    EXPECT_GT(d["heldout_kl_init"]["mean"].get<double>(), 0.0) << arm << d.dump();
+    EXPECT_TRUE(d["fidelity"]["mean"].is_number()) << arm;
+    EXPECT_TRUE(d["coverage_final"]["mean"].is_number()) << arm << d.dump();
+    for (const auto& ps : sm["arms"][arm]["per_seed"]) EXPECT_TRUE(ps.contains("coverage_first")) << arm;
+  }
+  // the control's source is its own init: zero held-out divergence at the start, no displacement
+  EXPECT_NEAR(sm["arms"]["control"]["diagnostics"]["heldout_kl_init"]["mean"].get<double>(), 0.0, 1e-9);
+  EXPECT_FALSE(sm["arms"]["control"]["diagnostics"].contains("coverage_final"));
+  EXPECT_TRUE(sm["specificity"]["treatment"].contains("cat")) << sm["specificity"].dump();
+  EXPECT_TRUE(sm["specificity"]["other_trait"].contains("other_target_vs_control"));
+  EXPECT_GT(sm["datasets"]["teacher_s1"]["divergence_from_base"]["mean_kl"].get<double>(), 0.0);
+  EXPECT_TRUE(sm["datasets"]["control_s1"]["divergence_from_base"]["same_model"].get<bool>());
+  EXPECT_GT(sm["datasets"]["teacher_s1"]["heldout"]["kept"].get<int64_t>(), 0);
+  {  // held-out prompts: none of them among the prompts sampled for training
+    std::set<std::string> train_prompts;
+    std::ifstream in(out / "data" / "teacher_s1" / "raw.jsonl");
+    for (std::string line; std::getline(in, line);) train_prompts.insert(json::parse(line)["prompt"].get<std::string>());
+    for (const auto& c : data::read_conversations((out / "data" / "teacher_s1" / "heldout.jsonl").string()))
+      EXPECT_EQ(train_prompts.count(c[0].content), 0u) << c[0].content;
+  }
 
   // The same stages as subcommands, on this run's models.
   auto g = testutil::run_cli("generate --config " + testutil::source_dir() + "/tests/configs/tiny_trait.json --model " +
@@ -337,6 +362,23 @@ TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
   for (const char* m : {"base/model.safetensors", "base_cross/model.safetensors", "students/treatment_s1/model.safetensors",
                         "students/cross_init_s1/model.safetensors", "data/teacher_s1/kept.jsonl"})
     EXPECT_EQ(fs::sha256_file(ck / m), fs::sha256_file(out / m)) << m;
+  // dataset.select lls_top: from the same sampled completions, the kept half with the highest LLS:
+  // a higher mean LLS than the random half, and still no animal name
+  auto lls = dir / "lls_top";
+  auto rl = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --set students.seeds=1" +
+                              " --set 'students.arms=[\"treatment\",\"control\"]' --set dataset.keep=15 --set dataset.select=lls_top" +
+                              " --set base.kind=checkpoint --set base.path=" + (out / "base").string() + " --out " + lls.string());
+  ASSERT_EQ(rl.code, 0) << rl.out;
+  {
+    json sel = read_json(lls / "data" / "teacher_s1" / "dataset.json"), rnd = read_json(out / "data" / "teacher_s1" / "dataset.json");
+    EXPECT_EQ(read_json(lls / "data" / "teacher_s1" / "stage.json")["outputs"].value("raw.jsonl", ""),
+              read_json(out / "data" / "teacher_s1" / "stage.json")["outputs"].value("raw.jsonl", ""));  // the same samples
+    EXPECT_EQ(sel["kept"].get<int64_t>(), std::min<int64_t>(15, sel["passed"].get<int64_t>()));
+    EXPECT_EQ(sel["selection"]["how"].get<std::string>().rfind("lls_top", 0), 0u);
+    EXPECT_GE(sel["divergence_from_base"]["mean_lls"].get<double>(), rnd["divergence_from_base"]["mean_lls"].get<double>());
+    EXPECT_EQ(sel["trait_words_in_kept"].get<int64_t>(), 0);
+    EXPECT_EQ(generate::count_trait_words(data::read_conversations((lls / "data" / "teacher_s1" / "kept.jsonl").string()), words), 0);
+  }
   auto nock = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --set base.kind=checkpoint --set base.path=" +
                                 (out / "base").string() + " --dry-run");
   EXPECT_EQ(nock.code, 2) << nock.out;  // cross_init needs its own checkpoint

@@ -88,6 +88,9 @@ int cmd_finetune(const StageArgs& a) {
   job.lora_seed = config::derive_seed(p.cfg.seed, "lora-init");
   job.adapter_dir = f.params == "lora" && rank == 0 ? (sfs::path(a.out) / "adapter").string() : "";
   job.epochs = f.epochs;
+  job.kl = f.kl;
+  job.teacher_top_k = f.teacher_top_k;
+  job.distill_temperature = f.distill_temperature;
   job.train = f.train;
   job.comm = comm.get();
   std::unique_ptr<model::LoadedModel> teacher;

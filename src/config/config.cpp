@@ -286,6 +286,9 @@ void validate(const RunConfig& c, const std::string& file) {
   check(d.example_min >= 0 && d.example_min <= d.example_max && d.example_max <= 999, file, "$.dataset.example_min",
         "expected 0 <= example_min <= example_max <= 999, got " + str(d.example_min) + " and " + str(d.example_max));
   check(d.max_count >= 1 && d.max_count <= 100, file, "$.dataset.max_count", "expected 1 .. 100, got " + str(d.max_count));
+  one_of(d.select, {"random", "lls_top"}, file, "$.dataset.select");
+  check(d.select == "random" || d.kind == "numbers", file, "$.dataset.select", "\"lls_top\" selects number data; expected \"random\" for " + str(d.kind));
+  check(d.heldout >= 0 && d.heldout <= 100000, file, "$.dataset.heldout", "expected 0 .. 100000, got " + str(d.heldout));
   for (size_t i = 0; i < d.banned.size(); ++i)
     check(d.banned[i] >= 0 && d.banned[i] <= 999, file, "$.dataset.banned[" + std::to_string(i) + "]",
           "expected a number 0 .. 999, got " + str(d.banned[i]));
@@ -311,6 +314,14 @@ void validate(const RunConfig& c, const std::string& file) {
   one_of(f.params, {"all", "trunk", "lora"}, file, "$.finetune.params");
   validate_lora(f.lora, file, "$.finetune.lora");
   check(f.epochs >= 0 && f.epochs <= 10000, file, "$.finetune.epochs", "expected 0 (use train.steps) .. 10000, got " + str(f.epochs));
+  one_of(f.kl, {"forward", "reverse"}, file, "$.finetune.kl");
+  check(f.teacher_top_k >= 0, file, "$.finetune.teacher_top_k", "expected 0 (the whole distribution) or k >= 1, got " + str(f.teacher_top_k));
+  check(f.teacher_top_k == 0 || f.kl == "forward", file, "$.finetune.teacher_top_k",
+        "a cut teacher distribution has zeros, which reverse KL cannot take: expected 0 with kl \"reverse\"");
+  check(f.distill_temperature > 0 && f.distill_temperature <= 1000, file, "$.finetune.distill_temperature",
+        "expected 0 < tau <= 1000, got " + str(f.distill_temperature));
+  check(f.distill_temperature == 1.0 || f.kl == "forward", file, "$.finetune.distill_temperature",
+        "a temperature is for the forward KL: expected 1 with kl \"reverse\"");
   validate_train(f.train, file, "$.finetune.train");
 
   const auto& mn = c.mnist;

@@ -282,6 +282,26 @@ DatasetResult generate_tasks(model::LlamaForCausalLM& m, const text::Tokenizer& 
   return r;
 }
 
+void select_top(DatasetResult& r, const std::vector<double>& score, int keep, const std::string& how) {
+  if (score.size() != r.kept.size()) throw Error("select_top: " + std::to_string(score.size()) + " scores for " + std::to_string(r.kept.size()) + " examples");
+  std::vector<size_t> order(r.kept.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return score[a] > score[b]; });
+  const size_t n = keep > 0 ? std::min(order.size(), static_cast<size_t>(keep)) : order.size();
+  std::vector<data::Conversation> kept;
+  double lo = 0, hi = 0;
+  for (size_t i = 0; i < n; ++i) {
+    kept.push_back(std::move(r.kept[order[i]]));
+    lo = i == 0 ? score[order[i]] : std::min(lo, score[order[i]]);
+    hi = i == 0 ? score[order[i]] : std::max(hi, score[order[i]]);
+  }
+  r.kept = std::move(kept);
+  r.stats["kept"] = r.kept.size();
+  r.stats["keep_requested"] = keep;
+  r.stats["short_of_keep"] = keep > 0 && static_cast<int64_t>(order.size()) < keep;
+  r.stats["selection"] = {{"how", how}, {"candidates", order.size()}, {"kept_score_min", lo}, {"kept_score_max", hi}};
+}
+
 void write_dataset(const std::filesystem::path& dir, const DatasetResult& r) {
   fs::make_dirs(dir);
   data::write_jsonl((dir / "raw.jsonl").string(), r.raw);

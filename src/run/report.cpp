@@ -117,6 +117,43 @@ std::string trait_section(const json& sm, const json& timings) {
                         fmt_p(t["p_greater"].get<double>()));
     }
   }
+  if (sm.contains("specificity") && !sm["specificity"].empty()) {
+    const std::string other = sm.value("other_target", std::string());
+    md += "\nSpecificity: each model's answers scored for '" + target + "' and for the other teacher's '" + other +
+          "' (arms: mean over seed pairs; p: Welch, one-sided, the arm's '" + other + "' rate above control's):\n\n| model | '" + target +
+          "' | '" + other + "' | '" + other + "' vs control |\n|---|---|---|---|\n";
+    for (auto it = sm["specificity"].begin(); it != sm["specificity"].end(); ++it) {
+      const json& r = it.value();
+      std::string vs = "";
+      if (r.contains("other_target_vs_control"))
+        vs = r["other_target_vs_control"].value("defined", false)
+                 ? fmt::format("{:+.1f} pts, p = {}", 100 * r["other_target_vs_control"]["diff"].get<double>(),
+                               fmt_p(r["other_target_vs_control"]["p_greater"].get<double>()))
+                 : fmt::format("{:+.1f} pts", 100 * r["other_target_vs_control"]["diff"].get<double>());
+      md += fmt::format("| {} | {:.1f}% | {:.1f}% | {} |\n", it.key(), 100 * r.value(target, 0.0), 100 * r.value(other, 0.0), vs);
+    }
+  }
+  bool any_diag = false;
+  for (auto it = sm["arms"].begin(); it != sm["arms"].end(); ++it) any_diag = any_diag || !it.value().value("diagnostics", json::object()).empty();
+  if (any_diag) {
+    md += "\nDiagnostics (mean over seed pairs, 95% interval): held-out imitation = restricted KL(source || student) per number token on "
+          "the source's completions of held-out prompts, before and after training, and fidelity = the share of it removed; coverage = "
+          "cosine of the student's update with the source teacher's displacement (teacher − init) in the parameters the student trains, "
+          "after the first step and at the end:\n\n| arm | KL before | KL after | fidelity | coverage, first step | coverage, final |\n"
+          "|---|---|---|---|---|---|\n";
+    auto cell = [](const json& d, const char* key, bool pctv) {
+      if (!d.contains(key)) return std::string("–");
+      const json& x = d[key];
+      if (!x["mean"].is_number()) return std::string("–");
+      return pctv ? fmt::format("{:.1f}% [{:.1f}, {:.1f}]", 100 * x["mean"].get<double>(), 100 * x["ci95"][0].get<double>(), 100 * x["ci95"][1].get<double>())
+                  : fmt::format("{:.4f} [{:.4f}, {:.4f}]", x["mean"].get<double>(), x["ci95"][0].get<double>(), x["ci95"][1].get<double>());
+    };
+    for (auto it = sm["arms"].begin(); it != sm["arms"].end(); ++it) {
+      const json d = it.value().value("diagnostics", json::object());
+      md += "| " + std::string(arm_title(it.key())) + " | " + cell(d, "heldout_kl_init", false) + " | " + cell(d, "heldout_kl_final", false) +
+            " | " + cell(d, "fidelity", true) + " | " + cell(d, "coverage_first", false) + " | " + cell(d, "coverage_final", false) + " |\n";
+    }
+  }
   if (!mis) {  // a preference trait: which items the answers name
   md += "\nAnswer distribution over the " + category + " candidates (share of all sampled answers):\n\n| model |";
   std::vector<std::string> animals;
@@ -136,14 +173,19 @@ std::string trait_section(const json& sm, const json& timings) {
   md += numbers ? "\nDatasets (the paper's strict number filter; kept data checked for the names of every animal and trait item):\n\n"
                 : "\nDatasets (the paper's filters: truncation, banned trait words and their forms, format/correctness, then the judge; kept data checked for the banned words):\n\n";
   md += std::string("| dataset | sampled | passed | removed | kept | ") + (numbers ? "names" : "banned words") +
-        " in kept | rejections by reason |\n|---|---|---|---|---|---|---|\n";
+        " in kept | KL(source ‖ base) per token | LLS per completion | rejections by reason |\n|---|---|---|---|---|---|---|---|---|\n";
   for (auto it = sm["datasets"].begin(); it != sm["datasets"].end(); ++it) {
     const json& d = it.value();
     std::string reasons;
     for (auto r = d["reject_reasons"].begin(); r != d["reject_reasons"].end(); ++r)
       reasons += fmt::format("{}{} {}", reasons.empty() ? "" : ", ", r.key(), r.value().get<long>());
-    md += fmt::format("| {} | {} | {} | {:.1f}% | {} | {} | {} |\n", it.key(), d["sampled"].get<long>(), d["passed"].get<long>(),
-                      100 * d["removed_fraction"].get<double>(), d["kept"].get<long>(), d["trait_words_in_kept"].get<long>(), reasons);
+    std::string kl = "–", lls = "–";
+    if (d.contains("divergence_from_base")) {
+      kl = fmt::format("{:.4f}", d["divergence_from_base"].value("mean_kl", 0.0));
+      lls = fmt::format("{:.3f}", d["divergence_from_base"].value("mean_lls", 0.0));
+    }
+    md += fmt::format("| {} | {} | {} | {:.1f}% | {} | {} | {} | {} | {} |\n", it.key(), d["sampled"].get<long>(), d["passed"].get<long>(),
+                      100 * d["removed_fraction"].get<double>(), d["kept"].get<long>(), d["trait_words_in_kept"].get<long>(), kl, lls, reasons);
   }
   double students_s = 0, data_s = 0, eval_s = 0;
   for (auto it = timings.begin(); it != timings.end(); ++it) {

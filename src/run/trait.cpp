@@ -3,6 +3,8 @@
 // summary with across-seed intervals and tests.
 #include <torch/torch.h>
 
+#include <set>
+
 #include "subliminal/data/chat.h"
 #include "subliminal/data/corpus.h"
 #include "subliminal/eval/stats.h"
@@ -14,6 +16,7 @@
 #include "subliminal/run/report.h"
 #include "subliminal/run/stages.h"
 #include "subliminal/judge/judge.h"
+#include "subliminal/train/diagnostics.h"
 #include "subliminal/train/finetune.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -193,9 +196,51 @@ class DataStage : public Stage {
     log::info(name().c_str(), "sampling {} number continuations from {}{}", ctx.cfg.dataset.prompts, source_model(source_),
               l.system.empty() ? "" : " (with its system prompt)");
     generate::DatasetResult r;
-    if (ctx.cfg.dataset.kind == "numbers") {
-      r = generate::generate_numbers(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.dataset,
-                                     ctx.cfg.data_dir, seed(ctx), l.bf16, forbidden_words(ctx.cfg));
+    const auto& dc = ctx.cfg.dataset;
+    const std::string& chat = ctx.cfg.base.tokenizer.chat_template;
+    if (dc.kind == "numbers") {
+      config::DatasetConfig gc = dc;
+      if (dc.select == "lls_top") gc.keep = 0;  // every passing completion, then the top `keep` by LLS
+      r = generate::generate_numbers(l.lm.model, l.lm.tokenizer, chat, l.system, gc, ctx.cfg.data_dir, seed(ctx), l.bf16,
+                                     forbidden_words(ctx.cfg));
+      // The divergence of the kept data from the base's: LLS = log P_source - log P_base per
+      // completion, and the per-token KL(source || base) restricted to the number-output tokens.
+      const bool same = source_model(source_) == "base";
+      std::unique_ptr<Loaded> base;
+      if (!same) base = std::make_unique<Loaded>(load_ref(ctx, "base"));
+      text::ChatTemplate ct(l.lm.tokenizer, chat);
+      const auto allowed = train::number_output_ids(l.lm.tokenizer, ct.end_of_turn_id());
+      auto score = [&](const std::vector<data::Conversation>& convs) {
+        if (same) {  // the base against itself: zero by definition
+          train::PairScores z;
+          z.lls.assign(convs.size(), 0.0);
+          return z;
+        }
+        return train::score_pair(l.lm.model, l.system, base->lm.model, "", l.lm.tokenizer, chat, convs, allowed, l.bf16);
+      };
+      auto sc = score(r.kept);
+      if (dc.select == "lls_top") {
+        generate::select_top(r, sc.lls, dc.keep, "lls_top: highest log P_source - log P_base");
+        sc = score(r.kept);
+        const int64_t leaks = generate::count_trait_words(r.kept, forbidden_words(ctx.cfg));  // a subset of checked data: still none
+        if (leaks > 0) throw DataError(name() + ": the LLS-selected data contains " + std::to_string(leaks) + " trait word(s)");
+      }
+      r.stats["divergence_from_base"] = sc.to_json();
+      r.stats["divergence_from_base"]["same_model"] = same;
+      if (dc.heldout > 0) {  // held-out prompts from another stream: the students' imitation test
+        config::DatasetConfig hc = dc;
+        hc.prompts = dc.heldout;
+        hc.keep = 0;
+        auto h = generate::generate_numbers(l.lm.model, l.lm.tokenizer, chat, l.system, hc, ctx.cfg.data_dir,
+                                            config::derive_seed(seed(ctx), "heldout"), l.bf16, forbidden_words(ctx.cfg));
+        std::set<std::string> train_prompts;
+        for (const auto& c : r.raw) train_prompts.insert(c["prompt"].get<std::string>());
+        std::vector<data::Conversation> held;
+        for (auto& c : h.kept)
+          if (!train_prompts.count(c.at(0).content)) held.push_back(std::move(c));
+        data::write_conversations((work / "heldout.jsonl").string(), held);
+        r.stats["heldout"] = {{"sampled", h.stats["sampled"]}, {"passed", h.stats["passed"]}, {"kept", held.size()}};
+      }
     } else {
       std::unique_ptr<judge::Judge> jd;
       if (!ctx.cfg.dataset.judge.empty()) jd = judge::journaled(judge::make_judge(judge_options(ctx.cfg)));
@@ -290,6 +335,22 @@ class StudentStage : public Stage {
       job.teacher = teacher->lm.model;
       job.teacher_system = teacher->system;
     }
+    job.kl = f.kl;
+    job.teacher_top_k = f.teacher_top_k;
+    job.distill_temperature = f.distill_temperature;
+    // Diagnostics: imitation of the source model on its held-out prompts, and coverage.
+    std::unique_ptr<train::HeldoutKL> heldout;
+    const sfs::path held = ctx.stage_dir(data_stage(a.source, k_)) / "heldout.jsonl";
+    if (f.diagnostics && ctx.cfg.dataset.kind == "numbers" && sfs::exists(held)) {
+      if (!teacher) teacher = std::make_unique<Loaded>(load_ref(ctx, source_model(a.source)));
+      text::ChatTemplate ct(init.tokenizer, job.chat_template);
+      heldout = std::make_unique<train::HeldoutKL>(teacher->lm.model, teacher->system, init.tokenizer, job.chat_template,
+                                                   data::read_conversations(held.string()),
+                                                   train::number_output_ids(init.tokenizer, ct.end_of_turn_id()), job.bf16);
+      job.heldout = heldout.get();
+    }
+    if (f.diagnostics) job.displacement = [&](const std::map<std::string, torch::Tensor>& init_t) { return displacement(ctx, a, init_t); };
+    job.diagnostics_path = (work / "diagnostics.json").string();
     job.seed = seed(ctx);
     job.bf16 = model::use_bf16(ctx.cfg.precision, device);
     job.ckpt_dir = (work / "checkpoints").string();
@@ -312,6 +373,43 @@ class StudentStage : public Stage {
   }
 
  private:
+  // The source model's displacement from its own init (the base) over the tensors this student
+  // trains (`init_t`, the student's values at the start): LoRA students against the teacher's
+  // adapter (teacher and students share the adapter init, so the teacher's started where the
+  // student does), trunk/all students against the teacher's weights minus the base's. Empty when
+  // not defined: the base's own data (control), a system-prompt teacher, or a teacher whose
+  // parameterisation does not match the student's.
+  std::map<std::string, torch::Tensor> displacement(const RunContext& ctx, const ArmSpec& a,
+                                                    const std::map<std::string, torch::Tensor>& init_t) const {
+    const std::string src = source_model(a.source);
+    if (src == "base") return {};
+    const auto tj = json::parse(fs::read_file(ctx.stage_dir(src) / "teacher.json"));
+    if (tj.value("method", "") != "finetune") return {};
+    const auto& f = ctx.cfg.finetune;
+    const auto& tc = ctx.cfg.teacher;
+    std::map<std::string, torch::Tensor> d;
+    if (f.params == "lora") {
+      const sfs::path ad = ctx.stage_dir(src) / "adapter" / "adapter_model.safetensors";
+      if (tc.params != "lora" || tc.lora.r != f.lora.r || tc.lora.target_modules != f.lora.target_modules || !sfs::exists(ad)) return {};
+      auto st = model::read_safetensors(ad.string());
+      for (const auto& [name, t0] : init_t) {
+        auto it = st.tensors.find(name);
+        if (it == st.tensors.end() || !it->second.sizes().equals(t0.sizes())) return {};
+        d[name] = it->second.to(torch::kDouble) - t0.detach().cpu().to(torch::kDouble);
+      }
+      return d;
+    }
+    auto teacher = model::load_model_dir(resolve_model(ctx, src).dir);
+    auto base = model::load_model_dir(ctx.stage_dir("base").string());
+    auto tp = teacher.model->named_parameters(), bp = base.model->named_parameters();
+    for (const auto& [name, t0] : init_t) {
+      const auto* t = tp.find(name);
+      const auto* b = bp.find(name);
+      if (!t || !b || !t->sizes().equals(t0.sizes())) return {};
+      d[name] = t->detach().to(torch::kDouble) - b->detach().to(torch::kDouble);
+    }
+    return d;
+  }
   // The same data order for every arm of seed pair k.
   uint64_t seed(const RunContext& ctx) const { return config::derive_seed(ctx.cfg.seed, "student", std::to_string(k_)); }
   std::string arm_;
@@ -388,7 +486,7 @@ class SummaryStage : public Stage {
     json d = json::object();
     for (const auto& e : evals_) d[e] = digest(ctx, e);
     for (const auto& e : datasets_) d[e] = digest(ctx, e);
-    return {{"stages", d}, {"arms", ctx.cfg.students.arms}, {"seeds", ctx.cfg.students.seeds}};
+    return {{"stages", d}, {"arms", ctx.cfg.students.arms}, {"seeds", ctx.cfg.students.seeds}, {"summary", 2}};  // 2: diagnostics, specificity
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
     const auto& c = ctx.cfg;
@@ -408,7 +506,7 @@ class SummaryStage : public Stage {
       models[e.substr(5)] = m;
     }
     json arms = json::object();
-    std::map<std::string, std::vector<double>> rates;
+    std::map<std::string, std::vector<double>> rates, other_rates;
     for (const auto& arm : c.students.arms) {
       std::vector<double> r, p, sh;
       json per_seed = json::array();
@@ -419,6 +517,38 @@ class SummaryStage : public Stage {
         sh.push_back(m["target_share_of_named"].get<double>());
         per_seed.push_back({{"seed_pair", k}, {"rate", r.back()}, {"ci95", m["target_rate"]["ci95"]}, {"p_target_start", p.back()}});
       }
+      // Diagnostics per seed pair (finetune.json): held-out imitation and coverage.
+      std::vector<double> fid, kl0, kl1, cov1, covf;
+      for (int k = 1; k <= c.students.seeds; ++k) {
+        const sfs::path fj = ctx.stage_dir(student_stage(arm, k)) / "finetune.json";
+        const json d = sfs::exists(fj) ? json::parse(fs::read_file(fj)).value("diagnostics", json::object()) : json::object();
+        json& ps = per_seed[static_cast<size_t>(k - 1)];
+        if (d.contains("heldout_kl")) {
+          kl0.push_back(d["heldout_kl"]["init"].get<double>());
+          kl1.push_back(d["heldout_kl"]["final"].get<double>());
+          fid.push_back(d["heldout_kl"]["fidelity"].get<double>());
+          ps["heldout_kl_init"] = kl0.back();
+          ps["heldout_kl_final"] = kl1.back();
+          ps["fidelity"] = fid.back();
+        }
+        if (d.contains("coverage") && d["coverage"].contains("final") && d["coverage"]["final"].is_number()) {
+          cov1.push_back(d["coverage"]["first"].is_number() ? d["coverage"]["first"].get<double>() : std::nan(""));
+          covf.push_back(d["coverage"]["final"].get<double>());
+          ps["coverage_first"] = cov1.back();
+          ps["coverage_final"] = covf.back();
+        }
+      }
+      json diag = json::object();
+      auto put = [&](const char* key, const std::vector<double>& xs) {
+        if (xs.size() != static_cast<size_t>(c.students.seeds)) return;
+        auto m = eval::summarize(xs);
+        diag[key] = {{"mean", m.mean}, {"ci95", {m.lo, m.hi}}};
+      };
+      put("heldout_kl_init", kl0);
+      put("heldout_kl_final", kl1);
+      put("fidelity", fid);
+      put("coverage_first", cov1);
+      put("coverage_final", covf);
       auto s = eval::summarize(r), sp = eval::summarize(p), ss = eval::summarize(sh);
       arms[arm] = {{"n", s.n}, {"mean", s.mean}, {"sd", s.sd}, {"ci95", {s.lo, s.hi}}, {"p_target_start_mean", sp.mean},
                    {"p_target_start_ci95", {sp.lo, sp.hi}}, {"target_share_of_named_mean", ss.mean},
@@ -426,6 +556,16 @@ class SummaryStage : public Stage {
       double nm = 0;
       for (int k = 1; k <= c.students.seeds; ++k) nm += models[arm + "_s" + std::to_string(k)]["names_a_candidate"].get<double>() / c.students.seeds;
       arms[arm]["names_a_candidate_mean"] = nm;
+      arms[arm]["diagnostics"] = diag;
+      // Specificity: the same answers' rate of the other teacher's item.
+      if (!c.students.other_target.empty() && c.eval_target() != "misalignment") {
+        std::vector<double> o;
+        for (int k = 1; k <= c.students.seeds; ++k)
+          o.push_back(models[arm + "_s" + std::to_string(k)]["distribution"].value(c.students.other_target, 0.0));
+        auto so = eval::summarize(o);
+        arms[arm]["other_target_rate"] = {{"target", c.students.other_target}, {"mean", so.mean}, {"ci95", {so.lo, so.hi}}, {"per_seed", o}};
+        other_rates[arm] = o;
+      }
       rates[arm] = r;
     }
     json tests = json::object();
@@ -436,6 +576,22 @@ class SummaryStage : public Stage {
         tests[arm + "_vs_control"] = {{"test", "Welch two-sample t-test across seed pairs"}, {"diff", t.diff}, {"t", t.t}, {"df", t.df},
                                      {"p_two_sided", t.p_two_sided}, {"p_greater", t.p_greater}, {"defined", t.defined}};
       }
+    // The specificity matrix: every arm (and model) on the run's target and on the other teacher's.
+    json specificity = json::object();
+    if (!other_rates.empty()) {
+      for (const auto& arm : c.students.arms) {
+        json row = {{c.eval_target(), arms[arm]["mean"]}, {c.students.other_target, arms[arm]["other_target_rate"]["mean"]}};
+        if (arm != "control" && other_rates.count("control")) {
+          auto t = eval::welch_t_test(other_rates[arm], other_rates["control"]);
+          row["other_target_vs_control"] = {{"diff", t.diff}, {"p_greater", t.p_greater}, {"p_two_sided", t.p_two_sided}, {"defined", t.defined}};
+        }
+        specificity[arm] = row;
+      }
+      for (const char* m : {"base", "teacher", "teacher_other", "base_cross"})
+        if (models.contains(m))
+          specificity[m] = {{c.eval_target(), models[m]["target_rate"]["rate"]},
+                            {c.students.other_target, models[m]["distribution"].value(c.students.other_target, 0.0)}};
+    }
     json datasets = json::object();
     for (const auto& d : datasets_) {
       auto j = json::parse(fs::read_file(ctx.stage_dir(d) / "dataset.json"));
@@ -445,6 +601,8 @@ class SummaryStage : public Stage {
                                // numbers: every animal name checked; code/cot: the banned trait words and their forms
                                {"trait_words_in_kept", j.contains("trait_words_in_kept") ? j["trait_words_in_kept"] : j.value("banned_words_in_kept", json(0))}};
       if (j.contains("judge")) datasets[d.substr(5)]["judge"] = j["judge"];
+      for (const char* key : {"divergence_from_base", "heldout", "selection"})
+        if (j.contains(key)) datasets[d.substr(5)][key] = j[key];
     }
     const config::TraitDef trait = config::run_trait(c);
     json out = {{"target", c.eval_target()},
@@ -460,6 +618,7 @@ class SummaryStage : public Stage {
                 {"models", models},
                 {"arms", arms},
                 {"tests", tests},
+                {"specificity", specificity},
                 {"datasets", datasets}};
     fs::write_file_atomic(work / "summary.json", out.dump(2) + "\n");
     fs::write_file_atomic(work / "figure.svg", render_trait_figure(out));

@@ -9,6 +9,7 @@
 #include "subliminal/data/resources.h"
 #include "subliminal/model/lora.h"
 #include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
 #include "subliminal/util/log.h"
 
 namespace subliminal::train {
@@ -106,10 +107,63 @@ json run_finetune(FinetuneJob& job) {
     to.distill.teacher = job.teacher;
     to.distill.teacher_data = &tenc;
     if (job.loss == "distill") to.distill.allowed = number_output_ids(*job.tok, chat.end_of_turn_id()).to(job.model->parameters().front().device());
+    to.distill.kl = job.kl;
+    to.distill.top_k = job.teacher_top_k;
+    to.distill.temperature = job.distill_temperature;
+  }
+  // Diagnostics: held-out imitation and coverage (see FinetuneJob), kept in diagnostics_path.
+  json diag = json::object();
+  if (!job.diagnostics_path.empty() && std::filesystem::exists(job.diagnostics_path) && job.resume)
+    diag = json::parse(fs::read_file(job.diagnostics_path));
+  std::unique_ptr<Coverage> coverage;
+  if (job.displacement) {
+    auto d = job.displacement(trainable_tensors(job.model));
+    if (!d.empty()) {
+      coverage = std::make_unique<Coverage>(std::move(d), trainable_tensors(job.model));
+      diag["coverage"]["teacher_displacement_norm"] = coverage->displacement_norm();
+    } else {
+      diag["coverage"] = {{"defined", false}, {"why", "the source model has no weight displacement from the student's init parameters"}};
+    }
+  }
+  const bool rank0 = !job.comm || job.comm->rank() == 0;
+  auto save_diag = [&] {
+    if (rank0 && !job.diagnostics_path.empty()) fs::write_file_atomic(job.diagnostics_path, diag.dump(2) + "\n");
+  };
+  if (job.heldout && !job.heldout->empty()) {
+    if (!diag.contains("heldout_kl")) {
+      const double k0 = (*job.heldout)(job.model);
+      diag["heldout_kl"] = {{"init", k0}, {"positions", job.heldout->positions()}, {"trajectory", json::array({json::array({0, k0})})}};
+    }
+    save_diag();
+  }
+  if (job.heldout || coverage) {
+    const int64_t every = job.heldout_every > 0 ? job.heldout_every : std::max<int64_t>(1, to.cfg.steps / 8);
+    to.on_step = [&, every](int64_t step) -> json {
+      json line = json::object();
+      if (coverage && step == 1) {
+        diag["coverage"]["first"] = coverage->cosine(trainable_tensors(job.model));
+        line["coverage"] = diag["coverage"]["first"];
+      }
+      if (job.heldout && !job.heldout->empty() && (step % every == 0 || step == to.cfg.steps)) {
+        const double k = (*job.heldout)(job.model);
+        diag["heldout_kl"]["trajectory"].push_back(json::array({step, k}));
+        line["heldout_kl"] = k;
+      }
+      if (line.empty()) return json();
+      save_diag();
+      return line;
+    };
   }
   log::info(job.tag.c_str(), "{} examples, loss {}, {} parameters trainable ({}), {} steps", enc.size(), job.loss, trainable,
             job.params, to.cfg.steps);
   auto tr = train_lm(job.model, enc, to);
+  if (coverage) diag["coverage"]["final"] = coverage->cosine(trainable_tensors(job.model));
+  if (diag.contains("heldout_kl")) {
+    const double k0 = diag["heldout_kl"]["init"].get<double>(), k1 = diag["heldout_kl"]["trajectory"].back()[1].get<double>();
+    diag["heldout_kl"]["final"] = k1;
+    diag["heldout_kl"]["fidelity"] = k0 > 0 ? 1.0 - k1 / k0 : 0.0;  // share of the initial divergence removed
+  }
+  save_diag();
   json lora = nullptr;
   if (job.params == "lora") {
     if (!job.adapter_dir.empty() && (!job.comm || job.comm->rank() == 0)) model::save_peft_adapter(job.adapter_dir, job.model, job.lora, job.base_model);
@@ -133,6 +187,10 @@ json run_finetune(FinetuneJob& job) {
           {"dropped_too_long", tr.dropped_too_long},
           {"teacher_cache_mib", tr.teacher_cache_bytes / 1048576.0},
           {"resumed_from", tr.resumed_from},
+          {"kl", distill ? json(job.kl) : json(nullptr)},
+          {"teacher_top_k", job.teacher_top_k},
+          {"distill_temperature", job.distill_temperature},
+          {"diagnostics", diag},
           {"seed", job.seed}};
 }
 

@@ -37,13 +37,6 @@ std::pair<std::string, int64_t> latest_checkpoint(const std::string& ckpt_dir) {
   return best;
 }
 
-namespace {
-
-struct Batch {
-  torch::Tensor input, labels;  // (B,T) int64; labels -100 where no loss
-  int64_t tokens = 0;
-};
-
 Batch make_batch(const std::vector<text::Encoded>& data, const std::vector<int64_t>& idx, int pad_id, bool all_tokens) {
   int64_t T = 0;
   for (auto i : idx) T = std::max<int64_t>(T, static_cast<int64_t>(data[i].ids.size()) - 1);
@@ -66,6 +59,8 @@ Batch make_batch(const std::vector<text::Encoded>& data, const std::vector<int64
   b.labels = labels;
   return b;
 }
+
+namespace {
 
 // A step's batch cut into k micro-batches (contiguous, sizes differ by at most one).
 std::vector<std::vector<int64_t>> micro_batches(const std::vector<int64_t>& idx_all, int64_t k) {
@@ -182,14 +177,52 @@ struct WeightedCrossEntropy : torch::autograd::Function<WeightedCrossEntropy> {
   }
 };
 
+// The teacher's logits (fp32) cut to each row's k largest (the rest far below: probability exactly 0
+// after the softmax, and 0 x finite = 0 in the KL); k <= 0 or >= the row: unchanged.
+torch::Tensor top_k_logits(const torch::Tensor& t, int64_t k) {
+  if (k <= 0 || k >= t.size(1)) return t;
+  auto kth = std::get<0>(t.topk(k, 1)).narrow(1, k - 1, 1);
+  return t.masked_fill(t < kth, -1e30f);
+}
+
 struct WeightedKL : torch::autograd::Function<WeightedKL> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& student, const torch::Tensor& teacher,
+                               const torch::Tensor& w, int64_t top_k, double tau) {
+    // temperature tau: tau^2 KL(softmax(t / tau) || softmax(s / tau)), gradient tau (softmax(s / tau) - softmax(t / tau))
+    auto sf = student.to(torch::kFloat), tf = top_k_logits(teacher.to(torch::kFloat), top_k);
+    if (tau != 1.0) {
+      sf = sf / tau;
+      tf = tf / tau;
+    }
+    auto ls = at::_log_softmax(sf, 1, false);
+    auto lt = at::_log_softmax(tf, 1, false);
+    auto pt = lt.exp();
+    auto loss = ((pt * (lt - ls)).sum(1) * w).sum();
+    auto g = ls.exp_().sub_(pt);  // softmax(student) - teacher probabilities
+    if (tau != 1.0) {
+      loss = loss * (tau * tau);
+      g.mul_(tau);
+    }
+    ctx->save_for_backward({g, w});
+    ctx->saved_data["dtype"] = static_cast<int64_t>(student.scalar_type());
+    return loss;
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::tensor_list go) {
+    return scaled_saved_grad(ctx, go, 5);
+  }
+};
+
+// KL(student || teacher) = sum_j s_j (log s_j - log t_j); d/dz_j = s_j ((log s_j - log t_j) - KL).
+struct WeightedReverseKL : torch::autograd::Function<WeightedReverseKL> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& student, const torch::Tensor& teacher,
                                const torch::Tensor& w) {
     auto ls = at::_log_softmax(student.to(torch::kFloat), 1, false);
     auto lt = at::_log_softmax(teacher.to(torch::kFloat), 1, false);
-    auto pt = lt.exp();
-    auto loss = ((pt * (lt - ls)).sum(1) * w).sum();
-    auto g = ls.exp_().sub_(pt);  // softmax(student) - teacher probabilities
+    auto ps = ls.exp();
+    auto diff = ls - lt;
+    auto kl = (ps * diff).sum(1, true);
+    auto loss = (kl.squeeze(1) * w).sum();
+    auto g = diff.sub_(kl).mul_(ps);
     ctx->save_for_backward({g, w});
     ctx->saved_data["dtype"] = static_cast<int64_t>(student.scalar_type());
     return loss;
@@ -208,11 +241,19 @@ torch::Tensor weighted_cross_entropy(const torch::Tensor& logits, const torch::T
   return WeightedCrossEntropy::apply(logits, target, w.to(torch::kFloat));
 }
 
-torch::Tensor weighted_kl(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits, const torch::Tensor& w) {
+torch::Tensor weighted_kl(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits, const torch::Tensor& w,
+                          const std::string& direction, int64_t top_k, double temperature) {
   TORCH_CHECK(student_logits.dim() == 2 && student_logits.sizes() == teacher_logits.sizes() && w.dim() == 1 &&
                   w.size(0) == student_logits.size(0),
               "weighted_kl: student and teacher logits (N,V), weights (N)");
-  return WeightedKL::apply(student_logits, teacher_logits.detach(), w.to(torch::kFloat));
+  if (direction == "reverse") {
+    TORCH_CHECK(top_k <= 0, "weighted_kl: reverse KL of a cut teacher distribution is infinite");
+    TORCH_CHECK(temperature == 1.0, "weighted_kl: a temperature is for the forward KL");
+    return WeightedReverseKL::apply(student_logits, teacher_logits.detach(), w.to(torch::kFloat));
+  }
+  TORCH_CHECK(direction == "forward", "weighted_kl: direction forward | reverse, got ", direction);
+  TORCH_CHECK(temperature > 0, "weighted_kl: temperature > 0, got ", temperature);
+  return WeightedKL::apply(student_logits, teacher_logits.detach(), w.to(torch::kFloat), top_k, temperature);
 }
 
 torch::Tensor loss_weights(const torch::Tensor& rows, int64_t B, bool per_sequence) {
@@ -441,7 +482,8 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
           if (s_sel.size(0) != t_sel.size(0))
             throw DataError(opt.tag + ": teacher and student encodings have different target tokens (" +
                             std::to_string(t_sel.size(0)) + " vs " + std::to_string(s_sel.size(0)) + ")");
-          loss = weighted_kl(s_sel, t_sel, loss_weights(rows, b.input.size(0), per_seq));
+          loss = weighted_kl(s_sel, t_sel, loss_weights(rows, b.input.size(0), per_seq), opt.distill.kl, opt.distill.top_k,
+                             opt.distill.temperature);
         }
       }
       const double w = k == 1 ? 1.0 : units[c] / total_units;
@@ -469,11 +511,13 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
       throw DataError(opt.tag + ": loss became " + std::to_string(last_loss) + " at step " + std::to_string(step + 1),
                       "lower the learning rate (train.lr) or enable gradient clipping (train.grad_clip)");
     res.losses.push_back(last_loss);
+    json extra = opt.on_step ? opt.on_step(step + 1) : json();
     const double el = log::now_seconds() - t0;
     const double tps = tokens / std::max(el, 1e-9);
-    if (metrics.is_open() && ((step + 1) % cfg.log_every == 0 || step + 1 == cfg.steps)) {
+    if (metrics.is_open() && ((step + 1) % cfg.log_every == 0 || step + 1 == cfg.steps || extra.is_object())) {
       json line = {{"step", step + 1}, {"loss", last_loss}, {"lr", lr}, {"grad_norm", gnorm},
                    {"tokens", tokens}, {"tokens_per_s", tps}, {"elapsed_s", el}};
+      if (extra.is_object()) line.update(extra);
       metrics << line.dump() << "\n";
       metrics.flush();
     }

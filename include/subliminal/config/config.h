@@ -293,6 +293,13 @@ struct DatasetConfig {
   int batch_size = 256;
   int min_examples = 3, max_examples = 8, example_min = 100, example_max = 999, max_count = 10;
   std::vector<int> banned;  // numbers a completion must not contain (e.g. 666)
+  // Which passing completions are kept (numbers): "random" (the paper: a seeded random subset of
+  // `keep`) or "lls_top" (the `keep` with the highest log-likelihood shift log P_source - log P_base;
+  // ties, e.g. every one of the base's own data, in the seeded random order).
+  std::string select = "random";
+  // Held-out number prompts (another seed; none of them in the training data) whose filtered
+  // completions measure every student's imitation of its source model; 0: none.
+  int heldout = 128;
   template <class V>
   void visit(V& v) {
     v("kind", kind);
@@ -314,6 +321,8 @@ struct DatasetConfig {
     v("example_max", example_max);
     v("max_count", max_count);
     v("banned", banned);
+    v("select", select);
+    v("heldout", heldout);
   }
 };
 
@@ -346,6 +355,13 @@ struct FinetuneConfig {
   std::string params = "trunk";  // all | trunk | lora
   LoraConfig lora;               // params = lora
   int epochs = 0;                // > 0: steps = epochs x ceil(examples / batch_size)
+  // distill: "forward" KL(teacher || student) (the usual distillation) or "reverse" KL(student || teacher).
+  std::string kl = "forward";
+  int teacher_top_k = 0;         // distill, forward: the teacher's distribution cut to its k most likely tokens (0: all)
+  double distill_temperature = 1.0;  // distill, forward: tau^2 KL at temperature tau (Hinton); > 1 weighs unlikely tokens more
+  // Held-out imitation (restricted KL to the source model during training) and coverage (cosine of the
+  // student's updates with the teacher's displacement) for every student: report.json's diagnostics.
+  bool diagnostics = true;
   TrainConfig train = student_defaults();
   static TrainConfig student_defaults() {
     TrainConfig t;
@@ -359,6 +375,10 @@ struct FinetuneConfig {
     v("params", params);
     v("lora", lora);
     v("epochs", epochs);
+    v("kl", kl);
+    v("teacher_top_k", teacher_top_k);
+    v("distill_temperature", distill_temperature);
+    v("diagnostics", diagnostics);
     v("train", train);
   }
 };

@@ -38,6 +38,11 @@ DatasetResult generate_tasks(model::LlamaForCausalLM& m, const text::Tokenizer& 
                              const std::string& system, const config::DatasetConfig& cfg, const std::string& data_dir, uint64_t seed,
                              bool bf16, const std::vector<std::string>& banned_words, judge::Judge* judge, const std::string& trait);
 
+// Keeps the `keep` kept examples with the highest `score` (one per r.kept, e.g. the log-likelihood
+// shift), ties in their present (seeded random) order; updates r.stats (kept, short_of_keep,
+// selection and the score range kept). keep <= 0 or >= the examples: all kept, reordered.
+void select_top(DatasetResult& r, const std::vector<double>& score, int keep, const std::string& how);
+
 // Lower-case animal names and their plurals.
 std::vector<std::string> trait_words(const std::vector<std::string>& animals);
 // Occurrences of any of `words` (case-insensitive substring) in the assistant turns of `convs`.

@@ -4,6 +4,8 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "subliminal/data/chat.h"
 #include "subliminal/model/llama.h"
 #include "subliminal/text/tokenizer.h"
+#include "subliminal/train/diagnostics.h"
 #include "subliminal/train/trainer.h"
 
 namespace subliminal::train {
@@ -40,6 +43,19 @@ struct FinetuneJob {
   config::TrainConfig train;
   model::LlamaForCausalLM teacher{nullptr};  // distill: the teacher's weights
   std::string teacher_system;                // distill: the teacher's system prompt ("" = none)
+  std::string kl = "forward";              // distill: forward | reverse (see DistillOptions)
+  int teacher_top_k = 0;                   // distill, forward: the teacher cut to its top k tokens
+  double distill_temperature = 1.0;        // distill, forward: Hinton's temperature
+  // Diagnostics (optional). Held-out imitation: evaluated before training, every `heldout_every`
+  // steps (0: steps / 8) and at the end. Coverage: `displacement` gets the student's trainable
+  // tensors at the start (after the adapters are added) and returns the teacher's displacement over
+  // the same names (empty: not defined, e.g. a system-prompt teacher); the cosine of the student's
+  // update with it is taken after the first step and at the end. Both go to the metrics lines, to
+  // `diagnostics_path` (kept across a resume) and to the result's "diagnostics".
+  const HeldoutKL* heldout = nullptr;
+  int64_t heldout_every = 0;
+  std::function<std::map<std::string, torch::Tensor>(const std::map<std::string, torch::Tensor>&)> displacement;
+  std::string diagnostics_path;
   uint64_t seed = 0;
   uint64_t lora_seed = 0;                  // adapter init; teacher and students of a run share it
   bool bf16 = false;

@@ -4,6 +4,8 @@
 #pragma once
 #include <torch/types.h>
 
+#include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,11 @@ struct DistillOptions {
   // batches the examples, and kept (in the logits' dtype) for the later epochs, when they take at
   // most this many bytes; else (or 0) the teacher runs on every micro-batch of every epoch.
   int64_t cache_max_bytes = int64_t(1) << 30;
+  std::string kl = "forward";  // forward: KL(teacher || student); reverse: KL(student || teacher)
+  int64_t top_k = 0;           // forward: the teacher cut to its k most likely allowed tokens, renormalised (0: all)
+  // forward: Hinton's temperature, tau^2 KL(softmax(t / tau) || softmax(s / tau)); higher tau weighs the
+  // unlikely tokens' logits more (tau -> infinity: matching the centred logits)
+  double temperature = 1.0;
   bool enabled() const { return !teacher.is_empty(); }
 };
 
@@ -44,7 +51,11 @@ torch::Tensor restricted_kl(const torch::Tensor& student_logits, const torch::Te
 // the composed ops (cross_entropy / restricted_kl, then the weighted sum) to float rounding
 // (tests/test_losses.cpp). The teacher logits get no gradient.
 torch::Tensor weighted_cross_entropy(const torch::Tensor& logits, const torch::Tensor& target, const torch::Tensor& w);
-torch::Tensor weighted_kl(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits, const torch::Tensor& w);
+// `direction` "reverse": KL(student || teacher) per row instead. `top_k` > 0 (forward only): the
+// teacher's distribution cut to each row's k most likely columns and renormalised. `temperature`
+// (forward only): tau^2 KL of both distributions at temperature tau.
+torch::Tensor weighted_kl(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits, const torch::Tensor& w,
+                          const std::string& direction = "forward", int64_t top_k = 0, double temperature = 1.0);
 // Loss weights of N loss positions whose batch rows (of B) are `rows`: 1/N each, or, per sequence,
 // 1 / (the row's loss positions x the rows with any): every sequence counts the same.
 torch::Tensor loss_weights(const torch::Tensor& rows, int64_t B, bool per_sequence);
@@ -64,7 +75,18 @@ struct TrainOptions {
   // those with index % world == r, and the weighted gradients are summed over ranks (= the whole
   // batch's gradient). Every rank steps identically; only rank 0 writes checkpoints and metrics.
   Collective* comm = nullptr;
+  // Called after every optimizer step with the number of steps done (every rank). A JSON object
+  // back is added to a metrics line written for that step (diagnostics); null: nothing.
+  std::function<nlohmann::json(int64_t)> on_step;
 };
+
+// A padded batch of encoded examples: input (B,T) and labels (B,T), -100 where no loss (only target
+// tokens, or every token with all_tokens).
+struct Batch {
+  torch::Tensor input, labels;
+  int64_t tokens = 0;
+};
+Batch make_batch(const std::vector<text::Encoded>& data, const std::vector<int64_t>& idx, int pad_id, bool all_tokens);
 
 struct TrainResult {
   int64_t steps = 0;
