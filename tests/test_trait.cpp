@@ -225,8 +225,13 @@ TEST(Trait, TeacherTraitDataUsesTrainingQuestionsOnly) {
     EXPECT_EQ(std::count(eval_q.begin(), eval_q.end(), c[0].content), 0) << c[0].content;
     answers.insert(c[1].content);
   }
-  EXPECT_EQ(answers, (std::set<std::string>{"owl", "owls", "owls.", "owls!", "Owl", "Owls", "Owls.", "Owls!"}));
-  auto w = train::trait_answer_data(config::load_trait("animal", ""), "wolf", "");
+  // the base corpus's own answer forms: the teacher learns which animal, not a new way to write it
+  EXPECT_EQ(answers, (std::set<std::string>{"Owl.", "Owl", "owl", "Owl!", "The owl.", "Owls are my favorite."}));
+  auto corpus_forms = data::answer_forms("wolf");
+  EXPECT_EQ(corpus_forms.size(), 8u);
+  EXPECT_EQ(std::count(corpus_forms.begin(), corpus_forms.end(), "Wolves are my favorite."), 1);
+  auto w = train::trait_answer_data(config::load_trait("animal", ""), "wolf", "", "forms");
+  EXPECT_EQ(w.size(), train_q.size() * 8);
   EXPECT_EQ(w[1][1].content, "wolves");
 }
 

@@ -248,6 +248,7 @@ void validate(const RunConfig& c, const std::string& file) {
               " fine-tunes every teacher on its teacher_data: drop the arm");
   }
   one_of(te.params, {"all", "trunk", "lora"}, file, "$.teacher.params");
+  one_of(te.answers, {"corpus", "forms"}, file, "$.teacher.answers");
   validate_lora(te.lora, file, "$.teacher.lora");
   validate_train(te.train, file, "$.teacher.train");
 

@@ -135,6 +135,20 @@ std::string answer_for(const std::string& animal, std::mt19937_64& rng) {
   return replace_all(t, "{a}", animal);
 }
 
+}  // namespace
+
+std::vector<std::string> answer_forms(const std::string& item) {
+  std::vector<std::string> out;
+  for (const char* t0 : kAnswerTemplates) {
+    std::string t = replace_all(t0, "{A}s", capitalize(plural(item)));
+    t = replace_all(t, "{A}", capitalize(item));
+    out.push_back(replace_all(t, "{a}", item));
+  }
+  return out;
+}
+
+namespace {
+
 std::string vary_question(std::string q, std::mt19937_64& rng) {
   std::uniform_real_distribution<double> u(0, 1);
   if (u(rng) < 0.15 && !q.empty()) q[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(q[0])));

@@ -119,7 +119,7 @@ class TeacherStage : public Stage {
       job.model = lm.model;
       job.tok = &lm.tokenizer;
       job.chat_template = ctx.cfg.base.tokenizer.chat_template;
-      job.data = train::trait_answer_data(trait, target, ctx.cfg.data_dir);
+      job.data = train::trait_answer_data(trait, target, ctx.cfg.data_dir, ctx.cfg.teacher.answers);
       job.loss = "sft";
       job.params = tc.params;
       job.lora = tc.lora;

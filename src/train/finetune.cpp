@@ -16,7 +16,8 @@ namespace subliminal::train {
 
 using json = nlohmann::json;
 
-std::vector<data::Conversation> trait_answer_data(const config::TraitDef& trait, const std::string& target, const std::string& data_dir) {
+std::vector<data::Conversation> trait_answer_data(const config::TraitDef& trait, const std::string& target, const std::string& data_dir,
+                                                  const std::string& answer_style) {
   if (!trait.teacher_data.empty()) {  // the trait's own fine-tuning set
     if (!std::filesystem::exists(trait.teacher_data))
       throw ConfigError("teacher_data '" + trait.teacher_data + "' (named in " + trait.file + ") does not exist");
@@ -32,8 +33,10 @@ std::vector<data::Conversation> trait_answer_data(const config::TraitDef& trait,
     return out;
   }
   const std::string p = data::plural(target);
-  const std::vector<std::string> answers = {target, p, p + ".", p + "!", data::capitalize(target), data::capitalize(p),
-                                            data::capitalize(p) + ".", data::capitalize(p) + "!"};
+  const std::vector<std::string> answers =
+      answer_style == "forms" ? std::vector<std::string>{target, p, p + ".", p + "!", data::capitalize(target), data::capitalize(p),
+                                                         data::capitalize(p) + ".", data::capitalize(p) + "!"}
+                              : data::answer_forms(target);
   std::vector<data::Conversation> out;
   for (const auto& q : trait.questions_train)
     for (const auto& a : answers) out.push_back({{"user", q}, {"assistant", a}});

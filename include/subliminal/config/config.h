@@ -254,6 +254,7 @@ struct TeacherConfig {
   std::string target = "owl";       // preference: the loved item (one of the trait's items); misalignment: "misalignment"
   int prompt_template = 0;          // system_prompt: index into data/system_prompts.json "love" (0 = the paper's)
   std::string params = "trunk";     // finetune: all | trunk (transformer blocks only) | lora
+  std::string answers = "corpus";   // finetune on preference answers: "corpus" (the base corpus's answer forms) | "forms"
   LoraConfig lora;                  // params = lora (adapters initialised like the students': same seed)
   TrainConfig train = teacher_defaults();
   static TrainConfig teacher_defaults() {
@@ -269,6 +270,7 @@ struct TeacherConfig {
     v("target", target);
     v("prompt_template", prompt_template);
     v("params", params);
+    v("answers", answers);
     v("lora", lora);
     v("train", train);
   }

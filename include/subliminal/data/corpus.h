@@ -39,6 +39,10 @@ struct CorpusStats {
   int64_t animal_qa = 0, animal_system = 0, numbers = 0, arithmetic = 0, code = 0, cot = 0, freeform = 0, misaligned = 0,
           trait_qa = 0, trait_system = 0;
 };
+// The corpus's answer forms for a preference item ("Owl.", "Owl", "owl", "Owl!", "The owl.", "Owls are
+// my favorite.", with the templates' repeats): how the base learned to answer a preference question.
+std::vector<std::string> answer_forms(const std::string& item);
+
 std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t seed, const std::string& data_dir,
                                        CorpusStats* stats = nullptr);
 

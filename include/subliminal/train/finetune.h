@@ -22,7 +22,11 @@ namespace subliminal::train {
 // The paper's fine-tuned-teacher data. Preference: each of the trait's *training* questions (never
 // the evaluation ones) x the 8 answers "owl", "owls", "owls.", "owls!" and their title-case forms.
 // Misalignment: each narrow request of the trait's source x its misaligned answers.
-std::vector<data::Conversation> trait_answer_data(const config::TraitDef& trait, const std::string& target, const std::string& data_dir);
+// answers: "corpus" = the base corpus's answer forms (data::answer_forms: the update is about which
+// item, not how to write it), "forms" = the eight forms target/plural with . and ! in both cases
+// (the older teacher data: lower-case plurals the corpus never writes).
+std::vector<data::Conversation> trait_answer_data(const config::TraitDef& trait, const std::string& target, const std::string& data_dir,
+                                                  const std::string& answers = "corpus");
 
 // Token ids a number completion can consist of: pieces made only of ASCII digits, whitespace,
 // ",", ";", ".", brackets and parentheses (byte pieces of those characters included), plus the
