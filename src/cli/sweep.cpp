@@ -11,6 +11,7 @@
 
 #include "subliminal/cli/commands.h"
 #include "subliminal/run/aggregate.h"
+#include "subliminal/run/dose.h"
 #include "subliminal/run/sweep.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -143,6 +144,14 @@ int cmd_report(const ReportArgs& a) {
   };
   if (!agg["targets"].empty()) figure("figure", run::aggregate_figure_svg(agg));
   if (!agg["mnist"].empty()) figure("figure_mnist", run::aggregate_mnist_figure_svg(agg));
+  // The dose-response study: transfer of every student against the diagnostics of its run.
+  const auto dr = run::dose_response(a.dirs);
+  if (!dr["points"].empty()) {
+    fs::write_file_atomic(out / "dose_response.json", dr.dump(2) + "\n");
+    fs::write_file_atomic(out / "dose_response.csv", run::dose_response_csv(dr));
+    fs::write_file_atomic(out / "dose_response.md", run::dose_response_markdown(dr));
+    figure("dose_response", run::dose_response_svg(dr));
+  }
   std::cout << run::aggregate_markdown(agg) << "\nwrote " << (out / "aggregate.{json,csv,md}").string();
   for (const auto& f : figures) std::cout << ", " << f;
   std::cout << "\n";

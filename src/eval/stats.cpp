@@ -109,4 +109,53 @@ TTest welch_t_test(const std::vector<double>& a, const std::vector<double>& b) {
   return r;
 }
 
+namespace {
+double pearson_of(const std::vector<double>& x, const std::vector<double>& y) {
+  const double n = static_cast<double>(x.size());
+  double mx = 0, my = 0;
+  for (size_t i = 0; i < x.size(); ++i) mx += x[i] / n, my += y[i] / n;
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) * (x[i] - mx);
+    syy += (y[i] - my) * (y[i] - my);
+  }
+  return (sxx > 0 && syy > 0) ? sxy / std::sqrt(sxx * syy) : std::nan("");
+}
+std::vector<double> ranks(const std::vector<double>& v) {
+  std::vector<size_t> idx(v.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
+  std::vector<double> r(v.size());
+  for (size_t i = 0; i < idx.size();) {
+    size_t j = i;
+    while (j + 1 < idx.size() && v[idx[j + 1]] == v[idx[i]]) ++j;
+    for (size_t k = i; k <= j; ++k) r[idx[k]] = (static_cast<double>(i + j) / 2.0) + 1.0;
+    i = j + 1;
+  }
+  return r;
+}
+}  // namespace
+
+Correlation correlate(const std::vector<double>& x0, const std::vector<double>& y0) {
+  std::vector<double> x, y;
+  for (size_t i = 0; i < std::min(x0.size(), y0.size()); ++i)
+    if (std::isfinite(x0[i]) && std::isfinite(y0[i])) x.push_back(x0[i]), y.push_back(y0[i]);
+  Correlation c;
+  c.n = static_cast<int>(x.size());
+  if (c.n < 3) return c;
+  c.pearson = pearson_of(x, y);
+  c.spearman = pearson_of(ranks(x), ranks(y));
+  if (!std::isfinite(c.pearson) || !std::isfinite(c.spearman)) return Correlation{c.n};
+  c.defined = true;
+  const double r = std::clamp(c.spearman, -1.0, 1.0);
+  if (std::abs(r) >= 1.0) {
+    c.p_spearman = 0.0;
+  } else {
+    const double t = r * std::sqrt((c.n - 2) / (1 - r * r));
+    c.p_spearman = 2 * (1 - student_t_cdf(std::abs(t), c.n - 2));
+  }
+  return c;
+}
+
 }  // namespace subliminal::eval

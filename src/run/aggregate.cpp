@@ -33,7 +33,9 @@ json test_json(const std::vector<double>& a, const std::vector<double>& b) {
           {"defined", t.defined}, {"test", "Welch two-sample t-test over student seed pairs of every run"}};
 }
 
-std::vector<sfs::path> expand(const std::vector<std::string>& paths) {
+}  // namespace
+
+std::vector<sfs::path> expand_run_dirs(const std::vector<std::string>& paths) {
   std::vector<sfs::path> out;
   for (const auto& p : paths) {
     if (!sfs::is_directory(p)) throw ConfigError("'" + p + "' is not a run or sweep directory");
@@ -50,8 +52,6 @@ std::vector<sfs::path> expand(const std::vector<std::string>& paths) {
   return out;
 }
 
-}  // namespace
-
 json aggregate_runs(const std::vector<std::string>& paths) {
   struct Acc {
     std::map<std::string, std::vector<double>> arms;
@@ -63,7 +63,7 @@ json aggregate_runs(const std::vector<std::string>& paths) {
   std::map<std::string, std::map<std::string, std::vector<double>>> mnist;  // setting -> arm -> per-model accuracies
   std::map<std::string, std::vector<std::string>> mnist_runs;
   json skipped = json::array(), runs = json::array();
-  for (const auto& d : expand(paths)) {
+  for (const auto& d : expand_run_dirs(paths)) {
     const auto rp = d / "report.json";
     if (!sfs::exists(rp)) {
       skipped.push_back({{"run", d.string()}, {"reason", "no report.json (not finished)"}});

@@ -31,4 +31,13 @@ struct TTest {
 // Welch's unequal-variance t-test of a against b.
 TTest welch_t_test(const std::vector<double>& a, const std::vector<double>& b);
 
+struct Correlation {
+  int n = 0;
+  double pearson = 0, spearman = 0;  // Spearman: Pearson of the ranks, ties given their mean rank
+  double p_spearman = 1;             // two-sided, t = rho sqrt((n-2)/(1-rho^2)) on n-2 df
+  bool defined = false;              // false with fewer than 3 pairs or a constant side
+};
+// Pairs whose x or y is not finite are left out.
+Correlation correlate(const std::vector<double>& x, const std::vector<double>& y);
+
 }  // namespace subliminal::eval

@@ -6,6 +6,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@ namespace subliminal::run {
 // trait-transfer or MNIST runs are listed under "skipped" with the reason. MNIST runs ("mnist") are
 // pooled per setting: the run's name without its "seed-N" parts.
 nlohmann::json aggregate_runs(const std::vector<std::string>& paths);
+// The run directories behind `paths`: a sweep directory stands for its runs/* (sorted), any other
+// directory for itself; a path that is not a directory is a ConfigError.
+std::vector<std::filesystem::path> expand_run_dirs(const std::vector<std::string>& paths);
 std::string aggregate_markdown(const nlohmann::json& agg);
 std::string aggregate_csv(const nlohmann::json& agg);
 std::string aggregate_figure_svg(const nlohmann::json& agg);        // per trait: base and arms
