@@ -240,6 +240,47 @@ TEST(DiagnosticsNumeric, HeldoutKLIsZeroForTheSourceAndFallsAsAStudentImitatesIt
   std::filesystem::remove_all(tmp);
 }
 
+// The control arm under distillation skips training (run/trait.cpp): distilling a model into itself
+// is a fixed point for LoRA students: with B = 0 the student's logits are the teacher's bit for bit,
+// every gradient is exactly zero and so is every Adam step. Here it is trained for real: the loss is
+// zero throughout and the logits do not move. (Training every parameter is not such a fixed point:
+// rounding noise, normalised by Adam, moves it; README, "Adam turns a zero gradient into a random walk".)
+TEST(DiagnosticsNumeric, DistillingAModelIntoItselfLeavesItWhereItIs) {
+  at::set_num_threads(1);
+  const auto& tok = diag_tokenizer();
+  text::ChatTemplate chat(tok, "chatml");
+  for (const std::string params : {"lora"}) {
+    auto init = testutil::tiny_lm(51, tok.vocab_size());
+    auto teacher = testutil::tiny_lm(51, tok.vocab_size());  // the same weights
+    auto probe = chat.encode(number_convs(1, 5)[0]);
+    auto ids = torch::tensor(std::vector<int64_t>(probe.ids.begin(), probe.ids.end()), torch::kLong).unsqueeze(0);
+    torch::Tensor before;
+    {
+      torch::NoGradGuard ng;
+      init->eval();
+      before = init->forward_causal(ids).clone();
+    }
+    train::FinetuneJob job;
+    job.model = init;
+    job.tok = &tok;
+    job.chat_template = "chatml";
+    job.data = number_convs(32, 17);
+    job.loss = "distill";
+    job.params = params;
+    job.teacher = teacher;
+    job.train.steps = 20;
+    job.train.batch_size = 16;
+    job.train.lr = 1e-3;
+    job.train.warmup_steps = 0;
+    job.train.log_every = 1000;
+    auto res = train::run_finetune(job);
+    EXPECT_EQ(res["final_loss"].get<double>(), 0.0) << params;
+    torch::NoGradGuard ng;
+    init->eval();
+    EXPECT_EQ((init->forward_causal(ids) - before).abs().max().item<double>(), 0.0) << params;
+  }
+}
+
 TEST(Diagnostics, CoverageIsTheCosineOfTheUpdateWithTheDisplacement) {
   std::map<std::string, torch::Tensor> init = {{"a", torch::tensor({1.0, 2.0})}, {"b", torch::tensor({0.0, 0.0, 1.0})}};
   std::map<std::string, torch::Tensor> d = {{"a", torch::tensor({1.0, 0.0})}, {"b", torch::tensor({0.0, 1.0, 0.0})}};
