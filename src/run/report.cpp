@@ -107,6 +107,12 @@ std::string trait_section(const json& sm, const json& timings) {
     md += "\nWelch t-tests across seed pairs (rate of '" + target + "'):\n\n| comparison | difference | t | df | p (two-sided) | p (greater) |\n|---|---|---|---|---|---|\n";
     for (auto it = sm["tests"].begin(); it != sm["tests"].end(); ++it) {
       const json& t = it.value();
+      if (it.key() == "cross_init_vs_its_base") {
+        md += fmt::format("| cross_init_vs_its_base (its own init's rate {:.1f}%) | {:+.1f} pts [{:+.1f}, {:+.1f}] | - | - | - | - |\n",
+                          100 * t["base_rate"].get<double>(), 100 * t["diff"].get<double>(), 100 * t["ci95"][0].get<double>(),
+                          100 * t["ci95"][1].get<double>());
+        continue;
+      }
       if (!t.value("defined", false)) {
         md += fmt::format("| {} | {:+.1f} pts | - | - | undefined (fewer than 2 seeds or no variance) | - |\n", it.key(),
                           100 * t["diff"].get<double>());

@@ -594,6 +594,13 @@ class SummaryStage : public Stage {
         tests[arm + "_vs_control"] = {{"test", "Welch two-sample t-test across seed pairs"}, {"diff", t.diff}, {"t", t.t}, {"df", t.df},
                                      {"p_two_sided", t.p_two_sided}, {"p_greater", t.p_greater}, {"defined", t.defined}};
       }
+    // Cross-init students against their own init (the other base), not against the control's.
+    if (rates.count("cross_init") && models.contains("base_cross")) {
+      const double b = models["base_cross"]["target_rate"]["rate"].get<double>();
+      const auto s = eval::summarize(rates["cross_init"]);
+      tests["cross_init_vs_its_base"] = {{"test", "mean over seed pairs minus the cross-init base's rate"}, {"diff", s.mean - b},
+                                         {"ci95", {s.lo - b, s.hi - b}}, {"base_rate", b}};
+    }
     // The specificity matrix: every arm (and model) on the run's target and on the other teacher's.
     json specificity = json::object();
     if (!other_rates.empty()) {
