@@ -278,6 +278,15 @@ TEST(DiagnosticsNumeric, DistillingAModelIntoItselfLeavesItWhereItIs) {
     torch::NoGradGuard ng;
     init->eval();
     EXPECT_EQ((init->forward_causal(ids) - before).abs().max().item<double>(), 0.0) << params;
+    // the shortcut the control arm takes: no step, the same model
+    auto skipped = testutil::tiny_lm(51, tok.vocab_size());
+    job.model = skipped;
+    job.fixed_point = true;
+    auto res2 = train::run_finetune(job);
+    EXPECT_EQ(res2["steps"], 0);
+    EXPECT_TRUE(res2["fixed_point"].get<bool>());
+    skipped->eval();
+    EXPECT_TRUE(torch::equal(skipped->forward_causal(ids), init->forward_causal(ids)));
   }
 }
 

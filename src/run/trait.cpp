@@ -341,21 +341,11 @@ class StudentStage : public Stage {
     // Distilling a model into itself with LoRA (the control arm under a distill loss: source = the
     // base = the student's init, the full teacher distribution) is a fixed point: with B = 0 the
     // student's logits are the teacher's bit for bit, every gradient is exactly zero and so is every
-    // Adam step, so the student is its init. No step is taken; the init is saved as the student
-    // (DiagnosticsNumeric.DistillingAModelIntoItselfLeavesItWhereItIs trains it and sees no change).
-    // Trunk/all students are trained: there rounding noise, normalised by Adam, moves them.
-    if (f.loss != "sft" && f.params == "lora" && f.lora.save != "adapter" && f.teacher_top_k == 0 && source_model(a.source) == a.init &&
-        teacher->system.empty() && ctx.rank() == 0 && !ctx.comm) {
-      init.model->to(torch::kCPU);
-      json res = {{"steps", 0}, {"examples", job.data.size()}, {"loss", f.loss}, {"params", f.params},
-                  {"fixed_point", "the source model is the student's init: the distillation loss and its gradient are zero, no step taken"},
-                  {"diagnostics", {{"heldout_kl", {{"init", 0.0}, {"final", 0.0}, {"fidelity", 0.0}, {"positions", 0}, {"trajectory", json::array()}}}}},
-                  {"arm", arm_}, {"seed_pair", k_}, {"init", a.init}, {"data", data_stage(a.source, k_)}, {"teacher", source_model(a.source)}};
-      model::save_model_dir(work.string(), init.model, init.tokenizer, {{"stage", name()}, {"finetune", res}});
-      fs::write_file_atomic(work / "finetune.json", res.dump(2) + "\n");
-      log::info(name().c_str(), "the source model is the student's init (distilling the base into itself): a fixed point, no step taken");
-      return res;
-    }
+    // Adam step (DiagnosticsNumeric.DistillingAModelIntoItselfLeavesItWhereItIs trains one and sees
+    // no change). No step is taken (FinetuneJob::fixed_point). Trunk/all students are trained: there
+    // rounding noise, normalised by Adam, moves them.
+    job.fixed_point = f.loss != "sft" && f.params == "lora" && f.teacher_top_k == 0 && source_model(a.source) == a.init &&
+                      teacher->system.empty();
     // Diagnostics: imitation of the source model on its held-out prompts, and coverage.
     std::unique_ptr<train::HeldoutKL> heldout;
     const sfs::path held = ctx.stage_dir(data_stage(a.source, k_)) / "heldout.jsonl";

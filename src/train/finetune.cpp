@@ -159,7 +159,11 @@ json run_finetune(FinetuneJob& job) {
   }
   log::info(job.tag.c_str(), "{} examples, loss {}, {} parameters trainable ({}), {} steps", enc.size(), job.loss, trainable,
             job.params, to.cfg.steps);
-  auto tr = train_lm(job.model, enc, to);
+  TrainResult tr;
+  if (job.fixed_point)
+    log::info(job.tag.c_str(), "the teacher is the student's init and the student is LoRA: distillation is a fixed point, no step taken");
+  else
+    tr = train_lm(job.model, enc, to);
   if (coverage) diag["coverage"]["final"] = coverage->cosine(trainable_tensors(job.model));
   if (diag.contains("heldout_kl")) {
     const double k0 = diag["heldout_kl"]["init"].get<double>(), k1 = diag["heldout_kl"]["trajectory"].back()[1].get<double>();
@@ -194,6 +198,7 @@ json run_finetune(FinetuneJob& job) {
           {"teacher_top_k", job.teacher_top_k},
           {"distill_temperature", job.distill_temperature},
           {"diagnostics", diag},
+          {"fixed_point", job.fixed_point},
           {"seed", job.seed}};
 }
 

@@ -35,6 +35,10 @@ torch::Tensor number_output_ids(const text::Tokenizer& tok, int end_of_turn);
 
 struct FinetuneJob {
   model::LlamaForCausalLM model{nullptr};  // trained in place
+  // The teacher is the student's own init and the student is LoRA (B = 0): distillation is a fixed
+  // point (zero loss, exactly zero gradients), so no step is taken; everything else (the adapter,
+  // the merged model, the diagnostics) is written as for a trained student. Set by the caller.
+  bool fixed_point = false;
   const text::Tokenizer* tok = nullptr;
   std::string chat_template = "auto";
   std::vector<data::Conversation> data;    // training conversations (the student's view)
