@@ -84,7 +84,7 @@ int cmd_sweep(const SweepArgs& a) {
     while (next < todo.size() && static_cast<int>(running.size()) < jobs) {
       const auto& r = s.runs[todo[next++]];
       const auto logp = s.dir / "logs" / (r.name + ".log");
-      const int pid = fs::spawn({fs::self_exe(), "run", run::config_path(s, r).string(), "--out", run::run_dir(s, r).string(), "--resume",
+      const int pid = fs::spawn({fs::self_exe_for_spawn(), "run", run::config_path(s, r).string(), "--out", run::run_dir(s, r).string(), "--resume",
                                  "--threads", std::to_string(threads)},
                                 logp.string());
       running[pid] = r.index;

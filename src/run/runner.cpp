@@ -315,7 +315,7 @@ void Runner::run_parallel(json& results) {
   std::vector<Worker> workers;
   bool forwarded = false;                // the stop request was passed to the workers
   std::vector<std::string> interrupted;  // stages that stopped at a safe point
-  std::string exe = ctx_.worker_exe.empty() ? fs::self_exe() : ctx_.worker_exe;
+  std::string exe = ctx_.worker_exe.empty() ? fs::self_exe_for_spawn() : ctx_.worker_exe;
   log::info("run", "{} stages at a time, {} thread{} each (jobs {})", ctx_.jobs, ctx_.stage_threads,
             ctx_.stage_threads == 1 ? "" : "s", ctx_.jobs);
   // SIGUSR1: each worker checkpoints at its next safe point and exits 75 (see util/signals.h)

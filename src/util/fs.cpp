@@ -64,6 +64,8 @@ std::string self_exe() {
   return p.string();
 }
 
+std::string self_exe_for_spawn() { return "/proc/self/exe"; }
+
 int spawn(const std::vector<std::string>& args, const std::string& log_path) {
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));

@@ -26,6 +26,10 @@ void make_dirs(const stdfs::path& p);
 nlohmann::json without_timings(const nlohmann::json& j);
 // This process's executable (/proc/self/exe resolved).
 std::string self_exe();
+// What to spawn to run this same binary again: "/proc/self/exe", which names the running file even
+// after a rebuild replaced or deleted it at its path (so a run or sweep keeps one binary throughout;
+// self_exe() would then read "<path> (deleted)").
+std::string self_exe_for_spawn();
 // Starts args[0] with args (no shell), inheriting the environment and stdio (or, with `log_path`,
 // stdout and stderr appended to that file); returns its pid.
 int spawn(const std::vector<std::string>& args, const std::string& log_path = "");
