@@ -52,6 +52,21 @@ std::vector<sfs::path> expand_run_dirs(const std::vector<std::string>& paths) {
   return out;
 }
 
+json read_run_summary(const sfs::path& d, json& skipped) {
+  const auto rp = d / "report.json";
+  if (!sfs::exists(rp)) {
+    skipped.push_back({{"run", d.string()}, {"reason", "no report.json (not finished)"}});
+    return nullptr;
+  }
+  json rep;
+  try {
+    rep = json::parse(fs::read_file(rp));
+  } catch (const json::exception& e) {
+    throw DataError(rp.string() + ": invalid JSON (" + e.what() + ")");
+  }
+  return rep.value("stages", json::object()).value("summary", json(nullptr));
+}
+
 json aggregate_runs(const std::vector<std::string>& paths) {
   struct Acc {
     std::map<std::string, std::vector<double>> arms;
@@ -64,18 +79,8 @@ json aggregate_runs(const std::vector<std::string>& paths) {
   std::map<std::string, std::vector<std::string>> mnist_runs;
   json skipped = json::array(), runs = json::array();
   for (const auto& d : expand_run_dirs(paths)) {
-    const auto rp = d / "report.json";
-    if (!sfs::exists(rp)) {
-      skipped.push_back({{"run", d.string()}, {"reason", "no report.json (not finished)"}});
-      continue;
-    }
-    json rep;
-    try {
-      rep = json::parse(fs::read_file(rp));
-    } catch (const json::exception& e) {
-      throw DataError(rp.string() + ": invalid JSON (" + e.what() + ")");
-    }
-    const json sm = rep.value("stages", json::object()).value("summary", json(nullptr));
+    const json sm = read_run_summary(d, skipped);
+    if (sm.is_null() && !sfs::exists(d / "report.json")) continue;
     if (sm.is_object() && sm.contains("arms") && sm.contains("teacher") && sm["teacher"].contains("teacher_accuracy")) {
       // MNIST: pooled per setting, the setting being the run's name without its seed ("seed-3" parts)
       std::string setting;

@@ -48,18 +48,8 @@ std::string csv_field(const std::string& s) {
 json dose_response(const std::vector<std::string>& paths) {
   json points = json::array(), runs = json::array(), skipped = json::array();
   for (const auto& d : expand_run_dirs(paths)) {
-    const auto rp = d / "report.json";
-    if (!sfs::exists(rp)) {
-      skipped.push_back({{"run", d.string()}, {"reason", "no report.json (not finished)"}});
-      continue;
-    }
-    json rep;
-    try {
-      rep = json::parse(fs::read_file(rp));
-    } catch (const json::exception& e) {
-      throw DataError(rp.string() + ": invalid JSON (" + e.what() + ")");
-    }
-    const json sm = rep.value("stages", json::object()).value("summary", json(nullptr));
+    const json sm = read_run_summary(d, skipped);
+    if (sm.is_null() && !sfs::exists(d / "report.json")) continue;
     if (!sm.is_object() || !sm.contains("arms") || !sm.contains("target") || !sm.contains("models") || !sm["models"].contains("base")) {
       skipped.push_back({{"run", d.string()}, {"reason", "not a finished trait_transfer run"}});
       continue;

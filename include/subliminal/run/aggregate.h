@@ -19,6 +19,9 @@ nlohmann::json aggregate_runs(const std::vector<std::string>& paths);
 // The run directories behind `paths`: a sweep directory stands for its runs/* (sorted), any other
 // directory for itself; a path that is not a directory is a ConfigError.
 std::vector<std::filesystem::path> expand_run_dirs(const std::vector<std::string>& paths);
+// A run directory's report.json "stages.summary" (null when the report has none); a missing
+// report.json is recorded in `skipped` with its reason and gives null; invalid JSON is a DataError.
+nlohmann::json read_run_summary(const std::filesystem::path& dir, nlohmann::json& skipped);
 std::string aggregate_markdown(const nlohmann::json& agg);
 std::string aggregate_csv(const nlohmann::json& agg);
 std::string aggregate_figure_svg(const nlohmann::json& agg);        // per trait: base and arms
