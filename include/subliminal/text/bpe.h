@@ -18,9 +18,13 @@ class BpeTokenizer {
   // The pre-tokenizer regexes of the two families in use (the fixtures README and the HF configs).
   static const char* gpt2_pattern();
   static const char* qwen2_pattern();
+  static const char* llama3_pattern();
+  // GPT-2's byte-to-unicode mapping of raw bytes: the form a byte-level vocabulary stores ("Ġthe").
+  static std::string byte_level(const std::string& raw);
 
   // tokenizer.json with model.type "BPE" and a ByteLevel pre-tokenizer (alone: GPT-2's regex; or a
-  // Sequence of Split(regex) + ByteLevel(use_regex false)); normalizer null or NFC. Anything else is
+  // Sequence of Split(regex) + ByteLevel(use_regex false)), optionally after a Digits step
+  // (SmolLM: Digits(individual_digits) + ByteLevel); normalizer null or NFC. Anything else is
   // an error naming the JSON field.
   // `extra_added` (content -> id): added tokens declared elsewhere (tokenizer_config.json's
   // added_tokens_decoder), added unless tokenizer.json already has them.
