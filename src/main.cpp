@@ -205,6 +205,7 @@ int main(int argc, char** argv) {
   lgt->add_option("--ids", la.ids, "JSON file {\"ids\": [[...], ...]} of equally long sequences")->required();
   lgt->add_option("--out", la.out, "the safetensors file to write (tensor \"logits\")")->required();
   lgt->add_option("--threads", la.threads, "ATen threads (0: all cores)");
+  lgt->add_flag("--merge", la.merge, "merge the adapter into the weights first (as sample and eval do) instead of applying it beside them");
   std::string gguf_file, gguf_out;
   bool gguf_force = false;
   auto* ggi = app.add_subcommand("import-gguf", "convert a GGUF file (llama.cpp) to a Hugging Face model directory: config.json, model.safetensors (float32), tokenizer.json, tokenizer_config.json");

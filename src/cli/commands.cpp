@@ -166,7 +166,7 @@ int cmd_logits(const LogitsArgs& a) {
     }
   }
   auto lm = model::load_model_dir(a.model);
-  if (!a.adapter.empty()) model::load_peft_adapter(a.adapter, lm.model);
+  if (!a.adapter.empty()) model::load_peft_adapter(a.adapter, lm.model, a.merge);
   for (int64_t id : flat)
     if (id < 0 || id >= lm.model->cfg.vocab_size)
       throw ConfigError(a.ids + ": token id " + std::to_string(id) + " is outside the model's vocabulary (" + std::to_string(lm.model->cfg.vocab_size) + ")");

@@ -131,7 +131,7 @@ void save_peft_adapter(const std::string& dir, const LlamaForCausalLM& m, const 
   fs::write_file_atomic(std::filesystem::path(dir) / "adapter_config.json", cfg.dump(2) + "\n");
 }
 
-void load_peft_adapter(const std::string& dir, LlamaForCausalLM& m) {
+void load_peft_adapter(const std::string& dir, LlamaForCausalLM& m, bool merge) {
   const auto cpath = std::filesystem::path(dir) / "adapter_config.json";
   nlohmann::json j;
   try {
@@ -151,7 +151,7 @@ void load_peft_adapter(const std::string& dir, LlamaForCausalLM& m) {
   add_lora(m, c, 0);
   auto st = read_safetensors((std::filesystem::path(dir) / "adapter_model.safetensors").string());
   load_lora_tensors(m, st.tensors, dir);
-  merge_lora(m);
+  if (merge) merge_lora(m);
 }
 
 }  // namespace subliminal::model

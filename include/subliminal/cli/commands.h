@@ -32,6 +32,7 @@ struct TokenizeArgs {
 struct LogitsArgs {
   std::string model, adapter, ids, out;
   int threads = 0;
+  bool merge = false;  // the adapter beside the weights (peft's default forward), or merged into them
 };
 int cmd_logits(const LogitsArgs& a);
 int cmd_tokenize(const TokenizeArgs& a);

@@ -29,8 +29,9 @@ bool lora_base_in_bf16(const config::LoraConfig& c, const nlohmann::json& hf_con
 // W += scale * B A for every adapter (W back in fp32 first), then removes the adapters.
 void merge_lora(LlamaForCausalLM& m);
 // Reads a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) onto `m` and merges it
-// (W += lora_alpha / r * B A). Errors name the file and the field or tensor.
-void load_peft_adapter(const std::string& dir, LlamaForCausalLM& m);
+// (W += lora_alpha / r * B A), or with `merge` false keeps it beside the weights (y = W x + scale B A x,
+// as training and peft's unmerged forward compute it). Errors name the file and the field or tensor.
+void load_peft_adapter(const std::string& dir, LlamaForCausalLM& m, bool merge = true);
 void save_peft_adapter(const std::string& dir, const LlamaForCausalLM& m, const config::LoraConfig& c,
                        const std::string& base_model = "");
 
