@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the file parsers with libFuzzer (clang), under AddressSanitizer and UBSan:
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]      (default 60)
-# Targets: fuzz/fuzz_{idx,safetensors,safetensors_index,jsonl,config,tokenizer_json}.cpp. Builds into
+# Targets: fuzz/fuzz_{idx,safetensors,safetensors_index,jsonl,config,tokenizer_json,gguf}.cpp. Builds into
 # build-fuzz/, seeds each corpus with valid files, runs each target for the given time, and prints the
 # executions and any finding. The config target links the embedded resources of build/ (scripts/setup.sh).
 # Crashing inputs are written to build-fuzz/<target>.findings/crash-*; keep each one as a regression test.
@@ -16,7 +16,7 @@ OUT=build-fuzz
 mkdir -p "$OUT"
 CXX="clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude"
 TORCH="-I/usr/include/torch/csrc/api/include -ltorch -ltorch_cpu -lc10"
-TARGETS=${TARGETS:-fuzz_idx fuzz_jsonl fuzz_safetensors fuzz_safetensors_index fuzz_config fuzz_tokenizer_json}
+TARGETS=${TARGETS:-fuzz_idx fuzz_jsonl fuzz_safetensors fuzz_safetensors_index fuzz_config fuzz_tokenizer_json fuzz_gguf}
 build() {  # target, sources..., extra flags (only the targets asked for: TARGETS="fuzz_idx fuzz_jsonl" scripts/fuzz.sh)
   local t="$1"; shift
   case " $TARGETS " in *" $t "*) ;; *) return 0 ;; esac
@@ -31,6 +31,7 @@ build fuzz_safetensors src/model/safetensors.cpp src/util/fs.cpp $TORCH -lfmt
 build fuzz_safetensors_index src/model/safetensors.cpp src/util/fs.cpp $TORCH -lfmt
 [ -f build/embedded_resources.cpp ] || scripts/setup.sh
 build fuzz_config src/config/*.cpp src/data/resources.cpp src/util/fs.cpp build/embedded_resources.cpp -lfmt
+build fuzz_gguf src/model/gguf.cpp src/util/fs.cpp -I/usr/include/torch/csrc/api/include -lc10 -lfmt
 build fuzz_tokenizer_json src/text/bpe.cpp src/text/tokenizer.cpp src/text/spm_loader.cpp src/util/fs.cpp $(pkg-config --cflags --libs libpcre2-8 libutf8proc) -ldl -lfmt
 
 # seed corpora: valid files of each format
@@ -85,6 +86,24 @@ tj["normalizer"] = {"type": "NFC"}
 tj["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "\\p{N}"}, "behavior": "Isolated"},
                                                              {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]}
 put("fuzz_tokenizer_json", "qwen_like.json", json.dumps(tj).encode())
+# GGUF v3: metadata of several value types (a nested array too), F32, Q8_0, Q4_K and Q6_K tensors
+def gstr(s): s = s.encode(); return struct.pack("<Q", len(s)) + s
+def gkv(k, t, v): return gstr(k) + struct.pack("<I", t) + v
+kv = [gkv("general.architecture", 8, gstr("llama")), gkv("llama.block_count", 4, struct.pack("<I", 1)),
+      gkv("llama.rope.freq_base", 6, struct.pack("<f", 1e4)), gkv("tokenizer.ggml.add_bos_token", 7, b"\x01"),
+      gkv("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, 2) + gstr("a") + gstr("\u0120b")),
+      gkv("x.nested", 9, struct.pack("<IQ", 9, 1) + struct.pack("<IQ", 5, 2) + struct.pack("<ii", -1, 2))]
+tensors = [("f", [4, 2], 0, struct.pack("<8f", *range(8))), ("q8", [32], 8, b"\x00\x3c" + bytes(range(32))),
+           ("q4k", [256], 12, b"\x00\x3c\x00\x38" + bytes(range(12)) + bytes(range(128))),
+           ("q6k", [256], 14, bytes(range(128)) + bytes(range(64)) + bytes(range(16)) + b"\x00\x3c")]
+head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv)) + b"".join(kv)
+off, blobs = 0, b""
+for name, dims, t, data in tensors:
+    head += gstr(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims) + struct.pack("<IQ", t, off)
+    pad = (len(data) + 31) // 32 * 32
+    blobs += data + b"\0" * (pad - len(data)); off += pad
+head += b"\0" * ((len(head) + 31) // 32 * 32 - len(head))
+put("fuzz_gguf", "small.gguf", head + blobs)
 PY
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-alloc_dealloc_mismatch=0:detect_leaks=0}"
