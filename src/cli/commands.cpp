@@ -195,7 +195,7 @@ int cmd_tokenize(const TokenizeArgs& a) {
         throw ConfigError("standard input line " + std::to_string(lineno) + ": not valid JSON (" + e.what() + ")");
       }
       if (v.is_string()) {
-        std::cout << json({{"ids", tok.encode_special(v.get<std::string>())}}).dump() << "\n";
+        std::cout << json({{"ids", tok.encode_special(v.get<std::string>())}}).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
       } else if (v.is_object() && v.contains("messages") && v["messages"].is_array()) {
         if (!chat) chat = std::make_unique<text::ChatTemplate>(tok, a.chat_template);
         data::Conversation conv;
@@ -206,7 +206,7 @@ int cmd_tokenize(const TokenizeArgs& a) {
         }
         const bool gen = v.value("add_generation_prompt", false);
         const std::string rendered = chat->render(conv, gen);
-        std::cout << json({{"text", rendered}, {"ids", tok.encode_special(rendered)}}).dump() << "\n";
+        std::cout << json({{"text", rendered}, {"ids", tok.encode_special(rendered)}}).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
       } else {
         throw ConfigError("standard input line " + std::to_string(lineno) + ": expected a JSON string or an object with \"messages\"");
       }
@@ -221,7 +221,7 @@ int cmd_tokenize(const TokenizeArgs& a) {
   }
   auto ids = tok.encode_special(text);  // as HF's add_special_tokens=False: known special tokens in the text map to their ids
   if (a.pieces) {
-    for (int id : ids) std::cout << id << "\t" << json(tok.piece(id)).dump() << "\n";
+    for (int id : ids) std::cout << id << "\t" << json(tok.piece(id)).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
   } else {
     for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
     std::cout << "\n";
@@ -259,7 +259,7 @@ int cmd_sample(const SampleArgs& a) {
   for (size_t i = 0; i < outs.size(); ++i) {
     std::string text = lm.tokenizer.decode(outs[i]);
     if (a.json)
-      std::cout << json({{"index", i}, {"completion", text}, {"tokens", outs[i].size()}, {"ids", outs[i]}, {"prompt_ids", prompt}}).dump() << "\n";
+      std::cout << json({{"index", i}, {"completion", text}, {"tokens", outs[i].size()}, {"ids", outs[i]}, {"prompt_ids", prompt}}).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     else std::cout << "[" << i << "] " << text << "\n";
   }
   return 0;
