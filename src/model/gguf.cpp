@@ -3,10 +3,6 @@
 
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +13,7 @@
 #include <unordered_map>
 
 #include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
 
 namespace subliminal::model {
 
@@ -229,13 +226,6 @@ int64_t GgufTensor::numel() const {
   return n;
 }
 
-struct GgufFile::Map {
-  void* p = nullptr;
-  size_t n = 0;
-  ~Map() {
-    if (p && p != MAP_FAILED) munmap(p, n);
-  }
-};
 
 GgufFile::GgufFile(GgufFile&&) noexcept = default;
 GgufFile& GgufFile::operator=(GgufFile&&) noexcept = default;
@@ -333,25 +323,12 @@ json read_value(Cursor& c, uint32_t type, int depth) {
 }  // namespace
 
 GgufFile GgufFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw IoError("cannot open '" + path + "': " + std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw IoError("cannot stat '" + path + "'");
-  }
   GgufFile f;
   f.path_ = path;
-  f.map_ = std::make_shared<Map>();
-  f.map_->n = static_cast<size_t>(st.st_size);
-  if (f.map_->n < 24) {
-    ::close(fd);
-    throw DataError(path + ": not a GGUF file (" + std::to_string(f.map_->n) + " bytes, shorter than the 24-byte header)");
-  }
-  f.map_->p = mmap(nullptr, f.map_->n, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (f.map_->p == MAP_FAILED) throw IoError("cannot mmap '" + path + "': " + std::strerror(errno));
-  Cursor c{static_cast<const uint8_t*>(f.map_->p), f.map_->n, 0, path, ""};
+  f.map_ = fs::map_file(path);
+  if (f.map_->size < 24)
+    throw DataError(path + ": not a GGUF file (" + std::to_string(f.map_->size) + " bytes, shorter than the 24-byte header)");
+  Cursor c{f.map_->data, f.map_->size, 0, path, ""};
   if (std::memcmp(c.base, "GGUF", 4) != 0) {
     std::string got;
     for (int i = 0; i < 4; ++i) got += (c.base[i] >= 32 && c.base[i] < 127) ? static_cast<char>(c.base[i]) : '?';
@@ -441,7 +418,7 @@ const GgufTensor& GgufFile::tensor(const std::string& name) const {
   throw DataError(path_ + ": no tensor '" + name + "'");
 }
 
-const uint8_t* GgufFile::data(const GgufTensor& t) const { return static_cast<const uint8_t*>(map_->p) + data_offset_ + t.offset; }
+const uint8_t* GgufFile::data(const GgufTensor& t) const { return map_->data + data_offset_ + t.offset; }
 
 std::vector<float> GgufFile::dequantize(const GgufTensor& t) const {
   if (!ggml_type_supported(t.type))

@@ -1,10 +1,6 @@
 // safetensors io.
 #include "subliminal/model/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <torch/torch.h>
 
@@ -36,35 +32,15 @@ const char* dtype_name(at::ScalarType t) {
   throw DataError(std::string("cannot write dtype ") + c10::toString(t) + " to safetensors");
 }
 
-struct Mapping {
-  void* p = nullptr;
-  size_t n = 0;
-  ~Mapping() {
-    if (p && p != MAP_FAILED) munmap(p, n);
-  }
-};
 
 }  // namespace
 
 SafetensorsFile read_safetensors(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw IoError("cannot open '" + path + "': " + std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw IoError("cannot stat '" + path + "'");
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
-  if (size < 8) {
-    ::close(fd);
+  auto map = fs::map_file(path);
+  const size_t size = map->size;
+  if (size < 8)
     throw DataError(path + ": not a safetensors file (" + std::to_string(size) + " bytes, shorter than the 8-byte header length)");
-  }
-  auto map = std::make_shared<Mapping>();
-  map->n = size;
-  map->p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map->p == MAP_FAILED) throw IoError("cannot mmap '" + path + "': " + std::strerror(errno));
-  const auto* base = static_cast<const uint8_t*>(map->p);
+  const auto* base = map->data;
   uint64_t n = 0;
   std::memcpy(&n, base, 8);
   if (n > size - 8 || n > (uint64_t(100) << 20))

@@ -3,6 +3,8 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -25,6 +27,32 @@ std::string read_file(const stdfs::path& p) {
   ss << in.rdbuf();
   if (in.bad()) throw IoError("error while reading '" + p.string() + "'");
   return ss.str();
+}
+
+MappedFile::~MappedFile() {
+  if (data) munmap(const_cast<uint8_t*>(data), size);
+}
+
+std::shared_ptr<const MappedFile> map_file(const stdfs::path& p) {
+  int fd = ::open(p.c_str(), O_RDONLY);
+  if (fd < 0) throw IoError("cannot open '" + p.string() + "': " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    ::close(fd);
+    throw IoError("cannot stat '" + p.string() + "'");
+  }
+  auto m = std::make_shared<MappedFile>();
+  m->size = static_cast<size_t>(st.st_size);
+  if (m->size > 0) {
+    void* q = mmap(nullptr, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (q == MAP_FAILED) {
+      ::close(fd);
+      throw IoError("cannot mmap '" + p.string() + "': " + std::strerror(errno));
+    }
+    m->data = static_cast<const uint8_t*>(q);
+  }
+  ::close(fd);
+  return m;
 }
 
 void fsync_dir(const stdfs::path& dir) {

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "subliminal/util/fs.h"
+
 namespace subliminal::model {
 
 // ggml tensor types (ggml.h's enum ggml_type numbering).
@@ -64,8 +66,7 @@ class GgufFile {
   uint64_t alignment_ = 32;
   nlohmann::json meta_ = nlohmann::json::object();
   std::vector<GgufTensor> tensors_;
-  struct Map;
-  std::shared_ptr<Map> map_;
+  std::shared_ptr<const fs::MappedFile> map_;
   uint64_t data_offset_ = 0;
 };
 

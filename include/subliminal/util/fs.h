@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,17 @@ namespace subliminal::fs {
 namespace stdfs = std::filesystem;
 
 std::string read_file(const stdfs::path& p);  // throws IoError naming the path
+// A whole file mapped read-only (MAP_PRIVATE); unmapped when the last reference goes. IoError naming
+// the path when it cannot be opened or mapped; an empty file maps to {nullptr, 0}.
+struct MappedFile {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  MappedFile() = default;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile();
+};
+std::shared_ptr<const MappedFile> map_file(const stdfs::path& p);
 // Writes `data` to `p` via `p.tmp.<pid>`, fsyncs the file and the directory, renames into place.
 void write_file_atomic(const stdfs::path& p, const std::string& data);
 void fsync_dir(const stdfs::path& dir);
