@@ -234,17 +234,18 @@ torch::Tensor ggml_permute(const torch::Tensor& w, int64_t heads) {
 // A tiny GQA Llama written as llama.cpp writes one (names, q/k permutation, F32), with `pre` as the pre-tokenizer.
 std::string tiny_llama_gguf(model::LlamaForCausalLM& m, const std::string& pre, bool q8_embedding = false) {
   const auto& c = m->cfg;
+  const std::string a = c.model_type == "qwen2" ? "qwen2" : "llama";  // qwen2 files: biases, q/k not permuted
   testutil::GgufWriter w;
-  w.str("general.architecture", "llama");
+  w.str("general.architecture", a);
   w.str("general.name", "tiny test llama");
-  w.u32("llama.block_count", static_cast<uint32_t>(c.num_hidden_layers));
-  w.u32("llama.context_length", static_cast<uint32_t>(c.max_position_embeddings));
-  w.u32("llama.embedding_length", static_cast<uint32_t>(c.hidden_size));
-  w.u32("llama.feed_forward_length", static_cast<uint32_t>(c.intermediate_size));
-  w.u32("llama.attention.head_count", static_cast<uint32_t>(c.num_attention_heads));
-  w.u32("llama.attention.head_count_kv", static_cast<uint32_t>(c.num_key_value_heads));
-  w.f32("llama.rope.freq_base", static_cast<float>(c.rope_theta));
-  w.f32("llama.attention.layer_norm_rms_epsilon", static_cast<float>(c.rms_norm_eps));
+  w.u32(a + ".block_count", static_cast<uint32_t>(c.num_hidden_layers));
+  w.u32(a + ".context_length", static_cast<uint32_t>(c.max_position_embeddings));
+  w.u32(a + ".embedding_length", static_cast<uint32_t>(c.hidden_size));
+  w.u32(a + ".feed_forward_length", static_cast<uint32_t>(c.intermediate_size));
+  w.u32(a + ".attention.head_count", static_cast<uint32_t>(c.num_attention_heads));
+  w.u32(a + ".attention.head_count_kv", static_cast<uint32_t>(c.num_key_value_heads));
+  w.f32(a + ".rope.freq_base", static_cast<float>(c.rope_theta));
+  w.f32(a + ".attention.layer_norm_rms_epsilon", static_cast<float>(c.rms_norm_eps));
   auto v = tiny_vocab();
   w.str("tokenizer.ggml.model", "gpt2");
   w.str("tokenizer.ggml.pre", pre);
@@ -261,7 +262,8 @@ std::string tiny_llama_gguf(model::LlamaForCausalLM& m, const std::string& pre, 
       {"self_attn.q_proj.weight", "attn_q.weight"},   {"self_attn.k_proj.weight", "attn_k.weight"},
       {"self_attn.v_proj.weight", "attn_v.weight"},   {"self_attn.o_proj.weight", "attn_output.weight"},
       {"mlp.gate_proj.weight", "ffn_gate.weight"},    {"mlp.up_proj.weight", "ffn_up.weight"},
-      {"mlp.down_proj.weight", "ffn_down.weight"}};
+      {"mlp.down_proj.weight", "ffn_down.weight"},    {"self_attn.q_proj.bias", "attn_q.bias"},
+      {"self_attn.k_proj.bias", "attn_k.bias"},       {"self_attn.v_proj.bias", "attn_v.bias"}};
   for (auto& [name, t0] : model::named_weights(m)) {
     torch::Tensor t = t0.detach().contiguous();
     std::string g;
@@ -272,8 +274,8 @@ std::string tiny_llama_gguf(model::LlamaForCausalLM& m, const std::string& pre, 
       const auto rest = name.substr(std::string("model.layers.").size());
       const auto dot = rest.find('.');
       g = "blk." + rest.substr(0, dot) + "." + to_gguf.at(rest.substr(dot + 1));
-      if (g.find("attn_q.weight") != std::string::npos) t = ggml_permute(t, c.num_attention_heads);
-      if (g.find("attn_k.weight") != std::string::npos) t = ggml_permute(t, c.num_key_value_heads);
+      if (a == "llama" && g.find("attn_q.weight") != std::string::npos) t = ggml_permute(t, c.num_attention_heads);
+      if (a == "llama" && g.find("attn_k.weight") != std::string::npos) t = ggml_permute(t, c.num_key_value_heads);
     }
     std::vector<uint64_t> dims(t.sizes().rbegin(), t.sizes().rend());
     if (q8_embedding && g == "token_embd.weight") {  // Q8_0 with one scale per 32 values: exact for values k * d
@@ -362,6 +364,21 @@ TEST(GgufNumeric, ImportUndoesLlamaCppsLayoutToTheSameWeightsAndLogits) {
   auto e = m->named_parameters()["model.embed_tokens.weight"];
   auto expect = (e / 0.0625).round().clamp(-127, 127) * 0.0625;
   EXPECT_TRUE(torch::allclose(st3.at("model.embed_tokens.weight"), expect, 0, 1e-7));
+  // a Qwen2 file: q/k/v biases, q and k stored as they are
+  auto qc = tiny_cfg();
+  qc.model_type = "qwen2";
+  qc.qkv_bias = true;
+  model::LlamaForCausalLM q(qc);
+  model::init_weights(q, 11);
+  for (auto& kv : q->named_parameters())
+    if (kv.key().find(".bias") != std::string::npos) kv.value().normal_(0.0, 0.5);
+  q->eval();
+  auto p4 = write(dir / "qwen2.gguf", tiny_llama_gguf(q, "qwen2"));
+  auto r4 = model::import_gguf(p4.string(), (dir / "hf4").string());
+  EXPECT_EQ(r4.arch, "qwen2");
+  auto lq = model::load_model_dir((dir / "hf4").string());
+  EXPECT_EQ(lq.model->cfg.to_hf().dump(), q->cfg.to_hf().dump());
+  EXPECT_TRUE(torch::equal(lq.model->forward_causal(ids), q->forward_causal(ids)));
   sfs::remove_all(dir);
 }
 
