@@ -150,47 +150,50 @@ struct BpeTokenizer::Impl {
         free(n);
       }
     }
-    auto emit = [&](const std::string& t, size_t b, size_t e) {
+    auto emit = [&](size_t b, size_t e) {
       if (e <= b) return;
       std::string mapped;
-      for (size_t i = b; i < e; ++i) mapped += byte_enc[static_cast<unsigned char>(t[i])];
+      for (size_t i = b; i < e; ++i) mapped += byte_enc[static_cast<unsigned char>(text[i])];
       auto ids = bpe(mapped);
       out.insert(out.end(), ids.begin(), ids.end());
     };
+    pcre2_match_data* md = pcre2_match_data_create_from_pattern(re, nullptr);
     if (!digits_re) {
-      split_isolated(re, text, [&](size_t b, size_t e) { emit(text, b, e); });
-      return;
+      split_isolated(re, md, text, 0, text.size(), emit);
+    } else {  // HF applies a Sequence step by step: the Digits split first, then the byte-level regex on each piece
+      pcre2_match_data* dmd = pcre2_match_data_create_from_pattern(digits_re, nullptr);
+      split_isolated(digits_re, dmd, text, 0, text.size(), [&](size_t b, size_t e) { split_isolated(re, md, text, b, e, emit); });
+      pcre2_match_data_free(dmd);
     }
-    // HF applies a Sequence step by step: the Digits split first, then the byte-level regex on each piece
-    split_isolated(digits_re, text, [&](size_t b, size_t e) {
-      const std::string piece = text.substr(b, e - b);
-      split_isolated(re, piece, [&](size_t pb, size_t pe) { emit(piece, pb, pe); });
-    });
+    pcre2_match_data_free(md);
   }
 
-  // HF Split with behavior "Isolated": every match and every gap between matches is its own piece.
+  // HF Split with behavior "Isolated" on text[begin, end) (matched as a subject of its own, so the
+  // regex sees the piece's end as the end of the text): every match and every gap is its own piece.
   template <class F>
-  static void split_isolated(const pcre2_code* rx, const std::string& text, F&& piece) {
-    pcre2_match_data* md = pcre2_match_data_create_from_pattern(rx, nullptr);
+  static void split_isolated(const pcre2_code* rx, pcre2_match_data* md, const std::string& text, size_t begin, size_t end, F&& piece) {
+    const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data() + begin);
+    const size_t n = end - begin;
     size_t off = 0;
-    while (off < text.size()) {
-      int rc = pcre2_match(rx, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), off, 0, md, nullptr);
+    while (off < n) {
+      int rc = pcre2_match(rx, subject, n, off, 0, md, nullptr);
       if (rc < 0) {  // no further match: the rest is one piece
-        piece(off, text.size());
+        piece(begin + off, end);
         break;
       }
       PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-      if (ov[0] > off) piece(off, ov[0]);
-      if (ov[1] == ov[0]) {  // empty match: step one character
-        size_t step = utf8_chars(text.substr(ov[0], 4)).empty() ? 1 : utf8_chars(text.substr(ov[0], 4))[0].size();
-        piece(ov[0], ov[0] + step);
-        off = ov[0] + step;
+      const size_t m0 = ov[0], m1 = ov[1];
+      if (m0 > off) piece(begin + off, begin + m0);
+      if (m1 == m0) {  // empty match: step one character
+        const auto ch = utf8_chars(text.substr(begin + m0, std::min<size_t>(4, n - m0)));
+        const size_t step = ch.empty() ? 1 : ch[0].size();
+        piece(begin + m0, begin + m0 + step);
+        off = m0 + step;
         continue;
       }
-      piece(ov[0], ov[1]);
-      off = ov[1];
+      piece(begin + m0, begin + m1);
+      off = m1;
     }
-    pcre2_match_data_free(md);
   }
 };
 
