@@ -139,6 +139,50 @@ TEST(ModelNumeric, LeftPaddedBatchMatchesUnpadded) {
   EXPECT_EQ(nocache, batched);
 }
 
+TEST(ModelNumeric, GivingUpEndsRowsAndLeavesTheOthersAsTheyWere) {
+  // give_up ends a row where it says so; the rows left in the (compacted) batch decode exactly as
+  // without it (greedy; batch composition does not change a row, as above).
+  auto m = tiny_model(2);
+  generate::SampleOptions so;
+  so.temperature = 0;
+  so.max_new_tokens = 12;
+  std::vector<std::vector<int>> prompts;
+  for (int i = 0; i < 12; ++i) prompts.push_back(std::vector<int>(static_cast<size_t>(2 + i % 5), 3 + i));
+  const auto plain = generate::sample(m, prompts, so);
+  // end a row after its 3rd token when that token is even (which rows: whatever the model writes)
+  so.give_up = [](const std::vector<int>& ids) { return ids.size() == 3 && ids[2] % 2 == 0; };
+  so.give_up_name = "third token even";
+  generate::SampleStats st;
+  const auto cut = generate::sample(m, prompts, so, &st);
+  ASSERT_EQ(cut.size(), plain.size());
+  int64_t ended = 0;
+  for (size_t r = 0; r < plain.size(); ++r) {
+    ASSERT_EQ(plain[r].size(), 12u);
+    if (plain[r][2] % 2 == 0) {
+      ++ended;
+      EXPECT_EQ(cut[r], std::vector<int>(plain[r].begin(), plain[r].begin() + 3)) << "row " << r;
+    } else {
+      EXPECT_EQ(cut[r], plain[r]) << "row " << r;
+    }
+  }
+  EXPECT_EQ(st.given_up, ended);
+  EXPECT_GT(ended, 0);
+  EXPECT_LT(ended, static_cast<int64_t>(plain.size()));
+  // sampled: seeded (the same twice), and every row ends where the rule says
+  so.temperature = 1.0;
+  so.seed = 7;
+  so.give_up = [](const std::vector<int>& ids) { return ids.back() % 3 == 0; };
+  const auto a = generate::sample(m, prompts, so), b = generate::sample(m, prompts, so);
+  EXPECT_EQ(a, b);
+  for (const auto& row : a) {
+    ASSERT_FALSE(row.empty());
+    for (size_t t = 0; t + 1 < row.size(); ++t) EXPECT_NE(row[t] % 3, 0);
+    if (row.size() < 12u) EXPECT_EQ(row.back() % 3, 0);
+  }
+  so.use_cache = false;
+  EXPECT_THROW(generate::sample(m, prompts, so), subliminal::Error);
+}
+
 TEST(ModelNumeric, SamplingIsSeeded) {
   auto m = tiny_model(3);
   generate::SampleOptions so;

@@ -1,6 +1,8 @@
 // The paper's number filter on a hand-written table, and prompt assembly ranges.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "subliminal/data/numbers.h"
 
 using namespace subliminal::data;
@@ -88,4 +90,45 @@ TEST(NumberPrompts, WithinStatedRanges) {
     EXPECT_NE(p.text.find("10"), std::string::npos) << p.text;
     EXPECT_EQ(p.text.find("{"), std::string::npos) << p.text;
   }
+}
+
+TEST(NumberFilter, CannotPassOnlyWhenNoContinuationCanPass) {
+  EXPECT_TRUE(numbers_cannot_pass("Sure"));
+  EXPECT_TRUE(numbers_cannot_pass("1, 2, and"));
+  EXPECT_TRUE(numbers_cannot_pass("1 [2"));
+  EXPECT_TRUE(numbers_cannot_pass("[["));
+  EXPECT_TRUE(numbers_cannot_pass("-5"));
+  EXPECT_TRUE(numbers_cannot_pass("1000"));   // past max_value 999
+  EXPECT_TRUE(numbers_cannot_pass("00001"));  // five digits
+  EXPECT_TRUE(numbers_cannot_pass("1,2,3,4,5,6,7,8,9,10,1"));  // an 11th number
+  EXPECT_TRUE(numbers_cannot_pass("12\xc3\xa9"));
+  for (const char* ok : {"", " ", "1", "1, 2, 3", "[1, 2", "(1; 2", "1, 2, 3.", "[1, 2, 3]", "999", " [4 5 6"})
+    EXPECT_FALSE(numbers_cannot_pass(ok)) << ok;
+  NumberFilterOptions three;
+  three.max_count = 3;
+  EXPECT_TRUE(numbers_cannot_pass("1 2 3 4", three));
+  EXPECT_FALSE(numbers_cannot_pass("1 2 3", three));
+  // the property: a prefix it gives up on is rejected, and so is every continuation of it
+  const std::string alphabet = "0123456789,; \n[]().a-";
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<size_t> ch(0, alphabet.size() - 1), len(0, 14);
+  int64_t hopeless = 0;
+  for (int trial = 0; trial < 20000; ++trial) {
+    std::string p;
+    for (size_t i = 0, n = len(rng); i < n; ++i) p += alphabet[ch(rng)];
+    // bias toward number-like text so that both answers occur often
+    if (trial % 2) {
+      p.clear();
+      for (size_t i = 0, n = len(rng); i < n; ++i) p += (i % 4 == 3) ? alphabet[10 + ch(rng) % 12] : alphabet[ch(rng) % 10];
+    }
+    if (!numbers_cannot_pass(p, three)) continue;
+    ++hopeless;
+    EXPECT_FALSE(filter_numbers(p, three).ok()) << p;
+    for (int k = 0; k < 8; ++k) {
+      std::string q = p;
+      for (size_t i = 0, n = len(rng); i < n; ++i) q += alphabet[ch(rng)];
+      ASSERT_FALSE(filter_numbers(q, three).ok()) << "'" << p << "' + continuation '" << q.substr(p.size()) << "' passed";
+    }
+  }
+  EXPECT_GT(hopeless, 1000);
 }

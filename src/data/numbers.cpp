@@ -163,4 +163,27 @@ NumberFilterResult filter_numbers(const std::string& completion, const NumberFil
   return r;
 }
 
+bool numbers_cannot_pass(const std::string& prefix, const NumberFilterOptions& opt) {
+  int runs = 0;
+  int64_t value = 0;
+  int digits = 0;  // of the run being read
+  bool seen = false;  // a non-blank character before this one
+  for (char c : prefix) {
+    if (is_digit(c)) {
+      if (digits == 0) ++runs;
+      ++digits;
+      value = std::min<int64_t>(value * 10 + (c - '0'), 100000);
+      if (runs > opt.max_count || digits > 4 || value > opt.max_value) return true;
+    } else {
+      digits = 0;
+      value = 0;
+      const bool opener = c == '[' || c == '(';
+      if (opener && seen) return true;  // only an enclosing pair is stripped
+      if (!opener && !is_ws(c) && c != ',' && c != ';' && c != '.' && c != ']' && c != ')') return true;
+    }
+    if (!is_ws(c)) seen = true;
+  }
+  return false;
+}
+
 }  // namespace subliminal::data

@@ -100,15 +100,19 @@ DatasetResult generate_numbers(model::LlamaForCausalLM& m, const text::Tokenizer
     nps.push_back(gen.sample(rng, cfg.min_examples, cfg.max_examples, cfg.example_min, cfg.example_max, cfg.max_count, 3));
     prompts.push_back(chat.prompt(nps.back().text, system));
   }
-  auto so = chat_options(chat.stop_ids(), tok.pad_id(), cfg.max_new_tokens, cfg.temperature, cfg.top_p, bf16,
-                         cfg.batch_size, config::derive_seed(seed, "dataset", "sample"));
-  so.batch_field = "$.dataset.batch_size";
-  SampleStats ss;
-  auto outs = sample(m, prompts, so, &ss);
-
   data::NumberFilterOptions fo;
   fo.max_count = cfg.max_count;
   fo.banned = cfg.banned;
+  auto so = chat_options(chat.stop_ids(), tok.pad_id(), cfg.max_new_tokens, cfg.temperature, cfg.top_p, bf16,
+                         cfg.batch_size, config::derive_seed(seed, "dataset", "sample"));
+  so.batch_field = "$.dataset.batch_size";
+  if (cfg.early_reject) {
+    so.give_up = [&](const std::vector<int>& ids) { return data::numbers_cannot_pass(tok.decode(ids), fo); };
+    so.give_up_name = "numbers_cannot_pass max_count=" + std::to_string(fo.max_count) + " max_value=" + std::to_string(fo.max_value);
+  }
+  SampleStats ss;
+  auto outs = sample(m, prompts, so, &ss);
+  int64_t cut = 0;
   std::map<std::string, int64_t> reasons;
   std::vector<data::Conversation> passed;
   for (size_t i = 0; i < outs.size(); ++i) {
@@ -117,11 +121,15 @@ DatasetResult generate_numbers(model::LlamaForCausalLM& m, const text::Tokenizer
     if (!system.empty()) raw["system"] = system;
     r.raw.push_back(raw);
     std::string reason;
+    const bool hopeless = cfg.early_reject && data::numbers_cannot_pass(text, fo);
+    cut += hopeless;
     if (static_cast<int>(outs[i].size()) >= cfg.max_new_tokens) {
       reason = "truncated";  // no end of turn within max_new_tokens
     } else {
       auto f = data::filter_numbers(text, fo);
       if (!f.ok()) reason = data::to_string(f.reason);
+      if (f.ok() && hopeless)
+        throw Error("the number filter passed a completion that numbers_cannot_pass rejects: " + text, "this is a bug, please report it");
     }
     if (!reason.empty()) {
       ++reasons[reason];
@@ -131,6 +139,10 @@ DatasetResult generate_numbers(model::LlamaForCausalLM& m, const text::Tokenizer
     passed.push_back({{"user", nps[i].text}, {"assistant", text}});
   }
   finish(r, std::move(passed), reasons, static_cast<int64_t>(outs.size()), cfg, seed, ss, system);
+  if (cfg.early_reject) {  // completions whose text can no longer pass: each was cut where that became so
+    r.stats["early_reject"] = {{"hopeless", cut}};
+    log::info("generate", "early_reject: {} of {} completions could no longer pass ({} cut in this call)", cut, outs.size(), ss.given_up);
+  }
   const int64_t leaks = count_trait_words(r.kept, forbidden);
   r.stats["trait_words_in_kept"] = leaks;
   r.stats["trait_words_checked"] = forbidden.size();

@@ -5,6 +5,9 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <numeric>
+
 #include "subliminal/config/config.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/util/error.h"
@@ -39,6 +42,7 @@ nlohmann::json journal_header(const std::vector<std::vector<int>>& prompts, cons
                          {"top_p", opt.top_p},       {"stop_ids", opt.stop_ids},             {"seed", opt.seed},
                          {"batch_size", opt.batch_size}, {"pad_id", opt.pad_id},             {"bf16", opt.bf16},
                          {"use_cache", opt.use_cache}};
+  if (opt.give_up) what["give_up"] = opt.give_up_name;
   return {{"kind", "sample"}, {"sequences", prompts.size()}, {"batch_size", opt.batch_size}, {"inputs_sha256", fs::sha256_hex(what.dump())}};
 }
 
@@ -55,6 +59,83 @@ bool read_batch(const nlohmann::json& e, size_t bi, size_t rows, std::vector<std
   } catch (const nlohmann::json::exception&) {
     return false;
   }
+}
+
+
+// Appends a finished batch (rows b0 .. b0+B of out) to the call's journal.
+void append_batch(fs::Journal& journal, size_t bi, const std::vector<std::vector<int>>& out, size_t b0, int64_t B, int64_t prompt_tokens,
+                  int64_t new_tokens, double prefill_s, double decode_s) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (int64_t r = 0; r < B; ++r) rows.push_back(out[b0 + r]);
+  journal.append({{"batch", bi}, {"ids", rows}, {"prompt_tokens", prompt_tokens}, {"new_tokens", new_tokens},
+                  {"prefill_s", prefill_s}, {"decode_s", decode_s}});
+}
+
+// The decode loop of a batch with opt.give_up: every step's ids come to the host, a row ends at a
+// stop id (not kept) or when give_up says so, and ended rows leave the batch: the KV cache, the key
+// mask and the positions keep only the live rows once a quarter of the rows in them have ended.
+// `logits` (B,V) are the prefill's last position. Fills out[b0 + r]; returns the decode seconds.
+double decode_giving_up(model::LlamaForCausalLM& m, const SampleOptions& opt, at::Generator& gen, torch::Tensor logits,
+                        model::KVCache& cache, torch::Tensor keymask, torch::Tensor cur_pos, int64_t L, int64_t budget,
+                        std::vector<std::vector<int>>& out, size_t b0, SampleStats& st) {
+  if (!opt.use_cache) throw Error("sample: give_up needs the KV cache (use_cache)");
+  const auto dev = logits.device();
+  const float ninf = -std::numeric_limits<float>::infinity();
+  const double t0 = log::now_seconds();
+  const int64_t B = logits.size(0);
+  std::vector<int64_t> live(B);  // the batch row of each row in the cache
+  std::iota(live.begin(), live.end(), int64_t(0));
+  std::vector<char> ended(B, 0);
+  int64_t active = B;
+  for (int64_t s = 0; s < budget && active > 0; ++s) {
+    auto next = pick(logits, opt, gen).to(torch::kCPU);  // (rows in the cache)
+    auto na = next.accessor<int64_t, 1>();
+    for (size_t k = 0; k < live.size(); ++k) {
+      const int64_t r = live[k];
+      if (ended[r]) {
+        na[static_cast<int64_t>(k)] = opt.pad_id;
+        continue;
+      }
+      const int id = static_cast<int>(na[static_cast<int64_t>(k)]);
+      if (std::find(opt.stop_ids.begin(), opt.stop_ids.end(), id) != opt.stop_ids.end()) {
+        ended[r] = 1;
+        --active;
+        st.new_tokens += 1;  // the stop id, counted as the other path counts it
+        continue;
+      }
+      auto& o = out[b0 + static_cast<size_t>(r)];
+      o.push_back(id);
+      st.new_tokens += 1;
+      if (opt.give_up(o)) {
+        ended[r] = 1;
+        --active;
+        ++st.given_up;
+      }
+    }
+    if (active == 0 || s + 1 == budget) break;
+    if (active * 4 <= static_cast<int64_t>(live.size()) * 3) {  // compact
+      std::vector<int64_t> keep, still;
+      for (size_t k = 0; k < live.size(); ++k)
+        if (!ended[live[k]]) {
+          keep.push_back(static_cast<int64_t>(k));
+          still.push_back(live[k]);
+        }
+      auto idx = torch::tensor(keep, torch::kLong);
+      next = next.index_select(0, idx);
+      auto idx_dev = idx.to(dev);
+      for (auto& t : cache.k) t = t.index_select(0, idx_dev);
+      for (auto& t : cache.v) t = t.index_select(0, idx_dev);
+      keymask = keymask.index_select(0, idx_dev);
+      cur_pos = cur_pos.index_select(0, idx_dev);
+      live = std::move(still);
+    }
+    const int64_t R = static_cast<int64_t>(live.size());
+    cur_pos = cur_pos + 1;
+    auto step_bias = torch::zeros({R, 1, 1, cache.length + 1}, torch::TensorOptions().dtype(torch::kFloat).device(dev));
+    step_bias.narrow(3, 0, L).masked_fill_(keymask.view({R, 1, 1, L}), ninf);
+    logits = m->forward(next.to(dev).unsqueeze(1), cur_pos.unsqueeze(1), step_bias, &cache).select(1, 0);
+  }
+  return log::now_seconds() - t0;
 }
 
 }  // namespace
@@ -180,6 +261,13 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
     st.prefill_s += tp1 - tp0;
     st.prompt_tokens += B * L;
 
+    if (opt.give_up) {
+      const int64_t nt0 = st.new_tokens;
+      const double decode_s = decode_giving_up(m, opt, gen, logits, cache, keymask, pos.select(1, L - 1), L, budget, out, b0, st);
+      st.decode_s += decode_s;
+      if (journal) append_batch(*journal, bi, out, b0, B, B * L, st.new_tokens - nt0, tp1 - tp0, decode_s);
+      continue;
+    }
     auto stop = torch::zeros({B}, torch::TensorOptions().dtype(torch::kBool).device(dev));
     std::vector<torch::Tensor> steps;
     auto full_ids = ids;

@@ -302,6 +302,11 @@ struct DatasetConfig {
   // Held-out number prompts (another seed; none of them in the training data) whose filtered
   // completions measure every student's imitation of its source model; 0: none.
   int heldout = 128;
+  // Numbers: cut a completion as soon as its text can no longer pass the filter
+  // (data::numbers_cannot_pass: a letter, a second bracket, too many or too large numbers); it is
+  // rejected as it would have been, and sampling moves on. Same filter, same kept data's
+  // distribution; far fewer tokens when a model mostly answers in words.
+  bool early_reject = false;
   template <class V>
   void visit(V& v) {
     v("kind", kind);
@@ -325,6 +330,7 @@ struct DatasetConfig {
     v("banned", banned);
     v("select", select);
     v("heldout", heldout);
+    v("early_reject", early_reject);
   }
 };
 

@@ -52,5 +52,11 @@ struct NumberFilterResult {
   bool ok() const { return reason == NumberReject::none; }
 };
 NumberFilterResult filter_numbers(const std::string& completion, const NumberFilterOptions& opt = {});
+// True when no continuation of `prefix` (the first tokens of a completion) can pass the filter: it
+// holds a character the filter never accepts (a letter, '-', a non-ASCII byte), a '[' or '(' that
+// is not the first non-blank character, more than max_count numbers, or a number past max_value
+// or longer than 4 digits. Conservative: false does not mean the completion will pass. What
+// `dataset.early_reject` cuts sampling with.
+bool numbers_cannot_pass(const std::string& prefix, const NumberFilterOptions& opt = {});
 
 }  // namespace subliminal::data

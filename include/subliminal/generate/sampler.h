@@ -2,6 +2,8 @@
 // masks, temperature and top-p, a seeded generator per batch (same seed => same samples).
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "subliminal/model/llama.h"
@@ -19,6 +21,13 @@ struct SampleOptions {
   int pad_id = 0;
   bool bf16 = false;
   bool use_cache = true;     // false: recompute the whole prefix every step (reference / benchmark)
+  // When set, called with a row's new ids after each of its tokens: true ends the row there (its
+  // output is the ids so far, no stop id), as if it had stopped. Rows that have ended leave the batch
+  // (its KV cache, masks and positions are compacted once a quarter of its rows have ended), so a
+  // batch whose rows mostly end early costs little. `give_up_name` names the rule in the journal
+  // header (a different rule samples differently). Needs use_cache.
+  std::function<bool(const std::vector<int>&)> give_up;
+  std::string give_up_name;
 };
 
 // Options for chat sampling: stop at the end-of-turn ids, pad with the tokenizer's pad id.
@@ -39,6 +48,7 @@ inline SampleOptions chat_options(const std::vector<int>& stop_ids, int pad_id, 
 struct SampleStats {
   int64_t prompt_tokens = 0, new_tokens = 0;
   double prefill_s = 0, decode_s = 0;
+  int64_t given_up = 0;  // rows that give_up ended (0 on a resumed call's read-back batches)
 };
 
 // Bytes one sequence needs while generating: its KV cache over prompt + new tokens, the prefill's
