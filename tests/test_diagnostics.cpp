@@ -241,9 +241,13 @@ TEST(DiagnosticsNumeric, HeldoutKLIsZeroForTheSourceAndFallsAsAStudentImitatesIt
 }
 
 // The control arm under distillation skips training (run/trait.cpp): distilling a model into itself
-// is a fixed point for LoRA students: with B = 0 the student's logits are the teacher's bit for bit,
-// every gradient is exactly zero and so is every Adam step. Here it is trained for real: the loss is
-// zero throughout and the logits do not move. (Training every parameter is not such a fixed point:
+// is a fixed point for LoRA students: with B = 0 the student's logits are the teacher's, every
+// gradient is zero and so is every Adam step. Here it is trained for real: the loss stays zero up to
+// rounding and the logits barely move. Bit for bit only where the teacher's cached logits (computed
+// in other batches) round like the student's: on Intel/MKL-like GEMMs the loss is exactly 0 and the
+// logits do not move; with Debian 12's OpenBLAS on an AMD EPYC the loss is 2e-08 and Adam, which
+// normalises any gradient, moves the logits by 2.5e-03 in 20 steps at lr 1e-3 — rounding noise, which
+// the shortcut (no step) removes. (Training every parameter is not such a fixed point:
 // rounding noise, normalised by Adam, moves it; README, "Adam turns a zero gradient into a random walk".)
 TEST(DiagnosticsNumeric, DistillingAModelIntoItselfLeavesItWhereItIs) {
   at::set_num_threads(1);
@@ -274,10 +278,10 @@ TEST(DiagnosticsNumeric, DistillingAModelIntoItselfLeavesItWhereItIs) {
     job.train.warmup_steps = 0;
     job.train.log_every = 1000;
     auto res = train::run_finetune(job);
-    EXPECT_EQ(res["final_loss"].get<double>(), 0.0) << params;
+    EXPECT_LT(res["final_loss"].get<double>(), 1e-6) << params;
     torch::NoGradGuard ng;
     init->eval();
-    EXPECT_EQ((init->forward_causal(ids) - before).abs().max().item<double>(), 0.0) << params;
+    EXPECT_LT((init->forward_causal(ids) - before).abs().max().item<double>(), 1e-2) << params;
     // the shortcut the control arm takes: no step, the same model
     auto skipped = testutil::tiny_lm(51, tok.vocab_size());
     job.model = skipped;
@@ -286,7 +290,7 @@ TEST(DiagnosticsNumeric, DistillingAModelIntoItselfLeavesItWhereItIs) {
     EXPECT_EQ(res2["steps"], 0);
     EXPECT_TRUE(res2["fixed_point"].get<bool>());
     skipped->eval();
-    EXPECT_TRUE(torch::equal(skipped->forward_causal(ids), init->forward_causal(ids)));
+    EXPECT_TRUE(torch::equal(skipped->forward_causal(ids), before));  // untouched: the init's own logits
   }
 }
 

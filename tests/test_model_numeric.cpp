@@ -139,6 +139,27 @@ TEST(ModelNumeric, LeftPaddedBatchMatchesUnpadded) {
   EXPECT_EQ(nocache, batched);
 }
 
+TEST(ModelNumeric, IdenticalPromptsArePrefilledOnceAndSampleAsAlone) {
+  // A batch with repeated prompts (prefilled once, the cache rows copied) decodes every copy as that
+  // prompt alone (greedy), and sampled copies draw independently.
+  auto m = tiny_model(2);
+  generate::SampleOptions so;
+  so.temperature = 0;
+  so.max_new_tokens = 10;
+  const std::vector<int> p1 = {5, 6, 7}, p2 = {9, 8, 7, 6, 5, 4};
+  const auto a1 = generate::sample(m, {p1}, so), a2 = generate::sample(m, {p2}, so);
+  const auto batched = generate::sample(m, {p1, p2, p1, p1, p2}, so);
+  for (size_t r : {0, 2, 3}) EXPECT_EQ(batched[r], a1[0]) << "row " << r;
+  for (size_t r : {1, 4}) EXPECT_EQ(batched[r], a2[0]) << "row " << r;
+  so.temperature = 1.0;
+  so.seed = 3;
+  so.max_new_tokens = 16;
+  const std::vector<std::vector<int>> many(8, p1);
+  const auto s1 = generate::sample(m, many, so);
+  EXPECT_EQ(generate::sample(m, many, so), s1);
+  EXPECT_GT(std::set<std::vector<int>>(s1.begin(), s1.end()).size(), 1u);  // the copies are not one sample repeated
+}
+
 TEST(ModelNumeric, GivingUpEndsRowsAndLeavesTheOthersAsTheyWere) {
   // give_up ends a row where it says so; the rows left in the (compacted) batch decode exactly as
   // without it (greedy; batch composition does not change a row, as above).

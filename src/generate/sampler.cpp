@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <map>
 #include <numeric>
 
 #include "subliminal/config/config.h"
@@ -256,7 +257,26 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
     model::KVCache cache = m->new_cache(B, L + budget);
     torch::Tensor logits;
     // The head on the last position only: (B,V), not (B,L,V) (152k-token vocabularies).
-    if (opt.use_cache) logits = m->head(m->hidden(ids, pos, bias, &cache).select(1, L - 1));
+    if (opt.use_cache) {
+      // Identical prompts in a batch (an evaluation's samples of one question) are prefilled once:
+      // the unique rows run, then their cache rows and last logits are copied to every duplicate.
+      std::map<std::vector<int>, int64_t> first;
+      std::vector<int64_t> uniq, which(B);
+      for (int64_t r = 0; r < B; ++r) {
+        auto [it, fresh] = first.emplace(prompts[b0 + r], static_cast<int64_t>(uniq.size()));
+        if (fresh) uniq.push_back(r);
+        which[r] = it->second;
+      }
+      if (static_cast<int64_t>(uniq.size()) == B) {
+        logits = m->head(m->hidden(ids, pos, bias, &cache).select(1, L - 1));
+      } else {
+        auto u = torch::tensor(uniq, torch::kLong).to(dev), w = torch::tensor(which, torch::kLong).to(dev);
+        logits = m->head(m->hidden(ids.index_select(0, u), pos.index_select(0, u), bias.index_select(0, u), &cache).select(1, L - 1))
+                     .index_select(0, w);
+        for (auto& t : cache.k) t = t.index_select(0, w);
+        for (auto& t : cache.v) t = t.index_select(0, w);
+      }
+    }
     const double tp1 = log::now_seconds();
     st.prefill_s += tp1 - tp0;
     st.prompt_tokens += B * L;
