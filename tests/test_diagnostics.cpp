@@ -351,4 +351,9 @@ TEST(Diagnostics, LeverSettingsAreValidatedNamingTheField) {
   EXPECT_NE(err("dataset.heldout=-3").find("$.dataset.heldout"), std::string::npos);
   EXPECT_NE(err("finetune.distill_temperature=0").find("$.finetune.distill_temperature"), std::string::npos);
   EXPECT_EQ(err("finetune.distill_temperature=4"), "");
+  EXPECT_EQ(err("dataset.early_reject=true"), "");
+  const std::string code = testutil::error_of([] {
+    config::load_config(testutil::source_dir() + "/configs/paper/owl_code.json", {"dataset.early_reject=true"});
+  });
+  EXPECT_NE(code.find("$.dataset.early_reject"), std::string::npos) << code;  // the number filter's rule, not code's
 }
