@@ -62,7 +62,6 @@ bool read_batch(const nlohmann::json& e, size_t bi, size_t rows, std::vector<std
   }
 }
 
-
 // Appends a finished batch (rows b0 .. b0+B of out) to the call's journal.
 void append_batch(fs::Journal& journal, size_t bi, const std::vector<std::vector<int>>& out, size_t b0, int64_t B, int64_t prompt_tokens,
                   int64_t new_tokens, double prefill_s, double decode_s) {
@@ -337,12 +336,7 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
       new_tokens += static_cast<int64_t>(o.size()) + 1;
     }
     st.new_tokens += new_tokens;
-    if (journal) {
-      nlohmann::json rows = nlohmann::json::array();
-      for (int64_t r = 0; r < B; ++r) rows.push_back(out[b0 + r]);
-      journal->append({{"batch", bi}, {"ids", rows}, {"prompt_tokens", B * L}, {"new_tokens", new_tokens},
-                       {"prefill_s", tp1 - tp0}, {"decode_s", decode_s}});
-    }
+    if (journal) append_batch(*journal, bi, out, b0, B, B * L, new_tokens, tp1 - tp0, decode_s);
   }
   if (stats) *stats = st;
   return out;
