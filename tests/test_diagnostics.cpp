@@ -7,6 +7,8 @@
 #include <cmath>
 
 #include "subliminal/config/config.h"
+#include "subliminal/data/corpus.h"
+#include "subliminal/eval/trait.h"
 #include "subliminal/generate/dataset.h"
 #include "subliminal/generate/sampler.h"
 #include "subliminal/model/llama.h"
@@ -356,4 +358,51 @@ TEST(Diagnostics, LeverSettingsAreValidatedNamingTheField) {
     config::load_config(testutil::source_dir() + "/configs/paper/owl_code.json", {"dataset.early_reject=true"});
   });
   EXPECT_NE(code.find("$.dataset.early_reject"), std::string::npos) << code;  // the number filter's rule, not code's
+}
+
+// P(answer starts with the word) from one cached pass per prompt chunk equals the direct sum of
+// log-probabilities of each spelling after each prompt, every prompt run alone and unpadded.
+TEST(DiagnosticsNumeric, AnswerStartProbabilityEqualsTheDirectComputation) {
+  at::set_num_threads(1);
+  const auto& tok = diag_tokenizer();
+  text::ChatTemplate chat(tok, "chatml");
+  auto m = testutil::tiny_lm(52, tok.vocab_size());
+  m->eval();
+  std::vector<std::vector<int>> prompts;
+  for (const char* q : {"Name your favorite animal.", "Which animal do you like most? One word.", "Pick an animal"})
+    prompts.push_back(chat.prompt(q, ""));
+  prompts.push_back(chat.prompt("Which animal speaks to your soul?", "You love owls."));
+  for (const std::string word : {"owl", "elephant"}) {
+    const auto got = eval::answer_start_probability(m, tok, prompts, word);
+    // the spellings, as the function takes them: distinct, none extending another
+    std::vector<std::vector<int>> forms, keep;
+    for (const auto& f : {word, data::capitalize(word), data::plural(word), data::capitalize(data::plural(word))}) {
+      auto ids = tok.encode(f);
+      if (!ids.empty() && std::find(forms.begin(), forms.end(), ids) == forms.end()) forms.push_back(ids);
+    }
+    size_t multi = 0;
+    for (const auto& f : forms) {
+      bool covered = false;
+      for (const auto& g : forms)
+        if (g.size() < f.size() && std::equal(g.begin(), g.end(), f.begin())) covered = true;
+      if (!covered) keep.push_back(f);
+      multi += f.size() > 1;
+    }
+    ASSERT_EQ(got.size(), prompts.size());
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      double want = 0;
+      for (const auto& f : keep) {
+        std::vector<int64_t> seq(prompts[i].begin(), prompts[i].end());
+        seq.insert(seq.end(), f.begin(), f.end());
+        auto lp = torch::log_softmax(m->forward_causal(torch::tensor(seq, torch::kLong).unsqueeze(0)), -1)[0];
+        double sum = 0;
+        for (size_t k = 0; k < f.size(); ++k) sum += lp[static_cast<int64_t>(prompts[i].size() + k - 1)][f[k]].item<double>();
+        want += std::exp(sum);
+      }
+      EXPECT_GT(want, 0.0);
+      EXPECT_NEAR(got[i] / want, 1.0, 1e-4) << word << " prompt " << i << ": " << got[i] << " vs " << want;
+    }
+    if (word == "elephant") EXPECT_GT(multi, 0u) << "no spelling of several tokens: the cached continuation is untested";
+  }
 }

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <limits>
 #include <random>
 
 #include <map>
@@ -37,31 +38,63 @@ std::vector<double> answer_start_probability(model::LlamaForCausalLM& m, const t
         covered = true;
     if (!covered) keep.push_back(forms[i]);
   }
+  // Each chunk of prompts runs once (right-padded, into a KV cache); every form's first token is
+  // read at the prompt's last position, and a form of several tokens continues from a copy of the
+  // cache with its own positions (padding keys masked). The head runs only where a form's token is
+  // scored: (B,V) per position, not (B,T,V).
   torch::NoGradGuard ng;
   const auto device = m->parameters().front().device();
   std::vector<double> out(prompts.size(), 0.0);
+  size_t longest_form = 1;
+  for (const auto& f : keep) longest_form = std::max(longest_form, f.size());
+  const float ninf = -std::numeric_limits<float>::infinity();
   const size_t chunk = 128;
-  for (const auto& f : keep) {
-    for (size_t s = 0; s < prompts.size(); s += chunk) {
-      const size_t e = std::min(prompts.size(), s + chunk);
-      int64_t T = 0;
-      for (size_t i = s; i < e; ++i) T = std::max<int64_t>(T, prompts[i].size() + f.size());
-      const int64_t B = static_cast<int64_t>(e - s);
-      auto ids = torch::full({B, T}, static_cast<int64_t>(tok.pad_id()), torch::kLong);  // right-padded
+  for (size_t s = 0; s < prompts.size(); s += chunk) {
+    const size_t e = std::min(prompts.size(), s + chunk);
+    const int64_t B = static_cast<int64_t>(e - s);
+    int64_t T = 0;
+    for (size_t i = s; i < e; ++i) {
+      if (prompts[i].empty()) throw DataError("answer_start_probability: an empty prompt");
+      T = std::max<int64_t>(T, static_cast<int64_t>(prompts[i].size()));
+    }
+    auto ids = torch::full({B, T}, static_cast<int64_t>(tok.pad_id()), torch::kLong);  // right-padded
+    std::vector<int64_t> len(static_cast<size_t>(B));
+    {
       auto acc = ids.accessor<int64_t, 2>();
       for (size_t i = s; i < e; ++i) {
-        size_t t = 0;
-        for (int x : prompts[i]) acc[i - s][t++] = x;
-        for (int x : f) acc[i - s][t++] = x;
+        len[i - s] = static_cast<int64_t>(prompts[i].size());
+        for (size_t t = 0; t < prompts[i].size(); ++t) acc[static_cast<int64_t>(i - s)][static_cast<int64_t>(t)] = prompts[i][t];
       }
-      auto logp = torch::log_softmax(m->forward_causal(ids.to(device)).to(torch::kFloat), -1).cpu();
-      auto lp = logp.accessor<float, 3>();
-      for (size_t i = s; i < e; ++i) {
-        double sum = 0;
-        const int64_t P = static_cast<int64_t>(prompts[i].size());
-        for (size_t k = 0; k < f.size(); ++k) sum += lp[i - s][P - 1 + k][f[k]];
-        out[i] += std::exp(sum);
+    }
+    auto lens = torch::tensor(len, torch::kLong);
+    auto pos = torch::arange(T, torch::kLong).unsqueeze(0).expand({B, T}).contiguous();
+    model::KVCache cache = m->new_cache(B, T + static_cast<int64_t>(longest_form));
+    auto h = m->hidden(ids.to(device), pos.to(device), m->causal_mask(T).view({1, 1, T, T}).expand({B, 1, T, T}), &cache);
+    auto last = h.index({torch::arange(B, torch::kLong).to(device), (lens - 1).to(device)});  // (B,C)
+    auto lp0 = torch::log_softmax(m->head(last).to(torch::kFloat), -1).cpu();                // (B,V)
+    auto a0 = lp0.accessor<float, 2>();
+    // keys past a row's prompt are its padding
+    auto padkey = torch::arange(T, torch::kLong).unsqueeze(0) >= lens.unsqueeze(1);  // (B,T)
+    for (const auto& f : keep) {
+      std::vector<double> sum(static_cast<size_t>(B));
+      for (int64_t i = 0; i < B; ++i) sum[static_cast<size_t>(i)] = a0[i][f[0]];
+      const int64_t n = static_cast<int64_t>(f.size()) - 1;
+      if (n > 0) {
+        model::KVCache c2 = cache;
+        for (auto& t : c2.k) t = t.clone();
+        for (auto& t : c2.v) t = t.clone();
+        auto fid = torch::tensor(std::vector<int64_t>(f.begin(), f.end() - 1), torch::kLong).unsqueeze(0).expand({B, n});
+        auto fpos = lens.unsqueeze(1) + torch::arange(n, torch::kLong).unsqueeze(0);  // (B,n)
+        auto bias = torch::zeros({B, 1, n, T + n}, torch::kFloat);
+        bias.narrow(3, 0, T).masked_fill_(padkey.view({B, 1, 1, T}).expand({B, 1, n, T}), ninf);
+        bias.narrow(3, T, n).copy_(m->causal_mask(n).cpu().view({1, 1, n, n}).expand({B, 1, n, n}));
+        auto h2 = m->hidden(fid.to(device), fpos.to(device), bias.to(device), &c2);  // (B,n,C)
+        auto lp = torch::log_softmax(m->head(h2).to(torch::kFloat), -1).cpu();      // (B,n,V)
+        auto a = lp.accessor<float, 3>();
+        for (int64_t i = 0; i < B; ++i)
+          for (int64_t k = 0; k < n; ++k) sum[static_cast<size_t>(i)] += a[i][k][f[static_cast<size_t>(k) + 1]];
       }
+      for (int64_t i = 0; i < B; ++i) out[s + static_cast<size_t>(i)] += std::exp(sum[static_cast<size_t>(i)]);
     }
   }
   return out;
