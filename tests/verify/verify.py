@@ -241,6 +241,14 @@ for label, d in dirs:
     theirs = hf_logits(m, ids)
     diff = (mine - theirs).abs().max().item()
     record("1_logits", f"{label}: {type(m).__name__}, logits {list(mine.shape)}, max |transformers - ours|", diff, diff <= 1e-4)
+    if "tiny" not in label:
+        # Informational, the criterion above is unchanged: how far each fp32 result (ours, transformers')
+        # is from transformers in float64 — the size of fp32 rounding at this depth and logit scale.
+        with torch.no_grad():
+            exact = m.double()(input_ids=ids).logits
+        record("1_logits", f"{label}: max |logit| {exact.abs().max().item():.1f}; max |ours - transformers float64|, "
+               f"max |transformers float32 - transformers float64| (informational)",
+               [(mine.double() - exact).abs().max().item(), (theirs.double() - exact).abs().max().item()], True)
     del m
 
 # ---------------------------------------------------------------- 3. tokenizer and chat template
