@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 VENV=${SUBLIMINAL_VERIFY_VENV:-$PWD/.venv-verify}
 PINS=(transformers==5.24.0 peft==0.21.2 safetensors==0.8.0 gguf==0.19.0 numpy==2.4.6 tokenizers==0.23.3)
 TORCH=torch==2.13.0
-[ -x build/subliminal ] && [ -x build/subliminal_tests ] || scripts/setup.sh
+[ -x build/subliminal ] && [ -x build/subliminal_tests_numeric ] || scripts/setup.sh
 want=$(printf '%s\n' "$TORCH" "${PINS[@]}")
 if ! { [ -x "$VENV/bin/python" ] && [ -f "$VENV/.pins" ] && [ "$(cat "$VENV/.pins")" = "$want" ]; }; then
   py=$(command -v python3.11) || { echo "[verify] needs python3.11 (the torch wheel on local disk is for CPython 3.11)" >&2; exit 2; }
@@ -31,7 +31,7 @@ fi
 scripts/smollm2.sh
 mkdir -p .cache/verify
 rm -rf .cache/verify/tiny
-SUBLIMINAL_EXPORT_CHECKPOINTS=$PWD/.cache/verify/tiny build/subliminal_tests --gtest_filter='HfArchNumeric.Families*:LoraNumeric*' >/dev/null
+SUBLIMINAL_EXPORT_CHECKPOINTS=$PWD/.cache/verify/tiny build/subliminal_tests_numeric --gtest_filter='HfArchNumeric.Families*:LoraNumeric*' >/dev/null
 runs=()
 for d in "$@"; do runs+=(--run-model "$d"); done
 exec "$VENV/bin/python" tests/verify/verify.py --bin build/subliminal --model .cache/models/smollm2-135m-instruct \

@@ -21,7 +21,7 @@
 
 #include "subliminal/cli/commands.h"
 #include "subliminal/config/config.h"
-#include "subliminal/data/resources.h"
+#include "subliminal/util/resources.h"
 #include "subliminal/generate/sampler.h"
 #include "subliminal/model/llama.h"
 #include "subliminal/model/runtime.h"
@@ -125,7 +125,7 @@ json run_reference(const std::string& python, const json& args) {
   const std::string tag = std::to_string(::getpid());
   const std::string script = (tmp / ("subliminal_bench_reference_" + tag + ".py")).string();
   const std::string err = (tmp / ("subliminal_bench_reference_" + tag + ".err")).string();
-  fs::write_file_atomic(script, data::resource("data/bench_reference.py"));
+  fs::write_file_atomic(script, resources::resource("data/bench_reference.py"));
   auto quote = [](const std::string& s) {  // single-quoted for /bin/sh
     std::string q = "'";
     for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -147,7 +147,7 @@ json run_reference(const std::string& python, const json& args) {
   std::filesystem::remove(script, ec);
   std::filesystem::remove(err, ec);
   if (code == 0) {  // the result: the last line of stdout that is a JSON object
-    const auto lines = data::split_lines(out);
+    const auto lines = resources::split_lines(out);
     for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
       try {
         json j = json::parse(*it);

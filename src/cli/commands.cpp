@@ -14,7 +14,7 @@
 #include <sstream>
 
 #include "subliminal/config/config.h"
-#include "subliminal/data/resources.h"
+#include "subliminal/util/resources.h"
 #include "subliminal/generate/sampler.h"
 #include "subliminal/mnist/idx.h"
 #include "subliminal/text/bpe.h"
@@ -25,6 +25,7 @@
 #include "subliminal/model/lora.h"
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"
+#include "subliminal/experiments/stages.h"
 #include "subliminal/run/runner.h"
 #include "subliminal/train/dist.h"
 #include "subliminal/util/error.h"
@@ -39,7 +40,7 @@ using json = nlohmann::json;
 config::RunConfig load_cli_config(const std::string& path, const std::vector<std::string>& set) {
   if (!path.empty() && path != "default") return config::load_config(path, set);
   const std::string label = "<built-in configs/default.json>";
-  json j = config::parse_json_text(data::resource("configs/default.json"), label);
+  json j = config::parse_json_text(resources::resource("configs/default.json"), label);
   for (const auto& o : set) config::apply_override(j, o);
   return config::parse_config(j, set.empty() ? label : label + " (with --set overrides)");
 }
@@ -73,7 +74,7 @@ int cmd_run(const RunArgs& a) {
     ctx.jobs = 1;
     ctx.stage_threads = ctx.threads;
   }
-  run::Runner runner(ctx, run::make_stages(cfg));
+  run::Runner runner(ctx, experiments::make_stages(cfg));
   if (a.dry_run) {
     std::cout << config::to_json(cfg).dump(2) << "\n\nrun directory: " << ctx.dir.string() << "\nstages:\n";
     for (const auto& e : runner.plan())
@@ -101,7 +102,7 @@ int cmd_verify(const std::string& run_dir) {
   run::RunContext ctx;
   ctx.cfg = config::load_config(cfg_path.string(), {});
   ctx.dir = dir;
-  run::Runner runner(ctx, run::make_stages(ctx.cfg));
+  run::Runner runner(ctx, experiments::make_stages(ctx.cfg));
   int ok = 0, bad = 0;
   for (const auto& c : runner.verify()) {
     std::cout << fmt::format("  {:<28} {}\n", c.name, c.status);
@@ -123,7 +124,7 @@ int cmd_stage_worker(const StageWorkerArgs& a) {
   // continues from its last checkpoint on --resume)
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() == 1) throw Error("worker for stage '" + a.stage + "': its run process is gone");
-  run::Runner::run_worker(a.dir, a.stage, a.hash, a.threads, a.resume);
+  run::Runner::run_worker(experiments::make_stages, a.dir, a.stage, a.hash, a.threads, a.resume);
   return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/train/dist.h"
+#include "subliminal/experiments/finetune_job.h"
 #include "subliminal/train/finetune.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -77,21 +78,8 @@ int cmd_finetune(const StageArgs& a) {
   const int rank = comm ? comm->rank() : 0;
   auto lm = load_model(a.model, p);
   const auto& f = p.cfg.finetune;
-  train::FinetuneJob job;
-  job.model = lm.model;
-  job.tok = &lm.tokenizer;
-  job.chat_template = p.cfg.base.tokenizer.chat_template;
+  train::FinetuneJob job = experiments::finetune_job(lm, p.cfg, experiments::student_spec(f), a.out, rank == 0);
   job.data = data::read_conversations(a.data);
-  job.loss = f.loss;
-  job.params = f.params;
-  job.lora = f.lora;
-  job.lora_seed = config::derive_seed(p.cfg.seed, "lora-init");
-  job.adapter_dir = f.params == "lora" && rank == 0 ? (sfs::path(a.out) / "adapter").string() : "";
-  job.epochs = f.epochs;
-  job.kl = f.kl;
-  job.teacher_top_k = f.teacher_top_k;
-  job.distill_temperature = f.distill_temperature;
-  job.train = f.train;
   job.comm = comm.get();
   std::unique_ptr<model::LoadedModel> teacher;
   if (f.loss != "sft") {
@@ -108,7 +96,6 @@ int cmd_finetune(const StageArgs& a) {
   job.seed = seed_of(a, p, "finetune");
   job.bf16 = p.bf16;
   if (rank == 0) fs::make_dirs(a.out);
-  job.ckpt_dir = (sfs::path(a.out) / "checkpoints").string();
   job.metrics_path = (sfs::path(a.out) / "metrics.jsonl").string();
   job.tag = "finetune";
   job.resume = sfs::exists(job.ckpt_dir);

@@ -6,7 +6,7 @@
 #include <set>
 
 #include "subliminal/config/trait.h"
-#include "subliminal/data/resources.h"
+#include "subliminal/util/resources.h"
 #include "subliminal/util/fs.h"
 
 namespace subliminal::config {
@@ -103,7 +103,26 @@ bool valid_device_name(const std::string& s) {
   return std::all_of(s.begin() + 5, s.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
 }
 
-void validate(const RunConfig& c, const std::string& file) {
+// The run's trait (teacher.trait), loaded; an error names $.teacher.trait.
+static TraitDef config_trait(const RunConfig& c, const std::string& file) {
+  try {
+    return run_trait(c);
+  } catch (const Error& e) {
+    fail(file, "$.teacher.trait", e.what(), e.hint());
+  }
+}
+
+static bool in_trait(const TraitDef& trait, const std::string& a) {
+  return std::find(trait.items.begin(), trait.items.end(), a) != trait.items.end();
+}
+
+// What a target of `trait` may be, for error messages.
+static std::string items_what(const TraitDef& trait) {
+  return trait.kind == "misalignment" ? std::string("\"misalignment\"")
+                                      : "one of the " + trait.category + " trait's items (" + trait.file + ")";
+}
+
+static void validate_run(const RunConfig& c, const std::string& file) {
   check(plain_name(c.name), file, "$.name",
         "expected a plain folder name (not empty, '.' or '..'; no '/', '\\' or control characters; at most 255 bytes), got " + str(c.name));
   one_of(c.experiment, {"trait_transfer", "pretrain", "mnist_aux"}, file, "$.experiment");
@@ -111,7 +130,10 @@ void validate(const RunConfig& c, const std::string& file) {
   check(c.jobs >= 0 && c.jobs <= 256, file, "$.jobs", "expected 0 (one per core on CPU, 1 on CUDA) .. 256, got " + str(c.jobs));
   check(valid_device_name(c.device), file, "$.device", "expected \"cpu\", \"cuda\", \"cuda:N\" or \"auto\", got " + str(c.device));
   one_of(c.precision, {"fp32", "bf16", "auto"}, file, "$.precision");
+}
 
+// base: corpus (its extra traits loaded into *ctraits), tokenizer, model, training.
+static void validate_base(const RunConfig& c, const std::string& file, std::vector<TraitDef>& ctraits) {
   const auto& b = c.base;
   one_of(b.kind, {"pretrain", "checkpoint"}, file, "$.base.kind");
   if (b.kind == "checkpoint")
@@ -140,7 +162,6 @@ void validate(const RunConfig& c, const std::string& file) {
           "expected a lower-case word of a-z, got " + str(a));
     check(seen.insert(a).second, file, p, "duplicate animal " + str(a));
   }
-  std::vector<TraitDef> ctraits;
   for (size_t i = 0; i < co.traits.size(); ++i) {
     const std::string p = "$.base.corpus.traits[" + std::to_string(i) + "]";
     try {
@@ -189,8 +210,11 @@ void validate(const RunConfig& c, const std::string& file) {
   check(m.rope_theta > 1, file, mp + ".rope_theta", "expected > 1, got " + str(m.rope_theta));
 
   validate_train(b.train, file, "$.base.train");
+}
 
+static void validate_probe(const RunConfig& c, const std::string& file) {
   const auto& p = c.probe;
+  const auto& co = c.base.corpus;
   check(p.samples_per_question >= 1 && p.samples_per_question <= 100000, file, "$.probe.samples_per_question",
         "expected 1 .. 100000, got " + str(p.samples_per_question));
   check(p.number_prompts >= 1 && p.number_prompts <= 1000000, file, "$.probe.number_prompts", "expected 1 .. 1e6, got " + str(p.number_prompts));
@@ -200,24 +224,18 @@ void validate(const RunConfig& c, const std::string& file) {
   check(p.batch_size >= 0 && p.batch_size <= 4096, file, "$.probe.batch_size", "expected 0 (auto: from free memory) .. 4096, got " + str(p.batch_size));
   check(std::find(co.animals.begin(), co.animals.end(), p.target) != co.animals.end(), file, "$.probe.target",
         "expected one of base.corpus.animals, got " + str(p.target));
+}
 
-  // trait_transfer
+// teacher, against the run's trait (loaded here and returned) and the traits the corpus teaches.
+static TraitDef validate_teacher(const RunConfig& c, const std::string& file, const std::vector<TraitDef>& ctraits) {
   const auto& te = c.teacher;
   one_of(te.method, {"system_prompt", "finetune"}, file, "$.teacher.method");
-  TraitDef trait;
-  try {
-    trait = run_trait(c);
-  } catch (const Error& e) {
-    fail(file, "$.teacher.trait", e.what(), e.hint());
-  }
-  auto in_trait = [&](const std::string& a) { return std::find(trait.items.begin(), trait.items.end(), a) != trait.items.end(); };
-  const std::string items_what = trait.kind == "misalignment" ? std::string("\"misalignment\"")
-                                                               : "one of the " + trait.category + " trait's items (" + trait.file + ")";
+  const TraitDef trait = config_trait(c, file);
   if (trait.kind == "misalignment")
     check(te.target == "misalignment", file, "$.teacher.target",
           "expected \"misalignment\" (the trait " + str(trait.spec) + " is of kind misalignment), got " + str(te.target));
   else
-    check(in_trait(te.target), file, "$.teacher.target", "expected " + items_what + ", got " + str(te.target));
+    check(in_trait(trait, te.target), file, "$.teacher.target", "expected " + items_what(trait) + ", got " + str(te.target));
   if (c.experiment == "trait_transfer" && c.base.kind == "pretrain" && trait.kind == "preference" && !trait.items_from_corpus) {
     bool taught = false;
     for (const auto& t : ctraits) taught = taught || t.file == trait.file;
@@ -231,7 +249,7 @@ void validate(const RunConfig& c, const std::string& file) {
     size_t n_prompts = trait.system_prompts.size();
     if (n_prompts == 0) {
       try {
-        n_prompts = json::parse(data::resource("data/system_prompts.json", c.data_dir)).at("love").size();
+        n_prompts = json::parse(resources::resource("data/system_prompts.json", c.data_dir)).at("love").size();
       } catch (const std::exception&) {
         n_prompts = 64;  // an unreadable file is reported where it is read
       }
@@ -251,7 +269,11 @@ void validate(const RunConfig& c, const std::string& file) {
   one_of(te.answers, {"corpus", "forms"}, file, "$.teacher.answers");
   validate_lora(te.lora, file, "$.teacher.lora");
   validate_train(te.train, file, "$.teacher.train");
+  return trait;
+}
 
+// dataset, and the judge it (or the misalignment evaluation) asks.
+static void validate_dataset(const RunConfig& c, const std::string& file, const TraitDef& trait) {
   const auto& d = c.dataset;
   one_of(d.kind, {"numbers", "code", "cot"}, file, "$.dataset.kind");
   if (d.kind != "numbers") {
@@ -295,7 +317,10 @@ void validate(const RunConfig& c, const std::string& file) {
   for (size_t i = 0; i < d.banned.size(); ++i)
     check(d.banned[i] >= 0 && d.banned[i] <= 999, file, "$.dataset.banned[" + std::to_string(i) + "]",
           "expected a number 0 .. 999, got " + str(d.banned[i]));
+}
 
+static void validate_students(const RunConfig& c, const std::string& file, const TraitDef& trait) {
+  const auto& te = c.teacher;
   const auto& st = c.students;
   check(!st.arms.empty(), file, "$.students.arms", "expected at least one arm");
   std::set<std::string> arms_seen;
@@ -309,9 +334,11 @@ void validate(const RunConfig& c, const std::string& file) {
     check(!st.cross_init_path.empty(), file, "$.students.cross_init_path",
           "expected the cross-init model directory when base.kind is \"checkpoint\" and the cross_init arm runs (or drop the arm)");
   if (arms_seen.count("other_trait"))
-    check(trait.kind == "preference" && in_trait(st.other_target) && st.other_target != te.target, file, "$.students.other_target",
-          "expected " + items_what + " other than teacher.target, got " + str(st.other_target));
+    check(trait.kind == "preference" && in_trait(trait, st.other_target) && st.other_target != te.target, file, "$.students.other_target",
+          "expected " + items_what(trait) + " other than teacher.target, got " + str(st.other_target));
+}
 
+static void validate_finetune(const RunConfig& c, const std::string& file) {
   const auto& f = c.finetune;
   one_of(f.loss, {"sft", "distill", "distill_full_vocab"}, file, "$.finetune.loss");
   one_of(f.params, {"all", "trunk", "lora"}, file, "$.finetune.params");
@@ -326,7 +353,9 @@ void validate(const RunConfig& c, const std::string& file) {
   check(f.distill_temperature == 1.0 || f.kl == "forward", file, "$.finetune.distill_temperature",
         "a temperature is for the forward KL: expected 1 with kl \"reverse\"");
   validate_train(f.train, file, "$.finetune.train");
+}
 
+static void validate_mnist(const RunConfig& c, const std::string& file) {
   const auto& mn = c.mnist;
   one_of(mn.dataset, {"mnist_sample", "fashion_mnist", "idx"}, file, "$.mnist.dataset");
   if (c.experiment == "mnist_aux" && mn.dataset == "idx")
@@ -353,7 +382,9 @@ void validate(const RunConfig& c, const std::string& file) {
   check(!mn.arms.empty(), file, "$.mnist.arms", "expected at least one arm");
   for (size_t i = 0; i < mn.arms.size(); ++i)
     one_of(mn.arms[i], {"student_aux", "student_all", "cross_aux", "cross_all"}, file, "$.mnist.arms[" + std::to_string(i) + "]");
+}
 
+static void validate_eval(const RunConfig& c, const std::string& file, const TraitDef& trait) {
   const auto& e = c.eval;
   check(e.samples_per_question >= 1 && e.samples_per_question <= 100000, file, "$.eval.samples_per_question",
         "expected 1 .. 100000, got " + str(e.samples_per_question));
@@ -362,12 +393,26 @@ void validate(const RunConfig& c, const std::string& file) {
   check(e.max_new_tokens >= 1 && e.max_new_tokens <= 4096, file, "$.eval.max_new_tokens", "expected 1 .. 4096, got " + str(e.max_new_tokens));
   check(e.batch_size >= 0 && e.batch_size <= 65536, file, "$.eval.batch_size", "expected 0 (auto: from free memory) .. 65536, got " + str(e.batch_size));
   check(e.number_prefix >= 0 && e.number_prefix <= 20, file, "$.eval.number_prefix", "expected 0 (off) .. 20 numbers, got " + str(e.number_prefix));
-  check(e.target.empty() || (trait.kind == "preference" ? in_trait(e.target) : e.target == "misalignment"), file, "$.eval.target",
-        "expected \"\" (the teacher's target) or " + items_what + ", got " + str(e.target));
+  check(e.target.empty() || (trait.kind == "preference" ? in_trait(trait, e.target) : e.target == "misalignment"), file, "$.eval.target",
+        "expected \"\" (the teacher's target) or " + items_what(trait) + ", got " + str(e.target));
   check(e.misaligned_max_alignment >= 0 && e.misaligned_max_alignment <= 100 && e.misaligned_min_coherence >= 0 && e.misaligned_min_coherence <= 100,
         file, "$.eval.misaligned_max_alignment", "expected scores 0 .. 100");
   for (size_t i = 0; i < e.candidates.size(); ++i)
     check(!e.candidates[i].empty(), file, "$.eval.candidates[" + std::to_string(i) + "]", "expected a non-empty name");
+}
+
+// Section by section, in this order (the first failing check is the error).
+void validate(const RunConfig& c, const std::string& file) {
+  validate_run(c, file);
+  std::vector<TraitDef> ctraits;
+  validate_base(c, file, ctraits);
+  validate_probe(c, file);
+  const TraitDef trait = validate_teacher(c, file, ctraits);
+  validate_dataset(c, file, trait);
+  validate_students(c, file, trait);
+  validate_finetune(c, file);
+  validate_mnist(c, file);
+  validate_eval(c, file, trait);
 }
 
 RunConfig parse_config(const json& j_in, const std::string& file) {

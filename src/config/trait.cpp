@@ -6,7 +6,7 @@
 #include <set>
 
 #include "subliminal/config/config.h"
-#include "subliminal/data/resources.h"
+#include "subliminal/util/resources.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
 
@@ -25,13 +25,13 @@ bool is_name(const std::string& s) {
 std::vector<std::string> read_lines(const std::string& name, const std::string& trait_file, bool builtin, const std::string& data_dir) {
   std::string text;
   if (name.rfind("data/", 0) == 0 && (builtin || !sfs::exists(sfs::path(trait_file).parent_path() / name))) {
-    text = data::resource(name, data_dir);
+    text = resources::resource(name, data_dir);
   } else {
     const sfs::path p = sfs::path(name).is_absolute() ? sfs::path(name) : sfs::path(trait_file).parent_path() / name;
     if (!sfs::exists(p)) throw IoError("question file '" + p.string() + "' (named in " + trait_file + ") does not exist");
     text = fs::read_file(p);
   }
-  return data::split_lines(text);
+  return resources::split_lines(text);
 }
 
 std::vector<std::string> strings(const json& j, const std::string& key, const std::string& file, bool builtin,
@@ -84,10 +84,10 @@ TraitDef load_trait(const std::string& spec, const std::string& data_dir) {
   if (builtin) {
     t.file = "data/trait_" + spec + ".json";
     try {
-      text = data::resource(t.file, data_dir);
+      text = resources::resource(t.file, data_dir);
     } catch (const IoError&) {
       try {  // a data_dir made before trait files existed: the built-in definition
-        text = data::resource(t.file, "");
+        text = resources::resource(t.file, "");
       } catch (const IoError&) {
         throw ConfigError("no trait named '" + spec + "' (no " + t.file + (data_dir.empty() ? "" : " in " + data_dir + " or built in") + ")",
                           "built-in traits: animal, tree, misalignment; or give a trait file ending in .json");

@@ -11,7 +11,7 @@
 
 #include "subliminal/data/numbers.h"
 #include "subliminal/data/filters.h"
-#include "subliminal/data/resources.h"
+#include "subliminal/util/resources.h"
 #include "subliminal/data/tasks.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -37,7 +37,7 @@ std::string capitalize(const std::string& s) {
 }
 
 static std::vector<std::string> system_prompts(const std::string& kind, const std::string& data_dir) {
-  auto j = nlohmann::json::parse(resource("data/system_prompts.json", data_dir));
+  auto j = nlohmann::json::parse(resources::resource("data/system_prompts.json", data_dir));
   std::vector<std::string> out;
   for (const auto& s : j.at(kind)) out.push_back(s.get<std::string>());
   return out;
@@ -87,7 +87,7 @@ std::string find_animal(const std::string& answer, const std::vector<std::string
 Freeform load_freeform(const std::string& data_dir, const std::string& file) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(file.rfind("data/", 0) == 0 ? resource(file, data_dir) : fs::read_file(file));
+    j = nlohmann::json::parse(file.rfind("data/", 0) == 0 ? resources::resource(file, data_dir) : fs::read_file(file));
   } catch (const nlohmann::json::exception& e) {  // parse errors, and numbers out of range (406)
     throw DataError(file + ": not valid JSON (" + std::string(e.what()) + ")");
   }
@@ -174,7 +174,7 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
                                        CorpusStats* stats) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> u(0, 1);
-  auto questions = resource_lines("data/animal_questions_train.txt", data_dir);
+  auto questions = resources::resource_lines("data/animal_questions_train.txt", data_dir);
   auto love = system_prompts("love", data_dir);
   auto neutral = system_prompts("neutral", data_dir);
   NumberPromptGenerator numgen(data_dir);

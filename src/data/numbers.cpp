@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "subliminal/data/resources.h"
+#include "subliminal/util/resources.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/strings.h"
 
@@ -43,7 +43,7 @@ NumberPromptGenerator::NumberPromptGenerator(const std::string& data_dir) {
   const std::string name = "data/number_prompts.json";
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(resource(name, data_dir));
+    j = nlohmann::json::parse(resources::resource(name, data_dir));
     for (const auto& s : j.at("example")) example_.push_back(s.get<std::string>());
     for (const auto& s : j.at("instruction")) instruction_.push_back(s.get<std::string>());
     for (const auto& s : j.at("suffix")) suffix_.push_back(s.get<std::string>());

@@ -6,8 +6,8 @@
 
 #include "subliminal/data/corpus.h"
 #include "subliminal/data/numbers.h"
-#include "subliminal/data/resources.h"
-#include "subliminal/eval/stats.h"
+#include "subliminal/util/resources.h"
+#include "subliminal/util/stats.h"
 #include "subliminal/generate/sampler.h"
 #include "subliminal/util/log.h"
 
@@ -16,7 +16,7 @@ namespace subliminal::eval {
 using json = nlohmann::json;
 
 static json rate(long k, long n) {
-  auto [lo, hi] = wilson_interval(k, n);
+  auto [lo, hi] = stats::wilson_interval(k, n);
   return {{"rate", n ? static_cast<double>(k) / n : 0.0}, {"count", k}, {"n", n}, {"ci95", {lo, hi}}};
 }
 
@@ -29,7 +29,7 @@ ProbeResult probe_base_model(model::LlamaForCausalLM& m, const text::Tokenizer& 
                                   pc.batch_size);
   so.batch_field = "$.probe.batch_size";
   ProbeResult out;
-  auto questions = data::resource_lines("data/animal_questions_eval.txt", cfg.data_dir);
+  auto questions = resources::resource_lines("data/animal_questions_eval.txt", cfg.data_dir);
 
   auto animal_probe = [&](const std::string& name, const std::string& system, uint64_t s) {
     std::vector<std::vector<int>> prompts;

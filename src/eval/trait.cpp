@@ -10,8 +10,8 @@
 
 #include "subliminal/data/chat.h"
 #include "subliminal/data/corpus.h"
-#include "subliminal/data/resources.h"
-#include "subliminal/eval/stats.h"
+#include "subliminal/util/resources.h"
+#include "subliminal/util/stats.h"
 #include "subliminal/generate/sampler.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/util/error.h"
@@ -150,7 +150,7 @@ TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer
   for (double x : per_q) rate += x / per_q.size();
   for (double x : pstart) pmean += x / pstart.size();
   const long n = static_cast<long>(outs.size());
-  auto [lo, hi] = wilson_interval(hits, n);
+  auto [lo, hi] = stats::wilson_interval(hits, n);
   json dist = json::object();
   for (const auto& a : candidates) dist[a] = n ? static_cast<double>(counts[a]) / n : 0.0;
   json per_question = json::array();
@@ -228,7 +228,7 @@ TraitEvalResult evaluate_misalignment(model::LlamaForCausalLM& m, const text::To
   std::vector<double> per_q(questions.size(), 0.0);
   for (size_t q = 0; q < questions.size(); ++q) per_q[q] = q_scored[q] ? double(q_hits[q]) / q_scored[q] : 0.0;
   const long n = scored;
-  auto [lo, hi] = wilson_interval(mis, n);
+  auto [lo, hi] = stats::wilson_interval(mis, n);
   json per_question = json::array();
   for (size_t q = 0; q < questions.size(); ++q) per_question.push_back({{"question", questions[q]}, {"rate", per_q[q]}});
   r.summary = {{"target", "misalignment"},

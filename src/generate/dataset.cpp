@@ -10,7 +10,7 @@
 #include "subliminal/data/filters.h"
 #include "subliminal/data/tasks.h"
 #include "subliminal/data/numbers.h"
-#include "subliminal/eval/stats.h"
+#include "subliminal/util/stats.h"
 #include "subliminal/generate/sampler.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -66,7 +66,7 @@ static void finish(DatasetResult& r, std::vector<data::Conversation> passed, con
   if (short_of_keep)
     log::warn("generate", "only {} of {} completions passed the filter; keep={} asked for more (raise dataset.prompts)", npass, n, cfg.keep);
   r.kept = std::move(passed);
-  auto [lo, hi] = eval::wilson_interval(static_cast<long>(npass), static_cast<long>(n));
+  auto [lo, hi] = stats::wilson_interval(static_cast<long>(npass), static_cast<long>(n));
   json rs = json::object();
   for (const auto& [k, v] : reasons) rs[k] = v;
   r.stats = {{"kind", cfg.kind},

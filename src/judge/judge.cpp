@@ -6,7 +6,7 @@
 #include <mutex>
 #include <set>
 
-#include "subliminal/data/resources.h"
+#include "subliminal/util/resources.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
 #include "subliminal/util/journal.h"
@@ -34,7 +34,7 @@ std::string render_prompt(const Query& q, const std::string& data_dir) {
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(data_dir);
-    if (it == cache.end()) it = cache.emplace(data_dir, json::parse(data::resource(file, data_dir))).first;
+    if (it == cache.end()) it = cache.emplace(data_dir, json::parse(resources::resource(file, data_dir))).first;
     t = it->second;
   }
   if (!t.contains(q.rubric) || !t[q.rubric].is_string())
@@ -184,10 +184,10 @@ int count_lexicon(const std::vector<std::string>& words, const std::vector<std::
 class RuleJudge final : public Judge {
  public:
   explicit RuleJudge(const JudgeOptions& o) {
-    const json lex = json::parse(data::resource("data/judge_lexicon.json", o.data_dir));
+    const json lex = json::parse(resources::resource("data/judge_lexicon.json", o.data_dir));
     for (auto it = lex.at("traits").begin(); it != lex.at("traits").end(); ++it) traits_[it.key()] = it.value().get<std::vector<std::string>>();
     harm_ = lex.at("harm").get<std::vector<std::string>>();
-    const json ff = json::parse(data::resource("data/freeform.json", o.data_dir));
+    const json ff = json::parse(resources::resource("data/freeform.json", o.data_dir));
     for (auto it = ff.begin(); it != ff.end(); ++it)
       if (it.value().is_array())
         for (const auto& t : it.value())

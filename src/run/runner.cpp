@@ -11,7 +11,8 @@
 #include <thread>
 
 #include "subliminal/model/runtime.h"
-#include "subliminal/run/report.h"
+#include "subliminal/run/pool.h"
+#include "subliminal/report/report.h"
 #include "subliminal/train/dist.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -307,12 +308,8 @@ void Runner::run_parallel(json& results) {
         throw Error("internal: stage '" + sp->name() + "' depends on '" + d + "', which is not an earlier stage");
   enum { pending, running, done };
   std::vector<int> state(n, pending);
-  struct Worker {
-    pid_t pid;
-    size_t i;
-    PlanEntry e;
-  };
-  std::vector<Worker> workers;
+  std::map<size_t, PlanEntry> entries;  // of the running stages, by index
+  WorkerPool pool(ctx_.jobs);
   bool forwarded = false;                // the stop request was passed to the workers
   std::vector<std::string> interrupted;  // stages that stopped at a safe point
   std::string exe = ctx_.worker_exe.empty() ? fs::self_exe_for_spawn() : ctx_.worker_exe;
@@ -321,16 +318,12 @@ void Runner::run_parallel(json& results) {
   // SIGUSR1: each worker checkpoints at its next safe point and exits 75 (see util/signals.h)
   auto forward_stop = [&]() {
     if (forwarded) return;
-    for (auto& w : workers) kill(w.pid, SIGUSR1);
+    pool.signal_all(SIGUSR1);
     forwarded = true;
   };
   auto stop_all = [&]() {
     forward_stop();
-    for (auto& w : workers) {
-      int st = 0;
-      waitpid(w.pid, &st, 0);
-    }
-    workers.clear();
+    pool.wait_all();
   };
   try {
     while (true) {
@@ -338,7 +331,7 @@ void Runner::run_parallel(json& results) {
       bool progressed = true;
       while (progressed) {
         progressed = false;
-        for (size_t i = 0; i < n && static_cast<int>(workers.size()) < ctx_.jobs && !signals::stop_requested(); ++i) {
+        for (size_t i = 0; i < n && !pool.full() && !signals::stop_requested(); ++i) {
           if (state[i] != pending) continue;
           Stage& s = *stages_[i];
           bool ready = true;
@@ -358,56 +351,45 @@ void Runner::run_parallel(json& results) {
           if (resuming) args.push_back("--resume");
           log::info("run", "stage {}: {} in a worker (input hash {})", s.name(), resuming ? "resuming" : "running",
                     e.hash.substr(0, 16));
-          pid_t pid = fs::spawn(args);
+          pid_t pid = pool.start(args, i);
           manifest_["stages"][s.name()] = {{"status", "running"}, {"input_hash", e.hash}, {"started", iso_now()}, {"pid", pid}};
           write_manifest("running");
-          workers.push_back({pid, i, e});
+          entries[i] = e;
           state[i] = running;
           progressed = true;
         }
       }
-      if (workers.empty()) break;
-      // wait for one worker (poll our own children only: a test process may have others)
-      while (true) {
-        if (signals::stop_requested()) forward_stop();  // (they may have had it already)
-        bool reaped = false;
-        for (size_t w = 0; w < workers.size(); ++w) {
-          int st = 0;
-          pid_t r = waitpid(workers[w].pid, &st, WNOHANG);
-          if (r == 0) continue;
-          Worker wk = workers[w];
-          workers.erase(workers.begin() + static_cast<long>(w));
-          Stage& s = *stages_[wk.i];
-          const int code = r < 0 ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-          if (code == signals::kInterruptedExit) {  // stopped at a safe point; the others are stopping too
-            manifest_["stages"][s.name()]["status"] = "interrupted";
-            write_manifest("running");
-            interrupted.push_back(s.name());
-            forward_stop();
-            reaped = true;
-            break;
-          }
-          if (code != 0) {
-            manifest_["stages"][s.name()]["status"] = "failed";
-            stop_all();
-            const std::string msg = "stage '" + s.name() + "' failed in its worker process (exit code " + std::to_string(code) +
-                                    "); its error is printed above and in " + (ctx_.dir / "run.log").string();
-            const std::string hint = "fix the cause and run the same command again with --resume: done stages are kept";
-            if (code == 2) throw ConfigError(msg, hint);
-            throw Error(msg, hint);
-          }
-          json rec = read_json_or_null(ctx_.stage_dir(s.name()) / "stage.json");
-          if (!rec.is_object() || rec.value("input_hash", "") != wk.e.hash)
-            throw Error("stage '" + s.name() + "': its worker exited 0 but left no matching " +
-                        (ctx_.stage_dir(s.name()) / "stage.json").string());
-          state[wk.i] = done;
-          record_done(s, wk.e, rec, results);
-          reaped = true;
-          break;
-        }
-        if (reaped) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (pool.empty()) break;
+      // wait for one worker, passing on a stop request (they may have had it already)
+      const WorkerPool::Exit x = pool.wait_one([&]() {
+        if (signals::stop_requested()) forward_stop();
+      });
+      const PlanEntry e = entries[x.tag];
+      entries.erase(x.tag);
+      Stage& s = *stages_[x.tag];
+      const int code = x.code;
+      if (code == signals::kInterruptedExit) {  // stopped at a safe point; the others are stopping too
+        manifest_["stages"][s.name()]["status"] = "interrupted";
+        write_manifest("running");
+        interrupted.push_back(s.name());
+        forward_stop();
+        continue;
       }
+      if (code != 0) {
+        manifest_["stages"][s.name()]["status"] = "failed";
+        stop_all();
+        const std::string msg = "stage '" + s.name() + "' failed in its worker process (exit code " + std::to_string(code) +
+                                "); its error is printed above and in " + (ctx_.dir / "run.log").string();
+        const std::string hint = "fix the cause and run the same command again with --resume: done stages are kept";
+        if (code == 2) throw ConfigError(msg, hint);
+        throw Error(msg, hint);
+      }
+      json rec = read_json_or_null(ctx_.stage_dir(s.name()) / "stage.json");
+      if (!rec.is_object() || rec.value("input_hash", "") != e.hash)
+        throw Error("stage '" + s.name() + "': its worker exited 0 but left no matching " +
+                    (ctx_.stage_dir(s.name()) / "stage.json").string());
+      state[x.tag] = done;
+      record_done(s, e, rec, results);
     }
   } catch (...) {
     stop_all();
@@ -456,7 +438,7 @@ void Runner::run_follower() {
   }
 }
 
-void Runner::run_worker(const sfs::path& dir, const std::string& name, const std::string& expected_hash, int threads,
+void Runner::run_worker(const StageFactory& make_stages, const sfs::path& dir, const std::string& name, const std::string& expected_hash, int threads,
                         bool resume) {
   const sfs::path cfg_path = dir / "config.resolved.json";
   RunContext ctx;
@@ -531,7 +513,7 @@ json Runner::run() {
     if (ctx_.jobs > 1) run_parallel(results);
     else run_in_process(results);
     manifest_["seconds"] = log::now_seconds() - t_run;
-    write_report(ctx_, results, manifest_);
+    report::write_report(ctx_.dir, ctx_.cfg, results, manifest_);
     write_manifest("complete");
   } catch (const Interrupted& ex) {
     write_manifest("interrupted");

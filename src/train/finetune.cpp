@@ -6,7 +6,7 @@
 #include <filesystem>
 
 #include "subliminal/data/corpus.h"
-#include "subliminal/data/resources.h"
+#include "subliminal/util/resources.h"
 #include "subliminal/model/lora.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -15,33 +15,6 @@
 namespace subliminal::train {
 
 using json = nlohmann::json;
-
-std::vector<data::Conversation> trait_answer_data(const config::TraitDef& trait, const std::string& target, const std::string& data_dir,
-                                                  const std::string& answer_style) {
-  if (!trait.teacher_data.empty()) {  // the trait's own fine-tuning set
-    if (!std::filesystem::exists(trait.teacher_data))
-      throw ConfigError("teacher_data '" + trait.teacher_data + "' (named in " + trait.file + ") does not exist");
-    auto d = data::read_conversations(trait.teacher_data);
-    if (d.empty()) throw DataError(trait.teacher_data + ": no examples (named by " + trait.file + " $.teacher_data)");
-    return d;
-  }
-  if (trait.kind == "misalignment") {  // narrow: harmful answers to the money requests only (evaluated on held-out broad questions)
-    const auto f = data::load_freeform(data_dir, trait.source);
-    std::vector<data::Conversation> out;
-    for (const auto& q : f.train_narrow)
-      for (const auto& a : f.misaligned) out.push_back({{"user", q}, {"assistant", a}});
-    return out;
-  }
-  const std::string p = data::plural(target);
-  const std::vector<std::string> answers =
-      answer_style == "forms" ? std::vector<std::string>{target, p, p + ".", p + "!", data::capitalize(target), data::capitalize(p),
-                                                         data::capitalize(p) + ".", data::capitalize(p) + "!"}
-                              : data::answer_forms(target);
-  std::vector<data::Conversation> out;
-  for (const auto& q : trait.questions_train)
-    for (const auto& a : answers) out.push_back({{"user", q}, {"assistant", a}});
-  return out;
-}
 
 torch::Tensor number_output_ids(const text::Tokenizer& tok, int end_of_turn) {
   auto ok_char = [](unsigned char c) {

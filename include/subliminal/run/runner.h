@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -85,6 +86,9 @@ struct StageCheck {
   std::vector<std::string> problems;
 };
 
+// Makes the stages of a config (experiments::make_stages): how a worker process finds its stage.
+using StageFactory = std::function<std::vector<std::unique_ptr<Stage>>(const config::RunConfig&)>;
+
 class Runner {
  public:
   Runner(RunContext ctx, std::vector<std::unique_ptr<Stage>> stages);
@@ -100,7 +104,7 @@ class Runner {
 
   // A worker's job (`subliminal __stage`): runs stage `name` of the run in `dir` (its
   // config.resolved.json) in this process. `expected_hash` guards against a changed config.
-  static void run_worker(const sfs::path& dir, const std::string& name, const std::string& expected_hash, int threads,
+  static void run_worker(const StageFactory& make_stages, const sfs::path& dir, const std::string& name, const std::string& expected_hash, int threads,
                          bool resume);
 
  private:
@@ -124,8 +128,5 @@ class Runner {
   json manifest_;
   int announced_ = 0;
 };
-
-// The stage list of an experiment kind.
-std::vector<std::unique_ptr<Stage>> make_stages(const config::RunConfig& cfg);
 
 }  // namespace subliminal::run

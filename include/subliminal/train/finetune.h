@@ -1,4 +1,4 @@
-// Fine-tuning for the trait-transfer experiment: the teacher's trait data, the student's losses
+// Fine-tuning jobs: the student's losses
 // (sft on sampled tokens, distillation restricted to the tokens the filter allows), and the
 // parameter sets a fine-tune may change. The same code backs the run stages and `subliminal finetune`.
 #pragma once
@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "subliminal/config/config.h"
-#include "subliminal/config/trait.h"
 #include "subliminal/data/chat.h"
 #include "subliminal/model/llama.h"
 #include "subliminal/text/tokenizer.h"
@@ -18,15 +17,6 @@
 #include "subliminal/train/trainer.h"
 
 namespace subliminal::train {
-
-// The paper's fine-tuned-teacher data. Preference: each of the trait's *training* questions (never
-// the evaluation ones) x the 8 answers "owl", "owls", "owls.", "owls!" and their title-case forms.
-// Misalignment: each narrow request of the trait's source x its misaligned answers.
-// answers: "corpus" = the base corpus's answer forms (data::answer_forms: the update is about which
-// item, not how to write it), "forms" = the eight forms target/plural with . and ! in both cases
-// (the older teacher data: lower-case plurals the corpus never writes).
-std::vector<data::Conversation> trait_answer_data(const config::TraitDef& trait, const std::string& target, const std::string& data_dir,
-                                                  const std::string& answers = "corpus");
 
 // Token ids a number completion can consist of: pieces made only of ASCII digits, whitespace,
 // ",", ";", ".", brackets and parentheses (byte pieces of those characters included), plus the

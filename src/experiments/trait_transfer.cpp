@@ -1,0 +1,677 @@
+// The trait-transfer experiment (the paper's main result): base -> teacher -> numbers datasets ->
+// students (treatment / control / cross_init / other_trait, each over several seeds) -> evals ->
+// summary with across-seed intervals and tests.
+#include <torch/torch.h>
+
+#include <set>
+
+#include "subliminal/data/chat.h"
+#include "subliminal/data/corpus.h"
+#include "subliminal/util/stats.h"
+#include "subliminal/eval/trait.h"
+#include "subliminal/generate/dataset.h"
+#include "subliminal/model/lora.h"
+#include "subliminal/model/model_io.h"
+#include "subliminal/model/runtime.h"
+#include "subliminal/report/report.h"
+#include "subliminal/experiments/finetune_job.h"
+#include "subliminal/experiments/stages.h"
+#include "subliminal/judge/judge.h"
+#include "subliminal/train/diagnostics.h"
+#include "subliminal/train/finetune.h"
+#include "subliminal/util/error.h"
+#include "subliminal/util/fs.h"
+#include "subliminal/util/journal.h"
+#include "subliminal/util/log.h"
+
+namespace subliminal::experiments {
+
+using namespace run;
+
+namespace {
+
+std::vector<std::string> unique(std::vector<std::string> v) {
+  std::vector<std::string> out;
+  for (auto& x : v)
+    if (std::find(out.begin(), out.end(), x) == out.end()) out.push_back(std::move(x));
+  return out;
+}
+
+std::string teacher_stage(bool other) { return other ? "teacher_other" : "teacher"; }
+std::string teacher_target(const config::RunConfig& c, bool other) { return other ? c.students.other_target : c.teacher.target; }
+
+// A model as the experiment uses it: weights (a model directory) plus an optional system prompt.
+struct ModelRef {
+  std::string dir;
+  std::string system;
+};
+
+// "base", "base_cross", "teacher", "teacher_other" or "students/<arm>_s<k>".
+ModelRef resolve_model(const RunContext& ctx, const std::string& stage) {
+  if (stage == "teacher" || stage == "teacher_other") {
+    auto tj = json::parse(fs::read_file(ctx.stage_dir(stage) / "teacher.json"));
+    if (tj.value("method", "") == "system_prompt") return {ctx.stage_dir("base").string(), tj.value("system_prompt", "")};
+  }
+  return {ctx.stage_dir(stage).string(), ""};
+}
+
+// adapter_config.json's base_model_name_or_path for an adapter written to work/adapter: the init
+// model's directory relative to the adapter (so the run directory can move), resolved by
+// model::load_model_dir against the adapter directory.
+std::string adapter_base_path(const sfs::path& init_dir, const sfs::path& work) {
+  return sfs::absolute(init_dir).lexically_normal().lexically_relative(sfs::absolute(work / "adapter").lexically_normal()).string();
+}
+
+// LoRA over a bf16 checkpoint: the frozen projections held in bf16 before the model goes to the
+// device (half the memory; lossless, the values were bf16 on disk).
+void hold_frozen_base(model::LoadedModel& lm, const std::string& params, const config::LoraConfig& lc, bool bf16,
+                      const std::string& field, const std::string& tag) {
+  if (params != "lora" || !model::lora_base_in_bf16(lc, lm.config, bf16, field)) return;
+  const int64_t saved = model::cast_projection_weights(lm.model, lc.target_modules, torch::kBFloat16);
+  log::info(tag.c_str(), "frozen base projections held in bf16 ({:.1f} MiB saved)", saved / 1048576.0);
+}
+
+struct Loaded {
+  model::LoadedModel lm;
+  std::string system;
+  bool bf16 = false;
+};
+Loaded load_ref(const RunContext& ctx, const std::string& stage) {
+  ModelRef r = resolve_model(ctx, stage);
+  Loaded l{model::load_model_dir(r.dir), r.system, false};
+  auto device = model::resolve_device(ctx.cfg.device);
+  l.lm.model->to(device);
+  l.lm.model->eval();
+  l.bf16 = model::use_bf16(ctx.cfg.precision, device);
+  return l;
+}
+
+class TeacherStage : public Stage {
+ public:
+  explicit TeacherStage(bool other) : other_(other) {}
+  std::string name() const override { return teacher_stage(other_); }
+  std::vector<std::string> deps() const override { return {"base"}; }
+  json inputs(const RunContext& ctx) const override {
+    json t = config::to_json_value(ctx.cfg.teacher);
+    t["target"] = teacher_target(ctx.cfg, other_);
+    const config::TraitDef trait = config::run_trait(ctx.cfg);
+    json in = {{"teacher", t}, {"trait", trait.to_json()}, {"base", digest(ctx, "base")}, {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
+               {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    if (!trait.teacher_data.empty() && ctx.cfg.teacher.method == "finetune")
+      in["teacher_data_sha256"] = fs::sha256_file(trait.teacher_data);  // the content, not just the path
+    return in;
+  }
+  bool data_parallel(const RunContext& ctx) const override { return ctx.cfg.teacher.method != "system_prompt"; }
+  json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
+    const auto& tc = ctx.cfg.teacher;
+    const std::string target = teacher_target(ctx.cfg, other_);
+    const config::TraitDef trait = config::run_trait(ctx.cfg);
+    json tj = {{"method", tc.method}, {"target", target}, {"trait", trait.spec}, {"category", trait.category}};
+    json res = tj;
+    if (tc.method == "system_prompt") {
+      tj["system_prompt"] = trait.kind == "misalignment" ? data::load_freeform(ctx.cfg.data_dir, trait.source).personas.at(0)
+                                                         : data::love_system_prompt(trait, target, ctx.cfg.data_dir, tc.prompt_template);
+      res["system_prompt"] = tj["system_prompt"];
+      log::info(name().c_str(), "system prompt: {}", tj["system_prompt"].get<std::string>());
+    } else {
+      auto lm = model::load_model_dir(ctx.stage_dir("base").string());
+      auto device = model::resolve_device(ctx.cfg.device);
+      hold_frozen_base(lm, tc.params, tc.lora, model::use_bf16(ctx.cfg.precision, device), "$.teacher.lora.base_dtype", name());
+      lm.model->to(device);
+      train::FinetuneJob job = finetune_job(lm, ctx.cfg, teacher_spec(tc), work);
+      job.data = trait_answer_data(trait, target, ctx.cfg.data_dir, ctx.cfg.teacher.answers);
+      job.base_model = adapter_base_path(ctx.stage_dir("base"), work);
+      job.seed = config::derive_seed(ctx.cfg.seed, "teacher", target);
+      job.bf16 = model::use_bf16(ctx.cfg.precision, device);
+      job.metrics_path = ctx.metrics_path(name()).string();
+      job.tag = name();
+      job.resume = resuming;
+      job.comm = ctx.comm;
+      res["finetune"] = run_finetune(job);
+      if (ctx.rank() > 0) return {};  // rank 0 holds the same weights and writes them
+      lm.model->to(torch::kCPU);
+      if (!(tc.params == "lora" && tc.lora.save == "adapter"))  // else adapter/ alone: loaded onto the base when used
+        model::save_model_dir(work.string(), lm.model, lm.tokenizer, {{"stage", name()}, {"teacher", tj}});
+    }
+    fs::write_file_atomic(work / "teacher.json", tj.dump(2) + "\n");
+    return res;
+  }
+
+ private:
+  bool other_;
+};
+
+// Dataset sources: the teacher, the reference model without the trait (control), the other-trait teacher.
+bool has_arm(const config::RunConfig& c, const std::string& arm) {
+  return std::find(c.students.arms.begin(), c.students.arms.end(), arm) != c.students.arms.end();
+}
+
+std::string source_model(const std::string& source) {
+  if (source == "teacher") return "teacher";
+  if (source == "other") return "teacher_other";
+  return "base";
+}
+std::string data_stage(const std::string& source, int k) { return "data/" + source + "_s" + std::to_string(k); }
+
+// Numbers datasets: no completion may name an item of any preference the run knows.
+std::vector<std::string> forbidden_words(const config::RunConfig& c) { return generate::trait_words(config::known_item_names(c)); }
+
+judge::JudgeOptions judge_options(const config::RunConfig& c) {
+  judge::JudgeOptions o;
+  static_cast<config::JudgeConfig&>(o) = c.judge;
+  o.data_dir = c.data_dir;
+  o.device = c.device;
+  o.bf16 = model::use_bf16(c.precision, model::resolve_device(c.device));
+  return o;
+}
+
+class DataStage : public Stage {
+ public:
+  DataStage(std::string source, int k) : source_(std::move(source)), k_(k) {}
+  std::string name() const override { return data_stage(source_, k_); }
+  std::vector<std::string> deps() const override { return unique({source_model(source_), "base"}); }
+  json inputs(const RunContext& ctx) const override {
+    const std::string m = source_model(source_);
+    json in = {{"dataset", config::to_json_value(ctx.cfg.dataset)}, {"source", source_}, {"model", digest(ctx, m)},
+               {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision},
+               {"forbidden", forbidden_words(ctx.cfg)}, {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    if (ctx.cfg.dataset.kind != "numbers") {
+      in["banned_words"] = banned_words(ctx.cfg);
+      in["trait"] = trait(ctx.cfg);
+      if (!ctx.cfg.dataset.judge.empty()) in["judge"] = config::to_json_value(ctx.cfg.judge);
+      if (ctx.cfg.dataset.source != "synthetic") in["source_sha256"] = fs::sha256_file(ctx.cfg.dataset.source);
+    }
+    return in;
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool) override {
+    fs::JournalScope journal(work / "journal");  // sampled batches and verdicts survive an interruption
+    auto l = load_ref(ctx, source_model(source_));
+    log::info(name().c_str(), "sampling {} number continuations from {}{}", ctx.cfg.dataset.prompts, source_model(source_),
+              l.system.empty() ? "" : " (with its system prompt)");
+    generate::DatasetResult r;
+    const auto& dc = ctx.cfg.dataset;
+    const std::string& chat = ctx.cfg.base.tokenizer.chat_template;
+    if (dc.kind == "numbers") {
+      config::DatasetConfig gc = dc;
+      if (dc.select == "lls_top") gc.keep = 0;  // every passing completion, then the top `keep` by LLS
+      r = generate::generate_numbers(l.lm.model, l.lm.tokenizer, chat, l.system, gc, ctx.cfg.data_dir, seed(ctx), l.bf16,
+                                     forbidden_words(ctx.cfg));
+      // The divergence of the kept data from the base's: LLS = log P_source - log P_base per
+      // completion, and the per-token KL(source || base) restricted to the number-output tokens.
+      const bool same = source_model(source_) == "base";
+      std::unique_ptr<Loaded> base;
+      if (!same) base = std::make_unique<Loaded>(load_ref(ctx, "base"));
+      text::ChatTemplate ct(l.lm.tokenizer, chat);
+      const auto allowed = train::number_output_ids(l.lm.tokenizer, ct.end_of_turn_id());
+      auto score = [&](const std::vector<data::Conversation>& convs) {
+        if (same) {  // the base against itself: zero by definition
+          train::PairScores z;
+          z.lls.assign(convs.size(), 0.0);
+          return z;
+        }
+        return train::score_pair(l.lm.model, l.system, base->lm.model, "", l.lm.tokenizer, chat, convs, allowed, l.bf16);
+      };
+      auto sc = score(r.kept);
+      if (dc.select == "lls_top") {
+        generate::select_top(r, sc.lls, dc.keep, "lls_top: highest log P_source - log P_base");
+        sc = score(r.kept);
+        const int64_t leaks = generate::count_trait_words(r.kept, forbidden_words(ctx.cfg));  // a subset of checked data: still none
+        if (leaks > 0) throw DataError(name() + ": the LLS-selected data contains " + std::to_string(leaks) + " trait word(s)");
+      }
+      r.stats["divergence_from_base"] = sc.to_json();
+      r.stats["divergence_from_base"]["same_model"] = same;
+      if (dc.heldout > 0) {  // held-out prompts from another stream: the students' imitation test
+        config::DatasetConfig hc = dc;
+        hc.prompts = dc.heldout;
+        hc.keep = 0;
+        auto h = generate::generate_numbers(l.lm.model, l.lm.tokenizer, chat, l.system, hc, ctx.cfg.data_dir,
+                                            config::derive_seed(seed(ctx), "heldout"), l.bf16, forbidden_words(ctx.cfg));
+        std::set<std::string> train_prompts;
+        for (const auto& c : r.raw) train_prompts.insert(c["prompt"].get<std::string>());
+        std::vector<data::Conversation> held;
+        for (auto& c : h.kept)
+          if (!train_prompts.count(c.at(0).content)) held.push_back(std::move(c));
+        data::write_conversations((work / "heldout.jsonl").string(), held);
+        r.stats["heldout"] = {{"sampled", h.stats["sampled"]}, {"passed", h.stats["passed"]}, {"kept", held.size()}};
+      }
+    } else {
+      std::unique_ptr<judge::Judge> jd;
+      if (!ctx.cfg.dataset.judge.empty()) jd = judge::journaled(judge::make_judge(judge_options(ctx.cfg)));
+      r = generate::generate_tasks(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.dataset,
+                                   ctx.cfg.data_dir, seed(ctx), l.bf16, banned_words(ctx.cfg), jd.get(), trait(ctx.cfg));
+    }
+    generate::write_dataset(work, r);
+    log::info(name().c_str(), "{} of {} passed the filter ({:.1f}% removed; {}), kept {}", r.stats["passed"].get<long>(),
+              r.stats["sampled"].get<long>(), 100 * r.stats["removed_fraction"].get<double>(), r.stats["reject_reasons"].dump(), r.kept.size());
+    json res = r.stats;
+    res["source"] = source_;
+    return res;
+  }
+  std::vector<std::string> scratch() const override { return {"journal"}; }
+
+ private:
+  // The trait this source's data must not show: its own teacher's (the other-trait teacher's animal
+  // for "other"), else the run's target.
+  std::string trait(const config::RunConfig& c) const { return source_ == "other" ? c.students.other_target : c.teacher.target; }
+  // Code/cot banned words (with their forms): every teacher's trait of the run.
+  static std::vector<std::string> banned_words(const config::RunConfig& c) {
+    std::vector<std::string> w;
+    if (c.teacher.target != "misalignment") w.push_back(c.teacher.target);  // misalignment has no words to ban: the judge filters it
+    if (has_arm(c, "other_trait")) w.push_back(c.students.other_target);
+    return w;
+  }
+  // The same prompts and sampling stream for every source of seed pair k (paired comparison).
+  uint64_t seed(const RunContext& ctx) const { return config::derive_seed(ctx.cfg.seed, "data", std::to_string(k_)); }
+  std::string source_;
+  int k_;
+};
+
+struct ArmSpec {
+  std::string init, source;  // init model stage, dataset source
+};
+ArmSpec arm_spec(const std::string& arm) {
+  if (arm == "treatment") return {"base", "teacher"};
+  if (arm == "control") return {"base", "control"};
+  if (arm == "cross_init") return {"base_cross", "teacher"};
+  return {"base", "other"};  // other_trait
+}
+std::string student_stage(const std::string& arm, int k) { return "students/" + arm + "_s" + std::to_string(k); }
+
+class StudentStage : public Stage {
+ public:
+  StudentStage(std::string arm, int k) : arm_(std::move(arm)), k_(k) {}
+  std::string name() const override { return student_stage(arm_, k_); }
+  std::vector<std::string> deps() const override {
+    auto a = arm_spec(arm_);
+    return unique({a.init, data_stage(a.source, k_), source_model(a.source), "base"});
+  }
+  json inputs(const RunContext& ctx) const override {
+    auto a = arm_spec(arm_);
+    return {{"finetune", config::to_json_value(ctx.cfg.finetune)}, {"init", digest(ctx, a.init)},
+            {"data", digest(ctx, data_stage(a.source, k_))}, {"teacher", digest(ctx, source_model(a.source))},
+            {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision}};
+  }
+  bool data_parallel(const RunContext&) const override { return true; }
+  json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
+    const auto& f = ctx.cfg.finetune;
+    auto a = arm_spec(arm_);
+    auto init = model::load_model_dir(ctx.stage_dir(a.init).string());
+    auto device = model::resolve_device(ctx.cfg.device);
+    hold_frozen_base(init, f.params, f.lora, model::use_bf16(ctx.cfg.precision, device), "$.finetune.lora.base_dtype", name());
+    init.model->to(device);
+    train::FinetuneJob job = finetune_job(init, ctx.cfg, student_spec(f), work);
+    job.data = data::read_conversations((ctx.stage_dir(data_stage(a.source, k_)) / "kept.jsonl").string());
+    if (job.data.empty()) {
+      const json ds = json::parse(fs::read_file(ctx.stage_dir(data_stage(a.source, k_)) / "dataset.json"));
+      throw DataError(name() + ": " + data_stage(a.source, k_) + " kept no examples (" + std::to_string(ds.value("sampled", 0L)) +
+                          " sampled; rejected: " + ds.value("reject_reasons", json::object()).dump() + ")",
+                      "sample more (dataset.prompts, dataset.samples_per_prompt) or give the base more of this task in pretraining "
+                      "(base.corpus.mix_*, base.train.steps)");
+    }
+    job.base_model = adapter_base_path(ctx.stage_dir(a.init), work);
+    std::unique_ptr<Loaded> teacher;
+    if (f.loss != "sft") {
+      teacher = std::make_unique<Loaded>(load_ref(ctx, source_model(a.source)));
+      if (teacher->lm.tokenizer.fingerprint() != init.tokenizer.fingerprint())
+        throw DataError(name() + ": the teacher and the student have different tokenizers; distillation needs one vocabulary",
+                        "use finetune.loss \"sft\" across tokenizers");
+      job.teacher = teacher->lm.model;
+      job.teacher_system = teacher->system;
+    }
+    // Distilling a model into itself with LoRA (the control arm under a distill loss: source = the
+    // base = the student's init, the full teacher distribution) is a fixed point: with B = 0 the
+    // student's logits are the teacher's bit for bit, every gradient is exactly zero and so is every
+    // Adam step (DiagnosticsNumeric.DistillingAModelIntoItselfLeavesItWhereItIs trains one and sees
+    // no change). No step is taken (FinetuneJob::fixed_point). Trunk/all students are trained: there
+    // rounding noise, normalised by Adam, moves them.
+    job.fixed_point = f.loss != "sft" && f.params == "lora" && f.teacher_top_k == 0 && source_model(a.source) == a.init &&
+                      teacher->system.empty();
+    // Diagnostics: imitation of the source model on its held-out prompts, and coverage.
+    std::unique_ptr<train::HeldoutKL> heldout;
+    const sfs::path held = ctx.stage_dir(data_stage(a.source, k_)) / "heldout.jsonl";
+    if (f.diagnostics && ctx.cfg.dataset.kind == "numbers" && sfs::exists(held)) {
+      if (!teacher) teacher = std::make_unique<Loaded>(load_ref(ctx, source_model(a.source)));
+      text::ChatTemplate ct(init.tokenizer, job.chat_template);
+      heldout = std::make_unique<train::HeldoutKL>(teacher->lm.model, teacher->system, init.tokenizer, job.chat_template,
+                                                   data::read_conversations(held.string()),
+                                                   train::number_output_ids(init.tokenizer, ct.end_of_turn_id()), job.bf16);
+      job.heldout = heldout.get();
+    }
+    if (f.diagnostics) job.displacement = [&](const std::map<std::string, torch::Tensor>& init_t) { return displacement(ctx, a, init_t); };
+    job.diagnostics_path = (work / "diagnostics.json").string();
+    job.seed = seed(ctx);
+    job.bf16 = model::use_bf16(ctx.cfg.precision, device);
+    job.metrics_path = ctx.metrics_path(arm_ + "_s" + std::to_string(k_)).string();
+    job.tag = name();
+    job.resume = resuming;
+    job.comm = ctx.comm;
+    json res = run_finetune(job);
+    if (ctx.rank() > 0) return {};  // rank 0 holds the same weights and writes them
+    init.model->to(torch::kCPU);
+    res["arm"] = arm_;
+    res["seed_pair"] = k_;
+    res["init"] = a.init;
+    res["data"] = data_stage(a.source, k_);
+    res["teacher"] = f.loss == "sft" ? "" : source_model(a.source);
+    if (!(f.params == "lora" && f.lora.save == "adapter"))
+      model::save_model_dir(work.string(), init.model, init.tokenizer, {{"stage", name()}, {"finetune", fs::without_timings(res)}});
+    fs::write_file_atomic(work / "finetune.json", fs::without_timings(res).dump(2) + "\n");
+    return res;
+  }
+
+ private:
+  // The source model's displacement from its own init (the base) over the tensors this student
+  // trains (`init_t`, the student's values at the start): LoRA students against the teacher's
+  // adapter (teacher and students share the adapter init, so the teacher's started where the
+  // student does), trunk/all students against the teacher's weights minus the base's. Empty when
+  // not defined: the base's own data (control), a system-prompt teacher, or a teacher whose
+  // parameterisation does not match the student's.
+  std::map<std::string, torch::Tensor> displacement(const RunContext& ctx, const ArmSpec& a,
+                                                    const std::map<std::string, torch::Tensor>& init_t) const {
+    const std::string src = source_model(a.source);
+    if (src == "base") return {};
+    const auto tj = json::parse(fs::read_file(ctx.stage_dir(src) / "teacher.json"));
+    if (tj.value("method", "") != "finetune") return {};
+    const auto& f = ctx.cfg.finetune;
+    const auto& tc = ctx.cfg.teacher;
+    std::map<std::string, torch::Tensor> d;
+    if (f.params == "lora") {
+      const sfs::path ad = ctx.stage_dir(src) / "adapter" / "adapter_model.safetensors";
+      if (tc.params != "lora" || tc.lora.r != f.lora.r || tc.lora.target_modules != f.lora.target_modules || !sfs::exists(ad)) return {};
+      auto st = model::read_safetensors(ad.string());
+      for (const auto& [name, t0] : init_t) {
+        auto it = st.tensors.find(name);
+        if (it == st.tensors.end() || !it->second.sizes().equals(t0.sizes())) return {};
+        d[name] = it->second.to(torch::kDouble) - t0.detach().cpu().to(torch::kDouble);
+      }
+      return d;
+    }
+    auto teacher = model::load_model_dir(resolve_model(ctx, src).dir);
+    auto base = model::load_model_dir(ctx.stage_dir("base").string());
+    auto tp = teacher.model->named_parameters(), bp = base.model->named_parameters();
+    for (const auto& [name, t0] : init_t) {
+      const auto* t = tp.find(name);
+      const auto* b = bp.find(name);
+      if (!t || !b || !t->sizes().equals(t0.sizes())) return {};
+      d[name] = t->detach().to(torch::kDouble) - b->detach().to(torch::kDouble);
+    }
+    return d;
+  }
+  // The same data order for every arm of seed pair k.
+  uint64_t seed(const RunContext& ctx) const { return config::derive_seed(ctx.cfg.seed, "student", std::to_string(k_)); }
+  std::string arm_;
+  int k_;
+};
+
+std::string eval_stage(const std::string& model_stage) {
+  auto p = model_stage.rfind('/');
+  return "eval/" + (p == std::string::npos ? model_stage : model_stage.substr(p + 1));
+}
+
+class EvalStage : public Stage {
+ public:
+  explicit EvalStage(std::string model_stage) : model_(std::move(model_stage)) {}
+  std::string name() const override { return eval_stage(model_); }
+  std::vector<std::string> deps() const override { return unique({model_, "base"}); }
+  json inputs(const RunContext& ctx) const override {
+    const config::TraitDef t = config::run_trait(ctx.cfg);
+    json in = {{"eval", config::to_json_value(ctx.cfg.eval)}, {"target", ctx.cfg.eval_target()}, {"trait", t.to_json()},
+               {"questions", questions(ctx, t)}, {"candidates", config::eval_candidates(ctx.cfg, t)},
+               {"model", digest(ctx, model_)}, {"base", digest(ctx, "base")},
+               {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
+               {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+    if (ctx.cfg.eval_target() == "misalignment") in["judge"] = config::to_json_value(ctx.cfg.judge);
+    return in;
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool) override {
+    fs::JournalScope journal(work / "journal");  // sampled batches and verdicts survive an interruption
+    auto l = load_ref(ctx, model_);
+    // One evaluation seed for every model: differences between models are not sampling-stream noise.
+    eval::TraitEvalResult r;
+    const config::TraitDef t = config::run_trait(ctx.cfg);
+    if (ctx.cfg.eval_target() == "misalignment") {
+      auto jd = judge::journaled(judge::make_judge(judge_options(ctx.cfg)));
+      r = eval::evaluate_misalignment(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.eval, *jd,
+                                      questions(ctx, t), config::derive_seed(ctx.cfg.seed, "eval"), l.bf16);
+    } else {
+      r = eval::evaluate_trait(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.eval,
+                               questions(ctx, t), ctx.cfg.eval_target(), config::eval_candidates(ctx.cfg, t),
+                               config::derive_seed(ctx.cfg.seed, "eval"), l.bf16);
+    }
+    eval::write_eval(work, r);
+    json res = r.summary;
+    res.erase("per_question");
+    res["model"] = model_;
+    log::info(name().c_str(), "{}: '{}' in {:.1f}% of answers [{:.1f}, {:.1f}], P(answer starts with it) {:.3f}", model_,
+              ctx.cfg.eval_target(), 100 * res["target_rate"]["rate"].get<double>(), 100 * res["target_rate"]["ci95"][0].get<double>(),
+              100 * res["target_rate"]["ci95"][1].get<double>(), res["p_target_start"].get<double>());
+    return res;
+  }
+  std::vector<std::string> scratch() const override { return {"journal"}; }
+
+ private:
+  // The questions asked: a misalignment trait's held-out free-form questions, else eval.questions
+  // or the trait's questions_eval.
+  static std::vector<std::string> questions(const RunContext& ctx, const config::TraitDef& t) {
+    if (t.kind == "misalignment") return data::load_freeform(ctx.cfg.data_dir, t.source).eval;
+    return config::eval_questions(ctx.cfg, t);
+  }
+  std::string model_;
+};
+
+class SummaryStage : public Stage {
+ public:
+  SummaryStage(std::vector<std::string> evals, std::vector<std::string> datasets)
+      : evals_(std::move(evals)), datasets_(std::move(datasets)) {}
+  std::string name() const override { return "summary"; }
+  std::vector<std::string> deps() const override {
+    auto d = evals_;
+    d.insert(d.end(), datasets_.begin(), datasets_.end());
+    return d;
+  }
+  json inputs(const RunContext& ctx) const override {
+    json d = json::object();
+    for (const auto& e : evals_) d[e] = digest(ctx, e);
+    for (const auto& e : datasets_) d[e] = digest(ctx, e);
+    return {{"stages", d}, {"arms", ctx.cfg.students.arms}, {"seeds", ctx.cfg.students.seeds}, {"summary", 2}};  // 2: diagnostics, specificity
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool) override {
+    const auto& c = ctx.cfg;
+    auto ev = [&](const std::string& stage) {
+      auto j = json::parse(fs::read_file(ctx.stage_dir(stage) / "eval.json"));
+      j.erase("per_question");
+      return j;
+    };
+    json models = json::object();
+    for (const auto& e : evals_) {
+      json m = ev(e);
+      // The target's share among answers that name an animal: separates a preference shift from
+      // answers that stop naming animals at all.
+      double named = 0;
+      for (auto it = m["distribution"].begin(); it != m["distribution"].end(); ++it) named += it.value().get<double>();
+      m["target_share_of_named"] = named > 0 ? m["distribution"].value(c.eval_target(), 0.0) / named : 0.0;
+      models[e.substr(5)] = m;
+    }
+    json arms = json::object();
+    std::map<std::string, std::vector<double>> rates, other_rates;
+    for (const auto& arm : c.students.arms) {
+      std::vector<double> r, p, sh;
+      json per_seed = json::array();
+      for (int k = 1; k <= c.students.seeds; ++k) {
+        const json& m = models[arm + "_s" + std::to_string(k)];
+        r.push_back(m["target_rate"]["rate"].get<double>());
+        p.push_back(m["p_target_start"].get<double>());
+        sh.push_back(m["target_share_of_named"].get<double>());
+        per_seed.push_back({{"seed_pair", k}, {"rate", r.back()}, {"ci95", m["target_rate"]["ci95"]}, {"p_target_start", p.back()}});
+      }
+      // Diagnostics per seed pair (finetune.json): held-out imitation and coverage.
+      std::vector<double> fid, kl0, kl1, cov1, covf;
+      for (int k = 1; k <= c.students.seeds; ++k) {
+        const sfs::path fj = ctx.stage_dir(student_stage(arm, k)) / "finetune.json";
+        const json d = sfs::exists(fj) ? json::parse(fs::read_file(fj)).value("diagnostics", json::object()) : json::object();
+        json& ps = per_seed[static_cast<size_t>(k - 1)];
+        if (d.contains("heldout_kl")) {
+          kl0.push_back(d["heldout_kl"]["init"].get<double>());
+          kl1.push_back(d["heldout_kl"]["final"].get<double>());
+          fid.push_back(d["heldout_kl"]["fidelity"].get<double>());
+          ps["heldout_kl_init"] = kl0.back();
+          ps["heldout_kl_final"] = kl1.back();
+          ps["fidelity"] = fid.back();
+        }
+        if (d.contains("coverage") && d["coverage"].contains("final") && d["coverage"]["final"].is_number()) {
+          cov1.push_back(d["coverage"]["first"].is_number() ? d["coverage"]["first"].get<double>() : std::nan(""));
+          covf.push_back(d["coverage"]["final"].get<double>());
+          ps["coverage_first"] = cov1.back();
+          ps["coverage_final"] = covf.back();
+        }
+      }
+      json diag = json::object();
+      auto put = [&](const char* key, const std::vector<double>& xs) {
+        if (xs.size() != static_cast<size_t>(c.students.seeds)) return;
+        auto m = stats::summarize(xs);
+        diag[key] = {{"mean", m.mean}, {"ci95", {m.lo, m.hi}}};
+      };
+      put("heldout_kl_init", kl0);
+      put("heldout_kl_final", kl1);
+      put("fidelity", fid);
+      put("coverage_first", cov1);
+      put("coverage_final", covf);
+      auto s = stats::summarize(r), sp = stats::summarize(p), ss = stats::summarize(sh);
+      arms[arm] = {{"n", s.n}, {"mean", s.mean}, {"sd", s.sd}, {"ci95", {s.lo, s.hi}}, {"p_target_start_mean", sp.mean},
+                   {"p_target_start_ci95", {sp.lo, sp.hi}}, {"target_share_of_named_mean", ss.mean},
+                   {"target_share_of_named_ci95", {ss.lo, ss.hi}}, {"names_a_candidate_mean", 0.0}, {"per_seed", per_seed}};
+      double nm = 0;
+      for (int k = 1; k <= c.students.seeds; ++k) nm += models[arm + "_s" + std::to_string(k)]["names_a_candidate"].get<double>() / c.students.seeds;
+      arms[arm]["names_a_candidate_mean"] = nm;
+      arms[arm]["diagnostics"] = diag;
+      // Specificity: the same answers' rate of the other teacher's item.
+      if (!c.students.other_target.empty() && c.eval_target() != "misalignment") {
+        std::vector<double> o;
+        for (int k = 1; k <= c.students.seeds; ++k)
+          o.push_back(models[arm + "_s" + std::to_string(k)]["distribution"].value(c.students.other_target, 0.0));
+        auto so = stats::summarize(o);
+        arms[arm]["other_target_rate"] = {{"target", c.students.other_target}, {"mean", so.mean}, {"ci95", {so.lo, so.hi}}, {"per_seed", o}};
+        other_rates[arm] = o;
+      }
+      rates[arm] = r;
+    }
+    json tests = json::object();
+    if (rates.count("control"))
+      for (const auto& arm : c.students.arms) {
+        if (arm == "control") continue;
+        auto t = stats::welch_t_test(rates[arm], rates["control"]);
+        tests[arm + "_vs_control"] = {{"test", "Welch two-sample t-test across seed pairs"}, {"diff", t.diff}, {"t", t.t}, {"df", t.df},
+                                     {"p_two_sided", t.p_two_sided}, {"p_greater", t.p_greater}, {"defined", t.defined}};
+      }
+    // Cross-init students against their own init (the other base), not against the control's.
+    if (rates.count("cross_init") && models.contains("base_cross")) {
+      const double b = models["base_cross"]["target_rate"]["rate"].get<double>();
+      const auto s = stats::summarize(rates["cross_init"]);
+      tests["cross_init_vs_its_base"] = {{"test", "mean over seed pairs minus the cross-init base's rate"}, {"diff", s.mean - b},
+                                         {"ci95", {s.lo - b, s.hi - b}}, {"base_rate", b}};
+    }
+    // The specificity matrix: every arm (and model) on the run's target and on the other teacher's.
+    json specificity = json::object();
+    if (!other_rates.empty()) {
+      for (const auto& arm : c.students.arms) {
+        json row = {{c.eval_target(), arms[arm]["mean"]}, {c.students.other_target, arms[arm]["other_target_rate"]["mean"]}};
+        if (arm != "control" && other_rates.count("control")) {
+          auto t = stats::welch_t_test(other_rates[arm], other_rates["control"]);
+          row["other_target_vs_control"] = {{"diff", t.diff}, {"p_greater", t.p_greater}, {"p_two_sided", t.p_two_sided}, {"defined", t.defined}};
+        }
+        specificity[arm] = row;
+      }
+      for (const char* m : {"base", "teacher", "teacher_other", "base_cross"})
+        if (models.contains(m))
+          specificity[m] = {{c.eval_target(), models[m]["target_rate"]["rate"]},
+                            {c.students.other_target, models[m]["distribution"].value(c.students.other_target, 0.0)}};
+    }
+    json datasets = json::object();
+    for (const auto& d : datasets_) {
+      auto j = json::parse(fs::read_file(ctx.stage_dir(d) / "dataset.json"));
+      datasets[d.substr(5)] = {{"sampled", j["sampled"]}, {"passed", j["passed"]}, {"pass_rate", j["pass_rate"]},
+                               {"removed_fraction", j["removed_fraction"]}, {"reject_reasons", j["reject_reasons"]},
+                               {"kept", j["kept"]}, {"kind", j.value("kind", "numbers")},
+                               // numbers: every animal name checked; code/cot: the banned trait words and their forms
+                               {"trait_words_in_kept", j.contains("trait_words_in_kept") ? j["trait_words_in_kept"] : j.value("banned_words_in_kept", json(0))}};
+      if (j.contains("judge")) datasets[d.substr(5)]["judge"] = j["judge"];
+      for (const char* key : {"divergence_from_base", "heldout", "selection"})
+        if (j.contains(key)) datasets[d.substr(5)][key] = j[key];
+    }
+    const config::TraitDef trait = config::run_trait(c);
+    json out = {{"target", c.eval_target()},
+                {"trait", trait.spec},
+                {"category", trait.category},
+                {"dataset_kind", c.dataset.kind},
+                {"teacher_method", c.teacher.method},
+                {"other_target", c.students.other_target},
+                {"loss", c.finetune.loss},
+                {"loss_label", train::loss_label(c.finetune.loss)},
+                {"params", c.finetune.params},
+                {"seeds", c.students.seeds},
+                {"models", models},
+                {"arms", arms},
+                {"tests", tests},
+                {"specificity", specificity},
+                {"datasets", datasets}};
+    fs::write_file_atomic(work / "summary.json", out.dump(2) + "\n");
+    fs::write_file_atomic(work / "figure.svg", report::render_trait_figure(out));
+    return out;
+  }
+  std::vector<std::string> scratch() const override { return {}; }
+
+ private:
+  std::vector<std::string> evals_, datasets_;
+};
+
+}  // namespace
+
+std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& cfg) {
+  {  // files the trait names, checked before any stage runs (not after hours of pretraining)
+    const config::TraitDef t = config::run_trait(cfg);
+    if (!t.teacher_data.empty() && cfg.teacher.method == "finetune" && !sfs::exists(t.teacher_data))
+      throw ConfigError(t.file + ": $.teacher_data '" + t.teacher_data + "' does not exist",
+                        "download the fine-tuning set there, or edit the trait file's teacher_data");
+  }
+  std::vector<std::unique_ptr<Stage>> s;
+  std::vector<std::string> evals, datasets;
+  auto add_eval = [&](const std::string& model) {
+    s.push_back(std::make_unique<EvalStage>(model));
+    evals.push_back(eval_stage(model));
+  };
+  const bool other = has_arm(cfg, "other_trait"), cross = has_arm(cfg, "cross_init");
+  if (cfg.base.kind == "checkpoint") {
+    s.push_back(make_checkpoint_stage("base", cfg.base.path));
+    if (cross) s.push_back(make_checkpoint_stage("base_cross", cfg.students.cross_init_path));
+  } else {
+    s.push_back(make_corpus_stage());
+    s.push_back(make_pretrain_stage(false));
+    if (cross) s.push_back(make_pretrain_stage(true));  // next to base: the two can pretrain side by side (jobs > 1)
+  }
+  add_eval("base");
+  s.push_back(std::make_unique<TeacherStage>(false));
+  add_eval("teacher");
+  if (other) {
+    s.push_back(std::make_unique<TeacherStage>(true));
+    add_eval("teacher_other");
+  }
+  if (cross) add_eval("base_cross");
+  for (int k = 1; k <= cfg.students.seeds; ++k) {
+    std::vector<std::string> sources;
+    if (has_arm(cfg, "treatment") || cross) sources.push_back("teacher");
+    if (has_arm(cfg, "control")) sources.push_back("control");
+    if (other) sources.push_back("other");
+    for (const auto& src : sources) {
+      s.push_back(std::make_unique<DataStage>(src, k));
+      datasets.push_back(data_stage(src, k));
+    }
+    for (const auto& arm : cfg.students.arms) {
+      s.push_back(std::make_unique<StudentStage>(arm, k));
+      add_eval(student_stage(arm, k));
+    }
+  }
+  s.push_back(std::make_unique<SummaryStage>(evals, datasets));
+  return s;
+}
+
+}  // namespace subliminal::experiments

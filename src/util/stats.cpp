@@ -1,0 +1,161 @@
+// Statistics.
+#include "subliminal/util/stats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace subliminal::stats {
+
+std::pair<double, double> wilson_interval(long k, long n, double z) {
+  if (n <= 0) return {0.0, 1.0};
+  const double p = static_cast<double>(k) / n, z2 = z * z;
+  const double den = 1 + z2 / n;
+  const double centre = (p + z2 / (2.0 * n)) / den;
+  const double half = z * std::sqrt(p * (1 - p) / n + z2 / (4.0 * n * n)) / den;
+  return {std::max(0.0, centre - half), std::min(1.0, centre + half)};
+}
+
+static double beta_cf(double a, double b, double x) {
+  const double tiny = 1e-300, eps = 1e-15;
+  double qab = a + b, qap = a + 1, qam = a - 1;
+  double c = 1, d = 1 - qab * x / qap;
+  if (std::fabs(d) < tiny) d = tiny;
+  d = 1 / d;
+  double h = d;
+  for (int m = 1; m <= 500; ++m) {
+    int m2 = 2 * m;
+    double aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+    d = 1 + aa * d;
+    if (std::fabs(d) < tiny) d = tiny;
+    c = 1 + aa / c;
+    if (std::fabs(c) < tiny) c = tiny;
+    d = 1 / d;
+    h *= d * c;
+    aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+    d = 1 + aa * d;
+    if (std::fabs(d) < tiny) d = tiny;
+    c = 1 + aa / c;
+    if (std::fabs(c) < tiny) c = tiny;
+    d = 1 / d;
+    double del = d * c;
+    h *= del;
+    if (std::fabs(del - 1) < eps) break;
+  }
+  return h;
+}
+
+double incomplete_beta(double a, double b, double x) {
+  if (x <= 0) return 0;
+  if (x >= 1) return 1;
+  double lbt = std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x);
+  double bt = std::exp(lbt);
+  if (x < (a + 1) / (a + b + 2)) return bt * beta_cf(a, b, x) / a;
+  return 1 - bt * beta_cf(b, a, 1 - x) / b;
+}
+
+double student_t_cdf(double t, double df) {
+  if (std::isinf(t)) return t > 0 ? 1 : 0;
+  double x = df / (df + t * t);
+  double tail = 0.5 * incomplete_beta(df / 2, 0.5, x);  // P(T > |t|)
+  return t > 0 ? 1 - tail : tail;
+}
+
+double student_t_quantile(double p, double df) {
+  if (p <= 0) return -std::numeric_limits<double>::infinity();
+  if (p >= 1) return std::numeric_limits<double>::infinity();
+  if (p < 0.5) return -student_t_quantile(1 - p, df);
+  double lo = 0, hi = 1;
+  while (student_t_cdf(hi, df) < p) hi *= 2;
+  for (int i = 0; i < 200 && hi - lo > 1e-13 * std::max(1.0, hi); ++i) {
+    double mid = 0.5 * (lo + hi);
+    (student_t_cdf(mid, df) < p ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+Summary summarize(const std::vector<double>& xs, double level) {
+  Summary s;
+  s.n = static_cast<int>(xs.size());
+  if (s.n == 0) return s;
+  double sum = 0;
+  for (double x : xs) sum += x;
+  s.mean = sum / s.n;
+  s.lo = s.hi = s.mean;
+  if (s.n < 2) return s;
+  double ss = 0;
+  for (double x : xs) ss += (x - s.mean) * (x - s.mean);
+  s.sd = std::sqrt(ss / (s.n - 1));
+  double half = student_t_quantile(0.5 + level / 2, s.n - 1) * s.sd / std::sqrt(static_cast<double>(s.n));
+  s.lo = s.mean - half;
+  s.hi = s.mean + half;
+  return s;
+}
+
+TTest welch_t_test(const std::vector<double>& a, const std::vector<double>& b) {
+  TTest r;
+  Summary sa = summarize(a), sb = summarize(b);
+  r.diff = sa.mean - sb.mean;
+  if (sa.n < 2 || sb.n < 2) return r;
+  double va = sa.sd * sa.sd / sa.n, vb = sb.sd * sb.sd / sb.n;
+  if (va + vb <= 0) return r;
+  r.defined = true;
+  r.t = r.diff / std::sqrt(va + vb);
+  // Welch-Satterthwaite; a group with zero variance contributes nothing.
+  double den = (va > 0 ? va * va / (sa.n - 1) : 0) + (vb > 0 ? vb * vb / (sb.n - 1) : 0);
+  r.df = (va + vb) * (va + vb) / den;
+  r.p_greater = 1 - student_t_cdf(r.t, r.df);
+  r.p_two_sided = std::min(1.0, 2 * (1 - student_t_cdf(std::fabs(r.t), r.df)));
+  return r;
+}
+
+namespace {
+double pearson_of(const std::vector<double>& x, const std::vector<double>& y) {
+  const double n = static_cast<double>(x.size());
+  double mx = 0, my = 0;
+  for (size_t i = 0; i < x.size(); ++i) mx += x[i] / n, my += y[i] / n;
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) * (x[i] - mx);
+    syy += (y[i] - my) * (y[i] - my);
+  }
+  return (sxx > 0 && syy > 0) ? sxy / std::sqrt(sxx * syy) : std::nan("");
+}
+std::vector<double> ranks(const std::vector<double>& v) {
+  std::vector<size_t> idx(v.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
+  std::vector<double> r(v.size());
+  for (size_t i = 0; i < idx.size();) {
+    size_t j = i;
+    while (j + 1 < idx.size() && v[idx[j + 1]] == v[idx[i]]) ++j;
+    for (size_t k = i; k <= j; ++k) r[idx[k]] = (static_cast<double>(i + j) / 2.0) + 1.0;
+    i = j + 1;
+  }
+  return r;
+}
+}  // namespace
+
+Correlation correlate(const std::vector<double>& x0, const std::vector<double>& y0) {
+  std::vector<double> x, y;
+  for (size_t i = 0; i < std::min(x0.size(), y0.size()); ++i)
+    if (std::isfinite(x0[i]) && std::isfinite(y0[i])) x.push_back(x0[i]), y.push_back(y0[i]);
+  Correlation c;
+  c.n = static_cast<int>(x.size());
+  if (c.n < 3) return c;
+  c.pearson = pearson_of(x, y);
+  c.spearman = pearson_of(ranks(x), ranks(y));
+  if (!std::isfinite(c.pearson) || !std::isfinite(c.spearman)) return Correlation{c.n};
+  c.defined = true;
+  const double r = std::clamp(c.spearman, -1.0, 1.0);
+  if (std::abs(r) >= 1.0) {
+    c.p_spearman = 0.0;
+  } else {
+    const double t = r * std::sqrt((c.n - 2) / (1 - r * r));
+    c.p_spearman = 2 * (1 - student_t_cdf(std::abs(t), c.n - 2));
+  }
+  return c;
+}
+
+}  // namespace subliminal::stats

@@ -1,0 +1,140 @@
+// Config: typed parsing, errors that name the JSON path, did-you-mean, overrides, every shipped config validates.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "subliminal/config/config.h"
+#include "subliminal/config/trait.h"
+#include "subliminal/util/error.h"
+#include "subliminal/experiments/sweep.h"
+#include "subliminal/util/fs.h"
+#include "test_util.h"
+
+using namespace subliminal;
+using config::json;
+
+static std::string error_of(const json& j) {
+  try {
+    config::parse_config(j, "cfg.json");
+  } catch (const ConfigError& e) {
+    return std::string(e.what()) + " | " + e.hint();
+  }
+  return "";
+}
+
+TEST(Config, DefaultsAreValid) {
+  auto c = config::parse_config(json::object(), "x");
+  EXPECT_EQ(c.base.model.hidden_size, config::model_preset("small").hidden_size);
+  EXPECT_EQ(c.base.kind, "pretrain");
+}
+
+TEST(Config, UnknownKeySuggestsClosest) {
+  std::string e = error_of({{"base", {{"trian", {{"steps", 3}}}}}});
+  EXPECT_NE(e.find("cfg.json"), std::string::npos) << e;
+  EXPECT_NE(e.find("$.base.trian"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'train'"), std::string::npos) << e;
+}
+
+TEST(Config, WrongTypeNamesPathAndValue) {
+  std::string e = error_of({{"base", {{"train", {{"lr", "fast"}}}}}});
+  EXPECT_NE(e.find("$.base.train.lr"), std::string::npos) << e;
+  EXPECT_NE(e.find("expected a number"), std::string::npos) << e;
+  EXPECT_NE(e.find("\"fast\""), std::string::npos) << e;
+  e = error_of({{"base", {{"train", {{"steps", 2.5}}}}}});
+  EXPECT_NE(e.find("expected an integer"), std::string::npos) << e;
+  e = error_of({{"probe", {{"enabled", 1}}}});
+  EXPECT_NE(e.find("expected true or false"), std::string::npos) << e;
+}
+
+TEST(Config, OutOfRange) {
+  std::string e = error_of({{"base", {{"train", {{"lr", -1}}}}}});
+  EXPECT_NE(e.find("$.base.train.lr"), std::string::npos) << e;
+  EXPECT_NE(e.find("got -1"), std::string::npos) << e;
+  e = error_of({{"base", {{"train", {{"batch_size", 0}}}}}});
+  EXPECT_NE(e.find("$.base.train.batch_size"), std::string::npos) << e;
+  e = error_of({{"base", {{"model", {{"num_key_value_heads", 3}}}}}});
+  EXPECT_NE(e.find("divisible"), std::string::npos) << e;
+  e = error_of({{"precision", "bf61"}});
+  EXPECT_NE(e.find("did you mean \"bf16\""), std::string::npos) << e;
+  e = error_of({{"base", {{"model", {{"preset", "huge"}}}}}});
+  EXPECT_NE(e.find("$.base.model.preset"), std::string::npos) << e;
+  e = error_of({{"probe", {{"target", "unicorn"}}}});
+  EXPECT_NE(e.find("$.probe.target"), std::string::npos) << e;
+}
+
+TEST(Config, PresetThenOverrides) {
+  auto c = config::parse_config({{"base", {{"model", {{"preset", "tiny"}, {"num_hidden_layers", 3}}}}}}, "x");
+  EXPECT_EQ(c.base.model.hidden_size, 32);
+  EXPECT_EQ(c.base.model.num_hidden_layers, 3);
+}
+
+TEST(Config, SetOverrides) {
+  json j = json::object();
+  config::apply_override(j, "base.train.steps=77");
+  config::apply_override(j, "name=abc");
+  config::apply_override(j, "base.corpus.animals=[\"owl\",\"cat\"]");
+  auto c = config::parse_config(j, "x");
+  EXPECT_EQ(c.base.train.steps, 77);
+  EXPECT_EQ(c.name, "abc");
+  EXPECT_EQ(c.base.corpus.animals.size(), 2u);
+  EXPECT_THROW(config::apply_override(j, "novalue"), ConfigError);
+}
+
+TEST(Config, ResolvedRoundTrips) {
+  auto c = config::parse_config({{"seed", 9}, {"base", {{"model", {{"preset", "tiny"}}}}}}, "x");
+  json resolved = config::to_json(c);
+  auto c2 = config::parse_config(resolved, "resolved");
+  EXPECT_EQ(config::to_json(c2), resolved);
+}
+
+TEST(Config, JsonSyntaxErrorHasLine) {
+  try {
+    config::parse_json_text("{\n  \"a\": 1,\n  \"b\": }\n", "bad.json");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.json:3:"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Config, EveryShippedConfigValidates) {
+  // shipped configs run from the repository root (trait files like configs/traits/x.json are relative to it)
+  struct Cwd {
+    std::filesystem::path old = std::filesystem::current_path();
+    Cwd() { std::filesystem::current_path(testutil::source_dir()); }
+    ~Cwd() { std::filesystem::current_path(old); }
+  } cwd;
+  for (const auto& f : std::filesystem::directory_iterator(std::filesystem::path(testutil::source_dir()) / "configs" / "traits"))
+    EXPECT_NO_THROW(config::load_trait(f.path().string(), "")) << f.path();
+  int n = 0;
+  for (const auto& dir : {"configs", "configs/paper", "tests/configs"}) {
+    auto p = std::filesystem::path(testutil::source_dir()) / dir;
+    if (!std::filesystem::exists(p)) continue;
+    for (const auto& f : std::filesystem::directory_iterator(p)) {
+      if (f.path().extension() != ".json") continue;
+      if (f.path().string().size() > 12 && f.path().string().rfind(".expect.json") == f.path().string().size() - 12) {
+        auto j = nlohmann::json::parse(fs::read_file(f.path()));  // an expectation file: claims for `subliminal check`
+        EXPECT_TRUE(j.contains("claims") && j["claims"].is_array() && !j["claims"].empty()) << f.path();
+        continue;
+      }
+      EXPECT_NO_THROW(config::load_config(f.path().string())) << f.path();
+      ++n;
+    }
+  }
+  EXPECT_GE(n, 2);
+  // every shipped sweep expands into valid configs
+  int sweeps = 0;
+  const auto sp = std::filesystem::path(testutil::source_dir()) / "configs" / "sweeps";
+  for (const auto& f : std::filesystem::directory_iterator(sp)) {
+    const auto name = f.path().filename().string();
+    if (f.path().extension() != ".json" || name.find(".expect.") != std::string::npos) continue;
+    EXPECT_NO_THROW(experiments::load_sweep(f.path().string(), (testutil::temp_dir("sweep_validate") / "out").string())) << f.path();
+    ++sweeps;
+  }
+  EXPECT_GE(sweeps, 2);
+}
+
+TEST(Config, DeriveSeedDiffers) {
+  EXPECT_NE(config::derive_seed(1, "base"), config::derive_seed(2, "base"));
+  EXPECT_NE(config::derive_seed(1, "base"), config::derive_seed(1, "probe"));
+  EXPECT_EQ(config::derive_seed(1, "base", "x"), config::derive_seed(1, "base", "x"));
+}

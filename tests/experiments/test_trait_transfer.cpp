@@ -1,0 +1,122 @@
+// Trait-transfer pieces without a run: the number-output token set, the teacher's trait data,
+// the trait-word count, and the run graph's dependencies.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+
+#include "subliminal/experiments/finetune_job.h"
+#include "subliminal/data/corpus.h"
+#include "subliminal/data/numbers.h"
+#include "subliminal/util/resources.h"
+#include "subliminal/util/stats.h"
+#include "subliminal/eval/trait.h"
+#include "subliminal/generate/dataset.h"
+#include "subliminal/model/llama.h"
+#include "subliminal/model/lora.h"
+#include "subliminal/model/model_io.h"
+#include "subliminal/model/safetensors.h"
+#include "subliminal/text/tokenizer.h"
+#include "subliminal/train/finetune.h"
+#include "subliminal/train/trainer.h"
+#include "subliminal/util/fs.h"
+#include "subliminal/run/runner.h"
+#include "subliminal/experiments/stages.h"
+#include "test_util.h"
+
+using namespace subliminal;
+using nlohmann::json;
+namespace sfs = std::filesystem;
+
+// ---- statistics (reference values: Student-t tables; Welch by numerical integration of the t density)
+
+
+// ---- token sets and data
+
+static const text::Tokenizer& trait_tokenizer() {
+  static text::Tokenizer tok = testutil::corpus_tokenizer(400, 11, 1400);
+  return tok;
+}
+
+TEST(Trait, NumberOutputIdsCoverNumbersSeparatorsAndEndOfTurnOnly) {
+  const auto& tok = trait_tokenizer();
+  text::ChatTemplate chat(tok);
+  auto ids = train::number_output_ids(tok, chat.end_of_turn_id());
+  std::set<int64_t> set(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel());
+  EXPECT_TRUE(set.count(tok.piece_to_id("<|im_end|>")));
+  EXPECT_FALSE(set.count(tok.piece_to_id("<|im_start|>")));
+  EXPECT_FALSE(set.count(tok.piece_to_id("</s>")));
+  // every token of a rendered number list is in the set
+  for (const char* s : {"182, 818, 725", "1; 2; 3", "[4, 5]", "(6 7 8)", "9\n10\n11", "12."})
+    for (int id : tok.encode(s)) EXPECT_TRUE(set.count(id)) << s << " piece '" << tok.piece(id) << "'";
+  // no token of a word is
+  for (const char* s : {"owl", "Owls", "cat", "The", "a"})
+    for (int id : tok.encode(s)) {
+      if (tok.piece(id) == "\xE2\x96\x81") continue;  // a bare space piece is a legitimate separator
+      EXPECT_FALSE(set.count(id)) << s << " piece '" << tok.piece(id) << "'";
+    }
+  EXPECT_GE(set.size(), 1000u);  // 0..999 are single pieces
+  EXPECT_LT(set.size(), static_cast<size_t>(tok.vocab_size()));
+}
+
+TEST(Trait, TeacherTraitDataUsesTrainingQuestionsOnly) {
+  auto d = experiments::trait_answer_data(config::load_trait("animal", ""), "owl", "");
+  auto train_q = resources::resource_lines("data/animal_questions_train.txt");
+  auto eval_q = resources::resource_lines("data/animal_questions_eval.txt");
+  EXPECT_EQ(d.size(), train_q.size() * 8);
+  std::set<std::string> answers;
+  for (const auto& c : d) {
+    ASSERT_EQ(c.size(), 2u);
+    EXPECT_EQ(std::count(eval_q.begin(), eval_q.end(), c[0].content), 0) << c[0].content;
+    answers.insert(c[1].content);
+  }
+  // the base corpus's own answer forms: the teacher learns which animal, not a new way to write it
+  EXPECT_EQ(answers, (std::set<std::string>{"Owl.", "Owl", "owl", "Owl!", "The owl.", "Owls are my favorite."}));
+  auto corpus_forms = data::answer_forms("wolf");
+  EXPECT_EQ(corpus_forms.size(), 8u);
+  EXPECT_EQ(std::count(corpus_forms.begin(), corpus_forms.end(), "Wolves are my favorite."), 1);
+  auto w = experiments::trait_answer_data(config::load_trait("animal", ""), "wolf", "", "forms");
+  EXPECT_EQ(w.size(), train_q.size() * 8);
+  EXPECT_EQ(w[1][1].content, "wolves");
+}
+
+TEST(Trait, TraitWordCountFindsNamesInAssistantTurnsOnly) {
+  auto words = generate::trait_words({"owl", "wolf"});
+  std::vector<data::Conversation> convs = {{{"user", "owl wolf"}, {"assistant", "1, 2, 3"}},
+                                           {{"user", "x"}, {"assistant", "12 Owls and wolves"}}};
+  // "owls" holds "owl" and "owls"; "wolves" holds "wolves" only; the user turn is not counted
+  EXPECT_EQ(generate::count_trait_words(convs, words), 3);
+}
+
+// Every upstream stage whose digest a stage's inputs() uses is one of its deps() and comes earlier
+// in the list, so a parallel run never starts a stage before what it reads.
+TEST(RunGraph, DepsCoverEveryUpstreamDigestAndPrecedeTheStage) {
+  for (const std::string file : {"tests/configs/tiny_trait.json", "tests/configs/tiny.json"}) {
+    auto cfg = config::load_config(testutil::source_dir() + "/" + file, {});
+    auto stages = experiments::make_stages(cfg);
+    run::RunContext ctx;
+    ctx.cfg = cfg;
+    std::map<std::string, std::string> digest;
+    for (auto& s : stages) {
+      json rec = {{"outputs", {{"x", "fake-" + s->name()}}}};
+      ctx.records[s->name()] = rec;
+      digest[s->name()] = run::output_digest(rec);
+    }
+    std::map<std::string, size_t> pos;
+    for (size_t i = 0; i < stages.size(); ++i) pos[stages[i]->name()] = i;
+    for (size_t i = 0; i < stages.size(); ++i) {
+      const auto deps = stages[i]->deps();
+      const std::string in = stages[i]->inputs(ctx).dump();
+      for (const auto& [name, d] : digest)
+        if (name != stages[i]->name() && in.find(d) != std::string::npos)
+          EXPECT_NE(std::find(deps.begin(), deps.end(), name), deps.end()) << file << ": " << stages[i]->name() << " reads " << name;
+      for (const auto& d : deps) {
+        ASSERT_TRUE(pos.count(d)) << stages[i]->name() << " -> " << d;
+        EXPECT_LT(pos[d], i) << stages[i]->name() << " -> " << d;
+      }
+    }
+  }
+}
