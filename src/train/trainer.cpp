@@ -265,14 +265,13 @@ torch::Tensor loss_weights(const torch::Tensor& rows, int64_t B, bool per_sequen
   return 1.0f / (counts.index_select(0, rows) * with_loss);
 }
 
-TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded>& data_in, const TrainOptions& opt) {
-  const auto& cfg = opt.cfg;
-  TrainResult res;
-  // Drop examples longer than the context (counted, reported).
+namespace {
+
+// The examples that fit in the context (and their teacher encodings when distilling); the rest are
+// counted in res.dropped_too_long.
+void fit_examples(model::LlamaForCausalLM& m, const std::vector<text::Encoded>& data_in, const TrainOptions& opt, TrainResult& res,
+                  std::vector<text::Encoded>& data, std::vector<text::Encoded>& tdata) {
   const bool distill = opt.distill.enabled();
-  if (distill && (!opt.distill.teacher_data || opt.distill.teacher_data->size() != data_in.size()))
-    throw DataError(opt.tag + ": distillation needs one teacher encoding per training example");
-  std::vector<text::Encoded> data, tdata;
   data.reserve(data_in.size());
   for (size_t i = 0; i < data_in.size(); ++i) {
     const auto& e = data_in[i];
@@ -288,12 +287,13 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     data.push_back(e);
     if (distill) tdata.push_back((*opt.distill.teacher_data)[i]);
   }
-  if (data.empty()) throw DataError("no training examples fit in max_position_embeddings=" + std::to_string(m->cfg.max_position_embeddings));
-  std::vector<int> lengths;
-  for (const auto& e : data) lengths.push_back(static_cast<int>(e.ids.size()));
+}
 
-  // AdamW: weight decay on matrices, none on norms.
-  std::vector<torch::Tensor> decay, no_decay, trainable;
+// AdamW (or SGD with momentum = beta1) over the trainable tensors: weight decay on matrices and LoRA
+// adapters, none on norms. *trainable gets every tensor it steps, matrices first.
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(model::LlamaForCausalLM& m, const config::TrainConfig& cfg, const std::string& tag,
+                                                        std::vector<torch::Tensor>& trainable) {
+  std::vector<torch::Tensor> decay, no_decay;
   for (auto& kv : m->named_parameters()) {
     if (!kv.value().requires_grad()) continue;
     (kv.value().dim() >= 2 ? decay : no_decay).push_back(kv.value());
@@ -302,9 +302,8 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     if (t.requires_grad()) decay.push_back(t);
   trainable.insert(trainable.end(), decay.begin(), decay.end());
   trainable.insert(trainable.end(), no_decay.begin(), no_decay.end());
-  if (trainable.empty()) throw ConfigError(opt.tag + ": no trainable parameters");
+  if (trainable.empty()) throw ConfigError(tag + ": no trainable parameters");
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  std::unique_ptr<torch::optim::Optimizer> optim_ptr;
   if (cfg.optimizer == "sgd") {  // momentum = beta1; weight decay (L2) on matrices only
     torch::optim::SGDOptions base(cfg.lr);
     base.momentum(cfg.beta1).weight_decay(cfg.weight_decay);
@@ -312,25 +311,23 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     auto nd = std::make_unique<torch::optim::SGDOptions>(base);
     nd->weight_decay(0.0);
     groups.emplace_back(no_decay, std::move(nd));
-    optim_ptr = std::make_unique<torch::optim::SGD>(groups, base);
-  } else {
-    torch::optim::AdamWOptions base(cfg.lr);
-    base.betas({cfg.beta1, cfg.beta2}).weight_decay(cfg.weight_decay).eps(cfg.adam_eps);
-    groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(base));
-    auto nd = std::make_unique<torch::optim::AdamWOptions>(base);
-    nd->weight_decay(0.0);
-    groups.emplace_back(no_decay, std::move(nd));
-    optim_ptr = std::make_unique<torch::optim::AdamW>(groups, base);
+    return std::make_unique<torch::optim::SGD>(groups, base);
   }
-  torch::optim::Optimizer& optim = *optim_ptr;
+  torch::optim::AdamWOptions base(cfg.lr);
+  base.betas({cfg.beta1, cfg.beta2}).weight_decay(cfg.weight_decay).eps(cfg.adam_eps);
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(base));
+  auto nd = std::make_unique<torch::optim::AdamWOptions>(base);
+  nd->weight_decay(0.0);
+  groups.emplace_back(no_decay, std::move(nd));
+  return std::make_unique<torch::optim::AdamW>(groups, base);
+}
 
-  {  // dropout draws from the CPU generator: seeded here, saved in checkpoints (rng.pt)
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_current_seed(opt.seed ^ 0x9E3779B97F4A7C15ULL);
-  }
+// With opt.resume, the latest checkpoint in opt.ckpt_dir: weights (and adapters), optimizer, dropout
+// RNG, losses so far. Returns {the step it was taken after, the tokens trained on before it}.
+std::pair<int64_t, int64_t> resume_checkpoint(model::LlamaForCausalLM& m, torch::optim::Optimizer& optim, const TrainOptions& opt,
+                                              TrainResult& res) {
   int64_t start = 0;
-  int64_t tokens_before = 0;  // tokens trained on before the checkpoint this run resumed from
+  int64_t tokens_before = 0;
   if (opt.resume && !opt.ckpt_dir.empty()) {
     auto [path, step] = latest_checkpoint(opt.ckpt_dir);
     if (!path.empty()) {
@@ -352,9 +349,12 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
       log::info(opt.tag.c_str(), "resumed from checkpoint {} (step {})", path, start);
     }
   }
-  // Metrics: keep the lines of steps already done, drop anything after the resume point.
-  std::ofstream metrics;
-  const int world = opt.comm ? opt.comm->world() : 1, rank = opt.comm ? opt.comm->rank() : 0;
+  return {start, tokens_before};
+}
+
+// The metrics file, opened for appending: the lines of steps already done are kept, anything after
+// the resume point `start` is dropped. Closed (not written) except on rank 0.
+void open_metrics(std::ofstream& metrics, const TrainOptions& opt, int64_t start, int rank) {
   if (!opt.metrics_path.empty() && rank == 0) {
     std::string kept;
     if (start > 0 && sfs::exists(opt.metrics_path)) {
@@ -370,6 +370,122 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
     fs::write_file_atomic(opt.metrics_path, kept);
     metrics.open(opt.metrics_path, std::ios::app);
   }
+}
+
+// Distillation: the teacher's logits at every target position, once (see DistillOptions), when they
+// fit in opt.distill.cache_max_bytes; else empty (the teacher then runs every step).
+std::vector<torch::Tensor> cache_teacher_logits(model::LlamaForCausalLM& m, const std::vector<text::Encoded>& tdata,
+                                                const std::vector<int>& lengths, const TrainOptions& opt, int64_t k_micro,
+                                                const torch::Device& device, TrainResult& res) {
+  const auto& cfg = opt.cfg;
+  std::vector<torch::Tensor> tcache;
+  if (!opt.distill.enabled() || opt.distill.cache_max_bytes <= 0) return tcache;
+  int64_t positions = 0;
+  for (const auto& e : tdata)
+    for (size_t t = 1; t < e.ids.size(); ++t) positions += cfg.loss_on == "all" || e.target[t];
+  const int64_t cols = opt.distill.allowed.defined() ? opt.distill.allowed.numel() : m->cfg.vocab_size;
+  const int64_t bytes = positions * cols * (opt.bf16 ? 2 : 4);
+  if (bytes <= opt.distill.cache_max_bytes) {
+    tcache.resize(tdata.size());
+    torch::NoGradGuard ng;
+    model::LlamaForCausalLM tm = opt.distill.teacher;
+    for (const auto& idx_all : make_batches(lengths, cfg.batch_size, opt.seed, 0)) {
+      const int64_t k = std::min<int64_t>(k_micro, static_cast<int64_t>(idx_all.size()));
+      for (const auto& idx : micro_batches(idx_all, k)) {
+        Batch tb = make_batch(tdata, idx, opt.pad_id, cfg.loss_on == "all");
+        auto tmask = tb.labels.ne(-100);
+        model::Autocast ac(opt.bf16, device.is_cuda());
+        auto t_sel = tm->forward_causal_at(tb.input.to(device), tmask.to(device), opt.distill.allowed);
+        auto counts = tmask.sum(1);
+        std::vector<int64_t> sizes(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + counts.numel());
+        auto pieces = t_sel.split_with_sizes(sizes, 0);
+        for (size_t r = 0; r < idx.size(); ++r) tcache[idx[r]] = pieces[r];
+      }
+    }
+    res.teacher_cache_bytes = bytes;
+  } else {
+    log::info(opt.tag.c_str(), "teacher logits not kept ({:.0f} MiB > {:.0f} MiB): the teacher runs every step", bytes / 1048576.0,
+              opt.distill.cache_max_bytes / 1048576.0);
+  }
+  return tcache;
+}
+
+// One micro-batch's loss: cross-entropy on its targets, or the KL to the teacher (its cached logits
+// for these examples, or a teacher forward pass on `tb`).
+torch::Tensor micro_loss(model::LlamaForCausalLM& m, const Batch& b, const Batch& tb, const std::vector<int64_t>& idx,
+                         const std::vector<torch::Tensor>& tcache, const TrainOptions& opt, bool per_seq, const torch::Device& device) {
+  const bool distill = opt.distill.enabled();
+  torch::Tensor loss;
+  model::Autocast ac(opt.bf16, device.is_cuda());
+  auto mask = b.labels.ne(-100);
+  auto rows = mask.nonzero().select(1, 0);  // batch row of every loss position
+  if (!distill) {
+    auto logits = m->forward_causal_at(b.input, mask);  // (N,V): loss positions only
+    loss = weighted_cross_entropy(logits, b.labels.index({mask}), loss_weights(rows, b.input.size(0), per_seq));
+  } else {
+    const auto& cols = opt.distill.allowed;  // undefined: the full vocabulary
+    torch::Tensor t_sel;
+    if (!tcache.empty()) {
+      std::vector<torch::Tensor> parts;
+      for (auto i : idx) parts.push_back(tcache[i]);
+      t_sel = torch::cat(parts, 0);
+    } else {
+      torch::NoGradGuard ng;
+      model::LlamaForCausalLM tm = opt.distill.teacher;  // holder copy: forward is non-const
+      t_sel = tm->forward_causal_at(tb.input, tb.labels.ne(-100), cols);  // (N,|cols|)
+    }
+    auto s_sel = m->forward_causal_at(b.input, mask, cols);
+    if (s_sel.size(0) != t_sel.size(0))
+      throw DataError(opt.tag + ": teacher and student encodings have different target tokens (" +
+                      std::to_string(t_sel.size(0)) + " vs " + std::to_string(s_sel.size(0)) + ")");
+    loss = weighted_kl(s_sel, t_sel, loss_weights(rows, b.input.size(0), per_seq), opt.distill.kl, opt.distill.top_k,
+                       opt.distill.temperature);
+  }
+  return loss;
+}
+
+// Data parallel: sums the ranks' weighted gradients (and the step loss, for the log) into the whole
+// batch's; *any_rank_stop says whether any rank was asked to stop (all then stop after this step).
+void allreduce_step(Collective& comm, std::vector<torch::Tensor>& trainable, double& step_loss, bool& any_rank_stop) {
+  std::vector<torch::Tensor> grads;
+  for (auto& p : trainable) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  // the loss for the log, and whether any rank was asked to stop: all ranks then stop after this step
+  grads.push_back(torch::tensor({step_loss, signals::stop_requested() ? 1.0 : 0.0}, torch::kDouble).to(trainable.front().device()));
+  comm.allreduce_sum(grads);
+  auto lv = grads.back().cpu();
+  step_loss = lv[0].item<double>();
+  any_rank_stop = lv[1].item<double>() > 0;
+}
+
+}  // namespace
+
+TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded>& data_in, const TrainOptions& opt) {
+  const auto& cfg = opt.cfg;
+  TrainResult res;
+  const bool distill = opt.distill.enabled();
+  if (distill && (!opt.distill.teacher_data || opt.distill.teacher_data->size() != data_in.size()))
+    throw DataError(opt.tag + ": distillation needs one teacher encoding per training example");
+  std::vector<text::Encoded> data, tdata;
+  fit_examples(m, data_in, opt, res, data, tdata);
+  if (data.empty()) throw DataError("no training examples fit in max_position_embeddings=" + std::to_string(m->cfg.max_position_embeddings));
+  std::vector<int> lengths;
+  for (const auto& e : data) lengths.push_back(static_cast<int>(e.ids.size()));
+
+  std::vector<torch::Tensor> trainable;
+  auto optim_ptr = make_optimizer(m, cfg, opt.tag, trainable);
+  torch::optim::Optimizer& optim = *optim_ptr;
+  {  // dropout draws from the CPU generator: seeded here, saved in checkpoints (rng.pt)
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(opt.seed ^ 0x9E3779B97F4A7C15ULL);
+  }
+  const auto [start, tokens_before] = resume_checkpoint(m, optim, opt, res);  // tokens_before: before that checkpoint
+  std::ofstream metrics;
+  const int world = opt.comm ? opt.comm->world() : 1, rank = opt.comm ? opt.comm->rank() : 0;
+  open_metrics(metrics, opt, start, rank);
 
   const int64_t per_epoch = (static_cast<int64_t>(data.size()) + cfg.batch_size - 1) / cfg.batch_size;
   {
@@ -387,37 +503,7 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
   double last_loss = 0;
   bool any_rank_stop = false;
   const int64_t k_micro = std::max<int64_t>(1, static_cast<int64_t>(cfg.grad_accum) * world);
-  // Distillation: the teacher's logits at every target position, once (see DistillOptions).
-  std::vector<torch::Tensor> tcache;
-  if (distill && opt.distill.cache_max_bytes > 0) {
-    int64_t positions = 0;
-    for (const auto& e : tdata)
-      for (size_t t = 1; t < e.ids.size(); ++t) positions += cfg.loss_on == "all" || e.target[t];
-    const int64_t cols = opt.distill.allowed.defined() ? opt.distill.allowed.numel() : m->cfg.vocab_size;
-    const int64_t bytes = positions * cols * (opt.bf16 ? 2 : 4);
-    if (bytes <= opt.distill.cache_max_bytes) {
-      tcache.resize(tdata.size());
-      torch::NoGradGuard ng;
-      model::LlamaForCausalLM tm = opt.distill.teacher;
-      for (const auto& idx_all : make_batches(lengths, cfg.batch_size, opt.seed, 0)) {
-        const int64_t k = std::min<int64_t>(k_micro, static_cast<int64_t>(idx_all.size()));
-        for (const auto& idx : micro_batches(idx_all, k)) {
-          Batch tb = make_batch(tdata, idx, opt.pad_id, cfg.loss_on == "all");
-          auto tmask = tb.labels.ne(-100);
-          model::Autocast ac(opt.bf16, device.is_cuda());
-          auto t_sel = tm->forward_causal_at(tb.input.to(device), tmask.to(device), opt.distill.allowed);
-          auto counts = tmask.sum(1);
-          std::vector<int64_t> sizes(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + counts.numel());
-          auto pieces = t_sel.split_with_sizes(sizes, 0);
-          for (size_t r = 0; r < idx.size(); ++r) tcache[idx[r]] = pieces[r];
-        }
-      }
-      res.teacher_cache_bytes = bytes;
-    } else {
-      log::info(opt.tag.c_str(), "teacher logits not kept ({:.0f} MiB > {:.0f} MiB): the teacher runs every step", bytes / 1048576.0,
-                opt.distill.cache_max_bytes / 1048576.0);
-    }
-  }
+  const std::vector<torch::Tensor> tcache = cache_teacher_logits(m, tdata, lengths, opt, k_micro, device, res);
   for (int64_t step = start; step < cfg.steps; ++step) {
     const int64_t epoch = step / per_epoch;
     if (epoch != cur_epoch) {
@@ -458,52 +544,13 @@ TrainResult train_lm(model::LlamaForCausalLM& m, const std::vector<text::Encoded
         }
       }
       if (units[c] == 0) continue;  // no loss position in this micro-batch
-      torch::Tensor loss;
-      {
-        model::Autocast ac(opt.bf16, device.is_cuda());
-        auto mask = b.labels.ne(-100);
-        auto rows = mask.nonzero().select(1, 0);  // batch row of every loss position
-        if (!distill) {
-          auto logits = m->forward_causal_at(b.input, mask);  // (N,V): loss positions only
-          loss = weighted_cross_entropy(logits, b.labels.index({mask}), loss_weights(rows, b.input.size(0), per_seq));
-        } else {
-          const auto& cols = opt.distill.allowed;  // undefined: the full vocabulary
-          torch::Tensor t_sel;
-          if (!tcache.empty()) {
-            std::vector<torch::Tensor> parts;
-            for (auto i : micro_idx[c]) parts.push_back(tcache[i]);
-            t_sel = torch::cat(parts, 0);
-          } else {
-            torch::NoGradGuard ng;
-            model::LlamaForCausalLM tm = opt.distill.teacher;  // holder copy: forward is non-const
-            t_sel = tm->forward_causal_at(tb.input, tb.labels.ne(-100), cols);  // (N,|cols|)
-          }
-          auto s_sel = m->forward_causal_at(b.input, mask, cols);
-          if (s_sel.size(0) != t_sel.size(0))
-            throw DataError(opt.tag + ": teacher and student encodings have different target tokens (" +
-                            std::to_string(t_sel.size(0)) + " vs " + std::to_string(s_sel.size(0)) + ")");
-          loss = weighted_kl(s_sel, t_sel, loss_weights(rows, b.input.size(0), per_seq), opt.distill.kl, opt.distill.top_k,
-                             opt.distill.temperature);
-        }
-      }
+      torch::Tensor loss = micro_loss(m, b, tb, micro_idx[c], tcache, opt, per_seq, device);
       const double w = k == 1 ? 1.0 : units[c] / total_units;
       (k == 1 ? loss : loss * w).backward();
       step_loss += w * loss.item<double>();
       tokens += b.tokens;
     }
-    if (opt.comm) {  // sum the ranks' weighted gradients (and losses, for the log): the whole batch's
-      std::vector<torch::Tensor> grads;
-      for (auto& p : trainable) {
-        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-        grads.push_back(p.grad());
-      }
-      // the loss for the log, and whether any rank was asked to stop: all ranks then stop after this step
-      grads.push_back(torch::tensor({step_loss, signals::stop_requested() ? 1.0 : 0.0}, torch::kDouble).to(trainable.front().device()));
-      opt.comm->allreduce_sum(grads);
-      auto lv = grads.back().cpu();
-      step_loss = lv[0].item<double>();
-      any_rank_stop = lv[1].item<double>() > 0;
-    }
+    if (opt.comm) allreduce_step(*opt.comm, trainable, step_loss, any_rank_stop);
     double gnorm = cfg.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(trainable, cfg.grad_clip) : 0.0;
     optim.step();
     last_loss = step_loss;
