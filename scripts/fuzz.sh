@@ -30,7 +30,7 @@ build fuzz_jsonl src/data/chat.cpp src/util/fs.cpp $TORCH -lfmt
 build fuzz_safetensors src/model/safetensors.cpp src/util/fs.cpp $TORCH -lfmt
 build fuzz_safetensors_index src/model/safetensors.cpp src/util/fs.cpp $TORCH -lfmt
 [ -f build/embedded_resources.cpp ] || scripts/setup.sh
-build fuzz_config src/config/*.cpp src/data/resources.cpp src/util/fs.cpp build/embedded_resources.cpp -lfmt
+build fuzz_config src/config/*.cpp src/util/resources.cpp src/util/fs.cpp build/embedded_resources.cpp -lfmt
 build fuzz_gguf src/model/gguf.cpp src/util/fs.cpp -I/usr/include/torch/csrc/api/include -lc10 -lfmt
 build fuzz_tokenizer_json src/text/bpe.cpp src/text/tokenizer.cpp src/text/spm_loader.cpp src/util/fs.cpp $(pkg-config --cflags --libs libpcre2-8 libutf8proc) -ldl -lfmt
 

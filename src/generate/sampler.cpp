@@ -169,30 +169,27 @@ int fit_generation_batch(int requested, int64_t per_sequence, int64_t free_bytes
   return requested;
 }
 
-std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vector<std::vector<int>>& prompts,
-                                     const SampleOptions& opt_in, SampleStats* stats) {
-  c10::InferenceMode im;
-  m->eval();
-  const auto dev = m->parameters().front().device();
-  const int64_t maxpos = m->cfg.max_position_embeddings;
-  SampleOptions opt = opt_in;
-  {
-    size_t longest = 1;
-    for (const auto& p : prompts) longest = std::max(longest, p.size());
-    const int64_t per = generation_bytes_per_sequence(m->cfg, static_cast<int64_t>(longest), opt.max_new_tokens, opt.bf16);
-    const int64_t free = model::free_memory_bytes(dev);
-    const int chosen = fit_generation_batch(opt.batch_size, per, free, opt.batch_field);
-    if (opt.batch_size == 0)
-      log::info("sample", "{}: 0 (auto) -> {} sequences at once ({:.1f} MiB each, {} free)", opt.batch_field, chosen, per / 1048576.0,
-                free >= 0 ? fmt::format("{:.2f} GiB", free / 1073741824.0) : "unknown");
-    opt.batch_size = chosen;
-  }
-  std::vector<std::vector<int>> out(prompts.size());
-  SampleStats st;
-  // In a stage's journal scope every finished batch is appended to this call's journal; a resumed
-  // stage reads those back (each batch has its own generator, so the rest sample as they would have).
+namespace {
+
+// The batch size: opt.batch_size, or with 0 as many sequences as fit in free memory.
+int sample_batch_size(model::LlamaForCausalLM& m, const std::vector<std::vector<int>>& prompts, const SampleOptions& opt,
+                      const torch::Device& dev) {
+  size_t longest = 1;
+  for (const auto& p : prompts) longest = std::max(longest, p.size());
+  const int64_t per = generation_bytes_per_sequence(m->cfg, static_cast<int64_t>(longest), opt.max_new_tokens, opt.bf16);
+  const int64_t free = model::free_memory_bytes(dev);
+  const int chosen = fit_generation_batch(opt.batch_size, per, free, opt.batch_field);
+  if (opt.batch_size == 0)
+    log::info("sample", "{}: 0 (auto) -> {} sequences at once ({:.1f} MiB each, {} free)", opt.batch_field, chosen, per / 1048576.0,
+              free >= 0 ? fmt::format("{:.2f} GiB", free / 1073741824.0) : "unknown");
+  return chosen;
+}
+
+// In a stage's journal scope, this call's journal, with the batches it already holds read back into
+// `out` and `st`; *first_batch: the first batch still to sample. Null outside a journal scope.
+std::unique_ptr<fs::Journal> open_sample_journal(const std::vector<std::vector<int>>& prompts, const SampleOptions& opt,
+                                                 std::vector<std::vector<int>>& out, SampleStats& st, size_t& first_batch) {
   std::unique_ptr<fs::Journal> journal;
-  size_t first_batch = 0;
   if (const auto jpath = fs::JournalScope::next("sample"); !jpath.empty()) {
     journal = std::make_unique<fs::Journal>(jpath, journal_header(prompts, opt));
     if (!journal->restarted_because().empty())
@@ -209,132 +206,189 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
       log::info("sample", "resuming: {} of {} sequences read back from {}", std::min(prompts.size(), first_batch * opt.batch_size),
                 prompts.size(), jpath.string());
   }
+  return journal;
+}
+
+// Prompts b0..b1 left-padded to one length L: row r starts at pad[r]; positions count from its first
+// real token; keymask marks padding keys; bias is the prefill's (B,1,L,L) causal + padding bias.
+struct PaddedBatch {
+  torch::Tensor ids, pos, keymask, bias;
+  int64_t L = 0;
+};
+PaddedBatch left_pad(model::LlamaForCausalLM& m, const std::vector<std::vector<int>>& prompts, size_t b0, size_t b1, int pad_id,
+                     const torch::Device& dev) {
+  const int64_t B = static_cast<int64_t>(b1 - b0);
   const float ninf = -std::numeric_limits<float>::infinity();
+  int64_t L = 0;
+  for (size_t i = b0; i < b1; ++i) {
+    if (prompts[i].empty()) throw DataError("cannot sample from an empty prompt");
+    L = std::max<int64_t>(L, prompts[i].size());
+  }
+  auto ids = torch::full({B, L}, static_cast<int64_t>(pad_id), torch::kLong);
+  auto pos = torch::zeros({B, L}, torch::kLong);
+  auto keymask = torch::zeros({B, L}, torch::kBool);  // true = padding key
+  std::vector<int64_t> pad(B);
+  {
+    auto pi = ids.accessor<int64_t, 2>();
+    auto pp = pos.accessor<int64_t, 2>();
+    auto pk = keymask.accessor<bool, 2>();
+    for (int64_t r = 0; r < B; ++r) {
+      const auto& p = prompts[b0 + r];
+      pad[r] = L - static_cast<int64_t>(p.size());
+      for (int64_t t = 0; t < L; ++t) {
+        if (t < pad[r]) { pk[r][t] = true; continue; }
+        pi[r][t] = p[t - pad[r]];
+        pp[r][t] = t - pad[r];
+      }
+    }
+  }
+  ids = ids.to(dev);
+  pos = pos.to(dev);
+  keymask = keymask.to(dev);
+  // Prefill bias (B,1,L,L): causal + padding keys; a padding query sees itself so no row is all -inf.
+  auto causal = m->causal_mask(L);  // (L,L)
+  auto eye = torch::eye(L, torch::TensorOptions().dtype(torch::kBool).device(dev));
+  auto padkey = keymask.unsqueeze(1).expand({B, L, L}) & ~eye.unsqueeze(0);
+  auto bias = causal.unsqueeze(0).masked_fill(padkey, ninf).unsqueeze(1);  // (B,1,L,L)
+
+  return {ids, pos, keymask, bias, L};
+}
+
+// The prefill: fills `cache` with the prompts and returns the logits after their last tokens (B,V).
+// Identical prompts in a batch (an evaluation's samples of one question) are prefilled once: the
+// unique rows run, then their cache rows and last logits are copied to every duplicate.
+torch::Tensor prefill(model::LlamaForCausalLM& m, const std::vector<std::vector<int>>& prompts, size_t b0, const PaddedBatch& pb,
+                      model::KVCache& cache, const torch::Device& dev) {
+  const int64_t B = pb.ids.size(0), L = pb.L;
+  const auto& ids = pb.ids;
+  const auto& pos = pb.pos;
+  const auto& bias = pb.bias;
+  torch::Tensor logits;
+  std::map<std::vector<int>, int64_t> first;
+  std::vector<int64_t> uniq, which(B);
+  for (int64_t r = 0; r < B; ++r) {
+    auto [it, fresh] = first.emplace(prompts[b0 + r], static_cast<int64_t>(uniq.size()));
+    if (fresh) uniq.push_back(r);
+    which[r] = it->second;
+  }
+  if (static_cast<int64_t>(uniq.size()) == B) {
+    logits = m->head(m->hidden(ids, pos, bias, &cache).select(1, L - 1));
+  } else {
+    auto u = torch::tensor(uniq, torch::kLong).to(dev), w = torch::tensor(which, torch::kLong).to(dev);
+    logits = m->head(m->hidden(ids.index_select(0, u), pos.index_select(0, u), bias.index_select(0, u), &cache).select(1, L - 1))
+                 .index_select(0, w);
+    for (auto& t : cache.k) t = t.index_select(0, w);
+    for (auto& t : cache.v) t = t.index_select(0, w);
+  }
+  return logits;
+}
+
+// Decodes up to `budget` tokens for every row (one host sync every 8 steps to stop early when every
+// row is done), appends each row's tokens up to its stop token to out[b0 + r]; returns the new
+// tokens counted (stop tokens included).
+int64_t decode_all(model::LlamaForCausalLM& m, const SampleOptions& opt, at::Generator& gen, torch::Tensor logits, model::KVCache& cache,
+                   const PaddedBatch& pb, int64_t budget, std::vector<std::vector<int>>& out, size_t b0, const torch::Device& dev) {
+  const int64_t B = pb.ids.size(0), L = pb.L;
+  const auto& ids = pb.ids;
+  const auto& pos = pb.pos;
+  const auto& keymask = pb.keymask;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  auto stop = torch::zeros({B}, torch::TensorOptions().dtype(torch::kBool).device(dev));
+  std::vector<torch::Tensor> steps;
+  auto full_ids = ids;
+  auto full_pos = pos;
+  auto full_keymask = keymask;
+  auto cur_pos = pos.select(1, L - 1);  // (B)
+  auto stop_t = torch::tensor(std::vector<int64_t>(opt.stop_ids.begin(), opt.stop_ids.end()), torch::kLong).to(dev);
+  for (int64_t s = 0; s < budget; ++s) {
+    if (!opt.use_cache) {  // reference path: full recompute over the growing sequence
+      const int64_t S = full_ids.size(1);
+      auto c2 = m->causal_mask(S);
+      auto eye2 = torch::eye(S, torch::TensorOptions().dtype(torch::kBool).device(dev));
+      auto pk2 = full_keymask.unsqueeze(1).expand({B, S, S}) & ~eye2.unsqueeze(0);
+      auto bias2 = c2.unsqueeze(0).masked_fill(pk2, ninf).unsqueeze(1);
+      logits = m->forward(full_ids, full_pos, bias2, nullptr).select(1, S - 1);
+    }
+    auto next = pick(logits, opt, gen);  // (B)
+    next = next.masked_fill(stop, opt.pad_id);
+    steps.push_back(next);
+    if (stop_t.numel() > 0) stop = stop | (next.unsqueeze(1) == stop_t.unsqueeze(0)).any(1);
+    if (s + 1 == budget) break;
+    // One host sync every 8 steps to stop early when every row is done.
+    if ((s + 1) % 8 == 0 && stop.all().item<bool>()) break;
+    cur_pos = cur_pos + 1;
+    if (opt.use_cache) {
+      auto step_bias = torch::zeros({B, 1, 1, cache.length + 1}, torch::TensorOptions().dtype(torch::kFloat).device(dev));
+      step_bias.narrow(3, 0, L).masked_fill_(keymask.view({B, 1, 1, L}), ninf);
+      logits = m->forward(next.unsqueeze(1), cur_pos.unsqueeze(1), step_bias, &cache).select(1, 0);
+    } else {
+      full_ids = torch::cat({full_ids, next.unsqueeze(1)}, 1);
+      full_pos = torch::cat({full_pos, cur_pos.unsqueeze(1)}, 1);
+      full_keymask = torch::cat({full_keymask, torch::zeros({B, 1}, full_keymask.options())}, 1);
+    }
+  }
+  auto gen_ids = torch::stack(steps, 1).to(torch::kCPU);  // (B, steps)
+  auto acc = gen_ids.accessor<int64_t, 2>();
+  int64_t new_tokens = 0;
+  for (int64_t r = 0; r < B; ++r) {
+    auto& o = out[b0 + r];
+    for (int64_t t = 0; t < gen_ids.size(1); ++t) {
+      int id = static_cast<int>(acc[r][t]);
+      if (std::find(opt.stop_ids.begin(), opt.stop_ids.end(), id) != opt.stop_ids.end()) break;
+      o.push_back(id);
+    }
+    new_tokens += static_cast<int64_t>(o.size()) + 1;
+  }
+  return new_tokens;
+}
+
+}  // namespace
+
+std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vector<std::vector<int>>& prompts,
+                                     const SampleOptions& opt_in, SampleStats* stats) {
+  c10::InferenceMode im;
+  m->eval();
+  const auto dev = m->parameters().front().device();
+  const int64_t maxpos = m->cfg.max_position_embeddings;
+  SampleOptions opt = opt_in;
+  opt.batch_size = sample_batch_size(m, prompts, opt, dev);
+  std::vector<std::vector<int>> out(prompts.size());
+  SampleStats st;
+  // In a stage's journal scope every finished batch is appended to this call's journal; a resumed
+  // stage reads those back (each batch has its own generator, so the rest sample as they would have).
+  size_t first_batch = 0;
+  std::unique_ptr<fs::Journal> journal = open_sample_journal(prompts, opt, out, st, first_batch);
   for (size_t bi = first_batch, b0 = first_batch * static_cast<size_t>(opt.batch_size); b0 < prompts.size(); b0 += opt.batch_size, ++bi) {
     signals::throw_if_stopped("sampling (" + std::to_string(b0) + " of " + std::to_string(prompts.size()) + " sequences done)", "");
     const size_t b1 = std::min(prompts.size(), b0 + static_cast<size_t>(opt.batch_size));
     const int64_t B = static_cast<int64_t>(b1 - b0);
-    int64_t L = 0;
-    for (size_t i = b0; i < b1; ++i) {
-      if (prompts[i].empty()) throw DataError("cannot sample from an empty prompt");
-      L = std::max<int64_t>(L, prompts[i].size());
-    }
+    const PaddedBatch pb = left_pad(m, prompts, b0, b1, opt.pad_id, dev);
+    const int64_t L = pb.L;
     const int64_t budget = std::min<int64_t>(opt.max_new_tokens, maxpos - L);
     if (budget <= 0)
       throw DataError("prompt of " + std::to_string(L) + " tokens leaves no room in max_position_embeddings=" + std::to_string(maxpos));
-    // Left padding: row r starts at pad[r]; positions count from its first real token.
-    auto ids = torch::full({B, L}, static_cast<int64_t>(opt.pad_id), torch::kLong);
-    auto pos = torch::zeros({B, L}, torch::kLong);
-    auto keymask = torch::zeros({B, L}, torch::kBool);  // true = padding key
-    std::vector<int64_t> pad(B);
-    {
-      auto pi = ids.accessor<int64_t, 2>();
-      auto pp = pos.accessor<int64_t, 2>();
-      auto pk = keymask.accessor<bool, 2>();
-      for (int64_t r = 0; r < B; ++r) {
-        const auto& p = prompts[b0 + r];
-        pad[r] = L - static_cast<int64_t>(p.size());
-        for (int64_t t = 0; t < L; ++t) {
-          if (t < pad[r]) { pk[r][t] = true; continue; }
-          pi[r][t] = p[t - pad[r]];
-          pp[r][t] = t - pad[r];
-        }
-      }
-    }
-    ids = ids.to(dev);
-    pos = pos.to(dev);
-    keymask = keymask.to(dev);
-    // Prefill bias (B,1,L,L): causal + padding keys; a padding query sees itself so no row is all -inf.
-    auto causal = m->causal_mask(L);  // (L,L)
-    auto eye = torch::eye(L, torch::TensorOptions().dtype(torch::kBool).device(dev));
-    auto padkey = keymask.unsqueeze(1).expand({B, L, L}) & ~eye.unsqueeze(0);
-    auto bias = causal.unsqueeze(0).masked_fill(padkey, ninf).unsqueeze(1);  // (B,1,L,L)
 
     auto gen = at::make_generator<at::CPUGeneratorImpl>(config::derive_seed(opt.seed, "sample", std::to_string(bi)));
     model::Autocast ac(opt.bf16, dev.is_cuda());
     const double tp0 = log::now_seconds();
     model::KVCache cache = m->new_cache(B, L + budget);
-    torch::Tensor logits;
     // The head on the last position only: (B,V), not (B,L,V) (152k-token vocabularies).
-    if (opt.use_cache) {
-      // Identical prompts in a batch (an evaluation's samples of one question) are prefilled once:
-      // the unique rows run, then their cache rows and last logits are copied to every duplicate.
-      std::map<std::vector<int>, int64_t> first;
-      std::vector<int64_t> uniq, which(B);
-      for (int64_t r = 0; r < B; ++r) {
-        auto [it, fresh] = first.emplace(prompts[b0 + r], static_cast<int64_t>(uniq.size()));
-        if (fresh) uniq.push_back(r);
-        which[r] = it->second;
-      }
-      if (static_cast<int64_t>(uniq.size()) == B) {
-        logits = m->head(m->hidden(ids, pos, bias, &cache).select(1, L - 1));
-      } else {
-        auto u = torch::tensor(uniq, torch::kLong).to(dev), w = torch::tensor(which, torch::kLong).to(dev);
-        logits = m->head(m->hidden(ids.index_select(0, u), pos.index_select(0, u), bias.index_select(0, u), &cache).select(1, L - 1))
-                     .index_select(0, w);
-        for (auto& t : cache.k) t = t.index_select(0, w);
-        for (auto& t : cache.v) t = t.index_select(0, w);
-      }
-    }
+    torch::Tensor logits;
+    if (opt.use_cache) logits = prefill(m, prompts, b0, pb, cache, dev);
     const double tp1 = log::now_seconds();
     st.prefill_s += tp1 - tp0;
     st.prompt_tokens += B * L;
 
     if (opt.give_up) {
       const int64_t nt0 = st.new_tokens;
-      const double decode_s = decode_giving_up(m, opt, gen, logits, cache, keymask, pos.select(1, L - 1), L, budget, out, b0, st);
+      const double decode_s = decode_giving_up(m, opt, gen, logits, cache, pb.keymask, pb.pos.select(1, L - 1), L, budget, out, b0, st);
       st.decode_s += decode_s;
       if (journal) append_batch(*journal, bi, out, b0, B, B * L, st.new_tokens - nt0, tp1 - tp0, decode_s);
       continue;
     }
-    auto stop = torch::zeros({B}, torch::TensorOptions().dtype(torch::kBool).device(dev));
-    std::vector<torch::Tensor> steps;
-    auto full_ids = ids;
-    auto full_pos = pos;
-    auto full_keymask = keymask;
-    auto cur_pos = pos.select(1, L - 1);  // (B)
-    auto stop_t = torch::tensor(std::vector<int64_t>(opt.stop_ids.begin(), opt.stop_ids.end()), torch::kLong).to(dev);
-    for (int64_t s = 0; s < budget; ++s) {
-      if (!opt.use_cache) {  // reference path: full recompute over the growing sequence
-        const int64_t S = full_ids.size(1);
-        auto c2 = m->causal_mask(S);
-        auto eye2 = torch::eye(S, torch::TensorOptions().dtype(torch::kBool).device(dev));
-        auto pk2 = full_keymask.unsqueeze(1).expand({B, S, S}) & ~eye2.unsqueeze(0);
-        auto bias2 = c2.unsqueeze(0).masked_fill(pk2, ninf).unsqueeze(1);
-        logits = m->forward(full_ids, full_pos, bias2, nullptr).select(1, S - 1);
-      }
-      auto next = pick(logits, opt, gen);  // (B)
-      next = next.masked_fill(stop, opt.pad_id);
-      steps.push_back(next);
-      if (stop_t.numel() > 0) stop = stop | (next.unsqueeze(1) == stop_t.unsqueeze(0)).any(1);
-      if (s + 1 == budget) break;
-      // One host sync every 8 steps to stop early when every row is done.
-      if ((s + 1) % 8 == 0 && stop.all().item<bool>()) break;
-      cur_pos = cur_pos + 1;
-      if (opt.use_cache) {
-        auto step_bias = torch::zeros({B, 1, 1, cache.length + 1}, torch::TensorOptions().dtype(torch::kFloat).device(dev));
-        step_bias.narrow(3, 0, L).masked_fill_(keymask.view({B, 1, 1, L}), ninf);
-        logits = m->forward(next.unsqueeze(1), cur_pos.unsqueeze(1), step_bias, &cache).select(1, 0);
-      } else {
-        full_ids = torch::cat({full_ids, next.unsqueeze(1)}, 1);
-        full_pos = torch::cat({full_pos, cur_pos.unsqueeze(1)}, 1);
-        full_keymask = torch::cat({full_keymask, torch::zeros({B, 1}, full_keymask.options())}, 1);
-      }
-    }
-    auto gen_ids = torch::stack(steps, 1).to(torch::kCPU);  // (B, steps)
+    const int64_t new_tokens = decode_all(m, opt, gen, logits, cache, pb, budget, out, b0, dev);
     const double decode_s = log::now_seconds() - tp1;
     st.decode_s += decode_s;
-    auto acc = gen_ids.accessor<int64_t, 2>();
-    int64_t new_tokens = 0;
-    for (int64_t r = 0; r < B; ++r) {
-      auto& o = out[b0 + r];
-      for (int64_t t = 0; t < gen_ids.size(1); ++t) {
-        int id = static_cast<int>(acc[r][t]);
-        if (std::find(opt.stop_ids.begin(), opt.stop_ids.end(), id) != opt.stop_ids.end()) break;
-        o.push_back(id);
-      }
-      new_tokens += static_cast<int64_t>(o.size()) + 1;
-    }
     st.new_tokens += new_tokens;
     if (journal) append_batch(*journal, bi, out, b0, B, B * L, new_tokens, tp1 - tp0, decode_s);
   }
