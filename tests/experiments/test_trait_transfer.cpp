@@ -31,7 +31,6 @@ using namespace subliminal;
 using nlohmann::json;
 namespace sfs = std::filesystem;
 
-// ---- statistics (reference values: Student-t tables; Welch by numerical integration of the t density)
 
 
 // ---- token sets and data

@@ -31,7 +31,6 @@ namespace sfs = std::filesystem;
 using testutil::tiny_lm;
 using testutil::toy_data;
 
-// ---- statistics (reference values: Student-t tables; Welch by numerical integration of the t density)
 
 
 // ---- LoRA

@@ -29,7 +29,6 @@ using namespace subliminal;
 using nlohmann::json;
 namespace sfs = std::filesystem;
 
-// ---- statistics (reference values: Student-t tables; Welch by numerical integration of the t density)
 
 
 // ---- restricted distillation and trunk-only training on a tiny model
