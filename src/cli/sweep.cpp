@@ -71,7 +71,7 @@ int cmd_sweep(const SweepArgs& a) {
   }
   if (!a.local) return 0;
 
-  experiments::run_locally(s, todo, a.jobs);
+  experiments::run_locally(s, todo, st, a.jobs);
   return 0;
 }
 

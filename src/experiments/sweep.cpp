@@ -258,7 +258,7 @@ std::string slurm_script(const Sweep& s, const std::vector<int>& indices, const 
 }
 
 // Local: up to `jobs` runs at once, each a `subliminal run` process with cores/jobs threads.
-void run_locally(const Sweep& s, const std::vector<int>& todo, int jobs_asked) {
+void run_locally(const Sweep& s, const std::vector<int>& todo, const std::vector<RunStatus>& status, int jobs_asked) {
   const int jobs = std::max(1, jobs_asked);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = std::max(1, cores / jobs);
@@ -270,11 +270,10 @@ void run_locally(const Sweep& s, const std::vector<int>& todo, int jobs_asked) {
     while (next < todo.size() && !pool.full()) {
       const auto& r = s.runs[todo[next++]];
       const auto logp = s.dir / "logs" / (r.name + ".log");
-      const RunStatus before = run_status(s, r);
       pool.start({fs::self_exe_for_spawn(), "run", config_path(s, r).string(), "--out", run_dir(s, r).string(), "--resume",
                   "--threads", std::to_string(threads)},
                  static_cast<size_t>(r.index), logp.string());
-      log::info("sweep", "start {} ({}; log {})", r.name, status_name(before), logp.string());
+      log::info("sweep", "start {} ({}; log {})", r.name, status_name(status[r.index]), logp.string());
     }
     const run::WorkerPool::Exit x = pool.wait_one();
     const auto& r = s.runs[x.tag];

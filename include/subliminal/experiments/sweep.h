@@ -61,8 +61,9 @@ void write_sweep_files(const Sweep& s);
 // requeued or preempted task continues its run); `indices` are the array task ids (pending runs).
 std::string slurm_script(const Sweep& s, const std::vector<int>& indices, const std::string& binary);
 // Runs the runs `todo` (indices) here, `jobs` at a time through run::WorkerPool, each a `subliminal
-// run --resume` process with cores / jobs threads, its output in <sweep>/logs/<name>.log. Throws
-// naming the runs that failed, after every run has ended.
-void run_locally(const Sweep& s, const std::vector<int>& todo, int jobs);
+// run --resume` process with cores / jobs threads, its output in <sweep>/logs/<name>.log; `status`
+// (every run's, as found before) is for the log. Throws naming the runs that failed, after every run
+// has ended.
+void run_locally(const Sweep& s, const std::vector<int>& todo, const std::vector<RunStatus>& status, int jobs);
 
 }  // namespace subliminal::experiments

@@ -104,8 +104,8 @@ class Runner {
 
   // A worker's job (`subliminal __stage`): runs stage `name` of the run in `dir` (its
   // config.resolved.json) in this process. `expected_hash` guards against a changed config.
-  static void run_worker(const StageFactory& make_stages, const sfs::path& dir, const std::string& name, const std::string& expected_hash, int threads,
-                         bool resume);
+  static void run_worker(const StageFactory& make_stages, const sfs::path& dir, const std::string& name,
+                         const std::string& expected_hash, int threads, bool resume);
 
  private:
   PlanEntry plan_one(Stage& s);
