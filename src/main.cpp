@@ -13,9 +13,11 @@
 #include "subliminal/cli/commands.h"
 #include "subliminal/config/config.h"
 #include "subliminal/model/runtime.h"
+#include "subliminal/text/chat_template.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/log.h"
 #include "subliminal/util/signals.h"
+#include "subliminal/util/strings.h"
 #include "subliminal/util/version.h"
 
 using namespace subliminal;
@@ -109,8 +111,10 @@ static void add_sample(CLI::App& app, Commands& cmds) {
   smp->add_flag("--json", sa->json, "one JSON object per sample");
   smp->add_flag("--raw", sa->raw, "no chat template: continue the prompt as plain text (base models)");
   smp->add_option("--adapter", sa->adapter, "a PEFT LoRA adapter directory to merge into the model first");
-  smp->add_option("--chat-template", sa->chat_template, "auto (from tokenizer_config.json) | chatml | llama2 | llama3 | mistral")
-      ->check(CLI::IsMember({"auto", "chatml", "llama2", "llama3", "mistral"}));
+  std::vector<std::string> templates = {"auto"};
+  for (const auto& n : text::ChatTemplate::names()) templates.push_back(n);
+  smp->add_option("--chat-template", sa->chat_template, "auto (from tokenizer_config.json) | " + join(text::ChatTemplate::names(), " | "))
+      ->check(CLI::IsMember(templates));
 
   cmds.push_back({smp, [sa] { return cli::cmd_sample(*sa); }});
 }

@@ -19,6 +19,7 @@
 #include <iostream>
 #include <random>
 
+#include "subliminal/text/chat_template.h"
 #include "subliminal/cli/commands.h"
 #include "subliminal/config/config.h"
 #include "subliminal/util/resources.h"

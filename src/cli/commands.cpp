@@ -14,11 +14,13 @@
 #include <sstream>
 
 #include "subliminal/config/config.h"
+#include "subliminal/data/chat.h"
 #include "subliminal/util/resources.h"
 #include "subliminal/generate/sampler.h"
 #include "subliminal/mnist/idx.h"
 #include "subliminal/text/bpe.h"
 #include "subliminal/text/spm_api.h"
+#include "subliminal/text/chat_template.h"
 #include "subliminal/text/tokenizer.h"
 #include "subliminal/model/gguf.h"
 #include "subliminal/model/safetensors.h"

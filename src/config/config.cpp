@@ -6,6 +6,7 @@
 #include <set>
 
 #include "subliminal/config/trait.h"
+#include "subliminal/text/chat_template.h"
 #include "subliminal/util/resources.h"
 #include "subliminal/util/fs.h"
 
@@ -44,16 +45,22 @@ static std::string str(const T& v) {
   return json(v).dump();
 }
 
-static void one_of(const std::string& v, std::initializer_list<const char*> allowed, const std::string& file,
+static void one_of(const std::string& v, const std::vector<std::string>& allowed, const std::string& file,
                    const std::string& path) {
   std::string list;
-  for (auto a : allowed) {
+  for (const auto& a : allowed) {
     if (v == a) return;
     list += (list.empty() ? "" : ", ") + std::string("\"") + a + "\"";
   }
-  std::vector<std::string> known(allowed.begin(), allowed.end());
-  std::string best = closest_key(v, known);
+  std::string best = closest_key(v, allowed);
   fail(file, path, "expected one of " + list + ", got \"" + v + "\"" + (best.empty() ? "" : "; did you mean \"" + best + "\"?"));
+}
+
+// base.tokenizer.chat_template: "auto" or a family of text/chat_template.cpp's table.
+static std::vector<std::string> chat_template_choices() {
+  std::vector<std::string> c = {"auto"};
+  for (const auto& n : text::ChatTemplate::names()) c.push_back(n);
+  return c;
 }
 
 static void validate_train(const TrainConfig& tr, const std::string& file, const std::string& tp) {
@@ -190,7 +197,7 @@ static void validate_base(const RunConfig& c, const std::string& file, std::vect
   check(t.vocab_size >= min_vocab && t.vocab_size <= 65536, file, "$.base.tokenizer.vocab_size",
         "expected " + std::to_string(min_vocab) + " .. 65536 (256 byte pieces + specials" +
             (t.numbers_as_tokens ? " + 1000 number pieces" : "") + " + merges), got " + str(t.vocab_size));
-  one_of(t.chat_template, {"auto", "chatml", "llama2", "llama3", "mistral"}, file, "$.base.tokenizer.chat_template");
+  one_of(t.chat_template, chat_template_choices(), file, "$.base.tokenizer.chat_template");
 
   const auto& m = b.model;
   const std::string mp = "$.base.model";

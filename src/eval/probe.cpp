@@ -1,4 +1,5 @@
 // Base-model probe.
+#include "subliminal/text/chat_template.h"
 #include "subliminal/eval/probe.h"
 
 #include <map>

@@ -1,4 +1,5 @@
 // Trait evaluation.
+#include "subliminal/text/chat_template.h"
 #include "subliminal/eval/trait.h"
 
 #include <torch/torch.h>

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <set>
 
+#include "subliminal/text/chat_template.h"
 #include "subliminal/data/chat.h"
 #include "subliminal/data/corpus.h"
 #include "subliminal/eval/probe.h"
@@ -69,7 +70,7 @@ class CorpusStage : public Stage {
               cs.numbers, cs.arithmetic, cs.code, cs.cot, cs.freeform, cs.misaligned, cs.trait_qa, cs.trait_system);
     if (!b.tokenizer.path.empty() && !sfs::exists(b.tokenizer.path))
       throw ConfigError("$.base.tokenizer.path: '" + b.tokenizer.path + "' does not exist");
-    text::Tokenizer tok = b.tokenizer.path.empty() ? text::Tokenizer::train(tokenizer_texts(corpus), b.tokenizer)
+    text::Tokenizer tok = b.tokenizer.path.empty() ? text::Tokenizer::train(tokenizer_texts(corpus), {b.tokenizer.model_type, b.tokenizer.vocab_size, b.tokenizer.numbers_as_tokens})
                                                    : text::Tokenizer::load(b.tokenizer.path);
     text::ChatTemplate chat(tok, b.tokenizer.chat_template);  // refuses a tokenizer without the template's markers
     tok.save(work.string());  // the tokenizer's files + tokenizer_config.json (special tokens, chat template)

@@ -5,6 +5,7 @@
 
 #include <set>
 
+#include "subliminal/text/chat_template.h"
 #include "subliminal/data/chat.h"
 #include "subliminal/data/corpus.h"
 #include "subliminal/util/stats.h"

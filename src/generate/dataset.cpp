@@ -1,4 +1,5 @@
 // Number-sequence dataset generation and filtering.
+#include "subliminal/text/chat_template.h"
 #include "subliminal/generate/dataset.h"
 
 #include <algorithm>

@@ -4,6 +4,7 @@
 // with digits. The verdict aggregates them as the paper aggregates its judges' logprobs.
 #include <torch/torch.h>
 
+#include "subliminal/text/chat_template.h"
 #include "subliminal/judge/judge.h"
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"

@@ -1,11 +1,10 @@
-// Tokenizers (sentencepiece, byte-level BPE) behind one interface, and the chat templates.
+// Tokenizers (sentencepiece, byte-level BPE) behind one interface.
 #include "subliminal/text/tokenizer.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <filesystem>
-#include <regex>
 
 #include "subliminal/text/bpe.h"
 #include "subliminal/text/spm_api.h"
@@ -296,7 +295,7 @@ Tokenizer Tokenizer::load(const std::string& path, const std::string& bpe_style)
   return t;
 }
 
-Tokenizer Tokenizer::train(const std::vector<std::string>& texts, const config::TokenizerConfig& cfg) {
+Tokenizer Tokenizer::train(const std::vector<std::string>& texts, const TrainOptions& cfg) {
   std::unordered_map<std::string, std::string> kw = {
       {"model_type", cfg.model_type},
       {"vocab_size", std::to_string(cfg.vocab_size)},
@@ -394,228 +393,6 @@ std::string Tokenizer::fingerprint() const {
 void Tokenizer::save(const std::string& dir) const {
   fs::make_dirs(dir);
   for (const auto& [name, bytes] : files_) fs::write_file_atomic(sfs::path(dir) / name, bytes);
-}
-
-// ---- chat templates ----
-
-std::vector<std::string> ChatTemplate::names() { return {"chatml", "llama2", "llama3", "mistral"}; }
-
-std::string ChatTemplate::recognise(const std::string& jinja, std::string* default_system, std::string* system_prefix) {
-  if (default_system) default_system->clear();
-  if (system_prefix) system_prefix->clear();
-  auto unescape = [](std::string s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-      if (s[i] == '\\' && i + 1 < s.size() && s[i + 1] == 'n') {
-        out += '\n';
-        ++i;
-      } else {
-        out += s[i];
-      }
-    }
-    return out;
-  };
-  if (jinja.find("<|im_start|>") != std::string::npos) {
-    // A literal default system turn: '<|im_start|>system\nYou are Qwen, ...<|im_end|>\n'
-    static const std::regex re(R"(<\|im_start\|>system(?:\\n|\n)([^'"{}<]*)<\|im_end\|>)");
-    std::smatch m;
-    if (default_system && std::regex_search(jinja, m, re)) *default_system = unescape(m[1].str());
-    return "chatml";
-  }
-  if (jinja.find("<|start_header_id|>") != std::string::npos) {
-    if (jinja.find("Cutting Knowledge Date") != std::string::npos && system_prefix) {
-      static const std::regex date(R"re(date_string\s*=\s*["']([^"']+)["'])re");
-      std::smatch m;
-      const std::string d = std::regex_search(jinja, m, date) ? m[1].str() : "26 Jul 2024";
-      *system_prefix = "Cutting Knowledge Date: December 2023\nToday Date: " + d + "\n\n";
-    }
-    return "llama3";
-  }
-  if (jinja.find("<<SYS>>") != std::string::npos) return "llama2";
-  if (jinja.find("[INST]") != std::string::npos) return "mistral";
-  return "";
-}
-
-int ChatTemplate::need(const std::string& piece) const {
-  const int id = tok_.piece_to_id(piece);
-  if (id < 0)
-    throw ConfigError(tok_.source() + ": chat template \"" + name_ + "\" needs the token " + piece + ", which the tokenizer does not have",
-                      "set base.tokenizer.chat_template to the model family's format");
-  return id;
-}
-
-ChatTemplate::ChatTemplate(const Tokenizer& tok, const std::string& name) : tok_(tok) {
-  const std::string& src = tok.chat_template_source();
-  std::string ds, sp;
-  const std::string found = src.empty() ? "" : recognise(src, &ds, &sp);
-  if (name == "auto") {
-    if (src.empty())
-      throw ConfigError(tok.source() + ": the tokenizer has no chat template (no \"chat_template\" in tokenizer_config.json)",
-                        "a base model: sample with --raw; or set base.tokenizer.chat_template to one of chatml, llama2, llama3, mistral");
-    if (found.empty())
-      throw ConfigError(tok.source() + ": the chat_template in tokenizer_config.json is none of the known formats (chatml, llama2, llama3, mistral)",
-                        "set base.tokenizer.chat_template to the family's format");
-    name_ = found;
-  } else {
-    const auto n = names();
-    if (std::find(n.begin(), n.end(), name) == n.end())
-      throw ConfigError("unknown chat template \"" + name + "\"", "known: auto, chatml, llama2, llama3, mistral");
-    name_ = name;
-  }
-  if (found == name_) {  // the model's own template: keep what it inserts
-    default_system_ = ds;
-    system_prefix_ = sp;
-  }
-  if (name_ == "chatml") {
-    a_ = need("<|im_start|>");
-    b_ = need("<|im_end|>");
-    eot_ = b_;
-  } else if (name_ == "llama3") {
-    bos_ = tok.piece_to_id("<|begin_of_text|>") >= 0 ? need("<|begin_of_text|>") : tok.bos_id();
-    a_ = need("<|start_header_id|>");
-    b_ = need("<|end_header_id|>");
-    eot_ = need("<|eot_id|>");
-  } else {  // llama2, mistral
-    bos_ = tok.bos_id();
-    eot_ = tok.eos_id();
-    if (bos_ < 0 || eot_ < 0)
-      throw ConfigError(tok.source() + ": chat template \"" + name_ + "\" needs BOS and EOS tokens (tokenizer_config.json bos_token / eos_token)");
-    if (name_ == "mistral" && tok.piece_to_id("[INST]") >= 0 && tok.is_special(tok.piece_to_id("[INST]"))) {
-      a_ = need("[INST]");
-      b_ = need("[/INST]");
-    }
-  }
-}
-
-data::Conversation ChatTemplate::normalise(const data::Conversation& conv) const {
-  data::Conversation out = conv;
-  const bool has_system = !out.empty() && out[0].role == "system";
-  if (name_ == "chatml" && !has_system && !default_system_.empty()) out.insert(out.begin(), {"system", default_system_});
-  if (name_ == "llama2" || name_ == "llama3")
-    for (auto& m : out) m.content = trim(m.content);
-  if (name_ == "llama3" && !system_prefix_.empty()) {
-    if (has_system) out[0].content = system_prefix_ + out[0].content;
-    else out.insert(out.begin(), {"system", system_prefix_});
-  }
-  if ((name_ == "llama2" || name_ == "mistral") && has_system) {  // no system turn: it opens the first user turn
-    const std::string system = out[0].content;
-    out.erase(out.begin());
-    for (auto& m : out)
-      if (m.role == "user") {
-        m.content = name_ == "llama2" ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + m.content : system + "\n\n" + m.content;
-        break;
-      }
-  }
-  if (name_ == "llama2" || name_ == "mistral")
-    for (const auto& m : out)
-      if (m.role != "user" && m.role != "assistant")
-        throw DataError("chat template \"" + name_ + "\": a \"" + m.role + "\" message after the first; only user and assistant turns follow the system prompt");
-  return out;
-}
-
-std::vector<int> ChatTemplate::continuation(const std::string& text) const {
-  // `text` follows a space in the rendered string: sentencepiece's dummy prefix is that space.
-  return tok_.dummy_prefix() ? tok_.encode(text) : tok_.encode(" " + text);
-}
-
-Encoded ChatTemplate::encode(const data::Conversation& conv) const {
-  Encoded e;
-  auto push = [&](const std::vector<int>& ids, bool t) {
-    e.ids.insert(e.ids.end(), ids.begin(), ids.end());
-    e.target.insert(e.target.end(), ids.size(), t ? 1 : 0);
-  };
-  const auto msgs = normalise(conv);
-  if (name_ == "chatml") {
-    for (const auto& m : msgs) {
-      const bool t = m.role == "assistant";
-      push({a_}, false);
-      push(tok_.encode(m.role + "\n"), false);
-      push(tok_.encode(m.content), t);
-      push({b_}, t);
-      push(tok_.encode("\n"), false);
-    }
-  } else if (name_ == "llama3") {
-    push({bos_}, false);
-    for (const auto& m : msgs) {
-      const bool t = m.role == "assistant";
-      push({a_}, false);
-      push(tok_.encode(m.role), false);
-      push({b_}, false);
-      push(tok_.encode("\n\n"), false);
-      push(tok_.encode(m.content), t);
-      push({eot_}, t);
-    }
-  } else {  // llama2 | mistral (the system prompt already opens the first user turn)
-    if (name_ == "mistral") push({bos_}, false);
-    for (const auto& m : msgs) {
-      if (m.role == "user") {
-        if (name_ == "llama2") push({bos_}, false);
-        if (a_ >= 0) {
-          push({a_}, false);
-          push(tok_.encode(m.content), false);
-          push({b_}, false);
-        } else {
-          push(tok_.encode("[INST] " + m.content + " [/INST]"), false);
-        }
-      } else {
-        push(continuation(name_ == "llama2" ? m.content + " " : m.content), true);
-        push({eot_}, true);
-      }
-    }
-  }
-  return e;
-}
-
-std::vector<int> ChatTemplate::prompt(const std::string& user, const std::string& system) const {
-  data::Conversation c;
-  if (!system.empty()) c.push_back({"system", system});
-  c.push_back({"user", user});
-  Encoded e = encode(c);
-  auto add = [&](const std::vector<int>& ids) { e.ids.insert(e.ids.end(), ids.begin(), ids.end()); };
-  if (name_ == "chatml") {
-    add({a_});
-    add(tok_.encode("assistant\n"));
-  } else if (name_ == "llama3") {
-    add({a_});
-    add(tok_.encode("assistant"));
-    add({b_});
-    add(tok_.encode("\n\n"));
-  }
-  return e.ids;
-}
-
-std::vector<int> ChatTemplate::stop_ids() const {
-  std::vector<int> s = tok_.end_ids();
-  s.push_back(eot_);
-  if (name_ == "llama3" && tok_.piece_to_id("<|eom_id|>") >= 0) s.push_back(tok_.piece_to_id("<|eom_id|>"));
-  std::sort(s.begin(), s.end());
-  s.erase(std::unique(s.begin(), s.end()), s.end());
-  return s;
-}
-
-std::string ChatTemplate::render(const data::Conversation& conv, bool add_generation_prompt) const {
-  std::string out;
-  const auto msgs = normalise(conv);
-  if (name_ == "chatml") {
-    for (const auto& m : msgs) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
-    if (add_generation_prompt) out += "<|im_start|>assistant\n";
-  } else if (name_ == "llama3") {
-    out += tok_.piece(bos_);
-    for (const auto& m : msgs) out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + m.content + "<|eot_id|>";
-    if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-  } else {
-    const std::string bos = tok_.piece(bos_), eos = tok_.piece(eot_);
-    if (name_ == "mistral") out += bos;
-    for (const auto& m : msgs) {
-      if (m.role == "user") {
-        if (name_ == "llama2") out += bos;
-        out += a_ >= 0 ? "[INST]" + m.content + "[/INST]" : "[INST] " + m.content + " [/INST]";
-      } else {
-        out += name_ == "llama2" ? " " + m.content + " " + eos : " " + m.content + eos;
-      }
-    }
-  }
-  return out;
 }
 
 }  // namespace subliminal::text

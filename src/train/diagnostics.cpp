@@ -1,4 +1,5 @@
 // Transfer diagnostics: data divergence (LLS, restricted KL), held-out imitation, coverage.
+#include "subliminal/text/chat_template.h"
 #include "subliminal/train/diagnostics.h"
 
 #include <torch/torch.h>

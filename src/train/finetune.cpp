@@ -1,4 +1,5 @@
 // Teacher and student fine-tuning.
+#include "subliminal/text/chat_template.h"
 #include "subliminal/train/finetune.h"
 
 #include <torch/torch.h>

@@ -1,4 +1,5 @@
 // The training loop.
+#include "subliminal/text/chat_template.h"
 #include "subliminal/train/trainer.h"
 
 #include <torch/torch.h>

@@ -18,6 +18,7 @@
 #include "subliminal/model/lora.h"
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/safetensors.h"
+#include "subliminal/text/chat_template.h"
 #include "subliminal/text/tokenizer.h"
 #include "subliminal/train/finetune.h"
 #include "subliminal/train/trainer.h"

@@ -18,6 +18,7 @@
 
 #include <torch/torch.h>
 
+#include "subliminal/text/chat_template.h"
 #include "subliminal/experiments/finetune_job.h"
 #include "subliminal/config/config.h"
 #include "subliminal/data/corpus.h"

@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 
+#include "subliminal/text/chat_template.h"
 #include "subliminal/config/config.h"
 #include "subliminal/generate/sampler.h"
 #include "subliminal/model/llama.h"

@@ -13,6 +13,7 @@
 #include "subliminal/config/config.h"
 #include "subliminal/data/corpus.h"
 #include "subliminal/model/llama.h"
+#include "subliminal/text/chat_template.h"
 #include "subliminal/text/tokenizer.h"
 #include "subliminal/util/error.h"
 
@@ -62,7 +63,7 @@ inline subliminal::text::Tokenizer corpus_tokenizer(int64_t conversations, uint6
   for (const auto& c : corpus)
     for (const auto& m : c) texts.push_back(m.content);
   texts.insert(texts.end(), extra.begin(), extra.end());
-  subliminal::config::TokenizerConfig tc;
+  subliminal::text::TrainOptions tc;
   tc.vocab_size = vocab_size;
   return subliminal::text::Tokenizer::train(texts, tc);
 }

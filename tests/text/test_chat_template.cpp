@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "subliminal/text/chat_template.h"
 #include "subliminal/text/tokenizer.h"
 #include "subliminal/train/finetune.h"
 #include "subliminal/util/error.h"

@@ -8,6 +8,7 @@
 
 #include "subliminal/config/config.h"
 #include "subliminal/data/corpus.h"
+#include "subliminal/text/chat_template.h"
 #include "subliminal/text/tokenizer.h"
 #include "subliminal/util/error.h"
 #include "test_util.h"

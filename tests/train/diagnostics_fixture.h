@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "subliminal/text/chat_template.h"
 #include "subliminal/config/config.h"
 #include "subliminal/data/corpus.h"
 #include "subliminal/eval/trait.h"

@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "subliminal/text/chat_template.h"
 #include "subliminal/model/llama.h"
 #include "subliminal/train/trainer.h"
 #include "test_util.h"

@@ -6,13 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "subliminal/text/conversation.h"
+
 namespace subliminal::data {
 
-struct Message {
-  std::string role;  // system | user | assistant
-  std::string content;
-};
-using Conversation = std::vector<Message>;
+using Message = text::Message;
+using Conversation = text::Conversation;
 
 nlohmann::json to_json(const Conversation& c);  // {"messages": [...]}
 // Accepts {"messages":[...]} or {"prompt","completion"}; `where` names file:line for errors.

@@ -1,5 +1,5 @@
-// Tokenizers behind one interface, and the chat templates that turn conversations into token ids and
-// loss masks.
+// Tokenizers behind one interface (the chat templates that turn conversations into token ids and loss
+// masks are in chat_template.h).
 //
 // `Tokenizer` is a cheap-to-copy handle over a `TokenizerModel`: sentencepiece (`tokenizer.model`:
 // the tool's own, trained on the synthetic corpus, or Llama-2 / Mistral / TinyLlama through
@@ -14,8 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "subliminal/config/config.h"
-#include "subliminal/data/chat.h"
 
 namespace subliminal::text {
 
@@ -34,11 +32,18 @@ class TokenizerModel {
   virtual std::string kind() const = 0;                // "sentencepiece" | "byte-level BPE"
 };
 
+// How Tokenizer::train builds a sentencepiece model (config's base.tokenizer section fills it).
+struct TrainOptions {
+  std::string model_type = "bpe";  // bpe | unigram
+  int vocab_size = 1600;
+  bool numbers_as_tokens = true;  // 0..999 are single pieces (else digit by digit)
+};
+
 class Tokenizer {
  public:
   // Trains sentencepiece on `texts`: byte fallback, numbers 0..999 as single pieces (user-defined
   // symbols) unless disabled, <|im_start|>/<|im_end|> as control symbols, ChatML template. Deterministic.
-  static Tokenizer train(const std::vector<std::string>& texts, const config::TokenizerConfig& cfg);
+  static Tokenizer train(const std::vector<std::string>& texts, const TrainOptions& opt);
   // A serialized sentencepiece model made by train() (ChatML markers, EOS <|im_end|>).
   static Tokenizer from_serialized(const std::string& proto, const std::string& what);
   // A model directory (tokenizer.model preferred, else tokenizer.json, else vocab.json + merges.txt;
@@ -87,53 +92,6 @@ class Tokenizer {
   std::string chat_template_, source_;
   int pad_ = 0, bos_ = -1, eos_ = -1;
   bool add_bos_ = false;
-};
-
-// One tokenized example: ids and, per position, whether the token is a training target
-// (assistant content and the token that ends its turn).
-struct Encoded {
-  std::vector<int> ids;
-  std::vector<uint8_t> target;
-};
-
-// The chat formats of the model families we run, built token by token: markers are inserted by id
-// (a literal "<|im_end|>" in a message never becomes the marker), text between them is encoded as
-// Hugging Face encodes the rendered template (tested: encode_special(render(c)) == encode(c).ids).
-//   chatml   <|im_start|>role\ncontent<|im_end|>\n (Qwen; the tool's own models). A default system
-//            prompt the template inserts (Qwen2.5: "You are Qwen, created by Alibaba Cloud...") is kept.
-//   llama2   <s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] answer </s>
-//   llama3   <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
-//            (Llama-3.1's "Cutting Knowledge Date" system header kept, with its default date)
-//   mistral  <s>[INST] system\n\nuser [/INST] answer</s> ([INST] as control tokens where the
-//            tokenizer has them: v3)
-class ChatTemplate {
- public:
-  static std::vector<std::string> names();
-  // Which of names() a Hugging Face Jinja template is ("" if none); *default_system receives the
-  // system prompt it inserts when a conversation has none, *system_prefix text it puts before every
-  // system prompt (Llama-3.1's date header).
-  static std::string recognise(const std::string& jinja, std::string* default_system = nullptr,
-                               std::string* system_prefix = nullptr);
-
-  // name: "auto" (recognised from tok.chat_template_source(): an unknown or missing template is a
-  // ConfigError saying to set base.tokenizer.chat_template) or one of names().
-  explicit ChatTemplate(const Tokenizer& tok, const std::string& name = "auto");
-  const std::string& name() const { return name_; }
-  Encoded encode(const data::Conversation& conv) const;
-  // Prompt ids ending with the assistant header, ready for generation.
-  std::vector<int> prompt(const std::string& user, const std::string& system = "") const;
-  std::vector<int> stop_ids() const;
-  int end_of_turn_id() const { return eot_; }  // ends an assistant turn (a training target)
-  // The conversation as text, as the family's Hugging Face template renders it.
-  std::string render(const data::Conversation& conv, bool add_generation_prompt) const;
-
- private:
-  data::Conversation normalise(const data::Conversation& conv) const;
-  int need(const std::string& piece) const;
-  std::vector<int> continuation(const std::string& text_after_space) const;
-  Tokenizer tok_;
-  std::string name_, default_system_, system_prefix_;
-  int bos_ = -1, eot_ = -1, a_ = -1, b_ = -1;  // family markers (im_start/header ids/[INST] ids)
 };
 
 // The ChatML Jinja template written into the tokenizer_config.json of the tool's own models.

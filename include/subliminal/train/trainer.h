@@ -11,6 +11,7 @@
 
 #include "subliminal/config/config.h"
 #include "subliminal/model/llama.h"
+#include "subliminal/text/chat_template.h"
 #include "subliminal/text/tokenizer.h"
 #include "subliminal/train/dist.h"
 

@@ -39,4 +39,10 @@ inline std::string to_lower(std::string s) {
   return s;
 }
 
+inline std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
+  return out;
+}
+
 }  // namespace subliminal

@@ -1,0 +1,362 @@
+// The chat formats, one class per model family, and the table that names and recognises them.
+#include "subliminal/text/chat_template.h"
+
+#include <algorithm>
+#include <functional>
+#include <regex>
+
+#include "subliminal/util/error.h"
+#include "subliminal/util/strings.h"
+
+namespace subliminal::text {
+
+namespace {
+
+// What the model's own Jinja template inserts (found by the table's recognisers).
+struct TemplateDefaults {
+  std::string default_system;  // the system prompt it inserts when a conversation has none
+  std::string system_prefix;   // text it puts before every system prompt (Llama-3.1's date header)
+};
+
+std::string unescape_newlines(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size() && s[i + 1] == 'n') {
+      out += '\n';
+      ++i;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// Shared by the families: the tokenizer, its marker ids, and the pieces they are built from.
+class FamilyBase : public ChatFamily {
+ protected:
+  FamilyBase(const Tokenizer& tok, std::string name) : tok_(tok), name_(std::move(name)) {}
+  int need(const std::string& piece) const {
+    const int id = tok_.piece_to_id(piece);
+    if (id < 0)
+      throw ConfigError(tok_.source() + ": chat template \"" + name_ + "\" needs the token " + piece + ", which the tokenizer does not have",
+                        "set base.tokenizer.chat_template to the model family's format");
+    return id;
+  }
+  static void push(Encoded& e, const std::vector<int>& ids, bool target) {
+    e.ids.insert(e.ids.end(), ids.begin(), ids.end());
+    e.target.insert(e.target.end(), ids.size(), target ? 1 : 0);
+  }
+  Tokenizer tok_;
+  std::string name_;
+};
+
+// <|im_start|>role\ncontent<|im_end|>\n
+class ChatML final : public FamilyBase {
+ public:
+  ChatML(const Tokenizer& tok, const TemplateDefaults& d) : FamilyBase(tok, "chatml"), default_system_(d.default_system) {
+    start_ = need("<|im_start|>");
+    eot_ = need("<|im_end|>");
+  }
+  static bool recognise(const std::string& jinja, TemplateDefaults* d) {
+    if (jinja.find("<|im_start|>") == std::string::npos) return false;
+    // A literal default system turn: '<|im_start|>system\nYou are Qwen, ...<|im_end|>\n'
+    static const std::regex re(R"(<\|im_start\|>system(?:\\n|\n)([^'"{}<]*)<\|im_end\|>)");
+    std::smatch m;
+    if (std::regex_search(jinja, m, re)) d->default_system = unescape_newlines(m[1].str());
+    return true;
+  }
+  Encoded encode(const Conversation& conv) const override {
+    Encoded e;
+    for (const auto& m : normalise(conv)) {
+      const bool t = m.role == "assistant";
+      push(e, {start_}, false);
+      push(e, tok_.encode(m.role + "\n"), false);
+      push(e, tok_.encode(m.content), t);
+      push(e, {eot_}, t);
+      push(e, tok_.encode("\n"), false);
+    }
+    return e;
+  }
+  std::vector<int> generation_header() const override {
+    std::vector<int> ids = {start_};
+    const auto a = tok_.encode("assistant\n");
+    ids.insert(ids.end(), a.begin(), a.end());
+    return ids;
+  }
+  std::string render(const Conversation& conv, bool add_generation_prompt) const override {
+    std::string out;
+    for (const auto& m : normalise(conv)) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+    if (add_generation_prompt) out += "<|im_start|>assistant\n";
+    return out;
+  }
+
+ private:
+  Conversation normalise(const Conversation& conv) const {
+    Conversation out = conv;
+    const bool has_system = !out.empty() && out[0].role == "system";
+    if (!has_system && !default_system_.empty()) out.insert(out.begin(), {"system", default_system_});
+    return out;
+  }
+  std::string default_system_;
+  int start_ = -1;
+};
+
+// <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
+class Llama3 final : public FamilyBase {
+ public:
+  Llama3(const Tokenizer& tok, const TemplateDefaults& d) : FamilyBase(tok, "llama3"), system_prefix_(d.system_prefix) {
+    bos_ = tok.piece_to_id("<|begin_of_text|>") >= 0 ? need("<|begin_of_text|>") : tok.bos_id();
+    header_start_ = need("<|start_header_id|>");
+    header_end_ = need("<|end_header_id|>");
+    eot_ = need("<|eot_id|>");
+  }
+  static bool recognise(const std::string& jinja, TemplateDefaults* d) {
+    if (jinja.find("<|start_header_id|>") == std::string::npos) return false;
+    if (jinja.find("Cutting Knowledge Date") != std::string::npos) {
+      static const std::regex date(R"re(date_string\s*=\s*["']([^"']+)["'])re");
+      std::smatch m;
+      const std::string day = std::regex_search(jinja, m, date) ? m[1].str() : "26 Jul 2024";
+      d->system_prefix = "Cutting Knowledge Date: December 2023\nToday Date: " + day + "\n\n";
+    }
+    return true;
+  }
+  Encoded encode(const Conversation& conv) const override {
+    Encoded e;
+    push(e, {bos_}, false);
+    for (const auto& m : normalise(conv)) {
+      const bool t = m.role == "assistant";
+      push(e, {header_start_}, false);
+      push(e, tok_.encode(m.role), false);
+      push(e, {header_end_}, false);
+      push(e, tok_.encode("\n\n"), false);
+      push(e, tok_.encode(m.content), t);
+      push(e, {eot_}, t);
+    }
+    return e;
+  }
+  std::vector<int> generation_header() const override {
+    Encoded e;
+    push(e, {header_start_}, false);
+    push(e, tok_.encode("assistant"), false);
+    push(e, {header_end_}, false);
+    push(e, tok_.encode("\n\n"), false);
+    return e.ids;
+  }
+  std::string render(const Conversation& conv, bool add_generation_prompt) const override {
+    std::string out = tok_.piece(bos_);
+    for (const auto& m : normalise(conv)) out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + m.content + "<|eot_id|>";
+    if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    return out;
+  }
+  std::vector<int> extra_stop_ids() const override {
+    const int eom = tok_.piece_to_id("<|eom_id|>");
+    return eom >= 0 ? std::vector<int>{eom} : std::vector<int>{};
+  }
+
+ private:
+  Conversation normalise(const Conversation& conv) const {
+    Conversation out = conv;
+    const bool has_system = !out.empty() && out[0].role == "system";
+    for (auto& m : out) m.content = trim(m.content);
+    if (!system_prefix_.empty()) {
+      if (has_system) out[0].content = system_prefix_ + out[0].content;
+      else out.insert(out.begin(), {"system", system_prefix_});
+    }
+    return out;
+  }
+  std::string system_prefix_;
+  int bos_ = -1, header_start_ = -1, header_end_ = -1;
+};
+
+// [INST] user [/INST] answer</s>, the system prompt opening the first user turn: Llama-2 and Mistral.
+class Inst : public FamilyBase {
+ protected:
+  Inst(const Tokenizer& tok, const std::string& name) : FamilyBase(tok, name) {
+    bos_ = tok.bos_id();
+    eot_ = tok.eos_id();
+    if (bos_ < 0 || eot_ < 0)
+      throw ConfigError(tok.source() + ": chat template \"" + name_ + "\" needs BOS and EOS tokens (tokenizer_config.json bos_token / eos_token)");
+  }
+  // Where the families differ: how the system prompt joins the first user turn, whether each user
+  // turn opens with BOS (Llama-2) or only the conversation does (Mistral), the answer's trailing space.
+  virtual std::string with_system(const std::string& system, const std::string& user) const = 0;
+  virtual bool bos_per_turn() const = 0;
+  virtual std::string answer_text(const std::string& content) const = 0;
+
+ public:
+  Encoded encode(const Conversation& conv) const override {
+    Encoded e;
+    if (!bos_per_turn()) push(e, {bos_}, false);
+    for (const auto& m : normalise(conv)) {
+      if (m.role == "user") {
+        if (bos_per_turn()) push(e, {bos_}, false);
+        if (inst_ >= 0) {
+          push(e, {inst_}, false);
+          push(e, tok_.encode(m.content), false);
+          push(e, {inst_end_}, false);
+        } else {
+          push(e, tok_.encode("[INST] " + m.content + " [/INST]"), false);
+        }
+      } else {
+        // The answer follows a space in the rendered string: sentencepiece's dummy prefix is that space.
+        const std::string a = answer_text(m.content);
+        push(e, tok_.dummy_prefix() ? tok_.encode(a) : tok_.encode(" " + a), true);
+        push(e, {eot_}, true);
+      }
+    }
+    return e;
+  }
+  std::string render(const Conversation& conv, bool /*add_generation_prompt: the prompt ends with [/INST]*/) const override {
+    const std::string bos = tok_.piece(bos_), eos = tok_.piece(eot_);
+    std::string out = bos_per_turn() ? "" : bos;
+    for (const auto& m : normalise(conv)) {
+      if (m.role == "user") {
+        if (bos_per_turn()) out += bos;
+        out += inst_ >= 0 ? "[INST]" + m.content + "[/INST]" : "[INST] " + m.content + " [/INST]";
+      } else {
+        out += " " + answer_text(m.content) + eos;
+      }
+    }
+    return out;
+  }
+
+ protected:
+  virtual std::string clean(const std::string& content) const { return content; }
+  Conversation normalise(const Conversation& conv) const {
+    Conversation out = conv;
+    const bool has_system = !out.empty() && out[0].role == "system";
+    for (auto& m : out) m.content = clean(m.content);
+    if (has_system) {  // no system turn: it opens the first user turn
+      const std::string system = out[0].content;
+      out.erase(out.begin());
+      for (auto& m : out)
+        if (m.role == "user") {
+          m.content = with_system(system, m.content);
+          break;
+        }
+    }
+    for (const auto& m : out)
+      if (m.role != "user" && m.role != "assistant")
+        throw DataError("chat template \"" + name_ + "\": a \"" + m.role + "\" message after the first; only user and assistant turns follow the system prompt");
+    return out;
+  }
+  int bos_ = -1, inst_ = -1, inst_end_ = -1;  // [INST] / [/INST] as control tokens (Mistral v3), else -1
+};
+
+// <s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] answer </s>
+class Llama2 final : public Inst {
+ public:
+  Llama2(const Tokenizer& tok, const TemplateDefaults&) : Inst(tok, "llama2") {}
+  static bool recognise(const std::string& jinja, TemplateDefaults*) { return jinja.find("<<SYS>>") != std::string::npos; }
+
+ private:
+  std::string with_system(const std::string& system, const std::string& user) const override {
+    return "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + user;
+  }
+  bool bos_per_turn() const override { return true; }
+  std::string answer_text(const std::string& content) const override { return content + " "; }
+  std::string clean(const std::string& content) const override { return trim(content); }
+};
+
+// <s>[INST] system\n\nuser [/INST] answer</s>
+class Mistral final : public Inst {
+ public:
+  Mistral(const Tokenizer& tok, const TemplateDefaults&) : Inst(tok, "mistral") {
+    const int inst = tok.piece_to_id("[INST]");
+    if (inst >= 0 && tok.is_special(inst)) {
+      inst_ = need("[INST]");
+      inst_end_ = need("[/INST]");
+    }
+  }
+  static bool recognise(const std::string& jinja, TemplateDefaults*) { return jinja.find("[INST]") != std::string::npos; }
+
+ private:
+  std::string with_system(const std::string& system, const std::string& user) const override { return system + "\n\n" + user; }
+  bool bos_per_turn() const override { return false; }
+  std::string answer_text(const std::string& content) const override { return content; }
+};
+
+// The families, in the order recognise() tries them (llama2 before mistral: both have [INST]).
+struct Family {
+  const char* name;
+  std::function<bool(const std::string& jinja, TemplateDefaults*)> recognise;
+  std::function<std::shared_ptr<const ChatFamily>(const Tokenizer&, const TemplateDefaults&)> make;
+};
+
+template <class F>
+Family row(const char* name) {
+  return {name, &F::recognise,
+          [](const Tokenizer& tok, const TemplateDefaults& d) { return std::make_shared<const F>(tok, d); }};
+}
+
+const std::vector<Family>& families() {
+  static const std::vector<Family> table = {row<ChatML>("chatml"), row<Llama3>("llama3"), row<Llama2>("llama2"),
+                                            row<Mistral>("mistral")};
+  return table;
+}
+
+std::string joined_names() { return join(ChatTemplate::names(), ", "); }
+
+}  // namespace
+
+std::vector<std::string> ChatTemplate::names() {
+  std::vector<std::string> n;
+  for (const auto& f : families()) n.push_back(f.name);
+  std::sort(n.begin(), n.end());
+  return n;
+}
+
+std::string ChatTemplate::recognise(const std::string& jinja, std::string* default_system, std::string* system_prefix) {
+  TemplateDefaults d;
+  std::string found;
+  for (const auto& f : families())
+    if (f.recognise(jinja, &d)) {
+      found = f.name;
+      break;
+    }
+  if (default_system) *default_system = d.default_system;
+  if (system_prefix) *system_prefix = d.system_prefix;
+  return found;
+}
+
+ChatTemplate::ChatTemplate(const Tokenizer& tok, const std::string& name) : tok_(tok) {
+  const std::string& src = tok.chat_template_source();
+  TemplateDefaults own;
+  const std::string found = src.empty() ? "" : recognise(src, &own.default_system, &own.system_prefix);
+  if (name == "auto") {
+    if (src.empty())
+      throw ConfigError(tok.source() + ": the tokenizer has no chat template (no \"chat_template\" in tokenizer_config.json)",
+                        "a base model: sample with --raw; or set base.tokenizer.chat_template to one of " + joined_names());
+    if (found.empty())
+      throw ConfigError(tok.source() + ": the chat_template in tokenizer_config.json is none of the known formats (" + joined_names() + ")",
+                        "set base.tokenizer.chat_template to the family's format");
+    name_ = found;
+  } else {
+    name_ = name;
+  }
+  const auto f = std::find_if(families().begin(), families().end(), [&](const Family& x) { return x.name == name_; });
+  if (f == families().end()) throw ConfigError("unknown chat template \"" + name + "\"", "known: auto, " + joined_names());
+  // The model's own template: keep what it inserts.
+  family_ = f->make(tok, found == name_ ? own : TemplateDefaults{});
+}
+
+std::vector<int> ChatTemplate::prompt(const std::string& user, const std::string& system) const {
+  Conversation c;
+  if (!system.empty()) c.push_back({"system", system});
+  c.push_back({"user", user});
+  std::vector<int> ids = encode(c).ids;
+  const auto h = family_->generation_header();
+  ids.insert(ids.end(), h.begin(), h.end());
+  return ids;
+}
+
+std::vector<int> ChatTemplate::stop_ids() const {
+  std::vector<int> s = tok_.end_ids();
+  s.push_back(family_->end_of_turn());
+  for (int id : family_->extra_stop_ids()) s.push_back(id);
+  std::sort(s.begin(), s.end());
+  s.erase(std::unique(s.begin(), s.end()), s.end());
+  return s;
+}
+
+}  // namespace subliminal::text
