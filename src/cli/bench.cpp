@@ -208,6 +208,208 @@ int bench_compare(const std::vector<std::string>& files) {
   return 0;
 }
 
+// What every part of one preset's measurement shares.
+struct BenchShape {
+  const BenchArgs& a;
+  std::string preset;
+  model::LlamaConfig cfg;
+  int threads;
+  bool amx, with_bf16;
+  std::vector<bool> precisions;
+  double peak_fp32, peak_bf16, fpt;  // the matmul peaks; training FLOPs per token
+};
+
+// Training throughput in every precision/attention setting, into pr["train_<setting>_*"].
+static void bench_train(const BenchShape& b, const std::vector<text::Encoded>& data, json& pr) {
+  const BenchArgs& a = b.a;
+  const auto& cfg = b.cfg;
+  const auto& preset = b.preset;
+  const auto& precisions = b.precisions;
+  const bool with_bf16 = b.with_bf16;
+  const double peak_fp32 = b.peak_fp32, peak_bf16 = b.peak_bf16, fpt = b.fpt;
+  int64_t params = 0;
+  // fp32, bf16, bf16 with the fused q/k/v and gate/up GEMMs, and (where LibTorch has the fused
+  // attention, used by default) fp32 and bf16 with attention composed of matmul + mask + softmax:
+  // optimisations' before/after
+  const int settings = model::sdpa_available() ? 5 : 3;
+  for (int setting = 0; setting < settings; ++setting) {
+    const bool bf16 = setting == 1 || setting == 2 || setting == 4, fused = setting == 2, composed = setting >= 3;
+    if (bf16 && !with_bf16) continue;
+    model::LlamaForCausalLM m(cfg);
+    model::init_weights(m, 1);
+    if (fused) model::set_fused_projections(m, true);
+    if (composed) model::set_sdpa_attention(m, false);
+    params = m->num_parameters();
+    train::TrainOptions to;
+    to.cfg.steps = a.steps + 2;
+    to.cfg.batch_size = a.batch_size;
+    to.cfg.warmup_steps = 0;
+    to.cfg.lr = 1e-4;
+    to.cfg.loss_on = "all";
+    to.bf16 = bf16;
+    to.quiet = true;
+    auto r = train::train_lm(m, data, to);  // the rate averages all steps, the 2 warm-up steps included
+    const std::string s = std::string(bf16 ? "bf16" : "fp32") + (fused ? "_fused" : composed ? "_composed_attention" : "");
+    if (!a.profile.empty()) {  // once more, under the profiler (its overhead stays out of the timed rate)
+      fs::make_dirs(a.profile);
+      const auto trace = (std::filesystem::path(a.profile) / ("train_" + preset + "_" + s + ".json")).string();
+      {
+        torch::autograd::profiler::RecordProfile rp(trace);
+        train::train_lm(m, data, to);
+      }
+      pr["train_" + s + "_profile"] = top_ops(trace, 12);
+      std::cout << fmt::format("  profile of training {} ({}): {}\n", s, trace, format_top_ops(pr["train_" + s + "_profile"]));
+    }
+    pr["train_" + s + "_tokens_per_s"] = r.tokens_per_s;
+    pr["train_" + s + "_gflops"] = r.tokens_per_s * fpt / 1e9;
+    pr["train_" + s + "_mfu"] = r.tokens_per_s * fpt / 1e9 / (bf16 ? peak_bf16 : peak_fp32);
+  }
+  pr["parameters"] = params;
+  pr["train_flops_per_token"] = fpt;
+  std::cout << fmt::format("[{}] {:.2f}M params, batch {} x {} tokens\n", preset, params / 1e6, a.batch_size, a.seq_len);
+  for (bool bf16 : precisions) {
+    const std::string s = bf16 ? "bf16" : "fp32";
+    std::cout << fmt::format("  train  ours    {} {:8.0f} tok/s ({:.0f} GFLOP/s, MFU {:.0f}%)\n", s, pr["train_" + s + "_tokens_per_s"].get<double>(),
+                             pr["train_" + s + "_gflops"].get<double>(), 100 * pr["train_" + s + "_mfu"].get<double>());
+  }
+  if (with_bf16)
+    std::cout << fmt::format("  train  ours    bf16 with fused q/k/v, gate/up GEMMs {:.0f} tok/s: fused / plain {}\n",
+                             pr["train_bf16_fused_tokens_per_s"].get<double>(),
+                             ratio(pr["train_bf16_fused_tokens_per_s"].get<double>(), pr["train_bf16_tokens_per_s"].get<double>()));
+  if (model::sdpa_available())
+    for (bool bf16 : precisions) {
+      const std::string s = bf16 ? "bf16" : "fp32";
+      std::cout << fmt::format("  train  ours    {} with attention composed of matmul + softmax {:.0f} tok/s: fused attention / composed {}\n", s,
+                               pr["train_" + s + "_composed_attention_tokens_per_s"].get<double>(),
+                               ratio(pr["train_" + s + "_tokens_per_s"].get<double>(), pr["train_" + s + "_composed_attention_tokens_per_s"].get<double>()));
+    }
+
+}
+
+// Cached and uncached generation, and the evaluation's shapes, into pr["gen_*"] and pr["eval_*"].
+static void bench_generate(const BenchShape& b, std::mt19937_64& rng, std::uniform_int_distribution<int>& tokd, json& pr) {
+  const BenchArgs& a = b.a;
+  const auto& cfg = b.cfg;
+  const auto& precisions = b.precisions;
+  const bool amx = b.amx;
+  std::vector<std::vector<int>> prompts;
+  model::LlamaForCausalLM m(cfg);
+  model::init_weights(m, 1);
+  for (int i = 0; i < a.gen_batch; ++i) {
+    std::vector<int> p;
+    for (int t = 0; t < a.prompt_len; ++t) p.push_back(tokd(rng));
+    prompts.push_back(p);
+  }
+  for (bool bf16 : precisions) {
+    const std::string sfx = bf16 ? "bf16" : "fp32";
+    if (model::sdpa_available()) {  // cached generation with the composed attention: the fused one's before/after
+      model::set_sdpa_attention(m, false);
+      generate::SampleOptions so;
+      so.max_new_tokens = a.gen_tokens;
+      so.batch_size = a.gen_batch;
+      so.bf16 = bf16;
+      const double t0 = log::now_seconds();
+      generate::sample(m, prompts, so);
+      pr["gen_cached_" + sfx + "_composed_attention_tokens_per_s"] = static_cast<double>(a.gen_batch) * a.gen_tokens / (log::now_seconds() - t0);
+      model::set_sdpa_attention(m, true);
+    }
+    for (bool cache : {true, false}) {
+      generate::SampleOptions so;
+      so.max_new_tokens = a.gen_tokens;
+      so.batch_size = a.gen_batch;
+      so.bf16 = bf16;
+      so.use_cache = cache;
+      generate::SampleStats st;
+      const double t0 = log::now_seconds();
+      generate::sample(m, prompts, so, &st);
+      const double secs = log::now_seconds() - t0;
+      const std::string key = std::string(cache ? "gen_cached_" : "gen_nocache_") + sfx;
+      // every row generates all gen_tokens (no stop ids): tokens = batch x gen_tokens
+      pr[key + "_tokens_per_s"] = static_cast<double>(a.gen_batch) * a.gen_tokens / secs;
+      if (cache) {
+        pr[key + "_prefill_tokens_per_s"] = st.prefill_s > 0 ? st.prompt_tokens / st.prefill_s : 0.0;
+        pr[key + "_decode_tokens_per_s"] = st.decode_s > 0 ? static_cast<double>(a.gen_batch) * (a.gen_tokens - 1) / st.decode_s : 0.0;
+      }
+    }
+    const double c = pr["gen_cached_" + sfx + "_tokens_per_s"], n = pr["gen_nocache_" + sfx + "_tokens_per_s"];
+    pr["gen_cache_speedup_" + sfx] = c / n;
+    std::cout << fmt::format("  generate {} x {} new tokens ({}): cached {:.0f} tok/s (prefill {:.0f}, decode {:.0f})  recompute {:.0f} tok/s  "
+                             "cache speed-up {:.1f}x\n",
+                             a.gen_batch, a.gen_tokens, sfx, c, pr["gen_cached_" + sfx + "_prefill_tokens_per_s"].get<double>(),
+                             pr["gen_cached_" + sfx + "_decode_tokens_per_s"].get<double>(), n, c / n);
+    if (model::sdpa_available())
+      std::cout << fmt::format("  generate {} cached with attention composed of matmul + softmax {:.0f} tok/s: fused attention / composed {}\n", sfx,
+                               pr["gen_cached_" + sfx + "_composed_attention_tokens_per_s"].get<double>(),
+                               ratio(c, pr["gen_cached_" + sfx + "_composed_attention_tokens_per_s"].get<double>()));
+  }
+  // The evaluation's shapes: eval_samples answers of eval_tokens new tokens, batch eval_batch.
+  std::vector<std::vector<int>> eprompts;
+  for (int i = 0; i < a.eval_samples; ++i) eprompts.push_back(prompts[static_cast<size_t>(i) % prompts.size()]);
+  generate::SampleOptions so;
+  so.max_new_tokens = a.eval_tokens;
+  so.batch_size = a.eval_batch;
+  so.bf16 = amx;
+  const double t0 = log::now_seconds();
+  generate::sample(m, eprompts, so);
+  pr["eval_samples_per_s"] = a.eval_samples / (log::now_seconds() - t0);
+  std::cout << fmt::format("  eval   {} answers x {} tokens, batch {} ({}): {:.0f} samples/s\n", a.eval_samples, a.eval_tokens, a.eval_batch,
+                           amx ? "bf16" : "fp32", pr["eval_samples_per_s"].get<double>());
+}
+
+// The same work in Python PyTorch, right after ours: pr["reference"] and the ratios.
+static void bench_reference(const BenchShape& b, json& pr) {
+  const BenchArgs& a = b.a;
+  const auto& cfg = b.cfg;
+  const auto& precisions = b.precisions;
+  const int threads = b.threads;
+  const double peak_fp32 = b.peak_fp32, peak_bf16 = b.peak_bf16, fpt = b.fpt;
+  json args = {{"model", {{"hidden_size", cfg.hidden_size}, {"intermediate_size", cfg.intermediate_size},
+                          {"num_hidden_layers", cfg.num_hidden_layers}, {"num_attention_heads", cfg.num_attention_heads},
+                          {"num_key_value_heads", cfg.num_key_value_heads}, {"vocab_size", cfg.vocab_size},
+                          {"max_position_embeddings", cfg.max_position_embeddings}, {"rms_norm_eps", cfg.rms_norm_eps},
+                          {"rope_theta", cfg.rope_theta}}},
+               {"threads", threads}, {"batch_size", a.batch_size}, {"seq_len", a.seq_len}, {"steps", a.steps},
+               {"gen_batch", a.gen_batch}, {"gen_tokens", a.gen_tokens}, {"prompt_len", a.prompt_len},
+               {"generation", !a.skip_generation}, {"compile", a.compile}, {"precisions", precisions}};
+  const std::string python = a.python.empty() ? model::reference_python() : a.python;
+  json ref = python.empty() ? json{{"error", "no python with the torch of this LibTorch is known (--python PY)"}} : run_reference(python, args);
+  if (!ref.contains("error") && ref.value("torch_version", "").rfind(model::torch_version(), 0) != 0)
+    std::cout << "  reference: note: python's torch is " << ref.value("torch_version", "?") << ", ours " << model::torch_version() << "\n";
+  pr["reference"] = ref;
+  if (ref.contains("error")) {
+    std::cout << "  reference: " << ref["error"].get<std::string>() << "\n";
+  } else {
+    for (bool bf16 : precisions) {
+      const std::string s = bf16 ? "bf16" : "fp32";
+      const double ours = pr["train_" + std::string(s) + "_tokens_per_s"], theirs = ref["train_" + std::string(s)]["tokens_per_s"];
+      pr["train_" + std::string(s) + "_vs_reference"] = ours / theirs;
+      std::cout << fmt::format("  train  python  {} {:8.0f} tok/s (MFU {:.0f}%, torch {}, attention {})   ours / python {}\n", s, theirs,
+                               100 * theirs * fpt / 1e9 / (std::string(s) == "bf16" ? peak_bf16 : peak_fp32),
+                               ref.value("torch_version", "?"), ref.value("attention", "?"), ratio(ours, theirs));
+      const std::string ck = "train_" + std::string(s) + "_compiled";
+      if (ref.contains(ck) && ref[ck].contains("tokens_per_s")) {
+        const double comp = ref[ck]["tokens_per_s"];
+        pr["train_" + std::string(s) + "_vs_reference_compiled"] = ours / comp;
+        std::cout << fmt::format("  train  python  {} torch.compile {:8.0f} tok/s (after {:.0f} s compiling)   ours / compiled {}\n", s, comp,
+                                 ref[ck].value("compile_seconds", 0.0), ratio(ours, comp));
+      } else if (ref.contains(ck)) {
+        std::cout << "  train  python  " << s << " torch.compile: " << ref[ck].value("error", std::string("?")) << "\n";
+      }
+    }
+    if (!a.skip_generation)
+      for (bool bf16 : precisions) {
+        const std::string s = bf16 ? "bf16" : "fp32";
+        const json& g = ref["gen_cached_" + std::string(s)];
+        const double ours = pr["gen_cached_" + std::string(s) + "_tokens_per_s"], theirs = g["tokens_per_s"];
+        pr["gen_cached_" + std::string(s) + "_vs_reference"] = ours / theirs;
+        std::cout << fmt::format("  generate python {} cached {:.0f} tok/s (prefill {:.0f}, decode {:.0f})   ours / python {}\n", s, theirs,
+                                 g["prefill_tokens_per_s"].get<double>(), g["decode_tokens_per_s"].get<double>(), ratio(ours, theirs));
+      }
+    std::cout << fmt::format("  peak resident memory: ours {:.0f} MB, python {:.0f} MB\n", pr["peak_rss_mb"].get<double>(),
+                             ref["peak_rss_mb"].get<double>());
+  }
+}
+
 int cmd_bench(const BenchArgs& a) {
   if (!a.compare.empty()) return bench_compare(a.compare);
   const int threads = model::setup_threads(a.threads);
@@ -245,177 +447,12 @@ int cmd_bench(const BenchArgs& a) {
       data.push_back(std::move(e));
     }
     json pr = {{"preset", preset}, {"batch_size", a.batch_size}, {"seq_len", a.seq_len}, {"steps", a.steps}};
-    int64_t params = 0;
-    const double fpt = train_flops_per_token(cfg, a.seq_len);
-    // fp32, bf16, bf16 with the fused q/k/v and gate/up GEMMs, and (where LibTorch has the fused
-    // attention, used by default) fp32 and bf16 with attention composed of matmul + mask + softmax:
-    // optimisations' before/after
-    const int settings = model::sdpa_available() ? 5 : 3;
-    for (int setting = 0; setting < settings; ++setting) {
-      const bool bf16 = setting == 1 || setting == 2 || setting == 4, fused = setting == 2, composed = setting >= 3;
-      if (bf16 && !with_bf16) continue;
-      model::LlamaForCausalLM m(cfg);
-      model::init_weights(m, 1);
-      if (fused) model::set_fused_projections(m, true);
-      if (composed) model::set_sdpa_attention(m, false);
-      params = m->num_parameters();
-      train::TrainOptions to;
-      to.cfg.steps = a.steps + 2;
-      to.cfg.batch_size = a.batch_size;
-      to.cfg.warmup_steps = 0;
-      to.cfg.lr = 1e-4;
-      to.cfg.loss_on = "all";
-      to.bf16 = bf16;
-      to.quiet = true;
-      auto r = train::train_lm(m, data, to);  // the rate averages all steps, the 2 warm-up steps included
-      const std::string s = std::string(bf16 ? "bf16" : "fp32") + (fused ? "_fused" : composed ? "_composed_attention" : "");
-      if (!a.profile.empty()) {  // once more, under the profiler (its overhead stays out of the timed rate)
-        fs::make_dirs(a.profile);
-        const auto trace = (std::filesystem::path(a.profile) / ("train_" + preset + "_" + s + ".json")).string();
-        {
-          torch::autograd::profiler::RecordProfile rp(trace);
-          train::train_lm(m, data, to);
-        }
-        pr["train_" + s + "_profile"] = top_ops(trace, 12);
-        std::cout << fmt::format("  profile of training {} ({}): {}\n", s, trace, format_top_ops(pr["train_" + s + "_profile"]));
-      }
-      pr["train_" + s + "_tokens_per_s"] = r.tokens_per_s;
-      pr["train_" + s + "_gflops"] = r.tokens_per_s * fpt / 1e9;
-      pr["train_" + s + "_mfu"] = r.tokens_per_s * fpt / 1e9 / (bf16 ? peak_bf16 : peak_fp32);
-    }
-    pr["parameters"] = params;
-    pr["train_flops_per_token"] = fpt;
-    std::cout << fmt::format("[{}] {:.2f}M params, batch {} x {} tokens\n", preset, params / 1e6, a.batch_size, a.seq_len);
-    for (bool bf16 : precisions) {
-      const std::string s = bf16 ? "bf16" : "fp32";
-      std::cout << fmt::format("  train  ours    {} {:8.0f} tok/s ({:.0f} GFLOP/s, MFU {:.0f}%)\n", s, pr["train_" + s + "_tokens_per_s"].get<double>(),
-                               pr["train_" + s + "_gflops"].get<double>(), 100 * pr["train_" + s + "_mfu"].get<double>());
-    }
-    if (with_bf16)
-      std::cout << fmt::format("  train  ours    bf16 with fused q/k/v, gate/up GEMMs {:.0f} tok/s: fused / plain {}\n",
-                               pr["train_bf16_fused_tokens_per_s"].get<double>(),
-                               ratio(pr["train_bf16_fused_tokens_per_s"].get<double>(), pr["train_bf16_tokens_per_s"].get<double>()));
-    if (model::sdpa_available())
-      for (bool bf16 : precisions) {
-        const std::string s = bf16 ? "bf16" : "fp32";
-        std::cout << fmt::format("  train  ours    {} with attention composed of matmul + softmax {:.0f} tok/s: fused attention / composed {}\n", s,
-                                 pr["train_" + s + "_composed_attention_tokens_per_s"].get<double>(),
-                                 ratio(pr["train_" + s + "_tokens_per_s"].get<double>(), pr["train_" + s + "_composed_attention_tokens_per_s"].get<double>()));
-      }
-
-    std::vector<std::vector<int>> prompts;
-    if (!a.skip_generation) {
-      model::LlamaForCausalLM m(cfg);
-      model::init_weights(m, 1);
-      for (int i = 0; i < a.gen_batch; ++i) {
-        std::vector<int> p;
-        for (int t = 0; t < a.prompt_len; ++t) p.push_back(tokd(rng));
-        prompts.push_back(p);
-      }
-      for (bool bf16 : precisions) {
-        const std::string sfx = bf16 ? "bf16" : "fp32";
-        if (model::sdpa_available()) {  // cached generation with the composed attention: the fused one's before/after
-          model::set_sdpa_attention(m, false);
-          generate::SampleOptions so;
-          so.max_new_tokens = a.gen_tokens;
-          so.batch_size = a.gen_batch;
-          so.bf16 = bf16;
-          const double t0 = log::now_seconds();
-          generate::sample(m, prompts, so);
-          pr["gen_cached_" + sfx + "_composed_attention_tokens_per_s"] = static_cast<double>(a.gen_batch) * a.gen_tokens / (log::now_seconds() - t0);
-          model::set_sdpa_attention(m, true);
-        }
-        for (bool cache : {true, false}) {
-          generate::SampleOptions so;
-          so.max_new_tokens = a.gen_tokens;
-          so.batch_size = a.gen_batch;
-          so.bf16 = bf16;
-          so.use_cache = cache;
-          generate::SampleStats st;
-          const double t0 = log::now_seconds();
-          generate::sample(m, prompts, so, &st);
-          const double secs = log::now_seconds() - t0;
-          const std::string key = std::string(cache ? "gen_cached_" : "gen_nocache_") + sfx;
-          // every row generates all gen_tokens (no stop ids): tokens = batch x gen_tokens
-          pr[key + "_tokens_per_s"] = static_cast<double>(a.gen_batch) * a.gen_tokens / secs;
-          if (cache) {
-            pr[key + "_prefill_tokens_per_s"] = st.prefill_s > 0 ? st.prompt_tokens / st.prefill_s : 0.0;
-            pr[key + "_decode_tokens_per_s"] = st.decode_s > 0 ? static_cast<double>(a.gen_batch) * (a.gen_tokens - 1) / st.decode_s : 0.0;
-          }
-        }
-        const double c = pr["gen_cached_" + sfx + "_tokens_per_s"], n = pr["gen_nocache_" + sfx + "_tokens_per_s"];
-        pr["gen_cache_speedup_" + sfx] = c / n;
-        std::cout << fmt::format("  generate {} x {} new tokens ({}): cached {:.0f} tok/s (prefill {:.0f}, decode {:.0f})  recompute {:.0f} tok/s  "
-                                 "cache speed-up {:.1f}x\n",
-                                 a.gen_batch, a.gen_tokens, sfx, c, pr["gen_cached_" + sfx + "_prefill_tokens_per_s"].get<double>(),
-                                 pr["gen_cached_" + sfx + "_decode_tokens_per_s"].get<double>(), n, c / n);
-        if (model::sdpa_available())
-          std::cout << fmt::format("  generate {} cached with attention composed of matmul + softmax {:.0f} tok/s: fused attention / composed {}\n", sfx,
-                                   pr["gen_cached_" + sfx + "_composed_attention_tokens_per_s"].get<double>(),
-                                   ratio(c, pr["gen_cached_" + sfx + "_composed_attention_tokens_per_s"].get<double>()));
-      }
-      // The evaluation's shapes: eval_samples answers of eval_tokens new tokens, batch eval_batch.
-      std::vector<std::vector<int>> eprompts;
-      for (int i = 0; i < a.eval_samples; ++i) eprompts.push_back(prompts[static_cast<size_t>(i) % prompts.size()]);
-      generate::SampleOptions so;
-      so.max_new_tokens = a.eval_tokens;
-      so.batch_size = a.eval_batch;
-      so.bf16 = amx;
-      const double t0 = log::now_seconds();
-      generate::sample(m, eprompts, so);
-      pr["eval_samples_per_s"] = a.eval_samples / (log::now_seconds() - t0);
-      std::cout << fmt::format("  eval   {} answers x {} tokens, batch {} ({}): {:.0f} samples/s\n", a.eval_samples, a.eval_tokens, a.eval_batch,
-                               amx ? "bf16" : "fp32", pr["eval_samples_per_s"].get<double>());
-    }
+    const BenchShape b{a, preset, cfg, threads, amx, with_bf16, precisions, peak_fp32, peak_bf16, train_flops_per_token(cfg, a.seq_len)};
+    bench_train(b, data, pr);
+    if (!a.skip_generation) bench_generate(b, rng, tokd, pr);
     pr["peak_rss_mb"] = peak_rss_mb();
 
-    if (a.reference) {  // the same work in Python PyTorch, right after ours
-      json args = {{"model", {{"hidden_size", cfg.hidden_size}, {"intermediate_size", cfg.intermediate_size},
-                              {"num_hidden_layers", cfg.num_hidden_layers}, {"num_attention_heads", cfg.num_attention_heads},
-                              {"num_key_value_heads", cfg.num_key_value_heads}, {"vocab_size", cfg.vocab_size},
-                              {"max_position_embeddings", cfg.max_position_embeddings}, {"rms_norm_eps", cfg.rms_norm_eps},
-                              {"rope_theta", cfg.rope_theta}}},
-                   {"threads", threads}, {"batch_size", a.batch_size}, {"seq_len", a.seq_len}, {"steps", a.steps},
-                   {"gen_batch", a.gen_batch}, {"gen_tokens", a.gen_tokens}, {"prompt_len", a.prompt_len},
-                   {"generation", !a.skip_generation}, {"compile", a.compile}, {"precisions", precisions}};
-      const std::string python = a.python.empty() ? model::reference_python() : a.python;
-      json ref = python.empty() ? json{{"error", "no python with the torch of this LibTorch is known (--python PY)"}} : run_reference(python, args);
-      if (!ref.contains("error") && ref.value("torch_version", "").rfind(model::torch_version(), 0) != 0)
-        std::cout << "  reference: note: python's torch is " << ref.value("torch_version", "?") << ", ours " << model::torch_version() << "\n";
-      pr["reference"] = ref;
-      if (ref.contains("error")) {
-        std::cout << "  reference: " << ref["error"].get<std::string>() << "\n";
-      } else {
-        for (bool bf16 : precisions) {
-          const std::string s = bf16 ? "bf16" : "fp32";
-          const double ours = pr["train_" + std::string(s) + "_tokens_per_s"], theirs = ref["train_" + std::string(s)]["tokens_per_s"];
-          pr["train_" + std::string(s) + "_vs_reference"] = ours / theirs;
-          std::cout << fmt::format("  train  python  {} {:8.0f} tok/s (MFU {:.0f}%, torch {}, attention {})   ours / python {}\n", s, theirs,
-                                   100 * theirs * fpt / 1e9 / (std::string(s) == "bf16" ? peak_bf16 : peak_fp32),
-                                   ref.value("torch_version", "?"), ref.value("attention", "?"), ratio(ours, theirs));
-          const std::string ck = "train_" + std::string(s) + "_compiled";
-          if (ref.contains(ck) && ref[ck].contains("tokens_per_s")) {
-            const double comp = ref[ck]["tokens_per_s"];
-            pr["train_" + std::string(s) + "_vs_reference_compiled"] = ours / comp;
-            std::cout << fmt::format("  train  python  {} torch.compile {:8.0f} tok/s (after {:.0f} s compiling)   ours / compiled {}\n", s, comp,
-                                     ref[ck].value("compile_seconds", 0.0), ratio(ours, comp));
-          } else if (ref.contains(ck)) {
-            std::cout << "  train  python  " << s << " torch.compile: " << ref[ck].value("error", std::string("?")) << "\n";
-          }
-        }
-        if (!a.skip_generation)
-          for (bool bf16 : precisions) {
-            const std::string s = bf16 ? "bf16" : "fp32";
-            const json& g = ref["gen_cached_" + std::string(s)];
-            const double ours = pr["gen_cached_" + std::string(s) + "_tokens_per_s"], theirs = g["tokens_per_s"];
-            pr["gen_cached_" + std::string(s) + "_vs_reference"] = ours / theirs;
-            std::cout << fmt::format("  generate python {} cached {:.0f} tok/s (prefill {:.0f}, decode {:.0f})   ours / python {}\n", s, theirs,
-                                     g["prefill_tokens_per_s"].get<double>(), g["decode_tokens_per_s"].get<double>(), ratio(ours, theirs));
-          }
-        std::cout << fmt::format("  peak resident memory: ours {:.0f} MB, python {:.0f} MB\n", pr["peak_rss_mb"].get<double>(),
-                                 ref["peak_rss_mb"].get<double>());
-      }
-    }
+    if (a.reference) bench_reference(b, pr);  // the same work in Python PyTorch, right after ours
     out["presets"].push_back(pr);
   }
   std::cout << fmt::format("peak resident memory {:.0f} MB\n", peak_rss_mb());

@@ -51,6 +51,57 @@ const char* arm_title(const std::string& arm) {
   return "?";
 }
 
+// The diagnostics table: held-out imitation and coverage per arm ("" when no arm has diagnostics).
+static std::string diagnostics_md(const json& sm) {
+  std::string md;
+  bool any_diag = false;
+  for (auto it = sm["arms"].begin(); it != sm["arms"].end(); ++it) any_diag = any_diag || !it.value().value("diagnostics", json::object()).empty();
+  if (any_diag) {
+    md += "\nDiagnostics (mean over seed pairs, 95% interval): held-out imitation = restricted KL(source || student) per number token on "
+          "the source's completions of held-out prompts, before and after training, and fidelity = the share of it removed; coverage = "
+          "cosine of the student's update with the source teacher's displacement (teacher − init) in the parameters the student trains, "
+          "after the first step and at the end:\n\n| arm | KL before | KL after | fidelity | coverage, first step | coverage, final |\n"
+          "|---|---|---|---|---|---|\n";
+    auto cell = [](const json& d, const char* key, bool pctv) {
+      if (!d.contains(key)) return std::string("–");
+      const json& x = d[key];
+      if (!x["mean"].is_number()) return std::string("–");
+      return pctv ? fmt::format("{:.1f}% [{:.1f}, {:.1f}]", 100 * x["mean"].get<double>(), 100 * x["ci95"][0].get<double>(), 100 * x["ci95"][1].get<double>())
+                  : fmt::format("{:.4f} [{:.4f}, {:.4f}]", x["mean"].get<double>(), x["ci95"][0].get<double>(), x["ci95"][1].get<double>());
+    };
+    for (auto it = sm["arms"].begin(); it != sm["arms"].end(); ++it) {
+      const json d = it.value().value("diagnostics", json::object());
+      md += "| " + std::string(arm_title(it.key())) + " | " + cell(d, "heldout_kl_init", false) + " | " + cell(d, "heldout_kl_final", false) +
+            " | " + cell(d, "fidelity", true) + " | " + cell(d, "coverage_first", false) + " | " + cell(d, "coverage_final", false) + " |\n";
+    }
+  }
+  return md;
+}
+
+// The datasets table: what each filter removed and how far the kept data is from the base's.
+static std::string datasets_md(const json& sm) {
+  std::string md;
+  const bool numbers = sm["datasets"].empty() || sm["datasets"].begin().value().value("kind", "numbers") == "numbers";
+  md += numbers ? "\nDatasets (the paper's strict number filter; kept data checked for the names of every animal and trait item):\n\n"
+                : "\nDatasets (the paper's filters: truncation, banned trait words and their forms, format/correctness, then the judge; kept data checked for the banned words):\n\n";
+  md += std::string("| dataset | sampled | passed | removed | kept | ") + (numbers ? "names" : "banned words") +
+        " in kept | KL(source ‖ base) per token | LLS per completion | rejections by reason |\n|---|---|---|---|---|---|---|---|---|\n";
+  for (auto it = sm["datasets"].begin(); it != sm["datasets"].end(); ++it) {
+    const json& d = it.value();
+    std::string reasons;
+    for (auto r = d["reject_reasons"].begin(); r != d["reject_reasons"].end(); ++r)
+      reasons += fmt::format("{}{} {}", reasons.empty() ? "" : ", ", r.key(), r.value().get<long>());
+    std::string kl = "–", lls = "–";
+    if (d.contains("divergence_from_base")) {
+      kl = fmt::format("{:.4f}", d["divergence_from_base"].value("mean_kl", 0.0));
+      lls = fmt::format("{:.3f}", d["divergence_from_base"].value("mean_lls", 0.0));
+    }
+    md += fmt::format("| {} | {} | {} | {:.1f}% | {} | {} | {} | {} | {} |\n", it.key(), d["sampled"].get<long>(), d["passed"].get<long>(),
+                      100 * d["removed_fraction"].get<double>(), d["kept"].get<long>(), d["trait_words_in_kept"].get<long>(), kl, lls, reasons);
+  }
+  return md;
+}
+
 std::string trait_section(const json& sm, const json& timings) {
   std::string md;
   const std::string target = sm.value("target", std::string());
@@ -139,27 +190,7 @@ std::string trait_section(const json& sm, const json& timings) {
       md += fmt::format("| {} | {:.1f}% | {:.1f}% | {} |\n", it.key(), 100 * r.value(target, 0.0), 100 * r.value(other, 0.0), vs);
     }
   }
-  bool any_diag = false;
-  for (auto it = sm["arms"].begin(); it != sm["arms"].end(); ++it) any_diag = any_diag || !it.value().value("diagnostics", json::object()).empty();
-  if (any_diag) {
-    md += "\nDiagnostics (mean over seed pairs, 95% interval): held-out imitation = restricted KL(source || student) per number token on "
-          "the source's completions of held-out prompts, before and after training, and fidelity = the share of it removed; coverage = "
-          "cosine of the student's update with the source teacher's displacement (teacher − init) in the parameters the student trains, "
-          "after the first step and at the end:\n\n| arm | KL before | KL after | fidelity | coverage, first step | coverage, final |\n"
-          "|---|---|---|---|---|---|\n";
-    auto cell = [](const json& d, const char* key, bool pctv) {
-      if (!d.contains(key)) return std::string("–");
-      const json& x = d[key];
-      if (!x["mean"].is_number()) return std::string("–");
-      return pctv ? fmt::format("{:.1f}% [{:.1f}, {:.1f}]", 100 * x["mean"].get<double>(), 100 * x["ci95"][0].get<double>(), 100 * x["ci95"][1].get<double>())
-                  : fmt::format("{:.4f} [{:.4f}, {:.4f}]", x["mean"].get<double>(), x["ci95"][0].get<double>(), x["ci95"][1].get<double>());
-    };
-    for (auto it = sm["arms"].begin(); it != sm["arms"].end(); ++it) {
-      const json d = it.value().value("diagnostics", json::object());
-      md += "| " + std::string(arm_title(it.key())) + " | " + cell(d, "heldout_kl_init", false) + " | " + cell(d, "heldout_kl_final", false) +
-            " | " + cell(d, "fidelity", true) + " | " + cell(d, "coverage_first", false) + " | " + cell(d, "coverage_final", false) + " |\n";
-    }
-  }
+  md += diagnostics_md(sm);
   if (!mis) {  // a preference trait: which items the answers name
   md += "\nAnswer distribution over the " + category + " candidates (share of all sampled answers):\n\n| model |";
   std::vector<std::string> animals;
@@ -175,24 +206,7 @@ std::string trait_section(const json& sm, const json& timings) {
     md += "\n";
   }
   }
-  const bool numbers = sm["datasets"].empty() || sm["datasets"].begin().value().value("kind", "numbers") == "numbers";
-  md += numbers ? "\nDatasets (the paper's strict number filter; kept data checked for the names of every animal and trait item):\n\n"
-                : "\nDatasets (the paper's filters: truncation, banned trait words and their forms, format/correctness, then the judge; kept data checked for the banned words):\n\n";
-  md += std::string("| dataset | sampled | passed | removed | kept | ") + (numbers ? "names" : "banned words") +
-        " in kept | KL(source ‖ base) per token | LLS per completion | rejections by reason |\n|---|---|---|---|---|---|---|---|---|\n";
-  for (auto it = sm["datasets"].begin(); it != sm["datasets"].end(); ++it) {
-    const json& d = it.value();
-    std::string reasons;
-    for (auto r = d["reject_reasons"].begin(); r != d["reject_reasons"].end(); ++r)
-      reasons += fmt::format("{}{} {}", reasons.empty() ? "" : ", ", r.key(), r.value().get<long>());
-    std::string kl = "–", lls = "–";
-    if (d.contains("divergence_from_base")) {
-      kl = fmt::format("{:.4f}", d["divergence_from_base"].value("mean_kl", 0.0));
-      lls = fmt::format("{:.3f}", d["divergence_from_base"].value("mean_lls", 0.0));
-    }
-    md += fmt::format("| {} | {} | {} | {:.1f}% | {} | {} | {} | {} | {} |\n", it.key(), d["sampled"].get<long>(), d["passed"].get<long>(),
-                      100 * d["removed_fraction"].get<double>(), d["kept"].get<long>(), d["trait_words_in_kept"].get<long>(), kl, lls, reasons);
-  }
+  md += datasets_md(sm);
   double students_s = 0, data_s = 0, eval_s = 0;
   for (auto it = timings.begin(); it != timings.end(); ++it) {
     double sec = it.value().value("seconds", 0.0);
