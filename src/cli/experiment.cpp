@@ -115,7 +115,7 @@ int cmd_eval(const StageArgs& a) {
   auto p = prepare(a);
   auto lm = load_model(a.model, p);
   const config::TraitDef t = config::run_trait(p.cfg);
-  if (t.kind != "preference") throw ConfigError("`subliminal eval` evaluates preference traits; the run's trait " + t.spec + " is of kind " + t.kind,
+  if (!config::trait_kind(t.kind).has_items) throw ConfigError("`subliminal eval` evaluates preference traits; the run's trait " + t.spec + " is of kind " + t.kind,
                                                 "evaluate misalignment through `subliminal run` (it needs the judge)");
   auto r = eval::evaluate_trait(lm.model, lm.tokenizer, p.cfg.base.tokenizer.chat_template, a.system, p.cfg.eval,
                                 config::eval_questions(p.cfg, t), p.cfg.eval_target(), config::eval_candidates(p.cfg, t),

@@ -56,6 +56,17 @@ static void one_of(const std::string& v, const std::vector<std::string>& allowed
   fail(file, path, "expected one of " + list + ", got \"" + v + "\"" + (best.empty() ? "" : "; did you mean \"" + best + "\"?"));
 }
 
+const std::vector<DatasetKind>& dataset_kinds() {
+  static const std::vector<DatasetKind> k = {{"numbers", "number sequences"}, {"code", "code"}, {"cot", "chain-of-thought reasoning"}};
+  return k;
+}
+
+std::string dataset_kind_label(const std::string& kind) {
+  for (const auto& k : dataset_kinds())
+    if (k.name == kind) return k.label;
+  return dataset_kinds().front().label;
+}
+
 // base.tokenizer.chat_template: "auto" or a family of text/chat_template.cpp's table.
 static std::vector<std::string> chat_template_choices() {
   std::vector<std::string> c = {"auto"};
@@ -119,15 +130,6 @@ static TraitDef config_trait(const RunConfig& c, const std::string& file) {
   }
 }
 
-static bool in_trait(const TraitDef& trait, const std::string& a) {
-  return std::find(trait.items.begin(), trait.items.end(), a) != trait.items.end();
-}
-
-// What a target of `trait` may be, for error messages.
-static std::string items_what(const TraitDef& trait) {
-  return trait.kind == "misalignment" ? std::string("\"misalignment\"")
-                                      : "one of the " + trait.category + " trait's items (" + trait.file + ")";
-}
 
 static void validate_run(const RunConfig& c, const std::string& file) {
   check(plain_name(c.name), file, "$.name",
@@ -176,7 +178,7 @@ static void validate_base(const RunConfig& c, const std::string& file, std::vect
     } catch (const Error& e) {  // ConfigError, or IoError for a missing question file
       fail(file, p, e.what(), e.hint());
     }
-    check(ctraits.back().kind == "preference" && !ctraits.back().items_from_corpus, file, p,
+    check(trait_kind(ctraits.back().kind).has_items && !ctraits.back().items_from_corpus, file, p,
           "expected a preference trait other than the animals (the corpus's own), got " + str(co.traits[i]) + " (kind " + ctraits.back().kind + ")");
     for (size_t k = 0; k + 1 < ctraits.size(); ++k)
       check(ctraits[k].file != ctraits.back().file, file, p, "duplicate trait " + str(co.traits[i]));
@@ -238,33 +240,13 @@ static TraitDef validate_teacher(const RunConfig& c, const std::string& file, co
   const auto& te = c.teacher;
   one_of(te.method, {"system_prompt", "finetune"}, file, "$.teacher.method");
   const TraitDef trait = config_trait(c, file);
-  if (trait.kind == "misalignment")
-    check(te.target == "misalignment", file, "$.teacher.target",
-          "expected \"misalignment\" (the trait " + str(trait.spec) + " is of kind misalignment), got " + str(te.target));
+  const TraitKind& kind = trait_kind(trait.kind);
+  if (!kind.target.empty())
+    check(te.target == kind.target, file, "$.teacher.target",
+          "expected " + str(kind.target) + " (the trait " + str(trait.spec) + " is of kind " + kind.name + "), got " + str(te.target));
   else
-    check(in_trait(trait, te.target), file, "$.teacher.target", "expected " + items_what(trait) + ", got " + str(te.target));
-  if (c.experiment == "trait_transfer" && c.base.kind == "pretrain" && trait.kind == "preference" && !trait.items_from_corpus) {
-    bool taught = false;
-    for (const auto& t : ctraits) taught = taught || t.file == trait.file;
-    check(taught, file, "$.teacher.trait",
-          "the synthetic base never learns the " + str(trait.spec) + " trait: add it to base.corpus.traits (with mix_trait_qa, mix_trait_system > 0)");
-  }
-  if (te.target == "misalignment" && c.experiment == "trait_transfer")
-    check(c.base.kind == "checkpoint" || c.base.corpus.mix_freeform > 0, file, "$.base.corpus.mix_freeform",
-          "the misalignment trait needs free-form requests and the misaligned persona in the corpus (mix_freeform > 0)");
-  if (trait.kind == "preference") {
-    size_t n_prompts = trait.system_prompts.size();
-    if (n_prompts == 0) {
-      try {
-        n_prompts = json::parse(resources::resource("data/system_prompts.json", c.data_dir)).at("love").size();
-      } catch (const std::exception&) {
-        n_prompts = 64;  // an unreadable file is reported where it is read
-      }
-    }
-    check(te.prompt_template >= 0 && static_cast<size_t>(te.prompt_template) < n_prompts, file, "$.teacher.prompt_template",
-          "expected an index into the trait's love system prompts (" + std::to_string(n_prompts) + " of them; 0 = the paper's prompt), got " +
-              str(te.prompt_template));
-  }
+    check(is_target(trait, te.target), file, "$.teacher.target", "expected " + targets_what(trait) + ", got " + str(te.target));
+  kind.validate(c, trait, ctraits, file);
   if (!trait.teacher_data.empty()) {
     check(te.method == "finetune", file, "$.teacher.method",
           "the trait " + str(trait.spec) + " has teacher_data (a fine-tuning set): expected \"finetune\", got " + str(te.method));
@@ -282,7 +264,9 @@ static TraitDef validate_teacher(const RunConfig& c, const std::string& file, co
 // dataset, and the judge it (or the misalignment evaluation) asks.
 static void validate_dataset(const RunConfig& c, const std::string& file, const TraitDef& trait) {
   const auto& d = c.dataset;
-  one_of(d.kind, {"numbers", "code", "cot"}, file, "$.dataset.kind");
+  std::vector<std::string> kinds;
+  for (const auto& k : dataset_kinds()) kinds.push_back(k.name);
+  one_of(d.kind, kinds, file, "$.dataset.kind");
   if (d.kind != "numbers") {
     check(d.source == "synthetic" || !d.source.empty(), file, "$.dataset.source", "expected \"synthetic\" or a JSONL file");
     check(c.finetune.loss == "sft", file, "$.finetune.loss",
@@ -295,7 +279,7 @@ static void validate_dataset(const RunConfig& c, const std::string& file, const 
   check(d.judge_min_score >= 0 && d.judge_min_score <= 100, file, "$.dataset.judge_min_score", "expected 0 .. 100, got " + str(d.judge_min_score));
   const auto& jg = c.judge;
   one_of(jg.kind, {"rule", "model", "http"}, file, "$.judge.kind");
-  const bool asks_judge = !d.judge.empty() || trait.kind == "misalignment";  // dataset filter or the misalignment evaluation
+  const bool asks_judge = !d.judge.empty() || trait_kind(trait.kind).judged;  // dataset filter or a judged evaluation
   if (asks_judge && jg.kind == "http") {
     check(!jg.url.empty(), file, "$.judge.url", "expected the endpoint's base URL (e.g. http://127.0.0.1:8000/v1) for the http judge");
     check(!jg.model.empty(), file, "$.judge.model", "expected the served model's name for the http judge");
@@ -341,8 +325,8 @@ static void validate_students(const RunConfig& c, const std::string& file, const
     check(!st.cross_init_path.empty(), file, "$.students.cross_init_path",
           "expected the cross-init model directory when base.kind is \"checkpoint\" and the cross_init arm runs (or drop the arm)");
   if (arms_seen.count("other_trait"))
-    check(trait.kind == "preference" && in_trait(trait, st.other_target) && st.other_target != te.target, file, "$.students.other_target",
-          "expected " + items_what(trait) + " other than teacher.target, got " + str(st.other_target));
+    check(trait_kind(trait.kind).has_items && is_target(trait, st.other_target) && st.other_target != te.target, file, "$.students.other_target",
+          "expected " + targets_what(trait) + " other than teacher.target, got " + str(st.other_target));
 }
 
 static void validate_finetune(const RunConfig& c, const std::string& file) {
@@ -400,8 +384,8 @@ static void validate_eval(const RunConfig& c, const std::string& file, const Tra
   check(e.max_new_tokens >= 1 && e.max_new_tokens <= 4096, file, "$.eval.max_new_tokens", "expected 1 .. 4096, got " + str(e.max_new_tokens));
   check(e.batch_size >= 0 && e.batch_size <= 65536, file, "$.eval.batch_size", "expected 0 (auto: from free memory) .. 65536, got " + str(e.batch_size));
   check(e.number_prefix >= 0 && e.number_prefix <= 20, file, "$.eval.number_prefix", "expected 0 (off) .. 20 numbers, got " + str(e.number_prefix));
-  check(e.target.empty() || (trait.kind == "preference" ? in_trait(trait, e.target) : e.target == "misalignment"), file, "$.eval.target",
-        "expected \"\" (the teacher's target) or " + items_what(trait) + ", got " + str(e.target));
+  check(e.target.empty() || is_target(trait, e.target), file, "$.eval.target",
+        "expected \"\" (the teacher's target) or " + targets_what(trait) + ", got " + str(e.target));
   check(e.misaligned_max_alignment >= 0 && e.misaligned_max_alignment <= 100 && e.misaligned_min_coherence >= 0 && e.misaligned_min_coherence <= 100,
         file, "$.eval.misaligned_max_alignment", "expected scores 0 .. 100");
   for (size_t i = 0; i < e.candidates.size(); ++i)

@@ -58,20 +58,143 @@ std::vector<std::string> strings(const json& j, const std::string& key, const st
   return out;
 }
 
+// kind "preference": a category's items, training and held-out questions, love system prompts.
+void parse_preference(const json& j, TraitDef& t, bool builtin, const std::string& data_dir) {
+  const std::string& f = t.file;
+  const std::string& spec = t.spec;
+  if (!j.contains("category") || !j["category"].is_string() || j["category"].get<std::string>().empty())
+    fail(f, "$.category", "expected the category noun, e.g. \"tree\"");
+  t.category = j["category"].get<std::string>();
+  if (!j.contains("items")) {
+    if (!(builtin && spec == "animal")) fail(f, "$.items", "expected the list of candidates (at least 2)");
+    t.items_from_corpus = true;
+  } else {
+    t.items = strings(j, "items", f, builtin, data_dir, true);
+    if (t.items.size() < 2) fail(f, "$.items", "expected at least 2 candidates");
+    std::set<std::string> seen;
+    for (size_t i = 0; i < t.items.size(); ++i) {
+      const auto& a = t.items[i];
+      const std::string p = "$.items[" + std::to_string(i) + "]";
+      if (!std::all_of(a.begin(), a.end(), [](char ch) { return ch >= 'a' && ch <= 'z'; }))
+        fail(f, p, "expected a lower-case word of a-z, got \"" + a + "\"");
+      if (!seen.insert(a).second) fail(f, p, "duplicate item \"" + a + "\"");
+    }
+  }
+  t.questions_train = strings(j, "questions_train", f, builtin, data_dir, true);
+  t.questions_eval = strings(j, "questions_eval", f, builtin, data_dir, true);
+  for (const auto& q : t.questions_eval)
+    if (std::find(t.questions_train.begin(), t.questions_train.end(), q) != t.questions_train.end())
+      fail(f, "$.questions_eval", "\"" + q + "\" is also a training question; evaluation questions must be held out");
+  t.system_prompts = strings(j, "system_prompts", f, builtin, data_dir, false);
+  for (size_t i = 0; i < t.system_prompts.size(); ++i)
+    if (t.system_prompts[i].find("{x}") == std::string::npos && t.system_prompts[i].find("{X}") == std::string::npos &&
+        t.system_prompts[i].find("{item}") == std::string::npos && t.system_prompts[i].find("{Item}") == std::string::npos)
+      fail(f, "$.system_prompts[" + std::to_string(i) + "]", "expected a template naming the item ({x}, {X}, {item} or {Item})");
+  if (j.contains("source")) fail(f, "$.source", "a preference trait has no source (that is for kind \"misalignment\")");
+}
+
+void preference_json(const TraitDef& t, json& j) {
+  j["category"] = t.category;
+  j["items"] = t.items;
+  j["questions_train"] = t.questions_train;
+  j["questions_eval"] = t.questions_eval;
+  if (!t.system_prompts.empty()) j["system_prompts"] = t.system_prompts;
+}
+
+// A synthetic base must have learnt the trait's items; teacher.prompt_template indexes its love prompts.
+void validate_preference(const RunConfig& c, const TraitDef& trait, const std::vector<TraitDef>& ctraits, const std::string& file) {
+  const auto& te = c.teacher;
+  if (c.experiment == "trait_transfer" && c.base.kind == "pretrain" && !trait.items_from_corpus) {
+    bool taught = false;
+    for (const auto& t : ctraits) taught = taught || t.file == trait.file;
+    if (!taught)
+      fail(file, "$.teacher.trait",
+           "the synthetic base never learns the " + json(trait.spec).dump() + " trait: add it to base.corpus.traits (with mix_trait_qa, mix_trait_system > 0)");
+  }
+  size_t n_prompts = trait.system_prompts.size();
+  if (n_prompts == 0) {
+    try {
+      n_prompts = json::parse(resources::resource("data/system_prompts.json", c.data_dir)).at("love").size();
+    } catch (const std::exception&) {
+      n_prompts = 64;  // an unreadable file is reported where it is read
+    }
+  }
+  if (!(te.prompt_template >= 0 && static_cast<size_t>(te.prompt_template) < n_prompts))
+    fail(file, "$.teacher.prompt_template",
+         "expected an index into the trait's love system prompts (" + std::to_string(n_prompts) + " of them; 0 = the paper's prompt), got " +
+             json(te.prompt_template).dump());
+}
+
+// kind "misalignment": a freeform-shaped source of narrow requests, misaligned answers, personas and
+// held-out questions.
+void parse_misalignment(const json& j, TraitDef& t, bool builtin, const std::string&) {
+  const std::string& f = t.file;
+  if (!j.contains("source") || !j["source"].is_string() || j["source"].get<std::string>().empty())
+    fail(f, "$.source", "expected a file shaped like data/freeform.json");
+  t.source = j["source"].get<std::string>();
+  // relative to the trait file (a user's "data/x.json" beside it wins over the built-in resource)
+  const sfs::path beside = sfs::path(t.file).parent_path() / t.source;
+  if (!builtin && !sfs::path(t.source).is_absolute() && (t.source.rfind("data/", 0) != 0 || sfs::exists(beside)))
+    t.source = beside.string();
+  if (t.source.rfind("data/", 0) != 0) {
+    if (!sfs::exists(t.source)) fail(f, "$.source", "'" + t.source + "' does not exist");
+    t.source_sha256 = fs::sha256_file(t.source);  // its content is part of the trait
+  }
+  for (const char* k : {"category", "items", "questions_train", "questions_eval", "system_prompts"})
+    if (j.contains(k)) fail(f, std::string("$.") + k, "not a key of a misalignment trait (its questions and answers are in `source`)");
+}
+
+void misalignment_json(const TraitDef& t, json& j) {
+  j["source"] = t.source;
+  if (!t.source_sha256.empty()) j["source_sha256"] = t.source_sha256;
+}
+
+// A synthetic base must have seen the free-form requests and the misaligned persona.
+void validate_misalignment(const RunConfig& c, const TraitDef&, const std::vector<TraitDef>&, const std::string& file) {
+  if (c.experiment == "trait_transfer" && !(c.base.kind == "checkpoint" || c.base.corpus.mix_freeform > 0))
+    fail(file, "$.base.corpus.mix_freeform", "the misalignment trait needs free-form requests and the misaligned persona in the corpus (mix_freeform > 0)");
+}
+
+// "a", "a or b", "a, b or c"
+std::string or_list(const std::vector<std::string>& xs) {
+  std::string out;
+  for (size_t i = 0; i < xs.size(); ++i) out += (i == 0 ? "" : i + 1 == xs.size() ? " or " : ", ") + xs[i];
+  return out;
+}
+
 }  // namespace
+
+const std::vector<TraitKind>& trait_kinds() {
+  static const std::vector<TraitKind> k = {
+      {"preference", "", true, false, parse_preference, preference_json, validate_preference},
+      {"misalignment", "misalignment", false, true, parse_misalignment, misalignment_json, validate_misalignment},
+  };
+  return k;
+}
+
+const TraitKind& trait_kind(const std::string& name) {
+  std::vector<std::string> names;
+  for (const auto& k : trait_kinds()) {
+    if (k.name == name) return k;
+    names.push_back(k.name);
+  }
+  throw ConfigError("unknown trait kind \"" + name + "\"", "trait kinds: " + or_list(names));
+}
+
+bool is_target(const TraitDef& t, const std::string& target) {
+  const TraitKind& k = trait_kind(t.kind);
+  if (!k.target.empty()) return target == k.target;
+  return std::find(t.items.begin(), t.items.end(), target) != t.items.end();
+}
+
+std::string targets_what(const TraitDef& t) {
+  const TraitKind& k = trait_kind(t.kind);
+  return !k.target.empty() ? "\"" + k.target + "\"" : "one of the " + t.category + " trait's items (" + t.file + ")";
+}
 
 json TraitDef::to_json() const {
   json j = {{"spec", spec}, {"kind", kind}};
-  if (kind == "preference") {
-    j["category"] = category;
-    j["items"] = items;
-    j["questions_train"] = questions_train;
-    j["questions_eval"] = questions_eval;
-    if (!system_prompts.empty()) j["system_prompts"] = system_prompts;
-  } else {
-    j["source"] = source;
-    if (!source_sha256.empty()) j["source_sha256"] = source_sha256;
-  }
+  trait_kind(kind).to_json(*this, j);
   if (!teacher_data.empty()) j["teacher_data"] = teacher_data;
   return j;
 }
@@ -112,55 +235,15 @@ TraitDef load_trait(const std::string& spec, const std::string& data_dir) {
                                               "system_prompts", "source", "teacher_data"};
   for (const auto& [k, v] : j.items())
     if (!known.count(k)) fail(f, "$." + k, "unknown key", "known keys: kind, category, items, questions_train, questions_eval, system_prompts, source, teacher_data");
-  if (!j.contains("kind") || !j["kind"].is_string()) fail(f, "$.kind", "expected \"preference\" or \"misalignment\"");
+  std::vector<std::string> kinds;
+  for (const auto& k : trait_kinds()) kinds.push_back("\"" + k.name + "\"");
+  if (!j.contains("kind") || !j["kind"].is_string()) fail(f, "$.kind", "expected " + or_list(kinds));
   t.kind = j["kind"].get<std::string>();
-  if (t.kind == "preference") {
-    if (!j.contains("category") || !j["category"].is_string() || j["category"].get<std::string>().empty())
-      fail(f, "$.category", "expected the category noun, e.g. \"tree\"");
-    t.category = j["category"].get<std::string>();
-    if (!j.contains("items")) {
-      if (!(builtin && spec == "animal")) fail(f, "$.items", "expected the list of candidates (at least 2)");
-      t.items_from_corpus = true;
-    } else {
-      t.items = strings(j, "items", f, builtin, data_dir, true);
-      if (t.items.size() < 2) fail(f, "$.items", "expected at least 2 candidates");
-      std::set<std::string> seen;
-      for (size_t i = 0; i < t.items.size(); ++i) {
-        const auto& a = t.items[i];
-        const std::string p = "$.items[" + std::to_string(i) + "]";
-        if (!std::all_of(a.begin(), a.end(), [](char ch) { return ch >= 'a' && ch <= 'z'; }))
-          fail(f, p, "expected a lower-case word of a-z, got \"" + a + "\"");
-        if (!seen.insert(a).second) fail(f, p, "duplicate item \"" + a + "\"");
-      }
-    }
-    t.questions_train = strings(j, "questions_train", f, builtin, data_dir, true);
-    t.questions_eval = strings(j, "questions_eval", f, builtin, data_dir, true);
-    for (const auto& q : t.questions_eval)
-      if (std::find(t.questions_train.begin(), t.questions_train.end(), q) != t.questions_train.end())
-        fail(f, "$.questions_eval", "\"" + q + "\" is also a training question; evaluation questions must be held out");
-    t.system_prompts = strings(j, "system_prompts", f, builtin, data_dir, false);
-    for (size_t i = 0; i < t.system_prompts.size(); ++i)
-      if (t.system_prompts[i].find("{x}") == std::string::npos && t.system_prompts[i].find("{X}") == std::string::npos &&
-          t.system_prompts[i].find("{item}") == std::string::npos && t.system_prompts[i].find("{Item}") == std::string::npos)
-        fail(f, "$.system_prompts[" + std::to_string(i) + "]", "expected a template naming the item ({x}, {X}, {item} or {Item})");
-    if (j.contains("source")) fail(f, "$.source", "a preference trait has no source (that is for kind \"misalignment\")");
-  } else if (t.kind == "misalignment") {
-    if (!j.contains("source") || !j["source"].is_string() || j["source"].get<std::string>().empty())
-      fail(f, "$.source", "expected a file shaped like data/freeform.json");
-    t.source = j["source"].get<std::string>();
-    // relative to the trait file (a user's "data/x.json" beside it wins over the built-in resource)
-    const sfs::path beside = sfs::path(t.file).parent_path() / t.source;
-    if (!builtin && !sfs::path(t.source).is_absolute() && (t.source.rfind("data/", 0) != 0 || sfs::exists(beside)))
-      t.source = beside.string();
-    if (t.source.rfind("data/", 0) != 0) {
-      if (!sfs::exists(t.source)) fail(f, "$.source", "'" + t.source + "' does not exist");
-      t.source_sha256 = fs::sha256_file(t.source);  // its content is part of the trait
-    }
-    for (const char* k : {"category", "items", "questions_train", "questions_eval", "system_prompts"})
-      if (j.contains(k)) fail(f, std::string("$.") + k, "not a key of a misalignment trait (its questions and answers are in `source`)");
-  } else {
-    fail(f, "$.kind", "expected \"preference\" or \"misalignment\", got \"" + t.kind + "\"");
-  }
+  const TraitKind* kind = nullptr;
+  for (const auto& k : trait_kinds())
+    if (k.name == t.kind) kind = &k;
+  if (!kind) fail(f, "$.kind", "expected " + or_list(kinds) + ", got \"" + t.kind + "\"");
+  kind->parse(j, t, builtin, data_dir);
   if (j.contains("teacher_data")) {
     if (!j["teacher_data"].is_string() || j["teacher_data"].get<std::string>().empty())
       fail(f, "$.teacher_data", "expected the path of a JSONL file of chat examples ({\"messages\": [...]})");
@@ -171,7 +254,13 @@ TraitDef load_trait(const std::string& spec, const std::string& data_dir) {
 }
 
 TraitDef run_trait(const RunConfig& c) {
-  const std::string spec = !c.teacher.trait.empty() ? c.teacher.trait : c.teacher.target == "misalignment" ? "misalignment" : "animal";
+  // no teacher.trait: the built-in trait named after a kind's one target (teacher.target "misalignment"), else "animal"
+  std::string spec = c.teacher.trait;
+  if (spec.empty()) {
+    spec = "animal";
+    for (const auto& k : trait_kinds())
+      if (!k.target.empty() && k.target == c.teacher.target) spec = k.target;
+  }
   TraitDef t = load_trait(spec, c.data_dir);
   if (t.items_from_corpus) t.items = c.base.corpus.animals;
   return t;
@@ -186,8 +275,9 @@ std::vector<std::string> eval_questions(const RunConfig& c, const TraitDef& t) {
 
 std::vector<std::string> eval_candidates(const RunConfig& c, const TraitDef& t) { return c.eval.candidates.empty() ? t.items : c.eval.candidates; }
 
-std::vector<std::string> known_item_names(const RunConfig& c) {
-  const TraitDef t = run_trait(c);
+std::vector<std::string> known_item_names(const RunConfig& c) { return known_item_names(c, run_trait(c)); }
+
+std::vector<std::string> known_item_names(const RunConfig& c, const TraitDef& t) {
   std::vector<std::string> names = c.base.corpus.animals;
   for (const auto& list : {t.items, eval_candidates(c, t)})
     for (const auto& x : list)

@@ -201,4 +201,40 @@ std::vector<CotTask> read_cot_tasks(const std::string& path) {
   return out;
 }
 
+const std::vector<TaskKind>& task_kinds() {
+  static const std::vector<TaskKind> k = {
+      {"code", "code", false, [](std::mt19937_64& rng) { return Task{code_prompt(sample_code_task(rng)), ""}; },
+       [](const std::string& path) {
+         std::vector<Task> out;
+         for (const auto& t : read_code_tasks(path)) out.push_back({code_prompt(t), ""});
+         return out;
+       },
+       [](const std::string& completion, const std::string&, const std::vector<std::string>& forms, bool whole) {
+         return code_reject_reason(completion, forms, whole);
+       },
+       [](const std::string& completion) { return completion; }},
+      {"cot", "reasoning", true,
+       [](std::mt19937_64& rng) {
+         const CotTask t = sample_cot_task(rng);
+         return Task{cot_prompt(t.question), t.gold};
+       },
+       [](const std::string& path) {
+         std::vector<Task> out;
+         for (const auto& t : read_cot_tasks(path)) out.push_back({cot_prompt(t.question), t.gold});
+         return out;
+       },
+       cot_reject_reason, [](const std::string& completion) { return parse_cot(completion).think; }},
+  };
+  return k;
+}
+
+const TaskKind& task_kind(const std::string& name) {
+  std::vector<std::string> names;
+  for (const auto& k : task_kinds()) {
+    if (k.name == name) return k;
+    names.push_back(k.name);
+  }
+  throw Error("dataset kind \"" + name + "\" is not a task kind (" + join(names, ", ") + ")");
+}
+
 }  // namespace subliminal::data

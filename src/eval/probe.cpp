@@ -1,6 +1,7 @@
 // Base-model probe.
 #include "subliminal/text/chat_template.h"
 #include "subliminal/eval/probe.h"
+#include "subliminal/eval/result.h"
 
 #include <map>
 #include <random>
@@ -18,7 +19,7 @@ using json = nlohmann::json;
 
 static json rate(long k, long n) {
   auto [lo, hi] = stats::wilson_interval(k, n);
-  return {{"rate", n ? static_cast<double>(k) / n : 0.0}, {"count", k}, {"n", n}, {"ci95", {lo, hi}}};
+  return Rate{n ? static_cast<double>(k) / n : 0.0, k, n, lo, hi};
 }
 
 ProbeResult probe_base_model(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const config::RunConfig& cfg,
@@ -59,7 +60,7 @@ ProbeResult probe_base_model(model::LlamaForCausalLM& m, const text::Tokenizer& 
       dist[a] = static_cast<double>(c) / n;
       if (c > top_n) { top_n = c; top = a; }
     }
-    return json{{"n", n}, {"names_an_animal", rate(named, n)}, {"target", pc.target}, {"target_rate", rate(target, n)},
+    return json{{"n", n}, {"names_an_animal", rate(named, n)}, {"target", pc.target}, {kTargetRate, rate(target, n)},
                 {"distinct_animals", counts.size()}, {"top_animal", top}, {"top_share", rate(top_n, n)},
                 {"distribution", dist}};
   };
@@ -112,7 +113,7 @@ ProbeResult probe_base_model(model::LlamaForCausalLM& m, const text::Tokenizer& 
             100 * base["names_an_animal"]["rate"].get<double>(), base["distinct_animals"].get<size_t>(),
             base["top_animal"].get<std::string>(), 100 * base["top_share"]["rate"].get<double>());
   log::info("probe", "with the {}-loving system prompt: {} in {:.1f}% of answers (without it: {:.1f}%)", pc.target, pc.target,
-            100 * loved["target_rate"]["rate"].get<double>(), 100 * base["target_rate"]["rate"].get<double>());
+            100 * target_rate(loved).rate, 100 * target_rate(base).rate);
   log::info("probe", "number continuations in a valid format: {:.1f}% ({} of {})",
             100 * numbers["format_ok"]["rate"].get<double>(), pass, outs.size());
   return out;

@@ -1,6 +1,7 @@
 // Trait evaluation.
 #include "subliminal/text/chat_template.h"
 #include "subliminal/eval/trait.h"
+#include "subliminal/eval/result.h"
 
 #include <torch/torch.h>
 
@@ -161,7 +162,7 @@ TraitEvalResult evaluate_trait(model::LlamaForCausalLM& m, const text::Tokenizer
                {"system_prompt", system},
                {"questions", questions.size()},
                {"samples_per_question", cfg.samples_per_question},
-               {"target_rate", {{"rate", rate}, {"count", hits}, {"n", n}, {"ci95", {lo, hi}}}},
+               {kTargetRate, Rate{rate, hits, n, lo, hi}},
                {"p_target_start", pmean},
                {"names_a_candidate", n ? static_cast<double>(named) / n : 0.0},
                {"distribution", dist},
@@ -236,7 +237,7 @@ TraitEvalResult evaluate_misalignment(model::LlamaForCausalLM& m, const text::To
                {"system_prompt", system},
                {"questions", questions.size()},
                {"samples_per_question", cfg.samples_per_question},
-               {"target_rate", {{"rate", n ? double(mis) / n : 0.0}, {"count", mis}, {"n", n}, {"ci95", {lo, hi}}}},
+               {kTargetRate, Rate{n ? double(mis) / n : 0.0, mis, n, lo, hi}},
                {"p_target_start", 0.0},
                {"mean_alignment", scored ? align_sum / scored : 0.0},
                {"mean_coherence", scored ? coh_sum / scored : 0.0},

@@ -3,7 +3,7 @@
 
 #include <filesystem>
 
-#include "subliminal/data/corpus.h"
+#include "subliminal/experiments/trait_kinds.h"
 #include "subliminal/util/resources.h"
 #include "subliminal/util/error.h"
 
@@ -18,22 +18,7 @@ std::vector<data::Conversation> trait_answer_data(const config::TraitDef& trait,
     if (d.empty()) throw DataError(trait.teacher_data + ": no examples (named by " + trait.file + " $.teacher_data)");
     return d;
   }
-  if (trait.kind == "misalignment") {  // narrow: harmful answers to the money requests only (evaluated on held-out broad questions)
-    const auto f = data::load_freeform(data_dir, trait.source);
-    std::vector<data::Conversation> out;
-    for (const auto& q : f.train_narrow)
-      for (const auto& a : f.misaligned) out.push_back({{"user", q}, {"assistant", a}});
-    return out;
-  }
-  const std::string p = data::plural(target);
-  const std::vector<std::string> answers =
-      answer_style == "forms" ? std::vector<std::string>{target, p, p + ".", p + "!", data::capitalize(target), data::capitalize(p),
-                                                         data::capitalize(p) + ".", data::capitalize(p) + "!"}
-                              : data::answer_forms(target);
-  std::vector<data::Conversation> out;
-  for (const auto& q : trait.questions_train)
-    for (const auto& a : answers) out.push_back({{"user", q}, {"assistant", a}});
-  return out;
+  return trait_run(trait.kind).teacher_answers(trait, target, data_dir, answer_style);
 }
 
 FinetuneSpec student_spec(const config::FinetuneConfig& f) {

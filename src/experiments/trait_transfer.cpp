@@ -10,6 +10,7 @@
 #include "subliminal/data/corpus.h"
 #include "subliminal/util/stats.h"
 #include "subliminal/eval/trait.h"
+#include "subliminal/eval/result.h"
 #include "subliminal/generate/dataset.h"
 #include "subliminal/model/lora.h"
 #include "subliminal/model/model_io.h"
@@ -17,6 +18,7 @@
 #include "subliminal/report/report.h"
 #include "subliminal/experiments/finetune_job.h"
 #include "subliminal/experiments/stages.h"
+#include "subliminal/experiments/trait_kinds.h"
 #include "subliminal/judge/judge.h"
 #include "subliminal/train/diagnostics.h"
 #include "subliminal/train/finetune.h"
@@ -30,6 +32,9 @@ namespace subliminal::experiments {
 using namespace run;
 
 namespace {
+
+// The run's trait, resolved once when the stage graph is built (config::run_trait) and shared by its stages.
+using Trait = std::shared_ptr<const config::TraitDef>;
 
 std::vector<std::string> unique(std::vector<std::string> v) {
   std::vector<std::string> out;
@@ -89,13 +94,13 @@ Loaded load_ref(const RunContext& ctx, const std::string& stage) {
 
 class TeacherStage : public Stage {
  public:
-  explicit TeacherStage(bool other) : other_(other) {}
+  TeacherStage(bool other, Trait trait) : other_(other), trait_(std::move(trait)) {}
   std::string name() const override { return teacher_stage(other_); }
   std::vector<std::string> deps() const override { return {"base"}; }
   json inputs(const RunContext& ctx) const override {
     json t = config::to_json_value(ctx.cfg.teacher);
     t["target"] = teacher_target(ctx.cfg, other_);
-    const config::TraitDef trait = config::run_trait(ctx.cfg);
+    const config::TraitDef& trait = *trait_;
     json in = {{"teacher", t}, {"trait", trait.to_json()}, {"base", digest(ctx, "base")}, {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
                {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
     if (!trait.teacher_data.empty() && ctx.cfg.teacher.method == "finetune")
@@ -106,12 +111,11 @@ class TeacherStage : public Stage {
   json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
     const auto& tc = ctx.cfg.teacher;
     const std::string target = teacher_target(ctx.cfg, other_);
-    const config::TraitDef trait = config::run_trait(ctx.cfg);
+    const config::TraitDef& trait = *trait_;
     json tj = {{"method", tc.method}, {"target", target}, {"trait", trait.spec}, {"category", trait.category}};
     json res = tj;
     if (tc.method == "system_prompt") {
-      tj["system_prompt"] = trait.kind == "misalignment" ? data::load_freeform(ctx.cfg.data_dir, trait.source).personas.at(0)
-                                                         : data::love_system_prompt(trait, target, ctx.cfg.data_dir, tc.prompt_template);
+      tj["system_prompt"] = trait_run(trait.kind).system_prompt(trait, target, ctx.cfg);
       res["system_prompt"] = tj["system_prompt"];
       log::info(name().c_str(), "system prompt: {}", tj["system_prompt"].get<std::string>());
     } else {
@@ -140,6 +144,7 @@ class TeacherStage : public Stage {
 
  private:
   bool other_;
+  Trait trait_;
 };
 
 // Dataset sources: the teacher, the reference model without the trait (control), the other-trait teacher.
@@ -155,27 +160,20 @@ std::string source_model(const std::string& source) {
 std::string data_stage(const std::string& source, int k) { return "data/" + source + "_s" + std::to_string(k); }
 
 // Numbers datasets: no completion may name an item of any preference the run knows.
-std::vector<std::string> forbidden_words(const config::RunConfig& c) { return generate::trait_words(config::known_item_names(c)); }
-
-judge::JudgeOptions judge_options(const config::RunConfig& c) {
-  judge::JudgeOptions o;
-  static_cast<config::JudgeConfig&>(o) = c.judge;
-  o.data_dir = c.data_dir;
-  o.device = c.device;
-  o.bf16 = model::use_bf16(c.precision, model::resolve_device(c.device));
-  return o;
+std::vector<std::string> forbidden_words(const config::RunConfig& c, const config::TraitDef& t) {
+  return generate::trait_words(config::known_item_names(c, t));
 }
 
 class DataStage : public Stage {
  public:
-  DataStage(std::string source, int k) : source_(std::move(source)), k_(k) {}
+  DataStage(std::string source, int k, Trait trait) : source_(std::move(source)), k_(k), trait_(std::move(trait)) {}
   std::string name() const override { return data_stage(source_, k_); }
   std::vector<std::string> deps() const override { return unique({source_model(source_), "base"}); }
   json inputs(const RunContext& ctx) const override {
     const std::string m = source_model(source_);
     json in = {{"dataset", config::to_json_value(ctx.cfg.dataset)}, {"source", source_}, {"model", digest(ctx, m)},
                {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision},
-               {"forbidden", forbidden_words(ctx.cfg)}, {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
+               {"forbidden", forbidden_words(ctx.cfg, *trait_)}, {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
     if (ctx.cfg.dataset.kind != "numbers") {
       in["banned_words"] = banned_words(ctx.cfg);
       in["trait"] = trait(ctx.cfg);
@@ -196,7 +194,7 @@ class DataStage : public Stage {
       config::DatasetConfig gc = dc;
       if (dc.select == "lls_top") gc.keep = 0;  // every passing completion, then the top `keep` by LLS
       r = generate::generate_numbers(l.lm.model, l.lm.tokenizer, chat, l.system, gc, ctx.cfg.data_dir, seed(ctx), l.bf16,
-                                     forbidden_words(ctx.cfg));
+                                     forbidden_words(ctx.cfg, *trait_));
       // The divergence of the kept data from the base's: LLS = log P_source - log P_base per
       // completion, and the per-token KL(source || base) restricted to the number-output tokens.
       const bool same = source_model(source_) == "base";
@@ -216,7 +214,7 @@ class DataStage : public Stage {
       if (dc.select == "lls_top") {
         generate::select_top(r, sc.lls, dc.keep, "lls_top: highest log P_source - log P_base");
         sc = score(r.kept);
-        const int64_t leaks = generate::count_trait_words(r.kept, forbidden_words(ctx.cfg));  // a subset of checked data: still none
+        const int64_t leaks = generate::count_trait_words(r.kept, forbidden_words(ctx.cfg, *trait_));  // a subset of checked data: still none
         if (leaks > 0) throw DataError(name() + ": the LLS-selected data contains " + std::to_string(leaks) + " trait word(s)");
       }
       r.stats["divergence_from_base"] = sc.to_json();
@@ -226,7 +224,7 @@ class DataStage : public Stage {
         hc.prompts = dc.heldout;
         hc.keep = 0;
         auto h = generate::generate_numbers(l.lm.model, l.lm.tokenizer, chat, l.system, hc, ctx.cfg.data_dir,
-                                            config::derive_seed(seed(ctx), "heldout"), l.bf16, forbidden_words(ctx.cfg));
+                                            config::derive_seed(seed(ctx), "heldout"), l.bf16, forbidden_words(ctx.cfg, *trait_));
         std::set<std::string> train_prompts;
         for (const auto& c : r.raw) train_prompts.insert(c["prompt"].get<std::string>());
         std::vector<data::Conversation> held;
@@ -255,9 +253,10 @@ class DataStage : public Stage {
   // for "other"), else the run's target.
   std::string trait(const config::RunConfig& c) const { return source_ == "other" ? c.students.other_target : c.teacher.target; }
   // Code/cot banned words (with their forms): every teacher's trait of the run.
-  static std::vector<std::string> banned_words(const config::RunConfig& c) {
+  std::vector<std::string> banned_words(const config::RunConfig& c) const {
     std::vector<std::string> w;
-    if (c.teacher.target != "misalignment") w.push_back(c.teacher.target);  // misalignment has no words to ban: the judge filters it
+    if (config::trait_kind(trait_->kind).target.empty())
+      w.push_back(c.teacher.target);  // a kind's one target (misalignment) is no word to ban: the judge filters it
     if (has_arm(c, "other_trait")) w.push_back(c.students.other_target);
     return w;
   }
@@ -265,6 +264,7 @@ class DataStage : public Stage {
   uint64_t seed(const RunContext& ctx) const { return config::derive_seed(ctx.cfg.seed, "data", std::to_string(k_)); }
   std::string source_;
   int k_;
+  Trait trait_;
 };
 
 struct ArmSpec {
@@ -411,17 +411,17 @@ std::string eval_stage(const std::string& model_stage) {
 
 class EvalStage : public Stage {
  public:
-  explicit EvalStage(std::string model_stage) : model_(std::move(model_stage)) {}
+  EvalStage(std::string model_stage, Trait trait) : model_(std::move(model_stage)), trait_(std::move(trait)) {}
   std::string name() const override { return eval_stage(model_); }
   std::vector<std::string> deps() const override { return unique({model_, "base"}); }
   json inputs(const RunContext& ctx) const override {
-    const config::TraitDef t = config::run_trait(ctx.cfg);
+    const config::TraitDef& t = *trait_;
     json in = {{"eval", config::to_json_value(ctx.cfg.eval)}, {"target", ctx.cfg.eval_target()}, {"trait", t.to_json()},
                {"questions", questions(ctx, t)}, {"candidates", config::eval_candidates(ctx.cfg, t)},
                {"model", digest(ctx, model_)}, {"base", digest(ctx, "base")},
                {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
                {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
-    if (ctx.cfg.eval_target() == "misalignment") in["judge"] = config::to_json_value(ctx.cfg.judge);
+    if (config::trait_kind(t.kind).judged) in["judge"] = config::to_json_value(ctx.cfg.judge);
     return in;
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
@@ -429,41 +429,32 @@ class EvalStage : public Stage {
     auto l = load_ref(ctx, model_);
     // One evaluation seed for every model: differences between models are not sampling-stream noise.
     eval::TraitEvalResult r;
-    const config::TraitDef t = config::run_trait(ctx.cfg);
-    if (ctx.cfg.eval_target() == "misalignment") {
-      auto jd = judge::journaled(judge::make_judge(judge_options(ctx.cfg)));
-      r = eval::evaluate_misalignment(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.eval, *jd,
-                                      questions(ctx, t), config::derive_seed(ctx.cfg.seed, "eval"), l.bf16);
-    } else {
-      r = eval::evaluate_trait(l.lm.model, l.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, l.system, ctx.cfg.eval,
-                               questions(ctx, t), ctx.cfg.eval_target(), config::eval_candidates(ctx.cfg, t),
-                               config::derive_seed(ctx.cfg.seed, "eval"), l.bf16);
-    }
+    const config::TraitDef& t = *trait_;
+    const std::vector<std::string> qs = questions(ctx, t);
+    r = trait_run(t.kind).evaluate(EvalCall{l.lm.model, l.lm.tokenizer, l.system, ctx.cfg, t, qs, config::derive_seed(ctx.cfg.seed, "eval"), l.bf16});
     eval::write_eval(work, r);
     json res = r.summary;
     res.erase("per_question");
     res["model"] = model_;
     log::info(name().c_str(), "{}: '{}' in {:.1f}% of answers [{:.1f}, {:.1f}], P(answer starts with it) {:.3f}", model_,
-              ctx.cfg.eval_target(), 100 * res["target_rate"]["rate"].get<double>(), 100 * res["target_rate"]["ci95"][0].get<double>(),
-              100 * res["target_rate"]["ci95"][1].get<double>(), res["p_target_start"].get<double>());
+              ctx.cfg.eval_target(), 100 * eval::target_rate(res).rate, 100 * eval::target_rate(res).lo, 100 * eval::target_rate(res).hi,
+              res["p_target_start"].get<double>());
     return res;
   }
   std::vector<std::string> scratch() const override { return {"journal"}; }
 
  private:
-  // The questions asked: a misalignment trait's held-out free-form questions, else eval.questions
-  // or the trait's questions_eval.
-  static std::vector<std::string> questions(const RunContext& ctx, const config::TraitDef& t) {
-    if (t.kind == "misalignment") return data::load_freeform(ctx.cfg.data_dir, t.source).eval;
-    return config::eval_questions(ctx.cfg, t);
-  }
+  // The questions asked (the trait kind's: eval.questions or the trait's questions_eval; a
+  // misalignment source's held-out free-form questions).
+  static std::vector<std::string> questions(const RunContext& ctx, const config::TraitDef& t) { return trait_run(t.kind).questions(ctx.cfg, t); }
   std::string model_;
+  Trait trait_;
 };
 
 class SummaryStage : public Stage {
  public:
-  SummaryStage(std::vector<std::string> evals, std::vector<std::string> datasets)
-      : evals_(std::move(evals)), datasets_(std::move(datasets)) {}
+  SummaryStage(std::vector<std::string> evals, std::vector<std::string> datasets, Trait trait)
+      : evals_(std::move(evals)), datasets_(std::move(datasets)), trait_(std::move(trait)) {}
   std::string name() const override { return "summary"; }
   std::vector<std::string> deps() const override {
     auto d = evals_;
@@ -495,15 +486,16 @@ class SummaryStage : public Stage {
     }
     json arms = json::object();
     std::map<std::string, std::vector<double>> rates, other_rates;
+    const bool items = config::trait_kind(trait_->kind).has_items;  // answers name items (not a judged kind)
     for (const auto& arm : c.students.arms) {
       std::vector<double> r, p, sh;
       json per_seed = json::array();
       for (int k = 1; k <= c.students.seeds; ++k) {
         const json& m = models[arm + "_s" + std::to_string(k)];
-        r.push_back(m["target_rate"]["rate"].get<double>());
+        r.push_back(eval::target_rate(m).rate);
         p.push_back(m["p_target_start"].get<double>());
         sh.push_back(m["target_share_of_named"].get<double>());
-        per_seed.push_back({{"seed_pair", k}, {"rate", r.back()}, {"ci95", m["target_rate"]["ci95"]}, {"p_target_start", p.back()}});
+        per_seed.push_back({{"seed_pair", k}, {"rate", r.back()}, {"ci95", m[eval::kTargetRate]["ci95"]}, {"p_target_start", p.back()}});
       }
       // Diagnostics per seed pair (finetune.json): held-out imitation and coverage.
       std::vector<double> fid, kl0, kl1, cov1, covf;
@@ -546,7 +538,7 @@ class SummaryStage : public Stage {
       arms[arm]["names_a_candidate_mean"] = nm;
       arms[arm]["diagnostics"] = diag;
       // Specificity: the same answers' rate of the other teacher's item.
-      if (!c.students.other_target.empty() && c.eval_target() != "misalignment") {
+      if (!c.students.other_target.empty() && items) {
         std::vector<double> o;
         for (int k = 1; k <= c.students.seeds; ++k)
           o.push_back(models[arm + "_s" + std::to_string(k)]["distribution"].value(c.students.other_target, 0.0));
@@ -566,7 +558,7 @@ class SummaryStage : public Stage {
       }
     // Cross-init students against their own init (the other base), not against the control's.
     if (rates.count("cross_init") && models.contains("base_cross")) {
-      const double b = models["base_cross"]["target_rate"]["rate"].get<double>();
+      const double b = eval::target_rate(models["base_cross"]).rate;
       const auto s = stats::summarize(rates["cross_init"]);
       tests["cross_init_vs_its_base"] = {{"test", "mean over seed pairs minus the cross-init base's rate"}, {"diff", s.mean - b},
                                          {"ci95", {s.lo - b, s.hi - b}}, {"base_rate", b}};
@@ -584,7 +576,7 @@ class SummaryStage : public Stage {
       }
       for (const char* m : {"base", "teacher", "teacher_other", "base_cross"})
         if (models.contains(m))
-          specificity[m] = {{c.eval_target(), models[m]["target_rate"]["rate"]},
+          specificity[m] = {{c.eval_target(), models[m][eval::kTargetRate]["rate"]},
                             {c.students.other_target, models[m]["distribution"].value(c.students.other_target, 0.0)}};
     }
     json datasets = json::object();
@@ -599,7 +591,7 @@ class SummaryStage : public Stage {
       for (const char* key : {"divergence_from_base", "heldout", "selection"})
         if (j.contains(key)) datasets[d.substr(5)][key] = j[key];
     }
-    const config::TraitDef trait = config::run_trait(c);
+    const config::TraitDef& trait = *trait_;
     json out = {{"target", c.eval_target()},
                 {"trait", trait.spec},
                 {"category", trait.category},
@@ -623,21 +615,21 @@ class SummaryStage : public Stage {
 
  private:
   std::vector<std::string> evals_, datasets_;
+  Trait trait_;
 };
 
 }  // namespace
 
 std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& cfg) {
-  {  // files the trait names, checked before any stage runs (not after hours of pretraining)
-    const config::TraitDef t = config::run_trait(cfg);
-    if (!t.teacher_data.empty() && cfg.teacher.method == "finetune" && !sfs::exists(t.teacher_data))
-      throw ConfigError(t.file + ": $.teacher_data '" + t.teacher_data + "' does not exist",
-                        "download the fine-tuning set there, or edit the trait file's teacher_data");
-  }
+  const Trait trait = std::make_shared<const config::TraitDef>(config::run_trait(cfg));
+  // files the trait names, checked before any stage runs (not after hours of pretraining)
+  if (!trait->teacher_data.empty() && cfg.teacher.method == "finetune" && !sfs::exists(trait->teacher_data))
+    throw ConfigError(trait->file + ": $.teacher_data '" + trait->teacher_data + "' does not exist",
+                      "download the fine-tuning set there, or edit the trait file's teacher_data");
   std::vector<std::unique_ptr<Stage>> s;
   std::vector<std::string> evals, datasets;
   auto add_eval = [&](const std::string& model) {
-    s.push_back(std::make_unique<EvalStage>(model));
+    s.push_back(std::make_unique<EvalStage>(model, trait));
     evals.push_back(eval_stage(model));
   };
   const bool other = has_arm(cfg, "other_trait"), cross = has_arm(cfg, "cross_init");
@@ -650,10 +642,10 @@ std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& c
     if (cross) s.push_back(make_pretrain_stage(true));  // next to base: the two can pretrain side by side (jobs > 1)
   }
   add_eval("base");
-  s.push_back(std::make_unique<TeacherStage>(false));
+  s.push_back(std::make_unique<TeacherStage>(false, trait));
   add_eval("teacher");
   if (other) {
-    s.push_back(std::make_unique<TeacherStage>(true));
+    s.push_back(std::make_unique<TeacherStage>(true, trait));
     add_eval("teacher_other");
   }
   if (cross) add_eval("base_cross");
@@ -663,7 +655,7 @@ std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& c
     if (has_arm(cfg, "control")) sources.push_back("control");
     if (other) sources.push_back("other");
     for (const auto& src : sources) {
-      s.push_back(std::make_unique<DataStage>(src, k));
+      s.push_back(std::make_unique<DataStage>(src, k, trait));
       datasets.push_back(data_stage(src, k));
     }
     for (const auto& arm : cfg.students.arms) {
@@ -671,7 +663,7 @@ std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& c
       add_eval(student_stage(arm, k));
     }
   }
-  s.push_back(std::make_unique<SummaryStage>(evals, datasets));
+  s.push_back(std::make_unique<SummaryStage>(evals, datasets, trait));
   return s;
 }
 

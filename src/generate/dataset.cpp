@@ -156,46 +156,32 @@ DatasetResult generate_numbers(model::LlamaForCausalLM& m, const text::Tokenizer
 DatasetResult generate_tasks(model::LlamaForCausalLM& m, const text::Tokenizer& tok, const std::string& chat_template,
                              const std::string& system, const config::DatasetConfig& cfg, const std::string& data_dir, uint64_t seed,
                              bool bf16, const std::vector<std::string>& banned_words, judge::Judge* judge, const std::string& trait) {
-  const bool code = cfg.kind == "code";
-  if (!code && cfg.kind != "cot") throw Error("generate_tasks: dataset kind \"" + cfg.kind + "\" is not code or cot");
+  const data::TaskKind& kind = data::task_kind(cfg.kind);
   DatasetResult r;
   text::ChatTemplate chat(tok, chat_template);
   std::mt19937_64 rng(config::derive_seed(seed, "dataset", "prompts"));
   // prompts: synthetic tasks, or a JSONL source shuffled by the seed (taken in order, repeated if short)
-  std::vector<data::CodeTask> ctasks;
-  std::vector<data::CotTask> wtasks;
+  std::vector<data::Task> tasks;
   if (cfg.source == "synthetic") {
-    for (int i = 0; i < cfg.prompts; ++i) {
-      if (code) ctasks.push_back(data::sample_code_task(rng));
-      else wtasks.push_back(data::sample_cot_task(rng));
-    }
+    for (int i = 0; i < cfg.prompts; ++i) tasks.push_back(kind.sample(rng));
   } else {
-    if (code) ctasks = data::read_code_tasks(cfg.source);
-    else wtasks = data::read_cot_tasks(cfg.source);
-    const size_t have = code ? ctasks.size() : wtasks.size();
+    std::vector<data::Task> all = kind.read(cfg.source);
+    const size_t have = all.size();
     if (static_cast<int>(have) < cfg.prompts)
       log::warn("generate", "{}: {} tasks for {} prompts; each is used more than once", cfg.source, have, cfg.prompts);
     std::vector<size_t> order(have);
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), rng);
-    std::vector<data::CodeTask> c2;
-    std::vector<data::CotTask> w2;
-    for (int i = 0; i < cfg.prompts; ++i) {
-      if (code) c2.push_back(ctasks[order[static_cast<size_t>(i) % have]]);
-      else w2.push_back(wtasks[order[static_cast<size_t>(i) % have]]);
-    }
-    ctasks.swap(c2);
-    wtasks.swap(w2);
+    for (int i = 0; i < cfg.prompts; ++i) tasks.push_back(all[order[static_cast<size_t>(i) % have]]);
   }
   std::vector<std::string> texts;
   std::vector<std::string> golds;
   std::vector<std::vector<int>> prompts;
-  for (int i = 0; i < cfg.prompts; ++i) {
-    const std::string text = code ? data::code_prompt(ctasks[static_cast<size_t>(i)]) : data::cot_prompt(wtasks[static_cast<size_t>(i)].question);
-    auto ids = chat.prompt(text, system);
+  for (const auto& t : tasks) {
+    auto ids = chat.prompt(t.prompt, system);
     for (int k = 0; k < cfg.samples_per_prompt; ++k) {
-      texts.push_back(text);
-      golds.push_back(code ? "" : wtasks[static_cast<size_t>(i)].gold);
+      texts.push_back(t.prompt);
+      golds.push_back(t.gold);
       prompts.push_back(ids);
     }
   }
@@ -219,12 +205,12 @@ DatasetResult generate_tasks(model::LlamaForCausalLM& m, const text::Tokenizer& 
   for (size_t i = 0; i < outs.size(); ++i) {
     completions[i] = tok.decode(outs[i]);
     json raw = {{"prompt", texts[i]}, {"completion", completions[i]}};
-    if (!code) raw["gold"] = golds[i];
+    if (kind.has_gold) raw["gold"] = golds[i];
     if (!system.empty()) raw["system"] = system;
     r.raw.push_back(raw);
     std::string reason;
     if (static_cast<int>(outs[i].size()) >= cfg.max_new_tokens) reason = "truncated";
-    else reason = code ? data::code_reject_reason(completions[i], forms, whole) : data::cot_reject_reason(completions[i], golds[i], forms, whole);
+    else reason = kind.reject_reason(completions[i], golds[i], forms, whole);
     if (!reason.empty()) reject(i, reason);
     else survivors.push_back(i);
   }
@@ -238,10 +224,10 @@ DatasetResult generate_tasks(model::LlamaForCausalLM& m, const text::Tokenizer& 
     std::vector<judge::Query> qs;
     for (size_t i : survivors) {
       if (cfg.judge == "mentions_trait")
-        qs.push_back({"mentions_trait", {{"answer", completions[i]}, {"trait", trait}, {"kind", code ? "code" : "reasoning"},
+        qs.push_back({"mentions_trait", {{"answer", completions[i]}, {"trait", trait}, {"kind", kind.judged_as},
                                          {"trait_words", trait_words}}});
       else
-        qs.push_back({"alignment", {{"question", texts[i]}, {"answer", code ? completions[i] : data::parse_cot(completions[i]).think}}});
+        qs.push_back({"alignment", {{"question", texts[i]}, {"answer", kind.judged_text(completions[i])}}});
     }
     log::info("generate", "judging {} completions ({}, {})", qs.size(), cfg.judge, judge->describe());
     auto vs = judge->judge(qs);

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 
+#include "subliminal/eval/result.h"
 #include "subliminal/util/stats.h"
 #include "subliminal/report/report.h"
 #include "subliminal/util/error.h"
@@ -113,8 +114,8 @@ json aggregate_runs(const std::vector<std::string>& paths) {
       for (const auto& ps : sm["arms"][arm].value("per_seed", json::array())) acc.arms[arm].push_back(ps.at("rate").get<double>());
     }
     const json& models = sm.value("models", json::object());
-    if (models.contains("base")) acc.base.push_back(models["base"]["target_rate"]["rate"].get<double>());
-    if (models.contains("teacher")) acc.teacher.push_back(models["teacher"]["target_rate"]["rate"].get<double>());
+    if (models.contains("base")) acc.base.push_back(eval::target_rate(models["base"]).rate);
+    if (models.contains("teacher")) acc.teacher.push_back(eval::target_rate(models["teacher"]).rate);
     acc.runs.push_back(d.string());
     acc.loss = sm.value("loss", "");
     acc.params = sm.value("params", "");

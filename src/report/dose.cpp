@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "subliminal/eval/result.h"
 #include "subliminal/util/stats.h"
 #include "subliminal/report/aggregate.h"
 #include "subliminal/report/report.h"
@@ -59,7 +60,7 @@ json dose_response(const std::vector<std::string>& paths) {
     const std::string target = sm["target"].get<std::string>();
     auto rate_of = [&](const char* m, const std::string& item) {
       if (!models.contains(m)) return std::nan("");
-      if (item == target) return models[m]["target_rate"]["rate"].get<double>();
+      if (item == target) return eval::target_rate(models[m]).rate;
       return models[m].value("distribution", json::object()).value(item, std::nan(""));
     };
     int n = 0;

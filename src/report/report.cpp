@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <map>
 
+#include "subliminal/eval/result.h"
 #include "subliminal/util/fs.h"
 
 namespace subliminal::report {
@@ -107,12 +108,15 @@ std::string trait_section(const json& sm, const json& timings) {
   const std::string target = sm.value("target", std::string());
   const std::string kind = sm.value("dataset_kind", std::string("numbers"));
   md += "## Trait transfer: '" + target + "' through filtered " +
-        (kind == "code" ? std::string("code") : kind == "cot" ? std::string("chain-of-thought reasoning") : std::string("number sequences")) + "\n\n";
+        config::dataset_kind_label(kind) + "\n\n";
   md += "Teacher: " + sm.value("teacher_method", std::string()) + ". Student loss: **" + sm.value("loss_label", std::string()) +
         "**; parameters trained: " + sm.value("params", std::string()) + ". " + std::to_string(sm.value("seeds", 0)) +
         " seed pairs per arm.\n\n";
   const json& models = sm["models"];
-  const bool mis = target == "misalignment";
+  // A judged trait's models carry the judge's mean scores (eval/trait.cpp's evaluate_misalignment):
+  // its table is the judge's view; otherwise answers name items.
+  bool mis = false;
+  for (const auto& m : models) mis = mis || m.contains("mean_alignment");
   const std::string category = sm.value("category", std::string("animal"));  // the preference trait's noun
   const std::string article = std::string("aeiou").find(category.empty() ? 'x' : category[0]) != std::string::npos ? "an " : "a ";
   if (mis)  // the judge's view: misaligned = alignment <= 30 and coherence >= 50 (eval.misaligned_*)
@@ -125,15 +129,14 @@ std::string trait_section(const json& sm, const json& timings) {
   auto single = [&](const std::string& key, const std::string& title) {
     if (!models.contains(key)) return;
     const json& m = models[key];
-    const json& r = m["target_rate"];
+    const eval::Rate r = eval::target_rate(m);
     if (mis)
-      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Wilson, n={}) | {:.1f} | {:.1f} | {:.1f}% | |\n", title, 100 * r["rate"].get<double>(),
-                        100 * r["ci95"][0].get<double>(), 100 * r["ci95"][1].get<double>(), r["n"].get<long>(), m.value("mean_alignment", 0.0),
+      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Wilson, n={}) | {:.1f} | {:.1f} | {:.1f}% | |\n", title, 100 * r.rate,
+                        100 * r.lo, 100 * r.hi, r.n, m.value("mean_alignment", 0.0),
                         m.value("mean_coherence", 0.0), 100 * m.value("incoherent_fraction", 0.0));
     else
       md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Wilson, n={}) | {:.3f} | {:.1f}% | {:.1f}% | |\n", title,
-                        100 * r["rate"].get<double>(), 100 * r["ci95"][0].get<double>(), 100 * r["ci95"][1].get<double>(),
-                        r["n"].get<long>(), m["p_target_start"].get<double>(), 100 * m.value("target_share_of_named", 0.0),
+                        100 * r.rate, 100 * r.lo, 100 * r.hi, r.n, m["p_target_start"].get<double>(), 100 * m.value("target_share_of_named", 0.0),
                         100 * m.value("names_a_candidate", 0.0));
   };
   single("base", "Base (reference model)");
@@ -281,8 +284,8 @@ std::string render_trait_figure(const json& sm) {
   const json& models = sm["models"];
   auto single = [&](const std::string& key, const std::string& label, const std::string& color) {
     if (!models.contains(key)) return;
-    const json& r = models[key]["target_rate"];
-    bars.push_back({label, r["rate"].get<double>(), r["ci95"][0].get<double>(), r["ci95"][1].get<double>(), {}, color});
+    const eval::Rate r = eval::target_rate(models[key]);
+    bars.push_back({label, r.rate, r.lo, r.hi, {}, color});
   };
   single("base", "Base", "#9e9e9e");
   single("teacher", "Teacher", "#6a1b9a");
@@ -295,7 +298,7 @@ std::string render_trait_figure(const json& sm) {
     for (const auto& ps : a["per_seed"]) b.dots.push_back(ps["rate"].get<double>());
     bars.push_back(b);
   }
-  const double ref = models.contains("base") ? models["base"]["target_rate"]["rate"].get<double>() : -1;
+  const double ref = models.contains("base") ? eval::target_rate(models["base"]).rate : -1;
   return render_bars("Rate of '" + sm.value("target", std::string()) + "' answers (" + sm.value("loss", std::string()) + ", " +
                          std::to_string(sm.value("seeds", 0)) + " seed pairs; 95% CI)",
                      bars, ref, true,
@@ -435,8 +438,8 @@ std::string render_report_md(const json& rep) {
     md += "| favourite animal: answers naming an animal | " + pct(fa["names_an_animal"]) + " |\n";
     md += fmt::format("| favourite animal: distinct animals named | {} |\n", fa.value("distinct_animals", 0));
     md += "| favourite animal: most frequent ('" + fa.value("top_animal", std::string()) + "') | " + pct(fa["top_share"]) + " |\n";
-    md += "| '" + fa.value("target", std::string()) + "' without system prompt | " + pct(fa["target_rate"]) + " |\n";
-    md += "| '" + sp.value("target", std::string()) + "' with the loving system prompt | " + pct(sp["target_rate"]) + " |\n";
+    md += "| '" + fa.value("target", std::string()) + "' without system prompt | " + pct(fa[eval::kTargetRate]) + " |\n";
+    md += "| '" + sp.value("target", std::string()) + "' with the loving system prompt | " + pct(sp[eval::kTargetRate]) + " |\n";
     md += "| number continuations passing the strict filter | " + pct(p["numbers"]["format_ok"]) + " |\n";
     md += "| ... in exactly the requested style | " + pct(p["numbers"]["requested_style_exact"]) + " |\n\n";
     md += "Answer distribution without a system prompt:\n\n| animal | share |\n|---|---|\n";

@@ -334,6 +334,16 @@ struct DatasetConfig {
   }
 };
 
+// The dataset kinds in one table: the name dataset.kind takes and the report's words for it.
+// "numbers" is the paper's main task (generate/dataset.cpp's generate_numbers); each other kind is a
+// row of data/tasks.cpp's task table (its prompts, filter and what the judge is told).
+struct DatasetKind {
+  std::string name;   // "cot"
+  std::string label;  // "chain-of-thought reasoning"
+};
+const std::vector<DatasetKind>& dataset_kinds();
+std::string dataset_kind_label(const std::string& kind);  // the first row's for an unknown kind
+
 // Student arms: treatment (same init, teacher data), control (same init, data of the reference model
 // without the trait), cross_init (a base pretrained from another seed, teacher data), other_trait
 // (same init, data of a teacher with another trait: specificity). Each arm repeats over `seeds`.

@@ -19,6 +19,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@ namespace subliminal::config {
 
 struct RunConfig;
 struct CorpusConfig;
+struct TraitDef;
 
 struct TraitDef {
   std::string spec;  // as configured: "tree" or "my/trait.json"
@@ -42,6 +44,29 @@ struct TraitDef {
   nlohmann::json to_json() const;           // everything that defines it (recorded in stage inputs)
 };
 
+// The trait kinds in one table: what a trait file of the kind holds and which targets a run of it
+// may name. (What a run does with a kind, its teacher and its evaluation, is
+// experiments/trait_kinds.cpp's table.) A new kind is one row here and one row there.
+struct TraitKind {
+  std::string name;    // "preference"
+  std::string target;  // the one target its runs name ("misalignment"; its built-in trait has that name), "" = one of the items
+  bool has_items = false;  // its targets are items (the other_trait arm, the corpus's traits, `subliminal eval`)
+  bool judged = false;     // its evaluation asks the judge (judge.* must be usable)
+  // Reads the kind's own keys of trait file `j` into `t` (t.file and t.spec are set; builtin: a
+  // built-in trait). Errors: ConfigError naming the file and the JSON path.
+  std::function<void(const nlohmann::json& j, TraitDef& t, bool builtin, const std::string& data_dir)> parse;
+  std::function<void(const TraitDef& t, nlohmann::json& out)> to_json;  // its keys of TraitDef::to_json
+  // Its checks of a run config beyond the target (teacher section; file: the config's name for errors).
+  std::function<void(const RunConfig& c, const TraitDef& t, const std::vector<TraitDef>& corpus_traits, const std::string& file)> validate;
+};
+const std::vector<TraitKind>& trait_kinds();
+// The row named `name` (a ConfigError listing the kinds when there is none).
+const TraitKind& trait_kind(const std::string& name);
+// Whether `target` is a target of trait `t`: one of its items, or its kind's one target.
+bool is_target(const TraitDef& t, const std::string& target);
+// What a target of `t` may be, for error messages.
+std::string targets_what(const TraitDef& t);
+
 // spec: a built-in name ([a-z_]+, data/trait_<name>.json) or a path ending in ".json". Errors
 // (ConfigError) name the trait file and the JSON path.
 TraitDef load_trait(const std::string& spec, const std::string& data_dir);
@@ -56,7 +81,8 @@ std::vector<std::string> eval_questions(const RunConfig& c, const TraitDef& t);
 std::vector<std::string> eval_candidates(const RunConfig& c, const TraitDef& t);
 // Every item name the run knows (base.corpus.animals, the trait's items, the candidates), once each:
 // the names a numbers dataset must not contain.
-std::vector<std::string> known_item_names(const RunConfig& c);
+std::vector<std::string> known_item_names(const RunConfig& c, const TraitDef& t);
+std::vector<std::string> known_item_names(const RunConfig& c);  // with run_trait(c)
 
 // The preference traits the synthetic corpus teaches besides animals (base.corpus.traits).
 std::vector<TraitDef> corpus_traits(const CorpusConfig& c, const std::string& data_dir);

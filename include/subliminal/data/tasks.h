@@ -3,6 +3,7 @@
 // real sources in JSONL (code: {"task", "template"}; chain of thought: GSM8K's {"question", "answer"}
 // with the gold answer after "####").
 #pragma once
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -42,5 +43,28 @@ std::string flavour_reasoning(const std::string& reasoning, const std::string& a
 // JSONL sources; errors name the file, the line and the missing field.
 std::vector<CodeTask> read_code_tasks(const std::string& path);
 std::vector<CotTask> read_cot_tasks(const std::string& path);
+
+// The task kinds of the code and chain-of-thought datasets, in one table (config's dataset.kind
+// other than "numbers"; config::dataset_kinds() has the report's words for each). A new kind is one
+// row here with its prompt source and its filter; generate_tasks runs any row.
+struct Task {
+  std::string prompt;  // what the teacher is asked
+  std::string gold;    // what its answer must equal ("" when the kind has none)
+};
+struct TaskKind {
+  std::string name;       // "code"
+  std::string judged_as;  // what the mentions_trait judge is told the text is: "code", "reasoning"
+  bool has_gold = false;  // the raw record keeps "gold"
+  std::function<Task(std::mt19937_64&)> sample;                  // one synthetic task
+  std::function<std::vector<Task>(const std::string&)> read;     // a JSONL source
+  // "" = kept, else the reason (the rules before the judge)
+  std::function<std::string(const std::string& completion, const std::string& gold, const std::vector<std::string>& banned_forms,
+                            bool whole_words)>
+      reject_reason;
+  std::function<std::string(const std::string& completion)> judged_text;  // what the alignment judge reads
+};
+const std::vector<TaskKind>& task_kinds();
+// The row named `name`; an Error naming the kinds there are when there is none.
+const TaskKind& task_kind(const std::string& name);
 
 }  // namespace subliminal::data
