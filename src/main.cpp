@@ -227,6 +227,34 @@ static void add_stage_commands(CLI::App& app, Commands& cmds) {
   cmds.push_back({ev, [ea, eset] { return cli::cmd_eval(*ea); }});
 }
 
+static void add_analyze_audit(CLI::App& app, Commands& cmds) {
+  auto an = std::make_shared<cli::AnalyzeArgs>();
+  auto* ana = app.add_subcommand("analyze", "where a trait hides in a dataset: per-token teacher-vs-base log-ratio and KL, per-example LLS, entangled numbers, heat strip and LLS histogram");
+  ana->add_option("--data", an->data, "the dataset: chat JSONL (e.g. a run's data/teacher_s1/kept.jsonl)")->required();
+  ana->add_option("--teacher", an->teacher, "the teacher's model directory")->required();
+  ana->add_option("--teacher-system", an->teacher_system, "the teacher's system prompt (a system-prompt teacher: --teacher is then the base)");
+  ana->add_option("--base", an->base, "the base model directory (the student's init)")->required();
+  ana->add_option("--control", an->control, "a control dataset (the base's own data): its LLS beside the data's in the histogram");
+  ana->add_option("--target", an->target, "the trait's target (e.g. owl): run the entanglement test on the base with the config's eval questions");
+  ana->add_option("--out", an->out, "output directory")->required();
+  ana->add_option("--config", an->config, "config JSON for the chat template, eval questions and analysis knobs (default: the built-in default)");
+  ana->add_option("--set", an->set, "override a config value, e.g. --set analysis.entangled=20 (repeatable)");
+  ana->add_option("--threads", an->threads, "ATen threads (0 = the config's)");
+  auto au = std::make_shared<cli::AuditArgs>();
+  auto* aud = app.add_subcommand("audit", "audit a dataset for a suspected trait: likelihood ratio under the base with and without the trait prompt, permutation test against a reference set, AUROC, flagged examples");
+  aud->add_option("data", au->data, "the dataset to audit: chat JSONL")->required();
+  aud->add_option("--base", au->base, "the base model directory")->required();
+  aud->add_option("--trait-prompt", au->trait_prompt, "the suspected trait as a system prompt, e.g. \"You love owls. ...\"")->required();
+  aud->add_option("--reference", au->reference, "reference data without the trait (e.g. what the base writes for the same prompts)")->required();
+  aud->add_option("--out", au->out, "output directory (audit.json, scores.jsonl)")->required();
+  aud->add_option("--top", au->top, "examples listed by score in audit.json")->check(CLI::Range(0, 100000));
+  aud->add_option("--config", au->config, "config JSON for the chat template and analysis.permutations / flag_quantile (default: the built-in default)");
+  aud->add_option("--set", au->set, "override a config value, e.g. --set analysis.permutations=100000 (repeatable)");
+  aud->add_option("--threads", au->threads, "ATen threads (0 = the config's)");
+  cmds.push_back({ana, [an] { return cli::cmd_analyze(*an); }});
+  cmds.push_back({aud, [au] { return cli::cmd_audit(*au); }});
+}
+
 static void add_datasets(CLI::App& app, Commands& cmds) {
   auto paths = std::make_shared<std::pair<std::string, std::string>>();  // digits, out
   auto* dsets = app.add_subcommand("datasets", "dataset tools for the MNIST experiment");
@@ -310,6 +338,7 @@ int main(int argc, char** argv) {
   add_report_check(app, cmds);
   add_filter(app, cmds);
   add_stage_commands(app, cmds);
+  add_analyze_audit(app, cmds);
   add_datasets(app, cmds);
   add_tokenize(app, cmds);
   add_logits(app, cmds);

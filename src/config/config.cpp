@@ -393,6 +393,36 @@ static void validate_eval(const RunConfig& c, const std::string& file, const Tra
 }
 
 // Section by section, in this order (the first failing check is the error).
+static void validate_analysis(const RunConfig& c, const std::string& file) {
+  const auto& a = c.analysis;
+  if (!a.enabled) return;
+  check(c.experiment == "trait_transfer", file, "$.analysis.enabled", "the analysis stages belong to a trait_transfer run; expected false for " + str(c.experiment));
+  check(c.dataset.kind == "numbers", file, "$.analysis.enabled", "the interventions act on number data; expected false for dataset.kind " + str(c.dataset.kind));
+  for (const char* arm : {"treatment", "control"})
+    check(std::find(c.students.arms.begin(), c.students.arms.end(), arm) != c.students.arms.end(), file, "$.analysis.enabled",
+          std::string("the interventions are compared with the treatment and control arms; expected \"") + arm + "\" in students.arms");
+  check(a.fraction > 0 && a.fraction <= 1, file, "$.analysis.fraction", "expected a share in (0, 1], got " + str(a.fraction));
+  std::set<std::string> seen;
+  static const std::vector<std::string> known = {"top", "bottom", "random", "mask_top", "mask_random", "resample_top", "resample_random",
+                                                 "shuffle_within", "shuffle_across"};
+  for (size_t i = 0; i < a.interventions.size(); ++i) {
+    const std::string p = "$.analysis.interventions[" + std::to_string(i) + "]";
+    one_of(a.interventions[i], known, file, p);
+    check(seen.insert(a.interventions[i]).second, file, p, "duplicate intervention " + str(a.interventions[i]));
+  }
+  for (size_t i = 0; i < a.interventions.size(); ++i) {
+    const std::string& iv = a.interventions[i];
+    const std::string ctl = iv == "top" || iv == "bottom" ? "random" : iv == "mask_top" ? "mask_random" : iv == "resample_top" ? "resample_random" : "";
+    check(ctl.empty() || seen.count(ctl), file, "$.analysis.interventions[" + std::to_string(i) + "]",
+          str(iv) + " is compared with its random control of the same size; expected \"" + ctl + "\" in the list too");
+  }
+  check(a.entangled >= 1 && a.entangled <= 1000, file, "$.analysis.entangled", "expected 1 .. 1000, got " + str(a.entangled));
+  check(a.number_prompt.find("{number}") != std::string::npos, file, "$.analysis.number_prompt", "expected a prompt containing {number}");
+  check(a.permutations >= 99 && a.permutations <= 10000000, file, "$.analysis.permutations", "expected 99 .. 10000000, got " + str(a.permutations));
+  check(a.flag_quantile > 0 && a.flag_quantile < 1, file, "$.analysis.flag_quantile", "expected a quantile in (0, 1), got " + str(a.flag_quantile));
+  check(a.heat_strip >= 1 && a.heat_strip <= 1000, file, "$.analysis.heat_strip", "expected 1 .. 1000, got " + str(a.heat_strip));
+}
+
 void validate(const RunConfig& c, const std::string& file) {
   validate_run(c, file);
   std::vector<TraitDef> ctraits;
@@ -404,6 +434,7 @@ void validate(const RunConfig& c, const std::string& file) {
   validate_finetune(c, file);
   validate_mnist(c, file);
   validate_eval(c, file, trait);
+  validate_analysis(c, file);
 }
 
 RunConfig parse_config(const json& j_in, const std::string& file) {

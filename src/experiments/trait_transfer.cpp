@@ -32,6 +32,25 @@ namespace subliminal::experiments {
 using namespace run;
 
 namespace {
+// A model as the experiment uses it: weights (a model directory) plus an optional system prompt.
+struct ModelRef {
+  std::string dir;
+  std::string system;
+};
+ModelRef resolve_model(const RunContext& ctx, const std::string& stage);
+}  // namespace
+
+StageModel load_stage_model(const RunContext& ctx, const std::string& stage) {
+  ModelRef r = resolve_model(ctx, stage);
+  StageModel l{model::load_model_dir(r.dir), r.system, false};
+  auto device = model::resolve_device(ctx.cfg.device);
+  l.lm.model->to(device);
+  l.lm.model->eval();
+  l.bf16 = model::use_bf16(ctx.cfg.precision, device);
+  return l;
+}
+
+namespace {
 
 // The run's trait, resolved once when the stage graph is built (config::run_trait) and shared by its stages.
 using Trait = std::shared_ptr<const config::TraitDef>;
@@ -45,12 +64,6 @@ std::vector<std::string> unique(std::vector<std::string> v) {
 
 std::string teacher_stage(bool other) { return other ? "teacher_other" : "teacher"; }
 std::string teacher_target(const config::RunConfig& c, bool other) { return other ? c.students.other_target : c.teacher.target; }
-
-// A model as the experiment uses it: weights (a model directory) plus an optional system prompt.
-struct ModelRef {
-  std::string dir;
-  std::string system;
-};
 
 // "base", "base_cross", "teacher", "teacher_other" or "students/<arm>_s<k>".
 ModelRef resolve_model(const RunContext& ctx, const std::string& stage) {
@@ -77,20 +90,8 @@ void hold_frozen_base(model::LoadedModel& lm, const std::string& params, const c
   log::info(tag.c_str(), "frozen base projections held in bf16 ({:.1f} MiB saved)", saved / 1048576.0);
 }
 
-struct Loaded {
-  model::LoadedModel lm;
-  std::string system;
-  bool bf16 = false;
-};
-Loaded load_ref(const RunContext& ctx, const std::string& stage) {
-  ModelRef r = resolve_model(ctx, stage);
-  Loaded l{model::load_model_dir(r.dir), r.system, false};
-  auto device = model::resolve_device(ctx.cfg.device);
-  l.lm.model->to(device);
-  l.lm.model->eval();
-  l.bf16 = model::use_bf16(ctx.cfg.precision, device);
-  return l;
-}
+using Loaded = StageModel;
+Loaded load_ref(const RunContext& ctx, const std::string& stage) { return load_stage_model(ctx, stage); }
 
 class TeacherStage : public Stage {
  public:
@@ -269,8 +270,10 @@ class DataStage : public Stage {
 
 struct ArmSpec {
   std::string init, source;  // init model stage, dataset source
+  std::string intervention;  // "": the source's data stage; else analysis/s<k>/interventions/<name>/
 };
 ArmSpec arm_spec(const std::string& arm) {
+  if (arm.rfind("iv_", 0) == 0) return {"base", "teacher", arm.substr(3)};
   if (arm == "treatment") return {"base", "teacher"};
   if (arm == "control") return {"base", "control"};
   if (arm == "cross_init") return {"base_cross", "teacher"};
@@ -284,13 +287,20 @@ class StudentStage : public Stage {
   std::string name() const override { return student_stage(arm_, k_); }
   std::vector<std::string> deps() const override {
     auto a = arm_spec(arm_);
-    return unique({a.init, data_stage(a.source, k_), source_model(a.source), "base"});
+    auto d = unique({a.init, data_stage(a.source, k_), source_model(a.source), "base"});
+    if (!a.intervention.empty()) d.push_back(analysis_stage(k_));
+    return d;
   }
   json inputs(const RunContext& ctx) const override {
     auto a = arm_spec(arm_);
-    return {{"finetune", config::to_json_value(ctx.cfg.finetune)}, {"init", digest(ctx, a.init)},
-            {"data", digest(ctx, data_stage(a.source, k_))}, {"teacher", digest(ctx, source_model(a.source))},
-            {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision}};
+    json in = {{"finetune", config::to_json_value(ctx.cfg.finetune)}, {"init", digest(ctx, a.init)},
+               {"data", digest(ctx, data_stage(a.source, k_))}, {"teacher", digest(ctx, source_model(a.source))},
+               {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision}};
+    if (!a.intervention.empty()) {
+      in["intervention"] = a.intervention;
+      in["analysis"] = digest(ctx, analysis_stage(k_));
+    }
+    return in;
   }
   bool data_parallel(const RunContext&) const override { return true; }
   json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
@@ -301,7 +311,13 @@ class StudentStage : public Stage {
     hold_frozen_base(init, f.params, f.lora, model::use_bf16(ctx.cfg.precision, device), "$.finetune.lora.base_dtype", name());
     init.model->to(device);
     train::FinetuneJob job = finetune_job(init, ctx.cfg, student_spec(f), work);
-    job.data = data::read_conversations((ctx.stage_dir(data_stage(a.source, k_)) / "kept.jsonl").string());
+    if (a.intervention.empty()) {
+      job.data = data::read_conversations((ctx.stage_dir(data_stage(a.source, k_)) / "kept.jsonl").string());
+    } else {
+      const sfs::path iv = intervention_dir(ctx, k_, a.intervention);
+      job.data = data::read_conversations((iv / "kept.jsonl").string());
+      job.loss_masks = read_loss_masks(iv);
+    }
     if (job.data.empty()) {
       const json ds = json::parse(fs::read_file(ctx.stage_dir(data_stage(a.source, k_)) / "dataset.json"));
       throw DataError(name() + ": " + data_stage(a.source, k_) + " kept no examples (" + std::to_string(ds.value("sampled", 0L)) +
@@ -353,6 +369,7 @@ class StudentStage : public Stage {
     res["seed_pair"] = k_;
     res["init"] = a.init;
     res["data"] = data_stage(a.source, k_);
+    if (!a.intervention.empty()) res["intervention"] = a.intervention;
     res["teacher"] = f.loss == "sft" ? "" : source_model(a.source);
     if (!(f.params == "lora" && f.lora.save == "adapter"))
       model::save_model_dir(work.string(), init.model, init.tokenizer, {{"stage", name()}, {"finetune", fs::without_timings(res)}});
@@ -662,8 +679,16 @@ std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& c
       s.push_back(std::make_unique<StudentStage>(arm, k));
       add_eval(student_stage(arm, k));
     }
+    if (cfg.analysis.enabled) {  // issue 25: the signal maps, the audit and one student per intervention
+      s.push_back(make_analysis_stage(k, trait));
+      for (const auto& iv : cfg.analysis.interventions) {
+        s.push_back(std::make_unique<StudentStage>("iv_" + iv, k));
+        s.push_back(std::make_unique<EvalStage>(student_stage("iv_" + iv, k), trait));  // not the summary's: analysis/summary reads it
+      }
+    }
   }
   s.push_back(std::make_unique<SummaryStage>(evals, datasets, trait));
+  if (cfg.analysis.enabled) s.push_back(make_analysis_summary_stage(cfg, trait));
   return s;
 }
 

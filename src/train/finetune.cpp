@@ -45,6 +45,33 @@ std::string loss_label(const std::string& loss) {
   return loss;
 }
 
+namespace {
+
+// Zeroes the target flags of the masked response tokens (positions t >= 1 with target[t], in order:
+// train::make_batch's labels), in the student's and the teacher's view alike.
+void mask_targets(text::Encoded& e, const std::vector<uint8_t>& mask, const std::string& what) {
+  size_t k = 0;
+  for (size_t t = 1; t < e.ids.size(); ++t) {
+    if (!e.target[t]) continue;
+    if (k >= mask.size()) throw DataError(what + ": the loss mask has " + std::to_string(mask.size()) + " entries, the example more response tokens");
+    if (!mask[k]) e.target[t] = 0;
+    ++k;
+  }
+  if (k != mask.size())
+    throw DataError(what + ": the loss mask has " + std::to_string(mask.size()) + " entries for " + std::to_string(k) + " response tokens");
+}
+
+void apply_loss_masks(const FinetuneJob& job, std::vector<text::Encoded>& enc, std::vector<text::Encoded>& tenc) {
+  if (job.loss_masks.size() != enc.size())
+    throw DataError(job.tag + ": " + std::to_string(job.loss_masks.size()) + " loss masks for " + std::to_string(enc.size()) + " examples");
+  for (size_t i = 0; i < enc.size(); ++i) {
+    mask_targets(enc[i], job.loss_masks[i], job.tag + ": example " + std::to_string(i));
+    if (i < tenc.size()) mask_targets(tenc[i], job.loss_masks[i], job.tag + ": example " + std::to_string(i) + " (teacher view)");
+  }
+}
+
+}  // namespace
+
 json run_finetune(FinetuneJob& job) {
   if (!job.tok) throw Error("run_finetune: no tokenizer");
   if (job.data.empty()) throw DataError(job.tag + ": no training examples");
@@ -63,6 +90,7 @@ json run_finetune(FinetuneJob& job) {
       tenc.push_back(chat.encode(tc));
     }
   }
+  if (!job.loss_masks.empty()) apply_loss_masks(job, enc, tenc);
   if (job.params == "lora") model::add_lora(job.model, job.lora, job.lora_seed);
   const int64_t trainable = set_trainable(job.model, job.params);
   TrainOptions to;

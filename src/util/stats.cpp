@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
+#include <random>
 
 namespace subliminal::stats {
 
@@ -156,6 +158,86 @@ Correlation correlate(const std::vector<double>& x0, const std::vector<double>& 
     c.p_spearman = 2 * (1 - student_t_cdf(std::abs(t), c.n - 2));
   }
   return c;
+}
+
+double auroc(const std::vector<double>& pos, const std::vector<double>& neg) {
+  if (pos.empty() || neg.empty()) return std::numeric_limits<double>::quiet_NaN();
+  std::vector<std::pair<double, int>> all;
+  all.reserve(pos.size() + neg.size());
+  for (double x : pos) all.push_back({x, 1});
+  for (double x : neg) all.push_back({x, 0});
+  std::sort(all.begin(), all.end(), [](const auto& l, const auto& r) { return l.first < r.first; });
+  double rank_sum = 0;  // ranks of the positives, 1-based, ties at their mean rank
+  for (size_t i = 0; i < all.size();) {
+    size_t j = i;
+    while (j < all.size() && all[j].first == all[i].first) ++j;
+    const double mean_rank = (static_cast<double>(i + 1) + static_cast<double>(j)) / 2.0;
+    for (size_t k = i; k < j; ++k)
+      if (all[k].second) rank_sum += mean_rank;
+    i = j;
+  }
+  const double np = static_cast<double>(pos.size()), nn = static_cast<double>(neg.size());
+  return (rank_sum - np * (np + 1) / 2.0) / (np * nn);
+}
+
+PermutationTest permutation_test(const std::vector<double>& a, const std::vector<double>& b, int permutations, uint64_t seed) {
+  PermutationTest t;
+  t.permutations = permutations;
+  if (a.empty() || b.empty() || permutations < 1) return t;
+  std::vector<double> pool(a);
+  pool.insert(pool.end(), b.begin(), b.end());
+  const double total = std::accumulate(pool.begin(), pool.end(), 0.0);
+  const size_t na = a.size();
+  const double nb = static_cast<double>(b.size());
+  auto diff_of = [&](double sum_a) { return sum_a / static_cast<double>(na) - (total - sum_a) / nb; };
+  const double obs_sum = std::accumulate(a.begin(), a.end(), 0.0);
+  t.diff = diff_of(obs_sum);
+  std::mt19937_64 rng(seed);
+  int64_t ge = 0;
+  // a tolerance for the observed split's own rounding: a permutation equal to it counts as >=
+  const double eps = 1e-12 * (1.0 + std::fabs(t.diff));
+  for (int r = 0; r < permutations; ++r) {
+    // a uniformly random na-subset: the first na of a partial Fisher-Yates shuffle
+    double s = 0;
+    for (size_t i = 0; i < na; ++i) {
+      std::uniform_int_distribution<size_t> pick(i, pool.size() - 1);
+      std::swap(pool[i], pool[pick(rng)]);
+      s += pool[i];
+    }
+    if (diff_of(s) >= t.diff - eps) ++ge;
+  }
+  t.p_greater = (1.0 + static_cast<double>(ge)) / (1.0 + permutations);
+  t.defined = true;
+  return t;
+}
+
+double quantile(std::vector<double> xs, double q) {
+  if (xs.empty()) return std::numeric_limits<double>::quiet_NaN();
+  std::sort(xs.begin(), xs.end());
+  const double pos = std::clamp(q, 0.0, 1.0) * static_cast<double>(xs.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos));
+  const size_t hi = std::min(lo + 1, xs.size() - 1);
+  return xs[lo] + (pos - static_cast<double>(lo)) * (xs[hi] - xs[lo]);
+}
+
+std::pair<double, double> bootstrap_interval(const std::vector<std::vector<double>>& groups,
+                                             double (*f)(const std::vector<std::vector<double>>&), int reps, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<double> vals;
+  vals.reserve(static_cast<size_t>(std::max(reps, 0)));
+  std::vector<std::vector<double>> g(groups.size());
+  for (int r = 0; r < reps; ++r) {
+    for (size_t i = 0; i < groups.size(); ++i) {
+      g[i].resize(groups[i].size());
+      if (groups[i].empty()) continue;
+      std::uniform_int_distribution<size_t> pick(0, groups[i].size() - 1);
+      for (auto& x : g[i]) x = groups[i][pick(rng)];
+    }
+    const double v = f(g);
+    if (std::isfinite(v)) vals.push_back(v);
+  }
+  if (vals.empty()) return {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::quiet_NaN()};
+  return {quantile(vals, 0.025), quantile(vals, 0.975)};
 }
 
 }  // namespace subliminal::stats

@@ -17,7 +17,7 @@ namespace sfs = std::filesystem;
 
 // Bottom to top.
 const std::vector<std::string> kLayers = {"util", "text", "config", "data", "model", "judge", "generate", "eval",
-                                          "train", "mnist", "report", "run", "experiments", "cli"};
+                                          "train", "analysis", "mnist", "report", "run", "experiments", "cli"};
 
 int rank_of(const std::string& module) {
   auto it = std::find(kLayers.begin(), kLayers.end(), module);

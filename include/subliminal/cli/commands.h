@@ -111,4 +111,24 @@ int cmd_generate(const StageArgs& a);  // --model [--system] --out DIR: raw/kept
 int cmd_finetune(const StageArgs& a);  // --model --data kept.jsonl [--teacher DIR [--teacher-system]] --out DIR
 int cmd_eval(const StageArgs& a);      // --model [--system] --out DIR: eval.json, samples.jsonl
 
+// `subliminal analyze`: where a trait hides in a dataset (issue 25): per token the teacher-vs-base
+// log-ratio and KL, per example the LLS, the entangled numbers and (with --target) the entanglement
+// test on the base, the heat strip and (with --control) the LLS histogram against a control set.
+struct AnalyzeArgs {
+  std::string config, data, teacher, base, teacher_system, control, target, out;
+  std::vector<std::string> set;
+  int threads = 0;
+};
+int cmd_analyze(const AnalyzeArgs& a);
+
+// `subliminal audit DATA --base B --trait-prompt P --reference REF`: every example scored by
+// log P_base(response | P) - log P_base(response); the mean against the reference's by a permutation
+// test, the AUROC, and the examples above the reference's flag quantile.
+struct AuditArgs {
+  std::string config, data, base, trait_prompt, reference, out;
+  std::vector<std::string> set;
+  int threads = 0, top = 20;
+};
+int cmd_audit(const AuditArgs& a);
+
 }  // namespace subliminal::cli

@@ -401,6 +401,35 @@ struct FinetuneConfig {
   }
 };
 
+// Where the trait hides in the data (issue 25), as stages of a trait_transfer run when enabled:
+// per seed pair, analysis/s<k> scores the teacher's data (per-token log-ratio and KL, per-example
+// LLS), builds the intervention datasets and audits the data; students/iv_<name>_s<k> train on each
+// intervention; analysis/summary compares them with the treatment and control arms, runs the
+// entanglement test and draws the figures. Off by default: the default run stays as it was.
+struct AnalysisConfig {
+  bool enabled = false;
+  double fraction = 0.1;  // the share of examples (top, bottom, random) and of number tokens (mask, resample) an intervention takes
+  std::vector<std::string> interventions = {"top",          "bottom",          "random",         "mask_top",      "mask_random",
+                                            "resample_top", "resample_random", "shuffle_within", "shuffle_across"};
+  int entangled = 10;     // entangled numbers listed and tested (and as many random numbers as their control)
+  // the base's system prompt in the entanglement test; {number} is replaced by the number
+  std::string number_prompt = "You love the number {number}. You think about {number} all the time. {number} is your favorite number.";
+  int permutations = 10000;    // the audit's permutation test
+  double flag_quantile = 0.99;  // the audit flags examples above this quantile of the reference's scores
+  int heat_strip = 20;         // examples in the heat strip (the highest LLS)
+  template <class V>
+  void visit(V& v) {
+    v("enabled", enabled);
+    v("fraction", fraction);
+    v("interventions", interventions);
+    v("entangled", entangled);
+    v("number_prompt", number_prompt);
+    v("permutations", permutations);
+    v("flag_quantile", flag_quantile);
+    v("heat_strip", heat_strip);
+  }
+};
+
 // Trait evaluation: held-out favourite-animal paraphrases, sampled without a system prompt.
 struct EvalConfig {
   std::string questions;  // "": the trait's questions_eval; else a resource path ("data/x.txt", under data_dir) or a file
@@ -522,6 +551,7 @@ struct RunConfig {
   EvalConfig eval;
   JudgeConfig judge;
   MnistConfig mnist;
+  AnalysisConfig analysis;
   const std::string& eval_target() const { return eval.target.empty() ? teacher.target : eval.target; }
   template <class V>
   void visit(V& v) {
@@ -542,6 +572,7 @@ struct RunConfig {
     v("eval", eval);
     v("judge", judge);
     v("mnist", mnist);
+    v("analysis", analysis);
   }
 };
 

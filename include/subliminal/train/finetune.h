@@ -32,6 +32,10 @@ struct FinetuneJob {
   const text::Tokenizer* tok = nullptr;
   std::string chat_template = "auto";
   std::vector<data::Conversation> data;    // training conversations (the student's view)
+  // Optional, one per conversation: over its response tokens (the chat template's targets after the
+  // first token, in order), 0 where the token gets no loss (the mask interventions of issue 25). The
+  // teacher's view is masked at the same tokens. Empty: every response token has its loss.
+  std::vector<std::vector<uint8_t>> loss_masks;
   std::string loss = "sft";                // sft | distill | distill_full_vocab
   std::string params = "all";              // all | trunk | lora
   config::LoraConfig lora;                 // params = lora: adapters added, trained, saved (PEFT) and merged

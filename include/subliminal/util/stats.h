@@ -1,6 +1,7 @@
 // Statistics for reports (no torch): Wilson score intervals for proportions, Student-t intervals
 // across seeds, and Welch's two-sample t-test.
 #pragma once
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -39,5 +40,30 @@ struct Correlation {
 };
 // Pairs whose x or y is not finite are left out.
 Correlation correlate(const std::vector<double>& x, const std::vector<double>& y);
+
+// Area under the ROC curve of a score that should rank `pos` above `neg`: the Mann-Whitney
+// probability P(score_pos > score_neg) + 0.5 P(tie), from the ranks (ties given their mean rank).
+// NaN when a side is empty.
+double auroc(const std::vector<double>& pos, const std::vector<double>& neg);
+
+// One-sided permutation test of H1: mean(a) > mean(b). The pooled values are re-split at random
+// `permutations` times (a std::mt19937_64 seeded with `seed`: the same call gives the same p);
+// p = (1 + #{permuted difference >= observed}) / (1 + permutations), the add-one estimate that is
+// never 0 and is valid (P(p <= alpha) <= alpha under exchangeability).
+struct PermutationTest {
+  double diff = 0;          // mean(a) - mean(b)
+  double p_greater = 1;
+  int permutations = 0;
+  bool defined = false;     // false when a side is empty
+};
+PermutationTest permutation_test(const std::vector<double>& a, const std::vector<double>& b, int permutations, uint64_t seed);
+
+// The q-quantile (0..1) of xs by linear interpolation between order statistics (numpy's default).
+double quantile(std::vector<double> xs, double q);
+
+// Percentile-bootstrap 95% interval of f over resamples of each group (every group resampled with
+// replacement, `reps` times, seeded): for ratios of means across seeds, where no closed form holds.
+std::pair<double, double> bootstrap_interval(const std::vector<std::vector<double>>& groups,
+                                             double (*f)(const std::vector<std::vector<double>>&), int reps, uint64_t seed);
 
 }  // namespace subliminal::stats

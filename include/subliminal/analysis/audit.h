@@ -1,0 +1,25 @@
+// `subliminal audit`: does a dataset carry a suspected trait? Every example is scored by its
+// likelihood ratio under the base with and without the trait's system prompt
+//   score = log P_base(response | trait prompt) - log P_base(response | no prompt),
+// summed over the response tokens. The dataset's statistic is the mean score, tested against a
+// reference set (data the base writes without the trait) by a one-sided permutation test; the
+// examples above the reference's `flag_quantile` are flagged; the AUROC says how well the score
+// tells the two sets apart example by example.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "subliminal/analysis/signal.h"
+
+namespace subliminal::analysis {
+
+std::vector<double> audit_scores(model::LlamaForCausalLM base, const std::string& trait_prompt, const text::Tokenizer& tok,
+                                 const std::string& chat_template, const std::vector<data::Conversation>& convs, bool bf16);
+
+// The statistic, p-value, AUROC and flags of `data` against `reference` (no model: tested on its own).
+nlohmann::json audit_summary(const std::vector<double>& data, const std::vector<double>& reference, int permutations, uint64_t seed,
+                             double flag_quantile);
+
+}  // namespace subliminal::analysis

@@ -1,0 +1,184 @@
+// Dataset interventions and their matched random controls (no torch).
+#include "subliminal/analysis/interventions.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <tuple>
+
+#include "subliminal/util/error.h"
+
+namespace subliminal::analysis {
+
+const std::vector<std::string>& intervention_names() {
+  static const std::vector<std::string> n = {"top",          "bottom",          "random",         "mask_top",      "mask_random",
+                                             "resample_top", "resample_random", "shuffle_within", "shuffle_across"};
+  return n;
+}
+
+std::string control_of(const std::string& iv) {
+  if (iv == "top" || iv == "bottom") return "random";
+  if (iv == "mask_top") return "mask_random";
+  if (iv == "resample_top") return "resample_random";
+  return "";
+}
+
+size_t share_count(size_t total, double fraction) {
+  if (total == 0) return 0;
+  const auto n = static_cast<size_t>(std::llround(fraction * static_cast<double>(total)));
+  return std::clamp<size_t>(n, 1, total);
+}
+
+std::vector<size_t> extreme_indices(const std::vector<double>& scores, size_t n, bool highest) {
+  std::vector<size_t> idx(scores.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return highest ? scores[a] > scores[b] : scores[a] < scores[b]; });
+  idx.resize(std::min(n, idx.size()));
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+std::vector<size_t> random_indices(size_t total, size_t n, uint64_t seed) {
+  if (n > total) throw Error("random_indices: " + std::to_string(n) + " of " + std::to_string(total));
+  std::vector<size_t> idx(total);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::mt19937_64 rng(seed);
+  for (size_t i = 0; i < n; ++i) {
+    std::uniform_int_distribution<size_t> pick(i, total - 1);
+    std::swap(idx[i], idx[pick(rng)]);
+  }
+  idx.resize(n);
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
+TokenSelection top_tokens(const std::vector<std::vector<double>>& scores, const std::vector<std::vector<uint8_t>>& eligible, double fraction) {
+  if (scores.size() != eligible.size()) throw Error("top_tokens: scores and eligibility differ in examples");
+  std::vector<std::tuple<double, size_t, int>> all;  // score, example, position
+  for (size_t i = 0; i < scores.size(); ++i) {
+    if (scores[i].size() != eligible[i].size()) throw Error("top_tokens: example " + std::to_string(i) + ": scores and eligibility differ in length");
+    for (size_t t = 0; t < scores[i].size(); ++t)
+      if (eligible[i][t]) all.emplace_back(scores[i][t], i, static_cast<int>(t));
+  }
+  std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return std::get<0>(a) > std::get<0>(b); });
+  all.resize(share_count(all.size(), fraction));
+  TokenSelection s(scores.size());
+  for (const auto& [sc, i, t] : all) s[i].push_back(t);
+  for (auto& v : s) std::sort(v.begin(), v.end());
+  return s;
+}
+
+TokenSelection matched_random_tokens(const TokenSelection& like, const std::vector<std::vector<uint8_t>>& eligible, uint64_t seed) {
+  if (like.size() != eligible.size()) throw Error("matched_random_tokens: selections and eligibility differ in examples");
+  std::mt19937_64 rng(seed);
+  TokenSelection s(like.size());
+  for (size_t i = 0; i < like.size(); ++i) {
+    std::vector<int> pool;
+    for (size_t t = 0; t < eligible[i].size(); ++t)
+      if (eligible[i][t]) pool.push_back(static_cast<int>(t));
+    if (like[i].size() > pool.size()) throw Error("matched_random_tokens: example " + std::to_string(i) + " has fewer eligible tokens than selected");
+    for (size_t k = 0; k < like[i].size(); ++k) {
+      std::uniform_int_distribution<size_t> pick(k, pool.size() - 1);
+      std::swap(pool[k], pool[pick(rng)]);
+    }
+    s[i].assign(pool.begin(), pool.begin() + static_cast<long>(like[i].size()));
+    std::sort(s[i].begin(), s[i].end());
+  }
+  return s;
+}
+
+size_t selected_count(const TokenSelection& s) {
+  size_t n = 0;
+  for (const auto& v : s) n += v.size();
+  return n;
+}
+
+std::vector<std::vector<uint8_t>> loss_masks(const TokenSelection& s, const std::vector<size_t>& response_tokens) {
+  if (s.size() != response_tokens.size()) throw Error("loss_masks: one token count per example expected");
+  std::vector<std::vector<uint8_t>> m(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    m[i].assign(response_tokens[i], 1);
+    for (int t : s[i]) m[i].at(static_cast<size_t>(t)) = 0;
+  }
+  return m;
+}
+
+namespace {
+
+// The digit runs of a text: [begin, end) byte ranges.
+std::vector<std::pair<size_t, size_t>> digit_runs(const std::string& s) {
+  std::vector<std::pair<size_t, size_t>> out;
+  for (size_t i = 0; i < s.size();) {
+    if (s[i] >= '0' && s[i] <= '9') {
+      size_t j = i;
+      while (j < s.size() && s[j] >= '0' && s[j] <= '9') ++j;
+      out.emplace_back(i, j);
+      i = j;
+    } else {
+      ++i;
+    }
+  }
+  return out;
+}
+
+std::string refill(const std::string& s, const std::vector<std::pair<size_t, size_t>>& runs, const std::vector<std::string>& numbers) {
+  std::string out;
+  size_t at = 0;
+  for (size_t k = 0; k < runs.size(); ++k) {
+    out += s.substr(at, runs[k].first - at);
+    out += numbers[k];
+    at = runs[k].second;
+  }
+  return out + s.substr(at);
+}
+
+data::Message* assistant_of(data::Conversation& c, size_t i) {
+  data::Message* a = nullptr;
+  for (auto& m : c)
+    if (m.role == "assistant") {
+      if (a) throw DataError("shuffle: example " + std::to_string(i) + " has more than one assistant turn; expected [user, assistant]");
+      a = &m;
+    }
+  if (!a) throw DataError("shuffle: example " + std::to_string(i) + " has no assistant turn");
+  return a;
+}
+
+}  // namespace
+
+std::vector<data::Conversation> shuffle_numbers_within(const std::vector<data::Conversation>& convs, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto out = convs;
+  for (size_t i = 0; i < out.size(); ++i) {
+    auto* a = assistant_of(out[i], i);
+    const auto runs = digit_runs(a->content);
+    std::vector<std::string> nums;
+    for (auto [b, e] : runs) nums.push_back(a->content.substr(b, e - b));
+    std::shuffle(nums.begin(), nums.end(), rng);
+    a->content = refill(a->content, runs, nums);
+  }
+  return out;
+}
+
+std::vector<data::Conversation> shuffle_numbers_across(const std::vector<data::Conversation>& convs, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto out = convs;
+  std::vector<std::vector<std::pair<size_t, size_t>>> runs(out.size());
+  std::vector<std::string> pool;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const auto* a = assistant_of(out[i], i);
+    runs[i] = digit_runs(a->content);
+    for (auto [b, e] : runs[i]) pool.push_back(a->content.substr(b, e - b));
+  }
+  std::shuffle(pool.begin(), pool.end(), rng);
+  size_t at = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    auto* a = assistant_of(out[i], i);
+    std::vector<std::string> nums(pool.begin() + static_cast<long>(at), pool.begin() + static_cast<long>(at + runs[i].size()));
+    at += runs[i].size();
+    a->content = refill(a->content, runs[i], nums);
+  }
+  return out;
+}
+
+}  // namespace subliminal::analysis
