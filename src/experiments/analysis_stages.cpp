@@ -69,16 +69,18 @@ json signal_json(const analysis::SignalScores& s) {
 
 class AnalysisStage : public Stage {
  public:
-  AnalysisStage(int k, Trait trait) : k_(k), trait_(std::move(trait)) {}
+  AnalysisStage(int k, bool other, Trait trait) : k_(k), other_(other), trait_(std::move(trait)) {}
   std::string name() const override { return analysis_stage(k_); }
   std::vector<std::string> deps() const override {
-    return {"base", "teacher", data_dir_of("teacher", k_), data_dir_of("control", k_)};
+    std::vector<std::string> d = {"base", "teacher", data_dir_of("teacher", k_), data_dir_of("control", k_)};
+    if (other_) d.push_back(data_dir_of("other", k_));  // the audit's other-trait data
+    return d;
   }
   json inputs(const RunContext& ctx) const override {
     json in = {{"analysis", config::to_json_value(ctx.cfg.analysis)}, {"base", digest(ctx, "base")}, {"teacher", digest(ctx, "teacher")},
                {"teacher_data", digest(ctx, data_dir_of("teacher", k_))}, {"control_data", digest(ctx, data_dir_of("control", k_))},
                {"audit_prompts", audit_prompts(ctx.cfg, *trait_)}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision}};
-    if (has_other(ctx)) in["other_data"] = digest(ctx, data_dir_of("other", k_));
+    if (other_) in["other_data"] = digest(ctx, data_dir_of("other", k_));
     return in;
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
@@ -106,7 +108,6 @@ class AnalysisStage : public Stage {
   std::vector<std::string> scratch() const override { return {}; }
 
  private:
-  bool has_other(const RunContext& ctx) const { return has(ctx.cfg.students.arms, "other_trait"); }
   uint64_t seed(const RunContext& ctx) const { return config::derive_seed(ctx.cfg.seed, "analysis", std::to_string(k_)); }
 
   // examples.jsonl (per example: LLS and per token text, log-ratio, KL), control_lls.json, and
@@ -209,7 +210,7 @@ class AnalysisStage : public Stage {
     const auto& ac = ctx.cfg.analysis;
     std::vector<std::pair<std::string, const std::vector<data::Conversation>*>> sets = {{"teacher", &T}, {"control", &C}};
     std::vector<data::Conversation> O;
-    if (has_other(ctx)) {
+    if (other_) {
       O = data::read_conversations((ctx.stage_dir(data_dir_of("other", k_)) / "kept.jsonl").string());
       sets.push_back({"other", &O});
     }
@@ -232,6 +233,7 @@ class AnalysisStage : public Stage {
   }
 
   int k_;
+  bool other_;
   Trait trait_;
 };
 
@@ -496,7 +498,9 @@ class AnalysisSummaryStage : public Stage {
 
 }  // namespace
 
-std::unique_ptr<Stage> make_analysis_stage(int k, Trait trait) { return std::make_unique<AnalysisStage>(k, std::move(trait)); }
+std::unique_ptr<Stage> make_analysis_stage(const config::RunConfig& cfg, int k, Trait trait) {
+  return std::make_unique<AnalysisStage>(k, has(cfg.students.arms, "other_trait"), std::move(trait));
+}
 std::unique_ptr<Stage> make_analysis_summary_stage(const config::RunConfig& cfg, Trait trait) {
   return std::make_unique<AnalysisSummaryStage>(cfg, std::move(trait));
 }

@@ -680,7 +680,7 @@ std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& c
       add_eval(student_stage(arm, k));
     }
     if (cfg.analysis.enabled) {  // issue 25: the signal maps, the audit and one student per intervention
-      s.push_back(make_analysis_stage(k, trait));
+      s.push_back(make_analysis_stage(cfg, k, trait));
       for (const auto& iv : cfg.analysis.interventions) {
         s.push_back(std::make_unique<StudentStage>("iv_" + iv, k));
         s.push_back(std::make_unique<EvalStage>(student_stage("iv_" + iv, k), trait));  // not the summary's: analysis/summary reads it

@@ -45,7 +45,7 @@ std::string analysis_stage(int k);
 std::filesystem::path intervention_dir(const run::RunContext& ctx, int k, const std::string& name);
 // loss_mask.json of an intervention directory ({"masks": [[0|1, ...], ...]}); empty when there is none.
 std::vector<std::vector<uint8_t>> read_loss_masks(const std::filesystem::path& dir);
-std::unique_ptr<run::Stage> make_analysis_stage(int k, std::shared_ptr<const config::TraitDef> trait);
+std::unique_ptr<run::Stage> make_analysis_stage(const config::RunConfig& cfg, int k, std::shared_ptr<const config::TraitDef> trait);
 // "analysis/summary": each intervention's students against the treatment and control arms, the
 // entanglement test, the audit per animal, the figures; analysis.json and analysis.md.
 std::unique_ptr<run::Stage> make_analysis_summary_stage(const config::RunConfig& cfg, std::shared_ptr<const config::TraitDef> trait);
