@@ -347,7 +347,9 @@ class AnalysisSummaryStage : public Stage {
         t_lls.push_back(e["lls"].get<double>());
         ex.push_back(std::move(e));
       }
-      for (double x : json::parse(fs::read_file(d / "control_lls.json"))["lls"]) c_lls.push_back(x);
+      // bound to a local: a range-for over a member of a temporary would dangle
+      const json control = json::parse(fs::read_file(d / "control_lls.json"));
+      for (double x : control.at("lls")) c_lls.push_back(x);
       kl_means.push_back(json::parse(fs::read_file(d / "analysis.json"))["teacher_data"]["mean_kl"].get<double>());
     }
     std::stable_sort(ex.begin(), ex.end(), [](const json& a, const json& b) { return a["lls"].get<double>() > b["lls"].get<double>(); });
@@ -377,13 +379,15 @@ class AnalysisSummaryStage : public Stage {
   json entanglement(const RunContext& ctx) const {
     std::map<int, std::pair<std::string, std::vector<double>>> cols;
     std::map<int, int64_t> counts;
-    for (int k = 1; k <= ctx.cfg.students.seeds; ++k)
-      for (const auto& n : json::parse(fs::read_file(ctx.stage_dir(analysis_stage(k)) / "number_columns.json"))["numbers"]) {
+    for (int k = 1; k <= ctx.cfg.students.seeds; ++k) {
+      const json columns = json::parse(fs::read_file(ctx.stage_dir(analysis_stage(k)) / "number_columns.json"));
+      for (const auto& n : columns.at("numbers")) {
         auto& c = cols[n["id"].get<int>()];
         c.first = n["text"].get<std::string>();
         c.second.push_back(n["column_log_ratio"].get<double>());
         counts[n["id"].get<int>()] += n["count"].get<int64_t>();
       }
+    }
     std::vector<std::tuple<double, int, std::string>> ranked;
     for (const auto& [id, c] : cols) ranked.emplace_back(stats::summarize(c.second).mean, id, c.first);
     std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return std::get<0>(a) > std::get<0>(b); });
