@@ -14,6 +14,23 @@ std::vector<double> audit_scores(model::LlamaForCausalLM base, const std::string
   return score_signal({base, trait_prompt}, {base, ""}, tok, chat_template, convs, bf16).lls();
 }
 
+namespace {
+double share_above(const std::vector<double>& xs, double thr) {
+  if (xs.empty()) return 0.0;
+  return static_cast<double>(std::count_if(xs.begin(), xs.end(), [&](double x) { return x > thr; })) / static_cast<double>(xs.size());
+}
+}  // namespace
+
+json roc_points(const std::vector<double>& data, const std::vector<double>& reference, const std::vector<double>& fprs) {
+  json out = json::array();
+  if (reference.empty()) return out;
+  for (double f : fprs) {
+    const double thr = stats::quantile(reference, 1.0 - f);
+    out.push_back({{"fpr_target", f}, {"threshold", thr}, {"fpr", share_above(reference, thr)}, {"tpr", share_above(data, thr)}});
+  }
+  return out;
+}
+
 json audit_summary(const std::vector<double>& data, const std::vector<double>& reference, int permutations, uint64_t seed,
                    double flag_quantile) {
   const auto t = stats::permutation_test(data, reference, permutations, seed);
@@ -34,6 +51,7 @@ json audit_summary(const std::vector<double>& data, const std::vector<double>& r
           {"permutations", permutations},
           {"test", "one-sided permutation test of mean(data) > mean(reference), p = (1 + #>=) / (1 + permutations)"},
           {"auroc", stats::auroc(data, reference)},
+          {"roc", roc_points(data, reference)},
           {"flag_quantile", flag_quantile},
           {"flag_threshold", thr},
           {"flagged", flagged},

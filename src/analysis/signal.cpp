@@ -70,6 +70,17 @@ SignalScores score_signal(const Scorer& a, const Scorer& b, const text::Tokenize
   if (convs.empty()) return s;
   text::ChatTemplate chat(tok, chat_template);
   const auto ea = encode_all(chat, convs, a.system), eb = encode_all(chat, convs, b.system);
+  // every sequence within both models' context, checked before any work: a clear error naming the
+  // example, not a failure deep in a batch
+  const int64_t ctx = std::min(a.model->cfg.max_position_embeddings, b.model->cfg.max_position_embeddings);
+  for (size_t i = 0; i < convs.size(); ++i)
+    for (const auto* e : {&ea[i], &eb[i]})
+      if (static_cast<int64_t>(e->ids.size()) > ctx)
+        throw DataError("example " + std::to_string(i) + " (0-based) is " + std::to_string(e->ids.size()) + " tokens with " +
+                            (e == &ea[i] ? "the first" : "the second") + " model's system prompt (" + std::to_string(a.system.size()) + " / " +
+                            std::to_string(b.system.size()) + " characters): more than the models' context, max_position_embeddings " +
+                            std::to_string(ctx),
+                        "shorten the system prompt or the responses, or use models with a longer context");
   model::LlamaForCausalLM am = a.model, bm = b.model;  // handles: the modules themselves are not const
   EvalMode ma_(am), mb_(bm);
   const auto dev = a.model->parameters().front().device();

@@ -75,7 +75,7 @@ int cmd_analyze(const AnalyzeArgs& a) {
   const auto& tok = base.tokenizer;
   const analysis::Scorer ts{teacher.model, a.teacher_system}, bs{base.model, ""};
   log::info("analyze", "scoring {} examples under the teacher against the base", data.size());
-  const auto sig = analysis::score_signal(ts, bs, tok, chat, data, env.bf16);
+  const auto sig = analysis::naming_source(a.data, [&] { return analysis::score_signal(ts, bs, tok, chat, data, env.bf16); });
   fs::make_dirs(sfs::path(a.out) / "figures");
   std::string lines;
   for (size_t i = 0; i < sig.examples.size(); ++i) {
@@ -110,7 +110,7 @@ int cmd_analyze(const AnalyzeArgs& a) {
   std::vector<report::HistSeries> hist = {{"data", "#c62828", lls}};
   if (!a.control.empty()) {
     const auto ctl = read_data(a.control, "--control");
-    const auto cl = analysis::score_signal(ts, bs, tok, chat, ctl, env.bf16).lls();
+    const auto cl = analysis::naming_source(a.control, [&] { return analysis::score_signal(ts, bs, tok, chat, ctl, env.bf16); }).lls();
     const auto sc = stats::summarize(cl);
     out["control"] = {{"path", a.control}, {"examples", ctl.size()}, {"mean_lls", sc.mean}, {"mean_lls_ci95", {sc.lo, sc.hi}},
                       {"auroc_data_vs_control_by_lls", stats::auroc(lls, cl)}};
@@ -119,7 +119,12 @@ int cmd_analyze(const AnalyzeArgs& a) {
   fs::write_file_atomic(sfs::path(a.out) / "figures" / "lls_histogram.svg",
                         report::histogram_svg("LLS per example", "LLS = log P_teacher - log P_base (summed over the response)", hist, 40, ""));
   const auto is_number = analysis::number_token_mask(tok);
-  const auto ent = analysis::entangled_numbers(sig.column_log_ratio, is_number, sig.examples, tok, env.cfg.analysis.entangled);
+  // with --target, at most half of the number tokens: the other half holds the matched random control
+  // (a tokenizer that writes digit by digit has only 10 number tokens)
+  const int64_t n_numbers = std::count(is_number.begin(), is_number.end(), 1);
+  const int n_ent = a.target.empty() ? env.cfg.analysis.entangled
+                                     : static_cast<int>(std::min<int64_t>(env.cfg.analysis.entangled, n_numbers / 2));
+  const auto ent = analysis::entangled_numbers(sig.column_log_ratio, is_number, sig.examples, tok, n_ent);
   json numbers = json::array();
   std::vector<std::string> ent_text;
   for (const auto& t : ent) {
@@ -155,8 +160,8 @@ int cmd_audit(const AuditArgs& a) {
   auto base = load(a.base, "--base", env);
   const std::string& chat = env.cfg.base.tokenizer.chat_template;
   log::info("audit", "scoring {} examples and {} reference examples", data.size(), ref.size());
-  const auto s = analysis::audit_scores(base.model, a.trait_prompt, base.tokenizer, chat, data, env.bf16);
-  const auto r = analysis::audit_scores(base.model, a.trait_prompt, base.tokenizer, chat, ref, env.bf16);
+  const auto s = analysis::naming_source(a.data, [&] { return analysis::audit_scores(base.model, a.trait_prompt, base.tokenizer, chat, data, env.bf16); });
+  const auto r = analysis::naming_source(a.reference, [&] { return analysis::audit_scores(base.model, a.trait_prompt, base.tokenizer, chat, ref, env.bf16); });
   json out = analysis::audit_summary(s, r, env.cfg.analysis.permutations, config::derive_seed(env.cfg.seed, "audit"), env.cfg.analysis.flag_quantile);
   out["data"] = a.data;
   out["reference"] = a.reference;

@@ -94,8 +94,9 @@ class AnalysisStage : public Stage {
     if (T.empty()) throw DataError(name() + ": " + data_dir_of("teacher", k_) + " kept no examples");
     const analysis::Scorer ts{teacher.lm.model, teacher.system}, bs{base.lm.model, ""};
     log::info(name().c_str(), "scoring {} teacher and {} control examples under the teacher against the base", T.size(), C.size());
-    const auto sig = analysis::score_signal(ts, bs, tok, chat, T, base.bf16);
-    const auto sig_c = analysis::score_signal(ts, bs, tok, chat, C, base.bf16);
+    auto kept = [&](const std::string& src) { return data_dir_of(src, k_) + "/kept.jsonl"; };
+    const auto sig = analysis::naming_source(kept("teacher"), [&] { return analysis::score_signal(ts, bs, tok, chat, T, base.bf16); });
+    const auto sig_c = analysis::naming_source(kept("control"), [&] { return analysis::score_signal(ts, bs, tok, chat, C, base.bf16); });
     const auto is_number = analysis::number_token_mask(tok);
     write_signal(work, sig, sig_c, tok, is_number);
 
@@ -217,8 +218,13 @@ class AnalysisStage : public Stage {
     json out = json::object(), scores = json::object();
     for (const auto& [animal, prompt] : audit_prompts(ctx.cfg, *trait_)) {
       std::map<std::string, std::vector<double>> sc;
-      for (const auto& [set, convs] : sets)
-        sc[set] = analysis::audit_scores(base.lm.model, prompt, base.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, *convs, base.bf16);
+      for (const auto& entry : sets) {
+        const auto* convs = entry.second;
+        const std::string& p = prompt;
+        sc[entry.first] = analysis::naming_source(data_dir_of(entry.first, k_) + "/kept.jsonl (audit, " + animal + " prompt)", [&] {
+          return analysis::audit_scores(base.lm.model, p, base.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, *convs, base.bf16);
+        });
+      }
       json a = {{"prompt", prompt}};
       for (const auto& [set, convs] : sets)
         if (set != "control")
@@ -312,7 +318,7 @@ class AnalysisSummaryStage : public Stage {
         const auto rc = rates(ctx, "iv_" + control);
         const auto t = stats::welch_t_test(r, rc);
         j["matched_control"] = control;
-        j["vs_matched_control"] = {{"diff", t.diff}, {"p_two_sided", t.p_two_sided}, {"defined", t.defined}};
+        j["vs_matched_control"] = {{"diff", t.diff}, {"diff_ci95", {t.lo, t.hi}}, {"p_two_sided", t.p_two_sided}, {"defined", t.defined}};
       }
       if (name != "treatment" && name != "control") {
         json sizes = json::array();
@@ -414,8 +420,10 @@ class AnalysisSummaryStage : public Stage {
   json audit_summary(const RunContext& ctx) const {
     json out = json::object();
     std::map<std::string, std::map<std::string, std::vector<double>>> auc, p, flagged;
+    std::map<std::string, std::map<std::string, std::map<double, std::vector<double>>>> tpr;  // animal, set, fpr: per seed
     for (int k = 1; k <= ctx.cfg.students.seeds; ++k) {
       const json a = json::parse(fs::read_file(ctx.stage_dir(analysis_stage(k)) / "audit.json"));
+      const json scores = json::parse(fs::read_file(ctx.stage_dir(analysis_stage(k)) / "audit_scores.json"));
       for (auto it = a.begin(); it != a.end(); ++it) {
         out[it.key()]["prompt"] = it.value()["prompt"];
         for (auto jt = it.value().begin(); jt != it.value().end(); ++jt) {
@@ -423,6 +431,11 @@ class AnalysisSummaryStage : public Stage {
           auc[it.key()][jt.key()].push_back(jt.value()["auroc"].get<double>());
           p[it.key()][jt.key()].push_back(jt.value()["p_permutation"].get<double>());
           flagged[it.key()][jt.key()].push_back(jt.value()["flagged_fraction"].get<double>());
+          // the ROC curve's points from the scores ("teacher_vs_control" scores "teacher" against "control")
+          const std::string set = jt.key().substr(0, jt.key().find("_vs_"));
+          const auto& sc = scores.at(it.key());
+          for (const auto& pt : analysis::roc_points(sc.at(set).get<std::vector<double>>(), sc.at("control").get<std::vector<double>>()))
+            tpr[it.key()][jt.key()][pt["fpr_target"].get<double>()].push_back(pt["tpr"].get<double>());
         }
       }
     }
@@ -430,10 +443,15 @@ class AnalysisSummaryStage : public Stage {
       for (auto& [set, v] : sets) {
         const auto s = stats::summarize(v), f = stats::summarize(flagged[animal][set]);
         const auto& ps = p[animal][set];
+        json roc = json::array();
+        for (const auto& [fpr, ts] : tpr[animal][set]) {
+          const auto st = stats::summarize(ts);
+          roc.push_back({{"fpr", fpr}, {"tpr_mean", st.mean}, {"tpr_ci95", {st.lo, st.hi}}, {"tpr_per_seed", ts}});
+        }
         out[animal][set] = {{"auroc_per_seed", v}, {"auroc_mean", s.mean}, {"auroc_ci95", {s.lo, s.hi}}, {"p_permutation_per_seed", ps},
                             {"p_permutation_max", *std::max_element(ps.begin(), ps.end())},
                             {"seeds_p_below_0_05", std::count_if(ps.begin(), ps.end(), [](double x) { return x < 0.05; })},
-                            {"flagged_fraction_mean", f.mean}, {"flagged_fraction_ci95", {f.lo, f.hi}}};
+                            {"flagged_fraction_mean", f.mean}, {"flagged_fraction_ci95", {f.lo, f.hi}}, {"roc", roc}};
       }
     return out;
   }
@@ -445,7 +463,7 @@ class AnalysisSummaryStage : public Stage {
     md += "## Interventions: what each leaves of the effect\n\n";
     md += "Effect left = (arm - control) / (treatment - control), with a percentile-bootstrap 95% interval over seed pairs. "
           "Each top/bottom/mask/resample arm is compared with its random control of exactly the same size.\n\n";
-    md += "| arm | size (seed 1) | rate [95% CI] | vs control p (greater) | effect left [95% CI] | vs matched control: diff, p |\n|---|---|---|---|---|---|\n";
+    md += "| arm | size (seed 1) | rate [95% CI] | vs control p (greater) | effect left [95% CI] | vs matched control: diff [95% CI], p (Welch, two-sided) |\n|---|---|---|---|---|---|\n";
     for (const auto& r : a["interventions"]) {
       std::string size = "all";
       if (r.contains("sizes_per_seed")) {
@@ -454,8 +472,10 @@ class AnalysisSummaryStage : public Stage {
       }
       std::string vs = "";
       if (r.contains("vs_matched_control"))
-        vs = fmt::format("{} vs {}: {:+.1f} pts, p = {}", r["arm"].get<std::string>(), r["matched_control"].get<std::string>(),
-                         100 * r["vs_matched_control"]["diff"].get<double>(), report::fmt_p(r["vs_matched_control"]["p_two_sided"].get<double>()));
+        vs = fmt::format("{} vs {}: {:+.1f} pts [{:+.1f}, {:+.1f}], p = {}", r["arm"].get<std::string>(), r["matched_control"].get<std::string>(),
+                         100 * r["vs_matched_control"]["diff"].get<double>(), 100 * r["vs_matched_control"]["diff_ci95"][0].get<double>(),
+                         100 * r["vs_matched_control"]["diff_ci95"][1].get<double>(),
+                         report::fmt_p(r["vs_matched_control"]["p_two_sided"].get<double>()));
       md += fmt::format("| {} | {} | {} [{}, {}] | {} | {:.2f} [{:.2f}, {:.2f}] | {} |\n", r["arm"].get<std::string>(), size, pct(r["mean"].get<double>()),
                         pct(r["ci95"][0].get<double>()), pct(r["ci95"][1].get<double>()),
                         r["arm"] == "control" ? std::string("-") : report::fmt_p(r["vs_control"]["p_greater"].get<double>()), r["effect_left"].get<double>(),
@@ -484,13 +504,17 @@ class AnalysisSummaryStage : public Stage {
                       t["ratio_entangled_to_random"].get<double>(), report::fmt_p(t["entangled_vs_random"]["p_greater"].get<double>()));
     md += "## Audit\n\nEach dataset scored by log P_base(response | trait prompt) - log P_base(response | no prompt), against the control's data "
           "(AUROC mean over seed pairs with a Student-t 95% interval; one-sided permutation p per seed pair).\n\n";
-    md += "| trait prompt | data | AUROC [95% CI] | permutation p, largest over seeds | seeds with p < 0.05 | flagged |\n|---|---|---|---|---|---|\n";
+    md += "| trait prompt | data | AUROC [95% CI] | TPR at FPR 1% / 5% / 10% | permutation p, largest over seeds | seeds with p < 0.05 | flagged |\n"
+          "|---|---|---|---|---|---|---|\n";
     for (auto it = a["audit"].begin(); it != a["audit"].end(); ++it)
       for (auto jt = it.value().begin(); jt != it.value().end(); ++jt) {
         if (jt.key() == "prompt") continue;
         const auto& r = jt.value();
-        md += fmt::format("| {} | {} | {:.3f} [{:.3f}, {:.3f}] | {} | {} of {} | {} |\n", it.key(), jt.key(), r["auroc_mean"].get<double>(),
-                          r["auroc_ci95"][0].get<double>(), r["auroc_ci95"][1].get<double>(), report::fmt_p(r["p_permutation_max"].get<double>()),
+        std::string roc;
+        for (const auto& pt : r["roc"])
+          if (pt["fpr"].get<double>() <= 0.1 + 1e-12) roc += (roc.empty() ? "" : " / ") + pct(pt["tpr_mean"].get<double>());
+        md += fmt::format("| {} | {} | {:.3f} [{:.3f}, {:.3f}] | {} | {} | {} of {} | {} |\n", it.key(), jt.key(), r["auroc_mean"].get<double>(),
+                          r["auroc_ci95"][0].get<double>(), r["auroc_ci95"][1].get<double>(), roc, report::fmt_p(r["p_permutation_max"].get<double>()),
                           r["seeds_p_below_0_05"].get<int64_t>(), r["auroc_per_seed"].size(), pct(r["flagged_fraction_mean"].get<double>()));
       }
     return md;

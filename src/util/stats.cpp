@@ -97,7 +97,7 @@ Summary summarize(const std::vector<double>& xs, double level) {
 TTest welch_t_test(const std::vector<double>& a, const std::vector<double>& b) {
   TTest r;
   Summary sa = summarize(a), sb = summarize(b);
-  r.diff = sa.mean - sb.mean;
+  r.diff = r.lo = r.hi = sa.mean - sb.mean;
   if (sa.n < 2 || sb.n < 2) return r;
   double va = sa.sd * sa.sd / sa.n, vb = sb.sd * sb.sd / sb.n;
   if (va + vb <= 0) return r;
@@ -108,6 +108,9 @@ TTest welch_t_test(const std::vector<double>& a, const std::vector<double>& b) {
   r.df = (va + vb) * (va + vb) / den;
   r.p_greater = 1 - student_t_cdf(r.t, r.df);
   r.p_two_sided = std::min(1.0, 2 * (1 - student_t_cdf(std::fabs(r.t), r.df)));
+  const double half = student_t_quantile(0.975, r.df) * std::sqrt(va + vb);
+  r.lo = r.diff - half;
+  r.hi = r.diff + half;
   return r;
 }
 

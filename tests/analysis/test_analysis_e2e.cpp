@@ -37,7 +37,7 @@ TEST(AnalysisE2E, StagesWriteEveryTableAndTheControlsMatchInSize) {
   const std::string cfg = testutil::source_dir() + "/tests/configs/tiny_trait.json";
   auto r = testutil::run_cli("run " + cfg + " --jobs 2 --set 'students.arms=[\"treatment\",\"control\",\"other_trait\"]'" +
                              " --set analysis.enabled=true --set analysis.fraction=0.2 --set analysis.permutations=500" +
-                             " --set analysis.entangled=4 --out " + out.string());
+                             " --set analysis.entangled=4 --set base.model.max_position_embeddings=256 --out " + out.string());
   ASSERT_EQ(r.code, 0) << r.out;
   const auto names = analysis::intervention_names();
   ASSERT_EQ(names.size(), 9u);
@@ -132,7 +132,7 @@ TEST(AnalysisE2E, StagesWriteEveryTableAndTheControlsMatchInSize) {
                               " --set analysis.permutations=500 --out " + (dir / "audit").string());
   ASSERT_EQ(au.code, 0) << au.out;
   const json cli_audit = read_json(dir / "audit" / "audit.json");
-  const json& stage_audit = read_json(out / "analysis" / "s1" / "audit.json")["owl"]["teacher_vs_control"];
+  const json stage_audit = read_json(out / "analysis" / "s1" / "audit.json")["owl"]["teacher_vs_control"];
   EXPECT_NEAR(cli_audit["auroc"].get<double>(), stage_audit["auroc"].get<double>(), 1e-9);
   EXPECT_NEAR(cli_audit["mean_score"].get<double>(), stage_audit["mean_score"].get<double>(), 1e-9);
   auto an = testutil::run_cli("analyze --config " + cfg + " --data " + teacher_data + " --teacher " + (out / "teacher").string() +

@@ -69,6 +69,19 @@ TEST(AnalysisNumeric, LogRatiosAndKLEqualAComputationOnePrefixAtATime) {
   ASSERT_EQ(audit.size(), direct.size());
   for (size_t i = 0; i < audit.size(); ++i) EXPECT_DOUBLE_EQ(audit[i], direct[i]);
   EXPECT_GT(std::abs(audit[0]), 1e-6);
+  // an example longer than the models' context: refused up front, naming the example and the limit
+  auto long_convs = convs;
+  std::string many;
+  for (int i = 0; i < 400; ++i) many += std::to_string(100 + i) + ", ";
+  long_convs[2].back().content = many;
+  try {
+    analysis::score_signal({a, sys}, {b, ""}, tok, "chatml", long_convs, false);
+    ADD_FAILURE() << "no error";
+  } catch (const DataError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("example 2 "), std::string::npos) << m;
+    EXPECT_NE(m.find("max_position_embeddings " + std::to_string(a->cfg.max_position_embeddings)), std::string::npos) << m;
+  }
 }
 
 TEST(AnalysisNumeric, RandomControlsHaveExactlyTheSizesOfWhatTheyControl) {

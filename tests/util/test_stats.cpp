@@ -64,6 +64,9 @@ TEST(Stats, WelchTTestMatchesReference) {
   EXPECT_NEAR(t.df, 5.882352941, 1e-8);
   EXPECT_NEAR(t.p_two_sided, 0.1075311949, 1e-6);
   EXPECT_NEAR(t.p_greater, 1 - 0.1075311949 / 2, 1e-6);
+  // the interval of the difference: scipy.stats.ttest_ind(equal_var=False).confidence_interval(0.95)
+  EXPECT_NEAR(t.lo, -6.887741643736975, 1e-6);
+  EXPECT_NEAR(t.hi, 0.887741643736975, 1e-6);
   // a constant control group: the test is the one-sample test of the other group
   auto c = stats::welch_t_test({0.4, 0.5, 0.6}, {0.1, 0.1, 0.1});
   ASSERT_TRUE(c.defined);

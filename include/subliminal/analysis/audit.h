@@ -18,6 +18,11 @@ namespace subliminal::analysis {
 std::vector<double> audit_scores(model::LlamaForCausalLM base, const std::string& trait_prompt, const text::Tokenizer& tok,
                                  const std::string& chat_template, const std::vector<data::Conversation>& convs, bool bf16);
 
+// Points of the ROC curve: for each target false-positive rate f, the threshold is the reference's
+// (1 - f) quantile; tpr is the share of `data` above it, fpr the share of `reference` above it.
+nlohmann::json roc_points(const std::vector<double>& data, const std::vector<double>& reference,
+                          const std::vector<double>& fprs = {0.01, 0.05, 0.1, 0.2});
+
 // The statistic, p-value, AUROC and flags of `data` against `reference` (no model: tested on its own).
 nlohmann::json audit_summary(const std::vector<double>& data, const std::vector<double>& reference, int permutations, uint64_t seed,
                              double flag_quantile);

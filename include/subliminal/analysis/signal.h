@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "subliminal/util/error.h"
 #include "subliminal/data/chat.h"
 #include "subliminal/model/llama.h"
 #include "subliminal/text/tokenizer.h"
@@ -79,5 +80,16 @@ std::vector<data::Conversation> resample_tokens(const Scorer& base, const text::
                                                 const std::vector<data::Conversation>& convs,
                                                 const std::vector<std::vector<int>>& positions, const std::vector<uint8_t>& candidates,
                                                 uint64_t seed, bool bf16, int batch_size = 64);
+
+// Runs f(); a DataError from it (an example too long for the model, say) gets the file the examples
+// came from in front of its message.
+template <class F>
+auto naming_source(const std::string& source, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const DataError& e) {
+    throw DataError(source + ": " + e.what(), e.hint());
+  }
+}
 
 }  // namespace subliminal::analysis

@@ -27,6 +27,7 @@ struct TTest {
   double t = 0, df = 0;
   double p_two_sided = 1, p_greater = 1;  // H1: mean(a) != mean(b); H1: mean(a) > mean(b)
   double diff = 0;
+  double lo = 0, hi = 0;                  // 95% Welch interval of diff (= diff when not defined)
   bool defined = false;                   // false with fewer than 2 values per group or zero variance in both
 };
 // Welch's unequal-variance t-test of a against b.

@@ -1,0 +1,46 @@
+// The audit's summary on scores made by hand (no model): the permutation p, the AUROC, the flag
+// threshold and the ROC points follow from the numbers.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "subliminal/analysis/audit.h"
+
+using namespace subliminal;
+
+TEST(Audit, SummaryFlagsAboveTheReferenceQuantileAndGivesTheRocPoints) {
+  std::vector<double> ref, data;
+  for (int i = 0; i < 100; ++i) ref.push_back(i);        // 0..99
+  for (int i = 0; i < 50; ++i) data.push_back(90 + i);   // 90..139: 40 above every reference score
+  const auto s = analysis::audit_summary(data, ref, 999, 1, 0.95);
+  EXPECT_EQ(s["n"].get<int>(), 50);
+  EXPECT_EQ(s["reference_n"].get<int>(), 100);
+  EXPECT_NEAR(s["flag_threshold"].get<double>(), 94.05, 1e-9);  // numpy.quantile(range(100), 0.95)
+  EXPECT_EQ(s["flagged"].get<int>(), 45);                         // 95..139
+  EXPECT_NEAR(s["reference_flagged_fraction"].get<double>(), 0.05, 1e-12);
+  // AUROC: data above all of the reference but the ten pairs 90..99 x 90..99 (ties count half)
+  double wins = 0;
+  for (double d : data)
+    for (double r : ref) wins += d > r ? 1.0 : d == r ? 0.5 : 0.0;
+  EXPECT_NEAR(s["auroc"].get<double>(), wins / 5000.0, 1e-12);
+  EXPECT_LT(s["p_permutation"].get<double>(), 0.002);  // the smallest p 999 permutations can give is 0.001
+  EXPECT_GE(s["p_permutation"].get<double>(), 1.0 / 1000.0);
+  const auto& roc = s["roc"];
+  ASSERT_EQ(roc.size(), 4u);
+  for (const auto& pt : roc) {
+    const double f = pt["fpr_target"].get<double>();
+    EXPECT_NEAR(pt["fpr"].get<double>(), f, 1e-12) << f;  // 100 distinct reference scores: the target is hit exactly
+    int above = 0;
+    for (double d : data) above += d > pt["threshold"].get<double>();
+    EXPECT_NEAR(pt["tpr"].get<double>(), above / 50.0, 1e-12) << f;
+  }
+  EXPECT_NEAR(roc[0]["tpr"].get<double>(), 1.0 - 9.0 / 50, 1e-12);  // threshold 98.01: 99..139 above
+  // the same scores as data and reference: nothing to find
+  const auto same = analysis::audit_summary(ref, ref, 999, 1, 0.95);
+  EXPECT_NEAR(same["auroc"].get<double>(), 0.5, 1e-12);
+  EXPECT_GT(same["p_permutation"].get<double>(), 0.3);
+  // a dataset below the reference: the one-sided test does not flag it
+  std::vector<double> low;
+  for (double r : ref) low.push_back(r - 50);
+  EXPECT_GT(analysis::audit_summary(low, ref, 999, 1, 0.95)["p_permutation"].get<double>(), 0.99);
+}
