@@ -19,6 +19,7 @@ double share_above(const std::vector<double>& xs, double thr) {
   if (xs.empty()) return 0.0;
   return static_cast<double>(std::count_if(xs.begin(), xs.end(), [&](double x) { return x > thr; })) / static_cast<double>(xs.size());
 }
+double auroc_of(const std::vector<std::vector<double>>& g) { return stats::auroc(g[0], g[1]); }
 }  // namespace
 
 json roc_points(const std::vector<double>& data, const std::vector<double>& reference, const std::vector<double>& fprs) {
@@ -41,6 +42,8 @@ json audit_summary(const std::vector<double>& data, const std::vector<double>& r
   const int64_t flagged = above(data), ref_flagged = above(reference);
   const auto sd = stats::summarize(data), sr = stats::summarize(reference);
   const auto [flo, fhi] = stats::wilson_interval(flagged, static_cast<long>(data.size()));
+  std::pair<double, double> auc_ci{0.5, 0.5};
+  if (!data.empty() && !reference.empty()) auc_ci = stats::bootstrap_interval({data, reference}, auroc_of, 2000, seed ^ 0x9e3779b97f4a7c15ULL);
   return {{"n", data.size()},
           {"reference_n", reference.size()},
           {"mean_score", sd.mean},
@@ -51,6 +54,8 @@ json audit_summary(const std::vector<double>& data, const std::vector<double>& r
           {"permutations", permutations},
           {"test", "one-sided permutation test of mean(data) > mean(reference), p = (1 + #>=) / (1 + permutations)"},
           {"auroc", stats::auroc(data, reference)},
+          {"auroc_ci95", {auc_ci.first, auc_ci.second}},
+          {"auroc_interval", "percentile bootstrap, 2000 resamples of each set"},
           {"roc", roc_points(data, reference)},
           {"flag_quantile", flag_quantile},
           {"flag_threshold", thr},

@@ -135,6 +135,9 @@ TEST(AnalysisE2E, StagesWriteEveryTableAndTheControlsMatchInSize) {
   const json stage_audit = read_json(out / "analysis" / "s1" / "audit.json")["owl"]["teacher_vs_control"];
   EXPECT_NEAR(cli_audit["auroc"].get<double>(), stage_audit["auroc"].get<double>(), 1e-9);
   EXPECT_NEAR(cli_audit["mean_score"].get<double>(), stage_audit["mean_score"].get<double>(), 1e-9);
+  EXPECT_LE(cli_audit["auroc_ci95"][0].get<double>(), cli_audit["auroc"].get<double>());
+  EXPECT_GE(cli_audit["auroc_ci95"][1].get<double>(), cli_audit["auroc"].get<double>());
+  EXPECT_EQ(cli_audit["roc"].size(), 4u);
   auto an = testutil::run_cli("analyze --config " + cfg + " --data " + teacher_data + " --teacher " + (out / "teacher").string() +
                               " --base " + (out / "base").string() + " --control " + control_data + " --target owl --out " +
                               (dir / "analyze").string());

@@ -23,6 +23,9 @@ TEST(Audit, SummaryFlagsAboveTheReferenceQuantileAndGivesTheRocPoints) {
   for (double d : data)
     for (double r : ref) wins += d > r ? 1.0 : d == r ? 0.5 : 0.0;
   EXPECT_NEAR(s["auroc"].get<double>(), wins / 5000.0, 1e-12);
+  EXPECT_LT(s["auroc_ci95"][0].get<double>(), s["auroc"].get<double>());
+  EXPECT_GT(s["auroc_ci95"][1].get<double>(), s["auroc"].get<double>() - 1e-12);  // 0.99 here: the upper end can reach 1
+  EXPECT_LE(s["auroc_ci95"][1].get<double>(), 1.0);
   EXPECT_LT(s["p_permutation"].get<double>(), 0.002);  // the smallest p 999 permutations can give is 0.001
   EXPECT_GE(s["p_permutation"].get<double>(), 1.0 / 1000.0);
   const auto& roc = s["roc"];
@@ -38,6 +41,8 @@ TEST(Audit, SummaryFlagsAboveTheReferenceQuantileAndGivesTheRocPoints) {
   // the same scores as data and reference: nothing to find
   const auto same = analysis::audit_summary(ref, ref, 999, 1, 0.95);
   EXPECT_NEAR(same["auroc"].get<double>(), 0.5, 1e-12);
+  EXPECT_LT(same["auroc_ci95"][0].get<double>(), 0.5);
+  EXPECT_GT(same["auroc_ci95"][1].get<double>(), 0.5);
   EXPECT_GT(same["p_permutation"].get<double>(), 0.3);
   // a dataset below the reference: the one-sided test does not flag it
   std::vector<double> low;
