@@ -22,18 +22,10 @@ using json = nlohmann::json;
 
 namespace {
 
-data::Conversation with_system(const data::Conversation& c, const std::string& system) {
-  data::Conversation out;
-  if (!system.empty()) out.push_back({"system", system});
-  for (const auto& m : c)
-    if (m.role != "system") out.push_back(m);
-  return out;
-}
-
 std::vector<text::Encoded> encode_all(const text::ChatTemplate& chat, const std::vector<data::Conversation>& convs, const std::string& system) {
   std::vector<text::Encoded> out;
   out.reserve(convs.size());
-  for (const auto& c : convs) out.push_back(chat.encode(with_system(c, system)));
+  for (const auto& c : convs) out.push_back(chat.encode(data::with_system(c, system)));
   return out;
 }
 
@@ -130,6 +122,17 @@ std::string token_text(const text::Tokenizer& tok, int id) {
   std::string t = tok.is_special(id) ? std::string() : tok.token_bytes(id);
   // sentencepiece spells a leading space as U+2581 in pieces; token_bytes gives the bytes, but be safe
   return trim(replace_all(t, "\xe2\x96\x81", " "));
+}
+
+std::string examples_jsonl(const SignalScores& s, const text::Tokenizer& tok) {
+  std::string lines;
+  for (size_t i = 0; i < s.examples.size(); ++i) {
+    const auto& e = s.examples[i];
+    json tokens = json::array();
+    for (int id : e.ids) tokens.push_back(token_text(tok, id));
+    lines += json({{"index", i}, {"lls", e.lls}, {"ids", e.ids}, {"tokens", tokens}, {"log_ratio", e.log_ratio}, {"kl", e.kl}}).dump() + "\n";
+  }
+  return lines;
 }
 
 std::vector<uint8_t> number_token_mask(const text::Tokenizer& tok) {

@@ -12,6 +12,7 @@
 #include "subliminal/analysis/audit.h"
 #include "subliminal/analysis/signal.h"
 #include "subliminal/cli/commands.h"
+#include "model_command.h"
 #include "subliminal/config/trait.h"
 #include "subliminal/data/chat.h"
 #include "subliminal/experiments/trait_kinds.h"
@@ -30,30 +31,6 @@ using json = nlohmann::json;
 
 namespace {
 
-struct Env {
-  config::RunConfig cfg;
-  torch::Device device{torch::kCPU};
-  bool bf16 = false;
-};
-
-Env prepare(const std::string& config, const std::vector<std::string>& set, int threads, const std::string& out) {
-  Env e;
-  e.cfg = load_cli_config(config, set);
-  model::setup_threads(threads > 0 ? threads : e.cfg.threads);
-  e.device = model::resolve_device(e.cfg.device);
-  e.bf16 = model::use_bf16(e.cfg.precision, e.device);
-  if (out.empty()) throw ConfigError("--out is required (a directory for the results)");
-  return e;
-}
-
-model::LoadedModel load(const std::string& dir, const char* flag, const Env& e) {
-  if (dir.empty()) throw ConfigError(std::string(flag) + " is required (a model directory: config.json, model.safetensors, a tokenizer)");
-  auto lm = model::load_model_dir(dir);
-  lm.model->to(e.device);
-  lm.model->eval();
-  return lm;
-}
-
 std::vector<data::Conversation> read_data(const std::string& path, const char* flag) {
   if (path.empty()) throw ConfigError(std::string(flag) + " is required (chat JSONL: {\"messages\": [...]} per line)");
   if (!sfs::exists(path)) throw ConfigError(std::string(flag) + " " + path + ": no such file");
@@ -65,10 +42,10 @@ std::vector<data::Conversation> read_data(const std::string& path, const char* f
 }  // namespace
 
 int cmd_analyze(const AnalyzeArgs& a) {
-  auto env = prepare(a.config, a.set, a.threads, a.out);
+  auto env = prepare_model_command(a.config, a.set, a.threads, a.out);
   const auto data = read_data(a.data, "--data");
-  auto teacher = load(a.teacher, "--teacher", env);
-  auto base = load(a.base, "--base", env);
+  auto teacher = load_command_model(a.teacher, "--teacher", env);
+  auto base = load_command_model(a.base, "--base", env);
   if (teacher.tokenizer.fingerprint() != base.tokenizer.fingerprint())
     throw DataError("--teacher " + a.teacher + " and --base " + a.base + " have different tokenizers; the log-ratio compares one vocabulary");
   const std::string& chat = env.cfg.base.tokenizer.chat_template;
@@ -77,14 +54,7 @@ int cmd_analyze(const AnalyzeArgs& a) {
   log::info("analyze", "scoring {} examples under the teacher against the base", data.size());
   const auto sig = analysis::naming_source(a.data, [&] { return analysis::score_signal(ts, bs, tok, chat, data, env.bf16); });
   fs::make_dirs(sfs::path(a.out) / "figures");
-  std::string lines;
-  for (size_t i = 0; i < sig.examples.size(); ++i) {
-    const auto& e = sig.examples[i];
-    json tokens = json::array();
-    for (int id : e.ids) tokens.push_back(analysis::token_text(tok, id));
-    lines += json({{"index", i}, {"lls", e.lls}, {"ids", e.ids}, {"tokens", tokens}, {"log_ratio", e.log_ratio}, {"kl", e.kl}}).dump() + "\n";
-  }
-  fs::write_file_atomic(sfs::path(a.out) / "examples.jsonl", lines);
+  fs::write_file_atomic(sfs::path(a.out) / "examples.jsonl", analysis::examples_jsonl(sig, tok));
   const auto lls = sig.lls();
   const auto sl = stats::summarize(lls);
   double kl = 0;
@@ -153,11 +123,11 @@ int cmd_analyze(const AnalyzeArgs& a) {
 }
 
 int cmd_audit(const AuditArgs& a) {
-  auto env = prepare(a.config, a.set, a.threads, a.out);
+  auto env = prepare_model_command(a.config, a.set, a.threads, a.out);
   if (a.trait_prompt.empty()) throw ConfigError("--trait-prompt is required (the system prompt of the suspected trait, e.g. \"You love owls...\")");
   const auto data = read_data(a.data, "DATA");
   const auto ref = read_data(a.reference, "--reference");
-  auto base = load(a.base, "--base", env);
+  auto base = load_command_model(a.base, "--base", env);
   const std::string& chat = env.cfg.base.tokenizer.chat_template;
   log::info("audit", "scoring {} examples and {} reference examples", data.size(), ref.size());
   const auto s = analysis::naming_source(a.data, [&] { return analysis::audit_scores(base.model, a.trait_prompt, base.tokenizer, chat, data, env.bf16); });

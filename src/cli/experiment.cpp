@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "subliminal/cli/commands.h"
+#include "model_command.h"
 #include "subliminal/data/chat.h"
 #include "subliminal/eval/trait.h"
 #include "subliminal/generate/dataset.h"
@@ -26,29 +27,9 @@ using json = nlohmann::json;
 
 namespace {
 
-struct Prepared {
-  config::RunConfig cfg;
-  torch::Device device{torch::kCPU};
-  bool bf16 = false;
-};
+Prepared prepare(const StageArgs& a) { return prepare_model_command(a.config, a.set, a.threads, a.out); }
 
-Prepared prepare(const StageArgs& a) {
-  Prepared p;
-  p.cfg = load_cli_config(a.config, a.set);
-  model::setup_threads(a.threads > 0 ? a.threads : p.cfg.threads);
-  p.device = model::resolve_device(p.cfg.device);
-  p.bf16 = model::use_bf16(p.cfg.precision, p.device);
-  if (a.out.empty()) throw ConfigError("--out is required");
-  return p;
-}
-
-model::LoadedModel load_model(const std::string& dir, const Prepared& p) {
-  if (dir.empty()) throw ConfigError("--model is required (a model directory: config.json, model.safetensors, tokenizer.model)");
-  auto lm = model::load_model_dir(dir);
-  lm.model->to(p.device);
-  lm.model->eval();
-  return lm;
-}
+model::LoadedModel load_model(const std::string& dir, const Prepared& p) { return load_command_model(dir, "--model", p); }
 
 uint64_t seed_of(const StageArgs& a, const Prepared& p, const char* stage) {
   return a.seed >= 0 ? static_cast<uint64_t>(a.seed) : config::derive_seed(p.cfg.seed, stage);

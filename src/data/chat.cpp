@@ -108,4 +108,12 @@ void write_conversations(const std::string& path, const std::vector<Conversation
   write_jsonl(path, lines);
 }
 
+Conversation with_system(const Conversation& c, const std::string& system) {
+  Conversation out;
+  if (!system.empty()) out.push_back({"system", system});
+  for (const auto& m : c)
+    if (m.role != "system") out.push_back(m);
+  return out;
+}
+
 }  // namespace subliminal::data

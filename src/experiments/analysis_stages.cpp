@@ -115,14 +115,7 @@ class AnalysisStage : public Stage {
   // number_columns.json (every number token's column log-ratio and count: the entangled numbers).
   void write_signal(const sfs::path& work, const analysis::SignalScores& sig, const analysis::SignalScores& sig_c, const text::Tokenizer& tok,
                     const std::vector<uint8_t>& is_number) const {
-    std::string lines;
-    for (size_t i = 0; i < sig.examples.size(); ++i) {
-      const auto& e = sig.examples[i];
-      json tokens = json::array();
-      for (int id : e.ids) tokens.push_back(analysis::token_text(tok, id));
-      lines += json({{"index", i}, {"lls", e.lls}, {"ids", e.ids}, {"tokens", tokens}, {"log_ratio", e.log_ratio}, {"kl", e.kl}}).dump() + "\n";
-    }
-    fs::write_file_atomic(work / "examples.jsonl", lines);
+    fs::write_file_atomic(work / "examples.jsonl", analysis::examples_jsonl(sig, tok));
     fs::write_file_atomic(work / "control_lls.json", json({{"lls", sig_c.lls()}}).dump() + "\n");
     const auto all = analysis::entangled_numbers(sig.column_log_ratio, is_number, sig.examples, tok, tok.vocab_size());
     json cols = json::array();

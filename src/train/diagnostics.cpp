@@ -18,15 +18,6 @@ using json = nlohmann::json;
 
 namespace {
 
-// The conversation as `system` sees it: the system prompt (if any) and the non-system turns.
-data::Conversation with_system(const data::Conversation& c, const std::string& system) {
-  data::Conversation out;
-  if (!system.empty()) out.push_back({"system", system});
-  for (const auto& m : c)
-    if (m.role != "system") out.push_back(m);
-  return out;
-}
-
 std::vector<std::vector<int64_t>> consecutive(size_t n, int batch_size) {
   std::vector<std::vector<int64_t>> out;
   for (size_t i = 0; i < n; i += static_cast<size_t>(batch_size)) {
@@ -64,8 +55,8 @@ PairScores score_pair(model::LlamaForCausalLM a, const std::string& a_system, mo
   text::ChatTemplate chat(tok, chat_template);
   std::vector<text::Encoded> ea, eb;
   for (const auto& c : convs) {
-    ea.push_back(chat.encode(with_system(c, a_system)));
-    eb.push_back(chat.encode(with_system(c, b_system)));
+    ea.push_back(chat.encode(data::with_system(c, a_system)));
+    eb.push_back(chat.encode(data::with_system(c, b_system)));
   }
   const bool ta = a->is_training(), tb = b->is_training();
   a->eval();
@@ -114,8 +105,8 @@ HeldoutKL::HeldoutKL(model::LlamaForCausalLM source, const std::string& source_s
   text::ChatTemplate chat(tok, chat_template);
   std::vector<text::Encoded> es, et;
   for (const auto& c : convs) {
-    es.push_back(chat.encode(with_system(c, "")));
-    et.push_back(chat.encode(with_system(c, source_system)));
+    es.push_back(chat.encode(data::with_system(c, "")));
+    et.push_back(chat.encode(data::with_system(c, source_system)));
   }
   const bool was = source->is_training();
   source->eval();
