@@ -3,7 +3,9 @@
 // the random controls' sizes, the shuffles and the re-sampling.
 #include "../train/diagnostics_fixture.h"
 
+#include <algorithm>
 #include <map>
+#include <random>
 
 #include "subliminal/analysis/audit.h"
 #include "subliminal/analysis/interventions.h"
@@ -211,4 +213,33 @@ TEST(AnalysisNumeric, ResamplingReplacesOnlyTheSelectedTokensWithCandidates) {
     }
     EXPECT_EQ(out[i].back().content, expect) << convs[i].back().content;
   }
+}
+
+// The audit on data with no trait in it: one set of conversations (none written under any prompt),
+// scored by a model under the trait prompt, split at random into "data" and "reference" again and
+// again. Every split is a null, so the audit's p-values must be uniform.
+TEST(AnalysisNumeric, AuditPValuesAreUniformOnDataWithNoTraitInIt) {
+  at::set_num_threads(1);
+  const auto& tok = diag_tokenizer();
+  auto m = testutil::tiny_lm(43, tok.vocab_size());
+  const auto convs = number_convs(60, 17);
+  const auto scores = analysis::audit_scores(m, "You love owls.", tok, "chatml", convs, false);
+  ASSERT_EQ(scores.size(), convs.size());
+  const int reps = 300;
+  std::vector<double> ps;
+  std::mt19937_64 rng(5);
+  for (int r = 0; r < reps; ++r) {
+    auto s = scores;
+    std::shuffle(s.begin(), s.end(), rng);
+    const std::vector<double> data(s.begin(), s.begin() + 30), ref(s.begin() + 30, s.end());
+    ps.push_back(analysis::audit_summary(data, ref, 199, 100 + static_cast<uint64_t>(r), 0.9)["p_permutation"].get<double>());
+  }
+  std::sort(ps.begin(), ps.end());
+  double ks = 0;
+  for (size_t i = 0; i < ps.size(); ++i)
+    ks = std::max({ks, std::fabs(ps[i] - static_cast<double>(i) / reps), std::fabs(ps[i] - static_cast<double>(i + 1) / reps)});
+  EXPECT_LT(ks, 1.95 / std::sqrt(static_cast<double>(reps)) + 1.0 / 200) << "audit p-values not uniform without a trait";
+  const auto below = std::count_if(ps.begin(), ps.end(), [](double p) { return p <= 0.05; });
+  EXPECT_GE(below, 4);  // Binomial(300, 0.05): mean 15, 99.9% range about 5 .. 28
+  EXPECT_LE(below, 29);
 }
