@@ -15,9 +15,11 @@ std::vector<double> audit_scores(model::LlamaForCausalLM base, const std::string
 }
 
 namespace {
+int64_t count_above(const std::vector<double>& xs, double thr) {
+  return static_cast<int64_t>(std::count_if(xs.begin(), xs.end(), [&](double x) { return x > thr; }));
+}
 double share_above(const std::vector<double>& xs, double thr) {
-  if (xs.empty()) return 0.0;
-  return static_cast<double>(std::count_if(xs.begin(), xs.end(), [&](double x) { return x > thr; })) / static_cast<double>(xs.size());
+  return xs.empty() ? 0.0 : static_cast<double>(count_above(xs, thr)) / static_cast<double>(xs.size());
 }
 double auroc_of(const std::vector<std::vector<double>>& g) { return stats::auroc(g[0], g[1]); }
 }  // namespace
@@ -36,10 +38,7 @@ json audit_summary(const std::vector<double>& data, const std::vector<double>& r
                    double flag_quantile) {
   const auto t = stats::permutation_test(data, reference, permutations, seed);
   const double thr = stats::quantile(reference, flag_quantile);
-  auto above = [&](const std::vector<double>& xs) {
-    return static_cast<int64_t>(std::count_if(xs.begin(), xs.end(), [&](double x) { return x > thr; }));
-  };
-  const int64_t flagged = above(data), ref_flagged = above(reference);
+  const int64_t flagged = count_above(data, thr);
   const auto sd = stats::summarize(data), sr = stats::summarize(reference);
   const auto [flo, fhi] = stats::wilson_interval(flagged, static_cast<long>(data.size()));
   std::pair<double, double> auc_ci{0.5, 0.5};
@@ -60,9 +59,9 @@ json audit_summary(const std::vector<double>& data, const std::vector<double>& r
           {"flag_quantile", flag_quantile},
           {"flag_threshold", thr},
           {"flagged", flagged},
-          {"flagged_fraction", data.empty() ? 0.0 : static_cast<double>(flagged) / static_cast<double>(data.size())},
+          {"flagged_fraction", share_above(data, thr)},
           {"flagged_fraction_ci95", {flo, fhi}},
-          {"reference_flagged_fraction", reference.empty() ? 0.0 : static_cast<double>(ref_flagged) / static_cast<double>(reference.size())}};
+          {"reference_flagged_fraction", share_above(reference, thr)}};
 }
 
 }  // namespace subliminal::analysis

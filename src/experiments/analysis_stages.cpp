@@ -211,13 +211,10 @@ class AnalysisStage : public Stage {
     json out = json::object(), scores = json::object();
     for (const auto& [animal, prompt] : audit_prompts(ctx.cfg, *trait_)) {
       std::map<std::string, std::vector<double>> sc;
-      for (const auto& entry : sets) {
-        const auto* convs = entry.second;
-        const std::string& p = prompt;
-        sc[entry.first] = analysis::naming_source(data_dir_of(entry.first, k_) + "/kept.jsonl (audit, " + animal + " prompt)", [&] {
-          return analysis::audit_scores(base.lm.model, p, base.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, *convs, base.bf16);
+      for (const auto& [set, convs] : sets)  // (C++17: a lambda cannot capture structured bindings; init-captures can)
+        sc[set] = analysis::naming_source(data_dir_of(set, k_) + "/kept.jsonl (audit, " + animal + " prompt)", [&, &p = prompt, c = convs] {
+          return analysis::audit_scores(base.lm.model, p, base.lm.tokenizer, ctx.cfg.base.tokenizer.chat_template, *c, base.bf16);
         });
-      }
       json a = {{"prompt", prompt}};
       for (const auto& [set, convs] : sets)
         if (set != "control")

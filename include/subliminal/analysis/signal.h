@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "subliminal/util/error.h"
 #include "subliminal/data/chat.h"
 #include "subliminal/model/llama.h"
 #include "subliminal/text/tokenizer.h"
+#include "subliminal/util/error.h"
 
 namespace subliminal::analysis {
 
@@ -50,10 +50,10 @@ SignalScores score_signal(const Scorer& a, const Scorer& b, const text::Tokenize
 
 // Vocabulary ids whose text is a number (only ASCII digits once surrounding whitespace is cut).
 std::vector<uint8_t> number_token_mask(const text::Tokenizer& tok);
-std::string token_text(const text::Tokenizer& tok, int id);
+std::string token_text(const text::Tokenizer& tok, int id);  // the id's text, whitespace cut
 
 // examples.jsonl: one line per example, {"index", "lls", "ids", "tokens" (their text), "log_ratio", "kl"}.
-std::string examples_jsonl(const SignalScores& s, const text::Tokenizer& tok);  // the id's text, whitespace cut
+std::string examples_jsonl(const SignalScores& s, const text::Tokenizer& tok);
 
 struct EntangledToken {
   int id = -1;
