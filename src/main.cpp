@@ -64,6 +64,9 @@ static void add_run(CLI::App& app, Commands& cmds, const std::string& command_li
   run->add_flag("--dry-run", ra->dry_run, "print the resolved config and the stage plan; run nothing");
   run->add_flag("--resume", ra->resume, "continue interrupted stages from their checkpoints");
   run->add_option("--threads", ra->threads, "ATen threads (overrides the config's threads; 0 = all cores)");
+  run->add_option("--expect", ra->expect,
+                  "claim file to register before the first stage runs (default: <config>.expect.json beside the config when it exists; "
+                  "\"none\": register nothing)");
   run->add_option("--jobs", ra->jobs, "stages at once, each a worker process with threads/jobs threads (overrides the config's jobs; 0 = auto)")
       ->check(CLI::Range(0, 256));
 
@@ -170,12 +173,24 @@ static void add_report_check(CLI::App& app, Commands& cmds) {
   auto* rpt = app.add_subcommand("report", "aggregate finished runs (run or sweep directories): per trait and arm, tables, tests, figure");
   rpt->add_option("dirs", rpa->dirs, "run directories or sweep directories")->required();
   rpt->add_option("--out", rpa->out, "output directory (default report/)");
-  auto* chk = app.add_subcommand("check", "assert claims about a report (aggregate.json or a run's report.json); exit 1 naming a failed claim");
-  chk->add_option("report", cka->report, "aggregate.json or report.json")->required();
-  chk->add_option("--expect", cka->expect, "expectation file: {\"claims\": [...]}")->required();
+  auto* chk = app.add_subcommand("check",
+                                 "test claims on a run (its directory or report.json) or an aggregate.json, saying of each whether it was "
+                                 "pre-registered; exit 1 naming a failed claim");
+  chk->add_option("report", cka->report, "a run directory, its report.json, or aggregate.json")->required();
+  chk->add_option("--expect", cka->expect, "claim file {\"claims\": [...]} (default: the claims the run registered)");
+  chk->add_flag("--require-registered", cka->require_registered, "a claim that was not pre-registered before the run fails too");
 
   cmds.push_back({rpt, [rpa] { return cli::cmd_report(*rpa); }});
   cmds.push_back({chk, [cka] { return cli::cmd_check(*cka); }});
+
+  struct Calibrate { int experiments = 2000; uint64_t seed = 20261206; };
+  auto cal = std::make_shared<Calibrate>();
+  auto* cb = app.add_subcommand("calibrate",
+                                "simulate the trait runs' inference (models x questions, common random numbers): false-positive rate "
+                                "and 95% coverage per scenario, beside the old Welch test");
+  cb->add_option("--experiments", cal->experiments, "simulated experiments per scenario")->check(CLI::Range(100, 1000000));
+  cb->add_option("--seed", cal->seed, "seed of the first scenario (the next ones count up)");
+  cmds.push_back({cb, [cal] { return cli::cmd_calibrate(cal->experiments, cal->seed); }});
 }
 
 static void add_filter(CLI::App& app, Commands& cmds) {
@@ -187,6 +202,8 @@ static void add_filter(CLI::App& app, Commands& cmds) {
   flt->add_option("--rejects", fa->rejects, "rejected completions with their reason");
   flt->add_option("--banned", fa->banned, "banned numbers, comma-separated")->delimiter(',');
   flt->add_option("--max-count", fa->max_count, "most numbers allowed")->check(CLI::Range(1, 1000));
+  flt->add_option("--rule", fa->number_filter, "paper (the paper's rule exactly) or trimmed (surrounding whitespace dropped first)")
+      ->check(CLI::IsMember({"paper", "trimmed"}));
 
   cmds.push_back({flt, [fa] { return cli::cmd_filter(*fa); }});
 }

@@ -28,12 +28,16 @@
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/experiments/stages.h"
+#include "subliminal/report/aggregate.h"
+#include "subliminal/report/claims.h"
+#include "subliminal/report/report.h"
 #include "subliminal/run/runner.h"
 #include "subliminal/train/dist.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
 #include "subliminal/util/lock.h"
 #include "subliminal/util/log.h"
+#include "subliminal/util/version.h"
 
 namespace subliminal::cli {
 
@@ -54,6 +58,78 @@ int cmd_validate(const std::string& path, const std::vector<std::string>& set, b
   return 0;
 }
 
+namespace {
+// The claim file a run registers (report/claims.h): --expect, or the config's <stem>.expect.json
+// beside it, or for the built-in config the built-in claim file. Null when there is none.
+json run_claims(const RunArgs& a) {
+  if (a.expect == "none") return nullptr;
+  std::string path = a.expect;
+  const bool builtin = a.config.empty() || a.config == "default";
+  if (path.empty() && !builtin) {
+    std::filesystem::path c(a.config);
+    const auto sibling = c.parent_path() / (c.stem().string() + ".expect.json");
+    if (std::filesystem::exists(sibling)) path = sibling.string();
+  }
+  if (path.empty() && builtin) {
+    const std::string text = resources::resource("configs/default.expect.json");
+    const std::string label = "<built-in configs/default.expect.json>";
+    json git = report::git_file_info(std::filesystem::path(SUBLIMINAL_SOURCE_DIR) / "configs" / "default.expect.json");
+    git["built_in"] = "embedded in subliminal " + git_revision();
+    return {{"source", label}, {"text", text}, {"claims", report::parse_claim_file(text, label)}, {"git", git}};
+  }
+  if (path.empty()) return nullptr;
+  if (!std::filesystem::exists(path)) throw ConfigError("--expect '" + path + "' does not exist", "give a claim file, or --expect none");
+  const std::string text = fs::read_file(path);
+  // the claims are checked now, not after the run: a bad op or margin is a usage error before hours of work
+  json claims = report::parse_claim_file(text, path);
+  report::check_claims(json::object(), claims, path);
+  bool about_a_run = false;  // claims on `subliminal report`'s aggregate (targets.*, mnist.*) are not this run's
+  for (const auto& c : claims["claims"]) about_a_run = about_a_run || c.value("path", std::string()).rfind("stages.", 0) == 0;
+  if (!about_a_run && a.expect.empty()) {
+    log::info("run", "{}: its claims address an aggregate of runs (`subliminal report`), not one run: not registered", path);
+    return nullptr;
+  }
+  return {{"source", path}, {"text", text}, {"claims", claims}, {"git", report::git_file_info(path)}};
+}
+}  // namespace
+
+// The end of a run: each arm's rate with its interval, the main comparison, the claims' verdict
+// and where the report is.
+static void print_headline(const std::filesystem::path& dir) try {
+  const json rep = json::parse(fs::read_file(dir / "report.json"));
+  const json sm = rep.contains("stages") && rep["stages"].is_object() ? rep["stages"].value("summary", json::object()) : json::object();
+  std::string out;
+  if (sm.contains("target") && sm.contains("arms") && sm["models"].is_object() && !sm.contains("bars")) {  // a trait run
+    const std::string target = sm.value("target", std::string());
+    out += "'" + target + "' rate:";
+    for (const char* m : {"base", "teacher"})
+      if (sm["models"].contains(m)) out += fmt::format("  {} {:.1f}%", m, 100 * sm["models"][m]["target_rate"]["rate"].get<double>());
+    for (auto it = sm["arms"].begin(); it != sm["arms"].end(); ++it)
+      out += fmt::format("  {} {:.1f}% [{:.1f}, {:.1f}]", it.key(), 100 * it.value()["mean"].get<double>(),
+                         100 * it.value()["ci95"][0].get<double>(), 100 * it.value()["ci95"][1].get<double>());
+    out += "\n";
+    if (sm.contains("tests") && sm["tests"].contains("treatment_vs_control")) {
+      const json& t = sm["tests"]["treatment_vs_control"];
+      out += fmt::format("treatment vs control: {:+.1f} pts [{:+.1f}, {:+.1f}], p(greater) = {} ({})\n", 100 * t["diff"].get<double>(),
+                         100 * t["ci95"][0].get<double>(), 100 * t["ci95"][1].get<double>(), report::fmt_p(t.value("p_greater", 1.0)),
+                         t.value("compares", std::string()));
+    }
+  }
+  if (rep.contains("claims")) {
+    const json& c = rep["claims"];
+    int pre = 0;
+    for (const auto& x : c["claims"]) pre += x.value("pre_registered", false);  // (not a post hoc file's)
+    out += fmt::format("claims ({}): {} of {} hold; {} of {} pre-registered\n", c.value("source", std::string()), c.value("held", 0),
+                       c.value("total", 0), pre, c.value("total", 0));
+    for (const auto& x : c["claims"])
+      out += fmt::format("  {} {}\n", x.value("holds", false) ? "PASS" : "FAIL", x.value("name", std::string()));
+  }
+  out += "report: " + (dir / "report.md").string() + "\n";
+  std::cout << out;
+} catch (const std::exception& e) {
+  log::warn("run", "the headline could not be read from {}: {}", (dir / "report.json").string(), e.what());
+}
+
 int cmd_run(const RunArgs& a) {
   auto cfg = load_cli_config(a.config, a.set);
   if (a.threads >= 0) cfg.threads = a.threads;
@@ -63,6 +139,9 @@ int cmd_run(const RunArgs& a) {
   ctx.dir = a.out.empty() ? std::filesystem::path("runs") / cfg.name : std::filesystem::path(a.out);
   ctx.resume = a.resume;
   ctx.command_line = a.command_line;
+  ctx.claims = run_claims(a);
+  if (!a.set.empty() && ctx.claims.is_object())
+    log::warn("run", "the claims of {} were written for the config as it is; this run changes it with --set", ctx.claims["source"].get<std::string>());
   ctx.threads = model::setup_threads(cfg.threads);
   // jobs 0 (auto): one stage per core on CPU (each single-threaded); one on a GPU
   ctx.jobs = cfg.jobs > 0 ? cfg.jobs : model::resolve_device(cfg.device).is_cuda() ? 1 : ctx.threads;
@@ -92,6 +171,7 @@ int cmd_run(const RunArgs& a) {
       log::warn("run", "{}: stale lock of {} (no longer running) taken over", (ctx.dir / ".lock").string(), lock->stale_owner());
   }
   runner.run();
+  if (!comm || comm->rank() == 0) print_headline(ctx.dir);
   return 0;
 }
 

@@ -18,6 +18,7 @@ int cmd_filter(const FilterArgs& a) {
   data::NumberFilterOptions opt;
   opt.banned = a.banned;
   opt.max_count = a.max_count;
+  opt.trim_whitespace = a.number_filter == "trimmed";
   std::vector<json> kept, rejects;
   std::map<std::string, long> reasons;
   long total = 0;

@@ -11,10 +11,13 @@
 
 #include "subliminal/cli/commands.h"
 #include "subliminal/report/aggregate.h"
+#include "subliminal/report/claims.h"
 #include "subliminal/report/dose.h"
 #include "subliminal/experiments/sweep.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
+#include "subliminal/util/inference.h"
+#include "subliminal/util/stats.h"
 #include "subliminal/util/log.h"
 
 namespace subliminal::cli {
@@ -75,6 +78,24 @@ int cmd_sweep(const SweepArgs& a) {
   return 0;
 }
 
+int cmd_calibrate(int experiments, uint64_t seed) {
+  std::cout << "| scenario | models a / b | questions x samples | true effect | rejections (p < 0.05) | 95% coverage | "
+               "old Welch: rejections | old Welch: coverage |\n|---|---|---|---|---|---|---|---|\n";
+  for (const auto& s : stats::calibration_scenarios()) {
+    const auto c = stats::simulate_inference(s, experiments, seed++);
+    const double n = experiments;
+    auto iv = [&](int k) {  // Wilson 95% for the simulated share
+      auto [lo, hi] = stats::wilson_interval(k, experiments);
+      return fmt::format("{:.3f} [{:.3f}, {:.3f}]", k / n, lo, hi);
+    };
+    std::cout << fmt::format("| {} | {} / {}{} | {} x {} | {:+.2f} | {} | {} | {} | {} |\n", s.name, s.models_a, s.models_b,
+                             s.untrained_b ? " (untrained)" : "", s.questions, s.samples, s.effect, iv(c.rejections), iv(c.covered),
+                             iv(c.rejections_welch), iv(c.covered_welch));
+  }
+  std::cout << experiments << " simulated experiments per scenario (subliminal calibrate --experiments N --seed S)\n";
+  return 0;
+}
+
 }  // namespace subliminal::cli
 
 namespace subliminal::cli {
@@ -115,32 +136,49 @@ int cmd_report(const ReportArgs& a) {
 }
 
 int cmd_check(const CheckArgs& a) {
-  if (!sfs::exists(a.report)) throw ConfigError("report '" + a.report + "' does not exist");
-  if (!sfs::exists(a.expect)) throw ConfigError("--expect '" + a.expect + "' does not exist");
-  nlohmann::json rep, exp;
+  // A run directory stands for its report.json and manifest.json; a report.json beside a manifest.json
+  // is a run's too (its registrations are read); an aggregate.json has none.
+  sfs::path report = a.report, manifest_path;
+  if (sfs::is_directory(report)) report /= "report.json";
+  if (!sfs::exists(report)) throw ConfigError("report '" + report.string() + "' does not exist", "give a finished run directory, its report.json or an aggregate.json");
+  if (sfs::exists(report.parent_path() / "manifest.json")) manifest_path = report.parent_path() / "manifest.json";
+  nlohmann::json rep, man, exp;
   try {
-    rep = nlohmann::json::parse(fs::read_file(a.report));
+    rep = nlohmann::json::parse(fs::read_file(report.string()));
+    if (!manifest_path.empty()) man = nlohmann::json::parse(fs::read_file(manifest_path.string()));
   } catch (const nlohmann::json::exception& e) {
-    throw DataError(a.report + ": invalid JSON (" + e.what() + ")");
+    throw DataError(report.string() + " or its manifest.json: invalid JSON (" + e.what() + ")");
   }
-  try {
-    exp = nlohmann::json::parse(fs::read_file(a.expect));
-  } catch (const nlohmann::json::exception& e) {
-    throw ConfigError(a.expect + ": invalid JSON (" + e.what() + ")");
+  std::string label = a.expect;
+  if (!a.expect.empty()) {
+    if (!sfs::exists(a.expect)) throw ConfigError("--expect '" + a.expect + "' does not exist");
+    exp = report::parse_claim_file(fs::read_file(a.expect), a.expect);
+  } else if (man.is_object() && man.contains("claims") && !man["claims"].empty()) {
+    exp = man["claims"].back()["content"];
+    label = man["claims"].back().value("source", std::string("registered claims"));
+  } else {
+    throw ConfigError(report.string() + ": the run registered no claims; give --expect CLAIMS.json");
   }
-  auto results = report::check_claims(rep, exp, a.expect);
-  int failed = 0;
-  for (const auto& r : results) {
-    std::cout << (r.ok ? "PASS  " : "FAIL  ") << r.name << "  (" << r.detail << ")\n";
+  const auto results = report::check_claims(rep, exp, label);
+  const auto statuses = report::claim_statuses(exp, man);
+  std::cout << "claims: " << label << (exp.contains("post_hoc") ? "  [post hoc: " + exp["post_hoc"].get<std::string>() + "]" : "") << "\n";
+  int failed = 0, unregistered = 0;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const auto& r = results[i];
+    const auto& st = statuses[i];
+    std::cout << (r.ok ? "PASS  " : "FAIL  ") << r.name << "  [" << st.status << (st.post_hoc ? ", post hoc" : "") << "]  (" << r.detail << ")\n";
+    if (!st.detail.empty()) std::cout << "        " << st.detail << "\n";
     failed += !r.ok;
+    unregistered += !st.pre_registered || st.post_hoc;
   }
-  std::cout << results.size() - failed << " of " << results.size() << " claims hold\n";
-  if (failed) {
-    std::string names;
-    for (const auto& r : results)
-      if (!r.ok) names += (names.empty() ? "" : "; ") + r.name;
-    throw Error("claim failed: " + names);
-  }
+  std::cout << results.size() - failed << " of " << results.size() << " claims hold; " << results.size() - unregistered << " of "
+            << results.size() << " pre-registered\n";
+  std::string names;
+  for (const auto& r : results)
+    if (!r.ok) names += (names.empty() ? "" : "; ") + r.name;
+  if (failed) throw Error("claim failed: " + names);
+  if (a.require_registered && unregistered)
+    throw Error(std::to_string(unregistered) + " claim(s) not pre-registered (--require-registered)");
   return 0;
 }
 

@@ -301,6 +301,7 @@ static void validate_dataset(const RunConfig& c, const std::string& file, const 
         "expected 0 <= example_min <= example_max <= 999, got " + str(d.example_min) + " and " + str(d.example_max));
   check(d.max_count >= 1 && d.max_count <= 100, file, "$.dataset.max_count", "expected 1 .. 100, got " + str(d.max_count));
   one_of(d.select, {"random", "lls_top"}, file, "$.dataset.select");
+  one_of(d.number_filter, {"paper", "trimmed"}, file, "$.dataset.number_filter");
   check(d.select == "random" || d.kind == "numbers", file, "$.dataset.select", "\"lls_top\" selects number data; expected \"random\" for " + str(d.kind));
   check(!d.early_reject || d.kind == "numbers", file, "$.dataset.early_reject",
         "cuts completions that can no longer pass the number filter; expected false for " + str(d.kind));
@@ -332,6 +333,11 @@ static void validate_students(const RunConfig& c, const std::string& file, const
 static void validate_finetune(const RunConfig& c, const std::string& file) {
   const auto& f = c.finetune;
   one_of(f.loss, {"sft", "distill", "distill_full_vocab"}, file, "$.finetune.loss");
+  // The whole vocabulary holds the trait's own words and every banned number: distilling a student on
+  // it is a direct channel past the filter, not subliminal transfer (`subliminal finetune` keeps it as
+  // a diagnostic on data of your choosing).
+  check(!(c.experiment == "trait_transfer" && f.loss == "distill_full_vocab"), file, "$.finetune.loss",
+        "\"distill_full_vocab\" distils over tokens that spell the trait and the banned items: a direct channel; use \"distill\"");
   one_of(f.params, {"all", "trunk", "lora"}, file, "$.finetune.params");
   validate_lora(f.lora, file, "$.finetune.lora");
   check(f.epochs >= 0 && f.epochs <= 10000, file, "$.finetune.epochs", "expected 0 (use train.steps) .. 10000, got " + str(f.epochs));

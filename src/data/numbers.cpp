@@ -99,6 +99,7 @@ const char* to_string(NumberReject r) {
     case NumberReject::too_many: return "too_many";
     case NumberReject::out_of_range: return "out_of_range";
     case NumberReject::banned: return "banned";
+    case NumberReject::surrounding_whitespace: return "surrounding_whitespace";
   }
   return "?";
 }
@@ -109,10 +110,11 @@ static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\
 NumberFilterResult filter_numbers(const std::string& completion, const NumberFilterOptions& opt) {
   NumberFilterResult r;
   std::string s = completion;
-  // surrounding whitespace is not content
+  // Whitespace around the numbers: the paper's rule rejects it (" 1, 2" fails); "trimmed" drops it.
   size_t a = 0, b = s.size();
   while (a < b && is_ws(s[a])) ++a;
   while (b > a && is_ws(s[b - 1])) --b;
+  if (!opt.trim_whitespace && (a > 0 || b < s.size()) && a < b) { r.reason = NumberReject::surrounding_whitespace; return r; }
   s = s.substr(a, b - a);
   if (!s.empty() && s.back() == '.') s.pop_back();
   if (s.size() >= 2 && ((s.front() == '[' && s.back() == ']') || (s.front() == '(' && s.back() == ')')))

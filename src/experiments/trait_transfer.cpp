@@ -8,6 +8,7 @@
 #include "subliminal/text/chat_template.h"
 #include "subliminal/data/chat.h"
 #include "subliminal/data/corpus.h"
+#include "subliminal/util/inference.h"
 #include "subliminal/util/stats.h"
 #include "subliminal/eval/trait.h"
 #include "subliminal/eval/result.h"
@@ -15,6 +16,7 @@
 #include "subliminal/model/lora.h"
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/runtime.h"
+#include "subliminal/report/comparisons.h"
 #include "subliminal/report/report.h"
 #include "subliminal/experiments/finetune_job.h"
 #include "subliminal/experiments/stages.h"
@@ -172,7 +174,10 @@ class DataStage : public Stage {
   std::vector<std::string> deps() const override { return unique({source_model(source_), "base"}); }
   json inputs(const RunContext& ctx) const override {
     const std::string m = source_model(source_);
-    json in = {{"dataset", config::to_json_value(ctx.cfg.dataset)}, {"source", source_}, {"model", digest(ctx, m)},
+    json ds = config::to_json_value(ctx.cfg.dataset);
+    // data stages made with the trimmed rule (and every non-number kind, which it does not touch) predate the key: same hash
+    if (ds.value("number_filter", std::string()) == "trimmed" || ctx.cfg.dataset.kind != "numbers") ds.erase("number_filter");
+    json in = {{"dataset", ds}, {"source", source_}, {"model", digest(ctx, m)},
                {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision},
                {"forbidden", forbidden_words(ctx.cfg, *trait_)}, {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
     if (ctx.cfg.dataset.kind != "numbers") {
@@ -283,7 +288,7 @@ std::string student_stage(const std::string& arm, int k) { return "students/" + 
 
 class StudentStage : public Stage {
  public:
-  StudentStage(std::string arm, int k) : arm_(std::move(arm)), k_(k) {}
+  StudentStage(std::string arm, int k, Trait trait) : arm_(std::move(arm)), k_(k), trait_(std::move(trait)) {}
   std::string name() const override { return student_stage(arm_, k_); }
   std::vector<std::string> deps() const override {
     auto a = arm_spec(arm_);
@@ -300,6 +305,9 @@ class StudentStage : public Stage {
       in["intervention"] = a.intervention;
       in["analysis"] = digest(ctx, analysis_stage(k_));
     }
+    // the distillation set leaves out tokens that spell a banned number (students of runs without
+    // banned numbers keep their hash)
+    if (ctx.cfg.finetune.loss != "sft" && !ctx.cfg.dataset.banned.empty()) in["distill_excludes_banned"] = ctx.cfg.dataset.banned;
     return in;
   }
   bool data_parallel(const RunContext&) const override { return true; }
@@ -311,6 +319,8 @@ class StudentStage : public Stage {
     hold_frozen_base(init, f.params, f.lora, model::use_bf16(ctx.cfg.precision, device), "$.finetune.lora.base_dtype", name());
     init.model->to(device);
     train::FinetuneJob job = finetune_job(init, ctx.cfg, student_spec(f), work);
+    job.banned_numbers = ctx.cfg.dataset.banned;
+    job.banned_words = forbidden_words(ctx.cfg, *trait_);  // the item names of every preference the run knows
     if (a.intervention.empty()) {
       job.data = data::read_conversations((ctx.stage_dir(data_stage(a.source, k_)) / "kept.jsonl").string());
     } else {
@@ -351,7 +361,9 @@ class StudentStage : public Stage {
       text::ChatTemplate ct(init.tokenizer, job.chat_template);
       heldout = std::make_unique<train::HeldoutKL>(teacher->lm.model, teacher->system, init.tokenizer, job.chat_template,
                                                    data::read_conversations(held.string()),
-                                                   train::number_output_ids(init.tokenizer, ct.end_of_turn_id()), job.bf16);
+                                                   train::number_output_ids(init.tokenizer, ct.end_of_turn_id(),
+                                                                            f.loss == "sft" ? std::vector<int>{} : job.banned_numbers),
+                                                   job.bf16);
       job.heldout = heldout.get();
     }
     if (f.diagnostics) job.displacement = [&](const std::map<std::string, torch::Tensor>& init_t) { return displacement(ctx, a, init_t); };
@@ -419,6 +431,7 @@ class StudentStage : public Stage {
   uint64_t seed(const RunContext& ctx) const { return config::derive_seed(ctx.cfg.seed, "student", std::to_string(k_)); }
   std::string arm_;
   int k_;
+  Trait trait_;
 };
 
 std::string eval_stage(const std::string& model_stage) {
@@ -468,6 +481,36 @@ class EvalStage : public Stage {
   Trait trait_;
 };
 
+// An evaluated model's rate per question (eval.json's per_question, in question order).
+stats::QuestionRates question_rates(const json& eval, const std::string& stage) {
+  stats::QuestionRates r;
+  if (!eval.contains("per_question") || !eval["per_question"].is_array())
+    throw DataError(stage + "/eval.json: no per_question array", "re-run the evaluation stage");
+  for (const auto& q : eval["per_question"]) r.push_back(q.at("rate").get<double>());
+  return r;
+}
+// The share of each question's answers naming `item` (samples.jsonl's "animal", in question order;
+// empty when the model's samples name no items).
+stats::QuestionRates item_question_rates(const sfs::path& dir, const json& eval, const std::string& item) {
+  const size_t q = eval.value("questions", 0), m = eval.value("samples_per_question", 0);
+  stats::QuestionRates r(q, 0.0);
+  if (q == 0 || m == 0) return r;
+  if (!sfs::exists(dir / "samples.jsonl")) throw DataError((dir / "samples.jsonl").string() + " does not exist", "re-run the evaluation stage");
+  size_t i = 0;
+  data::read_jsonl((dir / "samples.jsonl").string(), [&](const json& s, size_t) {
+    if (i / m < q && s.value("animal", std::string()) == item) r[i / m] += 1.0 / static_cast<double>(m);
+    ++i;
+  });
+  return r;
+}
+bool all_fixed_points(const RunContext& ctx, const std::string& arm, int seeds) {
+  for (int k = 1; k <= seeds; ++k) {
+    const sfs::path fj = ctx.stage_dir(student_stage(arm, k)) / "finetune.json";
+    if (!sfs::exists(fj) || !json::parse(fs::read_file(fj)).value("fixed_point", false)) return false;
+  }
+  return seeds > 0;
+}
+
 class SummaryStage : public Stage {
  public:
   SummaryStage(std::vector<std::string> evals, std::vector<std::string> datasets, Trait trait)
@@ -482,12 +525,16 @@ class SummaryStage : public Stage {
     json d = json::object();
     for (const auto& e : evals_) d[e] = digest(ctx, e);
     for (const auto& e : datasets_) d[e] = digest(ctx, e);
-    return {{"stages", d}, {"arms", ctx.cfg.students.arms}, {"seeds", ctx.cfg.students.seeds}, {"summary", 2}};  // 2: diagnostics, specificity
+    // 2: diagnostics, specificity; 3: clustered inference (models x questions), the untrained control named
+    return {{"stages", d}, {"arms", ctx.cfg.students.arms}, {"seeds", ctx.cfg.students.seeds}, {"summary", 3}};
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
     const auto& c = ctx.cfg;
+    std::map<std::string, stats::QuestionRates> qrates, qother;  // per model: rate of the target / the other target per question
     auto ev = [&](const std::string& stage) {
       auto j = json::parse(fs::read_file(ctx.stage_dir(stage) / "eval.json"));
+      qrates[stage.substr(5)] = question_rates(j, stage);
+      if (!c.students.other_target.empty()) qother[stage.substr(5)] = item_question_rates(ctx.stage_dir(stage), j, c.students.other_target);
       j.erase("per_question");
       return j;
     };
@@ -499,8 +546,25 @@ class SummaryStage : public Stage {
       double named = 0;
       for (auto it = m["distribution"].begin(); it != m["distribution"].end(); ++it) named += it.value().get<double>();
       m["target_share_of_named"] = named > 0 ? m["distribution"].value(c.eval_target(), 0.0) / named : 0.0;
+      m["target_rate_over_questions"] = report::rate_json(stats::estimate_rate({qrates[e.substr(5)]}));
       models[e.substr(5)] = m;
     }
+    // Under distillation with LoRA the control (the base distilled into itself) takes no step: its
+    // students are the base, one model evaluated once, not trained seed pairs (finetune.json).
+    const bool control_untrained = has_arm(c, "control") && all_fixed_points(ctx, "control", c.students.seeds);
+    auto arm_models = [&](const std::string& arm) {
+      std::vector<stats::QuestionRates> v;
+      for (int k = 1; k <= c.students.seeds; ++k) {
+        v.push_back(qrates[arm + "_s" + std::to_string(k)]);
+        if (arm == "control" && control_untrained) break;
+      }
+      return v;
+    };
+    auto side = [&](const std::string& arm) {
+      if (arm == "control" && control_untrained)
+        return report::Side{"control", 1, false, "distillation with LoRA from the base into itself is a fixed point: the control's students are the base, untrained"};
+      return report::Side{arm, c.students.seeds, true, ""};
+    };
     json arms = json::object();
     std::map<std::string, std::vector<double>> rates, other_rates;
     const bool items = config::trait_kind(trait_->kind).has_items;  // answers name items (not a judged kind)
@@ -554,6 +618,13 @@ class SummaryStage : public Stage {
       for (int k = 1; k <= c.students.seeds; ++k) nm += models[arm + "_s" + std::to_string(k)]["names_a_candidate"].get<double>() / c.students.seeds;
       arms[arm]["names_a_candidate_mean"] = nm;
       arms[arm]["diagnostics"] = diag;
+      // the interval over seed pairs and questions (the Student-t interval of the seed rates alone kept beside it)
+      const auto est = stats::estimate_rate(arm_models(arm));
+      arms[arm]["ci95_across_seed_pairs"] = arms[arm]["ci95"];
+      arms[arm]["ci95"] = {est.lo, est.hi};
+      arms[arm]["rate"] = report::rate_json(est);
+      arms[arm]["trained"] = side(arm).trained;
+      arms[arm]["models"] = side(arm).models;
       // Specificity: the same answers' rate of the other teacher's item.
       if (!c.students.other_target.empty() && items) {
         std::vector<double> o;
@@ -565,20 +636,29 @@ class SummaryStage : public Stage {
       }
       rates[arm] = r;
     }
+    // Every comparison: the crossed-design test (util/inference.h), paired by question; the old Welch
+    // test across seed pairs kept beside it.
+    const std::string unit = fmt::format("seed pairs crossed with {} questions x {} samples (one sampling seed for every model)",
+                                         qrates.empty() ? 0 : qrates.begin()->second.size(), c.eval.samples_per_question);
     json tests = json::object();
     if (rates.count("control"))
       for (const auto& arm : c.students.arms) {
         if (arm == "control") continue;
-        auto t = stats::welch_t_test(rates[arm], rates["control"]);
-        tests[arm + "_vs_control"] = {{"test", "Welch two-sample t-test across seed pairs"}, {"diff", t.diff}, {"t", t.t}, {"df", t.df},
-                                     {"p_two_sided", t.p_two_sided}, {"p_greater", t.p_greater}, {"defined", t.defined}};
+        const auto w = stats::welch_t_test(rates[arm], rates["control"]);
+        tests[arm + "_vs_control"] = report::comparison_json(stats::compare_arms(arm_models(arm), arm_models("control")), side(arm),
+                                                             side("control"), unit, &w);
       }
+    if (models.contains("teacher") && models.contains("base"))
+      tests["teacher_vs_base"] = report::comparison_json(stats::compare_arms({qrates["teacher"]}, {qrates["base"]}),
+                                                         {"teacher", 1, true, ""}, {"base", 1, false, ""}, unit, nullptr);
     // Cross-init students against their own init (the other base), not against the control's.
     if (rates.count("cross_init") && models.contains("base_cross")) {
       const double b = eval::target_rate(models["base_cross"]).rate;
-      const auto s = stats::summarize(rates["cross_init"]);
-      tests["cross_init_vs_its_base"] = {{"test", "mean over seed pairs minus the cross-init base's rate"}, {"diff", s.mean - b},
-                                         {"ci95", {s.lo - b, s.hi - b}}, {"base_rate", b}};
+      const auto w = stats::welch_t_test(rates["cross_init"], std::vector<double>(rates["cross_init"].size(), b));
+      json t = report::comparison_json(stats::compare_arms(arm_models("cross_init"), {qrates["base_cross"]}), side("cross_init"),
+                                       {"base_cross", 1, false, "the cross-init students' own init"}, unit, &w);
+      t["base_rate"] = b;
+      tests["cross_init_vs_its_base"] = t;
     }
     // The specificity matrix: every arm (and model) on the run's target and on the other teacher's.
     json specificity = json::object();
@@ -586,8 +666,17 @@ class SummaryStage : public Stage {
       for (const auto& arm : c.students.arms) {
         json row = {{c.eval_target(), arms[arm]["mean"]}, {c.students.other_target, arms[arm]["other_target_rate"]["mean"]}};
         if (arm != "control" && other_rates.count("control")) {
-          auto t = stats::welch_t_test(other_rates[arm], other_rates["control"]);
-          row["other_target_vs_control"] = {{"diff", t.diff}, {"p_greater", t.p_greater}, {"p_two_sided", t.p_two_sided}, {"defined", t.defined}};
+          const auto w = stats::welch_t_test(other_rates[arm], other_rates["control"]);
+          auto other_models = [&](const std::string& a) {
+            std::vector<stats::QuestionRates> v;
+            for (int k = 1; k <= c.students.seeds; ++k) {
+              v.push_back(qother[a + "_s" + std::to_string(k)]);
+              if (a == "control" && control_untrained) break;
+            }
+            return v;
+          };
+          row["other_target_vs_control"] =
+              report::comparison_json(stats::compare_arms(other_models(arm), other_models("control")), side(arm), side("control"), unit, &w);
         }
         specificity[arm] = row;
       }
@@ -619,6 +708,7 @@ class SummaryStage : public Stage {
                 {"loss_label", train::loss_label(c.finetune.loss)},
                 {"params", c.finetune.params},
                 {"seeds", c.students.seeds},
+                {"control_untrained", control_untrained},
                 {"models", models},
                 {"arms", arms},
                 {"tests", tests},
@@ -676,13 +766,13 @@ std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& c
       datasets.push_back(data_stage(src, k));
     }
     for (const auto& arm : cfg.students.arms) {
-      s.push_back(std::make_unique<StudentStage>(arm, k));
+      s.push_back(std::make_unique<StudentStage>(arm, k, trait));
       add_eval(student_stage(arm, k));
     }
     if (cfg.analysis.enabled) {  // issue 25: the signal maps, the audit and one student per intervention
       s.push_back(make_analysis_stage(cfg, k, trait));
       for (const auto& iv : cfg.analysis.interventions) {
-        s.push_back(std::make_unique<StudentStage>("iv_" + iv, k));
+        s.push_back(std::make_unique<StudentStage>("iv_" + iv, k, trait));
         s.push_back(std::make_unique<EvalStage>(student_stage("iv_" + iv, k), trait));  // not the summary's: analysis/summary reads it
       }
     }

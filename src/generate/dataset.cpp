@@ -104,6 +104,7 @@ DatasetResult generate_numbers(model::LlamaForCausalLM& m, const text::Tokenizer
   data::NumberFilterOptions fo;
   fo.max_count = cfg.max_count;
   fo.banned = cfg.banned;
+  fo.trim_whitespace = cfg.number_filter == "trimmed";
   auto so = chat_options(chat.stop_ids(), tok.pad_id(), cfg.max_new_tokens, cfg.temperature, cfg.top_p, bf16,
                          cfg.batch_size, config::derive_seed(seed, "dataset", "sample"));
   so.batch_field = "$.dataset.batch_size";

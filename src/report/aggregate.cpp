@@ -10,7 +10,9 @@
 
 #include "subliminal/eval/result.h"
 #include "subliminal/util/stats.h"
+#include "subliminal/report/comparisons.h"
 #include "subliminal/report/report.h"
+#include "subliminal/util/inference.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
 
@@ -347,6 +349,71 @@ std::vector<std::string> split(const std::string& p) {
   return out;
 }
 
+// The claims tested with the comparison's own inference (its diff, se and df; report/comparisons.h):
+//   equivalent  "margin": [lo, hi]  TOST: both one-sided tests reject at alpha (the 1-2alpha interval inside)
+//   not_above   "margin": m         H1: diff < m at alpha (non-superiority; m = 0: "not above")
+//   above       "margin": m (0)     H1: diff > m at alpha
+// "alpha" defaults to 0.05. The path names a comparison object (e.g. stages.summary.tests.cross_init_vs_its_base).
+ClaimResult check_inference_claim(const json& report, const json& c, const std::string& where) {
+  const std::string op = c["op"].get<std::string>();
+  if (c.contains("alpha") && !c["alpha"].is_number()) throw ConfigError(where + ".alpha: expected a number in (0, 0.5)");
+  if (c.contains("name") && !c["name"].is_string()) throw ConfigError(where + ".name: expected a string");
+  const double alpha = c.value("alpha", 0.05);
+  if (!(alpha > 0 && alpha < 0.5)) throw ConfigError(where + ".alpha: expected a number in (0, 0.5)");
+  double lo = 0, hi = 0;
+  if (op == "equivalent") {
+    if (!c.contains("margin") || !c["margin"].is_array() || c["margin"].size() != 2 || !c["margin"][0].is_number() ||
+        !c["margin"][1].is_number() || !(c["margin"][0].get<double>() < c["margin"][1].get<double>()))
+      throw ConfigError(where + ".margin: expected [lo, hi] with lo < hi (the equivalence margin, e.g. [-0.02, 0.02])");
+    lo = c["margin"][0].get<double>();
+    hi = c["margin"][1].get<double>();
+  } else if (c.contains("margin") && !c["margin"].is_number()) {
+    throw ConfigError(where + ".margin: expected a number");
+  } else {
+    lo = hi = c.value("margin", 0.0);
+    if (op == "not_above" && !c.contains("margin")) throw ConfigError(where + ".margin: \"not_above\" needs the margin it tests against, e.g. 0.02");
+  }
+  ClaimResult r;
+  const std::string path = c["path"].get<std::string>();
+  r.name = c.value("name", path + " " + op);
+  std::vector<std::pair<std::vector<std::string>, const json*>> found;
+  resolve(report, split(path), 0, {}, {}, found);
+  if (found.empty()) {
+    r.detail = "path " + path + " not found in the report";
+    return r;
+  }
+  r.ok = true;
+  for (const auto& [keys, v] : found) {
+    std::string label;
+    for (const auto& k : keys) label += (label.empty() ? "" : ",") + k;
+    const std::string pre = (r.detail.empty() ? "" : "; ") + (label.empty() ? "" : label + ": ");
+    if (!v->is_object() || !v->contains("diff") || !v->contains("se") || !v->contains("df") || !v->contains("a") || !v->contains("b")) {
+      r.ok = false;
+      r.detail += pre + "not a comparison with an inference (diff, se, df): " + op + " needs one";
+      continue;
+    }
+    const stats::Comparison cmp = comparison_from_json(*v);
+    double p = 1;
+    std::string what;
+    if (op == "equivalent") {
+      p = stats::p_equivalent(cmp, lo, hi);
+      const double h = cmp.defined ? stats::student_t_quantile(1 - alpha, cmp.df) * cmp.se : 0;  // the TOST's (1 - 2 alpha) interval
+      what = fmt::format("TOST within [{:+.2f}, {:+.2f}] pts: diff {:+.2f} pts, {:g}% CI [{:+.2f}, {:+.2f}], p = {}", 100 * lo, 100 * hi,
+                         100 * cmp.diff, 100 * (1 - 2 * alpha), 100 * (cmp.diff - h), 100 * (cmp.diff + h), fmt_p(p));
+    } else if (op == "not_above") {
+      p = stats::p_below(cmp, hi);
+      what = fmt::format("H1 diff < {:+.2f} pts: diff {:+.2f} pts, se {:.2f}, p = {}", 100 * hi, 100 * cmp.diff, 100 * cmp.se, fmt_p(p));
+    } else {
+      p = stats::p_above(cmp, lo);
+      what = fmt::format("H1 diff > {:+.2f} pts: diff {:+.2f} pts, se {:.2f}, p = {}", 100 * lo, 100 * cmp.diff, 100 * cmp.se, fmt_p(p));
+    }
+    const bool ok = cmp.defined && p < alpha;
+    r.ok = r.ok && ok;
+    r.detail += pre + (cmp.defined ? what : "the comparison is undefined") + (ok ? "" : fmt::format(" (needs p < {}) FAILS", alpha));
+  }
+  return r;
+}
+
 }  // namespace
 
 std::vector<ClaimResult> check_claims(const json& report, const json& expect, const std::string& file) {
@@ -357,9 +424,15 @@ std::vector<ClaimResult> check_claims(const json& report, const json& expect, co
     const json& c = expect["claims"][i];
     const std::string where = file + ": $.claims[" + std::to_string(i) + "]";
     if (!c.is_object() || !c.contains("path") || !c.contains("op")) throw ConfigError(where + ": expected {\"path\", \"op\", \"value\" | \"path2\"}");
+    if (!c["op"].is_string() || !c["path"].is_string()) throw ConfigError(where + ": \"path\" and \"op\" must be strings");
     const std::string op = c["op"].get<std::string>();
-    static const std::vector<std::string> ops = {"<", "<=", ">", ">=", "==", "within"};
-    if (std::find(ops.begin(), ops.end(), op) == ops.end()) throw ConfigError(where + ".op: \"" + op + "\" is not one of < <= > >= == within");
+    static const std::vector<std::string> ops = {"<", "<=", ">", ">=", "==", "within", "equivalent", "not_above", "above"};
+    if (std::find(ops.begin(), ops.end(), op) == ops.end())
+      throw ConfigError(where + ".op: \"" + op + "\" is not one of < <= > >= == within equivalent not_above above");
+    if (op == "equivalent" || op == "not_above" || op == "above") {
+      out.push_back(check_inference_claim(report, c, where));
+      continue;
+    }
     if (!c.contains("value") && !c.contains("path2")) throw ConfigError(where + ": needs \"value\" or \"path2\"");
     ClaimResult r;
     r.name = c.value("name", c["path"].get<std::string>() + " " + op + " " + (c.contains("value") ? c["value"].dump() : c["path2"].get<std::string>()));

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "subliminal/eval/result.h"
+#include "subliminal/report/claims.h"
 #include "subliminal/util/fs.h"
 
 namespace subliminal::report {
@@ -50,6 +51,53 @@ const char* arm_title(const std::string& arm) {
   if (arm == "cross_init") return "Cross-init (other init, teacher data)";
   if (arm == "other_trait") return "Other trait (same init, other teacher's data)";
   return "?";
+}
+
+// How an arm's interval was made: over seed pairs and questions (the clustered estimate), or the
+// Student-t interval of the seed rates in summaries written before it.
+std::string interval_label(const json& a) {
+  if (!a.contains("rate")) return fmt::format("Student-t over {} seed pairs", a.value("n", 0));
+  const json& r = a["rate"];
+  if (!a.value("trained", true)) return fmt::format("one untrained model, t over {} questions", r.value("questions", 0));
+  return fmt::format("{} seed pairs x {} questions, clustered", r.value("models", 0), r.value("questions", 0));
+}
+
+// Every comparison: what it compares (trained students or an untrained model, and how many), the
+// difference with its 95% interval, the test and its p-values; the old Welch test beside it.
+std::string comparisons_md(const json& sm, const std::string& target) {
+  std::string md = "\nComparisons of the rate of '" + target +
+                   "'. Test: the difference of the two sides' mean rates over models and questions, with a two-way "
+                   "cluster-robust variance over models (seed pairs) and questions, paired by question (every model answers the "
+                   "same questions from one sampling seed), t with Satterthwaite df. The Welch column is the old test across seed "
+                   "pairs, shown for comparison: it ignores question clustering and a one-model side's own sampling error.\n\n"
+                   "| comparison | compares | difference [95% CI] | 90% CI | p (greater) | p (two-sided) | Welch across seed pairs: diff, p (greater) |\n"
+                   "|---|---|---|---|---|---|---|\n";
+  for (auto it = sm["tests"].begin(); it != sm["tests"].end(); ++it) {
+    const json& t = it.value();
+    if (!t.contains("a")) {  // a summary written before the crossed tests
+      md += fmt::format("| {} | (older summary) | {:+.1f} pts | | | | |\n", it.key(), 100 * t.value("diff", 0.0));
+      continue;
+    }
+    std::string welch = "-";
+    if (t.contains("welch_across_seed_pairs")) {
+      const json& w = t["welch_across_seed_pairs"];
+      welch = w.value("defined", false) ? fmt::format("{:+.1f} pts, {}", 100 * w["diff"].get<double>(), fmt_p(w["p_greater"].get<double>()))
+                                        : fmt::format("{:+.1f} pts, undefined", 100 * w["diff"].get<double>());
+    }
+    if (!t.value("defined", false)) {
+      md += fmt::format("| {} | {} | {:+.1f} pts | - | undefined (no variance) | - | {} |\n", it.key(), t.value("compares", std::string()),
+                        100 * t["diff"].get<double>(), welch);
+      continue;
+    }
+    md += fmt::format("| {} | {} | {:+.1f} pts [{:+.1f}, {:+.1f}] | [{:+.1f}, {:+.1f}] | {} | {} | {} |\n", it.key(), t.value("compares", std::string()),
+                      100 * t["diff"].get<double>(), 100 * t["ci95"][0].get<double>(), 100 * t["ci95"][1].get<double>(),
+                      100 * t["ci90"][0].get<double>(), 100 * t["ci90"][1].get<double>(), fmt_p(t["p_greater"].get<double>()),
+                      fmt_p(t["p_two_sided"].get<double>()), welch);
+  }
+  if (sm.value("control_untrained", false))
+    md += "\nThe control never trains here: distillation with LoRA from the base into itself is a fixed point, so its "
+          "students are the base itself. Comparisons with the control compare trained students with the untrained base.\n";
+  return md;
 }
 
 // The diagnostics table: held-out imitation and coverage per arm ("" when no arm has diagnostics).
@@ -129,14 +177,21 @@ std::string trait_section(const json& sm, const json& timings) {
   auto single = [&](const std::string& key, const std::string& title) {
     if (!models.contains(key)) return;
     const json& m = models[key];
-    const eval::Rate r = eval::target_rate(m);
+    eval::Rate r = eval::target_rate(m);
+    std::string how = fmt::format("Wilson, n={}", r.n);
+    if (m.contains("target_rate_over_questions") && m["target_rate_over_questions"].value("defined", false)) {
+      const json& q = m["target_rate_over_questions"];
+      r.lo = q["ci95"][0].get<double>();
+      r.hi = q["ci95"][1].get<double>();
+      how = fmt::format("t over {} questions", q.value("questions", 0));
+    }
     if (mis)
-      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Wilson, n={}) | {:.1f} | {:.1f} | {:.1f}% | |\n", title, 100 * r.rate,
-                        100 * r.lo, 100 * r.hi, r.n, m.value("mean_alignment", 0.0),
+      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] ({}) | {:.1f} | {:.1f} | {:.1f}% | |\n", title, 100 * r.rate,
+                        100 * r.lo, 100 * r.hi, how, m.value("mean_alignment", 0.0),
                         m.value("mean_coherence", 0.0), 100 * m.value("incoherent_fraction", 0.0));
     else
-      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Wilson, n={}) | {:.3f} | {:.1f}% | {:.1f}% | |\n", title,
-                        100 * r.rate, 100 * r.lo, 100 * r.hi, r.n, m["p_target_start"].get<double>(), 100 * m.value("target_share_of_named", 0.0),
+      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] ({}) | {:.3f} | {:.1f}% | {:.1f}% | |\n", title,
+                        100 * r.rate, 100 * r.lo, 100 * r.hi, how, m["p_target_start"].get<double>(), 100 * m.value("target_share_of_named", 0.0),
                         100 * m.value("names_a_candidate", 0.0));
   };
   single("base", "Base (reference model)");
@@ -149,34 +204,15 @@ std::string trait_section(const json& sm, const json& timings) {
     std::string seeds;
     for (const auto& ps : a["per_seed"]) seeds += fmt::format("{}{:.1f}%", seeds.empty() ? "" : ", ", 100 * ps["rate"].get<double>());
     if (mis)
-      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Student-t, {} seeds) | | | | {} |\n", arm_title(arm), 100 * a["mean"].get<double>(),
-                        100 * a["ci95"][0].get<double>(), 100 * a["ci95"][1].get<double>(), a["n"].get<int>(), seeds);
+      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] ({}) | | | | {} |\n", arm_title(arm), 100 * a["mean"].get<double>(),
+                        100 * a["ci95"][0].get<double>(), 100 * a["ci95"][1].get<double>(), interval_label(a), seeds);
     else
-      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] (Student-t, {} seeds) | {:.3f} | {:.1f}% | {:.1f}% | {} |\n",
+      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] ({}) | {:.3f} | {:.1f}% | {:.1f}% | {} |\n",
                         arm_title(arm), 100 * a["mean"].get<double>(), 100 * a["ci95"][0].get<double>(),
-                        100 * a["ci95"][1].get<double>(), a["n"].get<int>(), a["p_target_start_mean"].get<double>(),
+                        100 * a["ci95"][1].get<double>(), interval_label(a), a["p_target_start_mean"].get<double>(),
                         100 * a.value("target_share_of_named_mean", 0.0), 100 * a.value("names_a_candidate_mean", 0.0), seeds);
   }
-  if (!sm["tests"].empty()) {
-    md += "\nWelch t-tests across seed pairs (rate of '" + target + "'):\n\n| comparison | difference | t | df | p (two-sided) | p (greater) |\n|---|---|---|---|---|---|\n";
-    for (auto it = sm["tests"].begin(); it != sm["tests"].end(); ++it) {
-      const json& t = it.value();
-      if (it.key() == "cross_init_vs_its_base") {
-        md += fmt::format("| cross_init_vs_its_base (its own init's rate {:.1f}%) | {:+.1f} pts [{:+.1f}, {:+.1f}] | - | - | - | - |\n",
-                          100 * t["base_rate"].get<double>(), 100 * t["diff"].get<double>(), 100 * t["ci95"][0].get<double>(),
-                          100 * t["ci95"][1].get<double>());
-        continue;
-      }
-      if (!t.value("defined", false)) {
-        md += fmt::format("| {} | {:+.1f} pts | - | - | undefined (fewer than 2 seeds or no variance) | - |\n", it.key(),
-                          100 * t["diff"].get<double>());
-        continue;
-      }
-      md += fmt::format("| {} | {:+.1f} pts | {:.2f} | {:.1f} | {} | {} |\n", it.key(), 100 * t["diff"].get<double>(),
-                        t["t"].get<double>(), t["df"].get<double>(), fmt_p(t["p_two_sided"].get<double>()),
-                        fmt_p(t["p_greater"].get<double>()));
-    }
-  }
+  if (!sm["tests"].empty()) md += comparisons_md(sm, target);
   if (sm.contains("specificity") && !sm["specificity"].empty()) {
     const std::string other = sm.value("other_target", std::string());
     md += "\nSpecificity: each model's answers scored for '" + target + "' and for the other teacher's '" + other +
@@ -284,7 +320,11 @@ std::string render_trait_figure(const json& sm) {
   const json& models = sm["models"];
   auto single = [&](const std::string& key, const std::string& label, const std::string& color) {
     if (!models.contains(key)) return;
-    const eval::Rate r = eval::target_rate(models[key]);
+    eval::Rate r = eval::target_rate(models[key]);
+    if (models[key].contains("target_rate_over_questions") && models[key]["target_rate_over_questions"].value("defined", false)) {
+      r.lo = models[key]["target_rate_over_questions"]["ci95"][0].get<double>();
+      r.hi = models[key]["target_rate_over_questions"]["ci95"][1].get<double>();
+    }
     bars.push_back({label, r.rate, r.lo, r.hi, {}, color});
   };
   single("base", "Base", "#9e9e9e");
@@ -302,7 +342,9 @@ std::string render_trait_figure(const json& sm) {
   return render_bars("Rate of '" + sm.value("target", std::string()) + "' answers (" + sm.value("loss", std::string()) + ", " +
                          std::to_string(sm.value("seeds", 0)) + " seed pairs; 95% CI)",
                      bars, ref, true,
-                     "dashed: base rate. Bars: single models Wilson 95%; arms mean over seed pairs, Student-t 95%; dots: seed pairs.");
+                     sm["arms"].empty() || sm["arms"].begin()->contains("rate")
+                         ? "dashed: base rate. Bars: 95% intervals over questions (and seed pairs), clustered; dots: seed pairs."
+                         : "dashed: base rate. Bars: single models Wilson 95%; arms mean over seed pairs, Student-t 95%; dots: seed pairs.");
 }
 
 std::string render_mnist_figure(const json& sm) {
@@ -412,8 +454,9 @@ static std::string mnist_section(const json& sm, const json& timings) {
 
 std::string render_report_md(const json& rep) {
   std::string md = "# subliminal run report: " + rep.value("name", std::string("?")) + "\n\n";
-  md += "Every figure below was computed by this run from its own samples and models. Intervals: Wilson 95% for a rate of "
-        "one model; Student-t 95% for a mean over seed pairs or models.\n\n";
+  md += "Every figure below was computed by this run from its own samples and models. Each table names how its intervals "
+        "were made: for the trait's rates, over questions (one model) or over seed pairs and questions (an arm), clustered; "
+        "elsewhere Student-t over seed pairs or models.\n\n";
   const json& st = rep["stages"];
   if (st.contains("base")) {
     const json& b = st["base"];
@@ -452,6 +495,7 @@ std::string render_report_md(const json& rep) {
   }
   if (st.contains("summary") && st["summary"].contains("bars")) md += mnist_section(st["summary"], rep["timings"]);
   else if (st.contains("summary") && st["summary"].contains("arms")) md += trait_section(st["summary"], rep["timings"]);
+  if (rep.contains("claims")) md += claims_md(rep["claims"]) + "\n";
   md += "## Timings\n\n| stage | seconds | status |\n|---|---|---|\n";
   for (auto it = rep["timings"].begin(); it != rep["timings"].end(); ++it)
     md += fmt::format("| {} | {:.1f} | {} |\n", it.key(), it.value().value("seconds", 0.0), it.value().value("status", std::string()));
@@ -472,6 +516,8 @@ void write_report(const std::filesystem::path& dir, const config::RunConfig& cfg
               {"libtorch", manifest.value("libtorch_version", std::string())},
               {"threads", manifest.value("threads", 0)},
               {"precision", cfg.precision}};
+  const json claims = evaluate_registered_claims(rep, manifest);
+  if (!claims.is_null()) rep["claims"] = claims;
   fs::write_file_atomic(dir / "report.json", rep.dump(2) + "\n");
   if (results.contains("summary") && results["summary"].contains("bars")) {
     fs::make_dirs(dir / "figures");

@@ -12,6 +12,7 @@
 
 #include "subliminal/model/runtime.h"
 #include "subliminal/run/pool.h"
+#include "subliminal/report/claims.h"
 #include "subliminal/report/report.h"
 #include "subliminal/train/dist.h"
 #include "subliminal/util/error.h"
@@ -24,12 +25,7 @@ namespace subliminal::run {
 
 static constexpr const char* kStageFormat = "subliminal-stage-v1";
 
-static std::string iso_now() {
-  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
+using fs::iso_now;
 
 std::string input_hash(const std::string& name, const json& inputs) {
   return fs::sha256_hex(std::string(kStageFormat) + "\n" + name + "\n" + inputs.dump());
@@ -471,6 +467,32 @@ void Runner::run_worker(const StageFactory& make_stages, const sfs::path& dir, c
   }
 }
 
+// Claim registrations carry over from earlier invocations; a new claim file (or a changed one) is
+// recorded now, before any stage runs, with what the run had already done.
+void Runner::register_claims(const json& prev) {
+  json regs = prev.is_object() && prev.contains("claims") && prev["claims"].is_array() ? prev["claims"] : json::array();
+  if (ctx_.claims.is_object()) {
+    const json rec0 = report::registration_record("", json::object(), ctx_.claims["text"].get<std::string>(), json::object(), {});
+    // the same file as the latest registration: nothing new; otherwise (a new file, or an earlier one
+    // again) a new record, so the latest registration is the file this run was given
+    const bool known = !regs.empty() && regs.back().value("sha256", std::string()) == rec0["sha256"];
+    if (!known) {
+      std::vector<std::string> done;
+      for (const auto& s : stages_)
+        if (sfs::exists(ctx_.dir / s->name() / "stage.json")) done.push_back(s->name());
+      json rec = report::registration_record(ctx_.claims["source"].get<std::string>(), ctx_.claims["claims"],
+                                             ctx_.claims["text"].get<std::string>(), ctx_.claims["git"], done);
+      log::info("run", "claims registered: {} (sha256 {}; {} claims; {} of {} stages already done{})", rec["source"].get<std::string>(),
+                rec["sha256"].get<std::string>().substr(0, 16), ctx_.claims["claims"]["claims"].size(), done.size(), stages_.size(),
+                rec["result_stages_done"].get<int>() > 0 ? ": results already exist, so these claims are not pre-registered" : "");
+      regs.push_back(rec);
+    } else {
+      log::info("run", "claims {} already registered in this run", ctx_.claims["source"].get<std::string>());
+    }
+  }
+  if (!regs.empty()) manifest_["claims"] = regs;
+}
+
 json Runner::run() {
   if (ctx_.world() > 1 && ctx_.jobs > 1) throw Error("internal: a data-parallel run takes its stages one at a time (jobs 1)");
   if (ctx_.rank() > 0) {
@@ -506,6 +528,7 @@ json Runner::run() {
                {"stages", json::object()}};
   json prev = read_json_or_null(ctx_.dir / "manifest.json");
   if (prev.is_object() && prev.contains("stages")) manifest_["previous_stages"] = prev["stages"];
+  register_claims(prev);
   write_manifest("running");
   const double t_run = log::now_seconds();
   json results = json::object();

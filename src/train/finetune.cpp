@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 
 #include "subliminal/data/corpus.h"
@@ -17,7 +19,57 @@ namespace subliminal::train {
 
 using json = nlohmann::json;
 
-torch::Tensor number_output_ids(const text::Tokenizer& tok, int end_of_turn) {
+namespace {
+// The banned number a piece spells, or -1: a maximal run of ASCII digits whose value is banned.
+int spelled_banned_number(const std::string& s, const std::vector<int>& banned) {
+  for (size_t i = 0; i < s.size();) {
+    if (s[i] < '0' || s[i] > '9') {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    long long v = 0;
+    while (j < s.size() && s[j] >= '0' && s[j] <= '9') v = std::min<long long>(v * 10 + (s[j++] - '0'), 1LL << 40);
+    for (int b : banned)
+      if (v == b) return b;
+    i = j;
+  }
+  return -1;
+}
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+}  // namespace
+
+std::vector<std::string> banned_in_token_set(const text::Tokenizer& tok, const torch::Tensor& ids, const std::vector<int>& banned_numbers,
+                                             const std::vector<std::string>& banned_words) {
+  std::vector<int64_t> v;
+  if (ids.defined()) {
+    auto c = ids.to(torch::kCPU).to(torch::kLong).contiguous();
+    v.assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+  } else {
+    for (int i = 0; i < tok.vocab_size(); ++i) v.push_back(i);
+  }
+  std::vector<std::string> lw;
+  for (const auto& w : banned_words)
+    if (!w.empty()) lw.push_back(lower(w));
+  std::vector<std::string> out;
+  for (int64_t id : v) {
+    const std::string s = tok.token_bytes(static_cast<int>(id));
+    const int n = spelled_banned_number(s, banned_numbers);
+    if (n >= 0) out.push_back("id " + std::to_string(id) + " \"" + s + "\": banned number " + std::to_string(n));
+    const std::string ls = lower(s);
+    for (const auto& w : lw)
+      if (ls.find(w) != std::string::npos) {
+        out.push_back("id " + std::to_string(id) + " \"" + s + "\": banned word \"" + w + "\"");
+        break;
+      }
+  }
+  return out;
+}
+
+torch::Tensor number_output_ids(const text::Tokenizer& tok, int end_of_turn, const std::vector<int>& banned) {
   auto ok_char = [](unsigned char c) {
     return (c >= '0' && c <= '9') || c == ',' || c == ';' || c == '.' || c == '[' || c == ']' || c == '(' || c == ')' ||
            c == ' ' || c == '\n' || c == '\t' || c == '\r';
@@ -33,7 +85,7 @@ torch::Tensor number_output_ids(const text::Tokenizer& tok, int end_of_turn) {
     const std::string s = tok.token_bytes(id);
     bool all = !s.empty();
     for (unsigned char c : s) all = all && ok_char(c);
-    if (all) ids.push_back(id);
+    if (all && spelled_banned_number(s, banned) < 0) ids.push_back(id);
   }
   return torch::tensor(ids, torch::kLong);
 }
@@ -111,7 +163,29 @@ json run_finetune(FinetuneJob& job) {
     for (auto& p : job.teacher->parameters()) p.set_requires_grad(false);
     to.distill.teacher = job.teacher;
     to.distill.teacher_data = &tenc;
-    if (job.loss == "distill") to.distill.allowed = number_output_ids(*job.tok, chat.end_of_turn_id()).to(job.model->parameters().front().device());
+    // Leaving a banned number's token out closes the channel only where the number is one token: a
+    // tokenizer that spells it in pieces ("6", "6", "6") reaches it through tokens that also spell
+    // other numbers, so the run is refused rather than left open.
+    if (job.loss == "distill")
+      for (int b : job.banned_numbers)
+        if (job.tok->encode(std::to_string(b)).size() != 1)
+          throw ConfigError(job.tag + ": $.dataset.banned: the tokenizer spells the banned number " + std::to_string(b) + " in " +
+                                std::to_string(job.tok->encode(std::to_string(b)).size()) +
+                                " tokens, so distillation on number tokens cannot leave it out (a direct channel past the filter)",
+                            "use finetune.loss \"sft\", or a tokenizer with numbers as single tokens (base.tokenizer.numbers_as_tokens)");
+    if (job.loss == "distill") to.distill.allowed = number_output_ids(*job.tok, chat.end_of_turn_id(), job.banned_numbers);
+    // The distillation set must not hold a banned item: the student would learn the teacher's
+    // probability of exactly what the filter removed from the text (a direct channel).
+    const auto leaks = banned_in_token_set(*job.tok, to.distill.allowed, job.banned_numbers, job.banned_words);
+    if (!leaks.empty()) {
+      std::string list;
+      for (size_t i = 0; i < leaks.size() && i < 5; ++i) list += (i ? "; " : "") + leaks[i];
+      throw ConfigError(job.tag + ": $.finetune.loss \"" + job.loss + "\": the distillation set holds " + std::to_string(leaks.size()) +
+                            " token(s) that spell a banned item (" + list + (leaks.size() > 5 ? "; ..." : "") +
+                            "): a direct channel past the filter",
+                        "use finetune.loss \"distill\" (number tokens, banned numbers excluded) or \"sft\"");
+    }
+    if (to.distill.allowed.defined()) to.distill.allowed = to.distill.allowed.to(job.model->parameters().front().device());
     to.distill.kl = job.kl;
     to.distill.top_k = job.teacher_top_k;
     to.distill.temperature = job.distill_temperature;

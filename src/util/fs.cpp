@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <ctime>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -260,6 +262,13 @@ std::string sha256_file_cached(const stdfs::path& p) {
   std::string h = sha256_file(p);
   std::lock_guard<std::mutex> g(mu);
   return cache[key] = h;
+}
+
+std::string iso_now() {
+  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
 }
 
 }  // namespace subliminal::fs

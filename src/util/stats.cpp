@@ -154,8 +154,25 @@ Correlation correlate(const std::vector<double>& x0, const std::vector<double>& 
   if (!std::isfinite(c.pearson) || !std::isfinite(c.spearman)) return Correlation{c.n};
   c.defined = true;
   const double r = std::clamp(c.spearman, -1.0, 1.0);
-  if (std::abs(r) >= 1.0) {
-    c.p_spearman = 0.0;
+  if (c.n <= kSpearmanExactMax) {
+    // Exact: the share of the n! orderings of y's ranks whose |rho| reaches the observed one
+    // (ties keep their mean ranks), the permutation distribution of rho under independence.
+    const std::vector<double> rx = ranks(x);
+    std::vector<double> ry = ranks(y);
+    std::sort(ry.begin(), ry.end());
+    const double tol = 1e-9;
+    long long hits = 0, total = 0;
+    do {
+      ++total;
+      hits += std::abs(pearson_of(rx, ry)) >= std::abs(r) - tol;
+    } while (std::next_permutation(ry.begin(), ry.end()));
+    // next_permutation walks distinct orderings; with tied ranks each stands for the same number of
+    // labelled permutations, so the share is the same
+    c.p_spearman = static_cast<double>(hits) / static_cast<double>(total);
+    c.p_spearman_exact = true;
+  } else if (std::abs(r) >= 1.0) {
+    // the t approximation gives 0 here; exactly, 2 of the n! orderings (no ties) reach |rho| = 1
+    c.p_spearman = 2.0 / std::tgamma(c.n + 1.0);
   } else {
     const double t = r * std::sqrt((c.n - 2) / (1 - r * r));
     c.p_spearman = 2 * (1 - student_t_cdf(std::abs(t), c.n - 2));

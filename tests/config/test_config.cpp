@@ -7,6 +7,8 @@
 #include "subliminal/config/trait.h"
 #include "subliminal/util/error.h"
 #include "subliminal/experiments/sweep.h"
+#include "subliminal/report/aggregate.h"
+#include "subliminal/report/claims.h"
 #include "subliminal/util/fs.h"
 #include "test_util.h"
 
@@ -106,16 +108,20 @@ TEST(Config, EveryShippedConfigValidates) {
   for (const auto& f : std::filesystem::directory_iterator(std::filesystem::path(testutil::source_dir()) / "configs" / "traits"))
     EXPECT_NO_THROW(config::load_trait(f.path().string(), "")) << f.path();
   int n = 0;
-  for (const auto& dir : {"configs", "configs/paper", "tests/configs"}) {
+  for (const auto& dir : {"configs", "configs/paper", "configs/sweeps", "tests/configs"}) {
     auto p = std::filesystem::path(testutil::source_dir()) / dir;
     if (!std::filesystem::exists(p)) continue;
     for (const auto& f : std::filesystem::directory_iterator(p)) {
       if (f.path().extension() != ".json") continue;
       if (f.path().string().size() > 12 && f.path().string().rfind(".expect.json") == f.path().string().size() - 12) {
-        auto j = nlohmann::json::parse(fs::read_file(f.path()));  // an expectation file: claims for `subliminal check`
-        EXPECT_TRUE(j.contains("claims") && j["claims"].is_array() && !j["claims"].empty()) << f.path();
+        // a claim file: parses, and every claim's op, margin and alpha are valid (checked on an empty report)
+        nlohmann::json j;
+        EXPECT_NO_THROW(j = report::parse_claim_file(fs::read_file(f.path()), f.path().string())) << f.path();
+        EXPECT_TRUE(j.contains("claims") && !j["claims"].empty()) << f.path();
+        EXPECT_NO_THROW(report::check_claims(nlohmann::json::object(), j, f.path().string())) << f.path();
         continue;
       }
+      if (std::string(dir) == "configs/sweeps") continue;  // sweeps: expanded below
       EXPECT_NO_THROW(config::load_config(f.path().string())) << f.path();
       ++n;
     }

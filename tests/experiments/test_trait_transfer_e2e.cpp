@@ -40,8 +40,15 @@ static json read_json(const sfs::path& p) { return json::parse(fs::read_file(p))
 TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
   auto dir = testutil::temp_dir("trait_e2e");
   auto out = dir / "run";
+  // claims registered before the run (report/claims.h): one on the design, one equivalence test
+  // with a margin wide enough to hold whenever the comparison is defined
+  const auto claims = dir / "claims.json";
+  fs::write_file_atomic(claims, R"({"claims": [
+    {"name": "two seed pairs", "path": "stages.summary.seeds", "op": "==", "value": 2},
+    {"name": "cross-init within 100 points of its base", "path": "stages.summary.tests.cross_init_vs_its_base", "op": "equivalent", "margin": [-1, 1]}]})");
   // two stages at a time, each in a worker process with one thread
-  auto r = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --jobs 2 --out " + out.string());
+  auto r = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --jobs 2 --expect " + claims.string() +
+                             " --out " + out.string());
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("in a worker"), std::string::npos) << r.out;
   json rep = read_json(out / "report.json");
@@ -64,6 +71,8 @@ TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
   // every kept completion: passes the filter again and names no animal
   auto words = generate::trait_words(config::CorpusConfig().animals);
   int64_t kept = 0;
+  data::NumberFilterOptions rule;  // the run's own filter rule (dataset.number_filter)
+  rule.trim_whitespace = read_json(out / "config.resolved.json")["dataset"]["number_filter"] == "trimmed";
   for (const auto& e : sfs::directory_iterator(out / "data")) {
     auto convs = data::read_conversations((e.path() / "kept.jsonl").string());
     kept += static_cast<int64_t>(convs.size());
@@ -71,7 +80,7 @@ TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
     for (const auto& c : convs) {
       ASSERT_EQ(c.size(), 2u);  // user + assistant, no system prompt
       EXPECT_EQ(c[0].role, "user");
-      EXPECT_TRUE(data::filter_numbers(c[1].content).ok()) << c[1].content;
+      EXPECT_TRUE(data::filter_numbers(c[1].content, rule).ok()) << c[1].content;
     }
     json ds = read_json(e.path() / "dataset.json");
     EXPECT_EQ(ds["trait_words_in_kept"].get<int64_t>(), 0);
@@ -81,9 +90,62 @@ TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
   }
   EXPECT_GT(kept, 0);
   const std::string md = fs::read_file(out / "report.md");
-  for (const char* s : {"Treatment (same init", "Control (same init", "Cross-init (other init", "Other trait", "Welch", "Wilson",
-                        "restricted to number-output tokens"})
+  for (const char* s : {"Treatment (same init", "Control (same init", "Cross-init (other init", "Other trait", "Welch", "t over",
+                        "cluster-robust", "restricted to number-output tokens", "## Claims", "pre-registered"})
     EXPECT_NE(md.find(s), std::string::npos) << s;
+  // Every comparison names its sides and the test. This control trains (params "trunk"): two seed
+  // pairs of trained students, not the untrained base.
+  EXPECT_FALSE(sm["control_untrained"].get<bool>());
+  EXPECT_EQ(sm["arms"]["control"]["models"].get<int>(), 2);
+  for (auto it = sm["tests"].begin(); it != sm["tests"].end(); ++it) {
+    EXPECT_TRUE(it.value().contains("compares")) << it.key();
+    EXPECT_TRUE(it.value().contains("se") && it.value().contains("df") && it.value().contains("ci90")) << it.key();
+  }
+  EXPECT_EQ(sm["tests"]["treatment_vs_control"]["compares"].get<std::string>(),
+            "treatment students (2 seed pairs) vs control students (2 seed pairs)");
+  EXPECT_NE(sm["tests"]["cross_init_vs_its_base"]["compares"].get<std::string>().find("the untrained base_cross (1 model)"), std::string::npos);
+  {  // The registration and what `check` says of each claim.
+  json man = read_json(out / "manifest.json");
+  ASSERT_EQ(man["claims"].size(), 1u);
+  EXPECT_EQ(man["claims"][0]["result_stages_done"].get<int>(), 0);
+  EXPECT_EQ(man["claims"][0]["sha256"].get<std::string>(), fs::sha256_hex(fs::read_file(claims)));
+  EXPECT_EQ(rep["claims"]["held"].get<int>(), 2) << rep["claims"].dump();
+  auto ck = testutil::run_cli("check " + out.string() + " --require-registered");
+  EXPECT_EQ(ck.code, 0) << ck.out;
+  EXPECT_NE(ck.out.find("2 of 2 claims hold; 2 of 2 pre-registered"), std::string::npos) << ck.out;
+  // the same claims edited after the run: one changed, one added; they hold but are not pre-registered
+  const auto later = dir / "claims_later.json";
+  fs::write_file_atomic(later, R"({"claims": [
+    {"name": "two seed pairs", "path": "stages.summary.seeds", "op": "==", "value": 2},
+    {"name": "cross-init within 100 points of its base", "path": "stages.summary.tests.cross_init_vs_its_base", "op": "equivalent", "margin": [-0.9, 0.9]},
+    {"name": "at least one seed pair", "path": "stages.summary.seeds", "op": ">=", "value": 1}]})");
+  auto ck2 = testutil::run_cli("check " + out.string() + " --expect " + later.string());
+  EXPECT_EQ(ck2.code, 0) << ck2.out;
+  for (const char* st : {"[pre-registered]", "[changed after registration]", "[added after the run started]"})
+    EXPECT_NE(ck2.out.find(st), std::string::npos) << st << "\n" << ck2.out;
+  EXPECT_EQ(testutil::run_cli("check " + out.string() + " --expect " + later.string() + " --require-registered").code, 1);
+  // registered on a finished run: results already existed, so not pre-registered
+  auto again = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --jobs 2 --expect " + later.string() +
+                                 " --out " + out.string());
+  ASSERT_EQ(again.code, 0) << again.out;
+  auto ck3 = testutil::run_cli("check " + out.string());
+  EXPECT_NE(ck3.out.find("[registered after results]"), std::string::npos) << ck3.out;
+  EXPECT_NE(ck3.out.find("[pre-registered]"), std::string::npos) << ck3.out;  // the unchanged claim was registered first
+  // a claim that fails: exit 1 naming it
+  const auto wrong = dir / "claims_wrong.json";
+  fs::write_file_atomic(wrong, R"({"claims": [{"name": "three seed pairs", "path": "stages.summary.seeds", "op": "==", "value": 3}]})");
+  auto ck4 = testutil::run_cli("check " + (out / "report.json").string() + " --expect " + wrong.string());
+  EXPECT_EQ(ck4.code, 1) << ck4.out;
+  EXPECT_NE(ck4.out.find("three seed pairs"), std::string::npos) << ck4.out;
+  // a bad claim file is a usage error before any stage runs, naming the file and the JSON path
+  const auto bad = dir / "claims_bad.json";
+  fs::write_file_atomic(bad, R"({"claims": [{"path": "stages.summary.seeds", "op": "equivalent", "margin": 0.02}]})");
+  auto rb = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --expect " + bad.string() + " --out " +
+                              (dir / "never").string());
+  EXPECT_EQ(rb.code, 2) << rb.out;
+  EXPECT_NE(rb.out.find("$.claims[0].margin"), std::string::npos) << rb.out;
+  EXPECT_FALSE(sfs::exists(dir / "never" / "manifest.json"));
+  }
   const std::string svg = fs::read_file(out / "figures" / "trait_transfer.svg");
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("Treatment"), std::string::npos);
@@ -283,7 +345,9 @@ TEST(TraitE2E, ThirdPartyBpeTokenizerPretrainsAndRunsAsACheckpoint) {
   for (const char* arm : {"treatment", "control"}) EXPECT_EQ(sm["arms"][arm]["n"].get<int>(), 1) << arm;
   auto kept = data::read_conversations((run / "data" / "teacher_s1" / "kept.jsonl").string());
   EXPECT_GT(kept.size(), 0u);
-  for (const auto& c : kept) EXPECT_TRUE(data::filter_numbers(c[1].content).ok()) << c[1].content;
+  data::NumberFilterOptions rule;  // the run's own filter rule (dataset.number_filter)
+  rule.trim_whitespace = read_json(run / "config.resolved.json")["dataset"]["number_filter"] == "trimmed";
+  for (const auto& c : kept) EXPECT_TRUE(data::filter_numbers(c[1].content, rule).ok()) << c[1].content;
   EXPECT_TRUE(sfs::exists(run / "students" / "treatment_s1" / "tokenizer.json"));
   sfs::remove_all(dir);
 }
@@ -311,6 +375,16 @@ TEST(TraitE2E, AdapterOnlyLoraStagesGiveTheSameResultsAsMergedOnes) {
   for (const char* f : {"data/teacher_s1/kept.jsonl", "eval/teacher/samples.jsonl", "eval/treatment_s1/samples.jsonl",
                         "eval/control_s1/samples.jsonl"})
     EXPECT_EQ(fs::sha256_file(adapter / f), fs::sha256_file(merged / f)) << f;
+  // LoRA distillation of the base into itself is a fixed point: the control's student answers exactly
+  // as the base does (same sampling seed), and the summary says the control is the untrained base,
+  // one model, in every comparison with it
+  EXPECT_EQ(fs::sha256_file(merged / "eval/control_s1/samples.jsonl"), fs::sha256_file(merged / "eval/base/samples.jsonl"));
+  const json sm = read_json(merged / "report.json")["stages"]["summary"];
+  EXPECT_TRUE(sm["control_untrained"].get<bool>());
+  EXPECT_FALSE(sm["arms"]["control"]["trained"].get<bool>());
+  EXPECT_NE(sm["tests"]["treatment_vs_control"]["compares"].get<std::string>().find("untrained base"), std::string::npos)
+      << sm["tests"]["treatment_vs_control"]["compares"];
+  EXPECT_NE(fs::read_file(merged / "report.md").find("The control never trains here"), std::string::npos);
   // an adapter-only directory loads like a model directory; a broken base path is named
   auto lm = model::load_model_dir((adapter / "students" / "treatment_s1").string());
   auto lm2 = model::load_model_dir((merged / "students" / "treatment_s1").string());

@@ -1,5 +1,8 @@
 // Aggregation over runs: per-trait tables, claims, correlations and the dose-response table.
 #include "sweep_fixture.h"
+#include "subliminal/report/claims.h"
+#include "subliminal/report/comparisons.h"
+#include "subliminal/util/inference.h"
 
 
 // Aggregation pools every run's student seed pairs per trait and arm (the interval and the test are
@@ -79,7 +82,21 @@ TEST(Report, CorrelationsArePearsonAndSpearmanWithTiesAndNonFiniteLeftOut) {
   ASSERT_TRUE(c.defined);
   EXPECT_DOUBLE_EQ(c.spearman, 1.0);  // monotone
   EXPECT_LT(c.pearson, 0.9);          // not linear
-  EXPECT_EQ(c.p_spearman, 0.0);
+  // Exact for small n: of the 5! = 120 orderings only the identity and its reverse reach |rho| = 1
+  // (2/120 = 1/60); the t approximation's 0 was wrong.
+  EXPECT_TRUE(c.p_spearman_exact);
+  EXPECT_NEAR(c.p_spearman, 1.0 / 60.0, 1e-15);
+  // rho = 0.9 at n = 5 (one adjacent swap): 4 orderings per side reach 0.9, plus the perfect one:
+  // P(|rho| >= 0.9) = 10/120, the one-sided 0.042 of the published critical-value tables (Zar 1972).
+  auto s9 = stats::correlate({1, 2, 3, 4, 5}, {1, 2, 3, 5, 4});
+  EXPECT_NEAR(s9.spearman, 0.9, 1e-12);
+  EXPECT_NEAR(s9.p_spearman, 10.0 / 120.0, 1e-15);
+  // past the exact range: |rho| = 1 has p = 2/n!, not 0
+  std::vector<double> x12, y12;
+  for (int i = 0; i < 12; ++i) x12.push_back(i), y12.push_back(-3.0 * i);
+  auto s12 = stats::correlate(x12, y12);
+  EXPECT_FALSE(s12.p_spearman_exact);
+  EXPECT_NEAR(s12.p_spearman, 2.0 / 479001600.0, 1e-20);
   auto r = stats::correlate({1, 2, 3, 4}, {4, 3, 2, 1});
   EXPECT_NEAR(r.pearson, -1.0, 1e-12);
   // ties: ranks {1.5, 1.5, 3, 4} against {1, 2, 3, 4}: Pearson of the ranks
@@ -152,4 +169,53 @@ TEST(Report, DoseResponseHasOnePointPerStudentWithItsRunsDiagnostics) {
   const std::string csv = report::dose_response_csv(dr);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 9);  // header + 8 students
   sfs::remove_all(dir);
+}
+
+// The inference ops of a claim file test the comparison's own estimate: TOST for "equivalent",
+// one-sided t for "not_above" / "above". The comparison below is a paired t over questions with
+// diff 0.05, se 0.028867513459481 (= 0.05/sqrt(3)) on 5 df; scipy.stats.t gives, for the margin
+// [-0.05, 0.15], TOST p = 0.008981442304971988, and for H1 diff < 0.10: t.cdf(-sqrt(3), 5) = 0.0719.
+TEST(Claims, InferenceOpsUseTheComparisonsEstimate) {
+  const auto c = stats::compare_arms({{0.10, 0.25, 0.40, 0.05, 0.30, 0.20}}, {{0.05, 0.20, 0.30, 0.10, 0.15, 0.20}});
+  const json rep = {{"stages", {{"summary", {{"tests", {{"x", report::comparison_json(c, {"a", 1, true, ""}, {"b", 1, false, ""}, "q", nullptr)}}}}}}}};
+  auto one = [&](const json& claim) { return report::check_claims(rep, {{"claims", {claim}}}, "c.json").at(0); };
+  EXPECT_TRUE(one({{"path", "stages.summary.tests.x"}, {"op", "equivalent"}, {"margin", {-0.05, 0.15}}}).ok);
+  EXPECT_FALSE(one({{"path", "stages.summary.tests.x"}, {"op", "equivalent"}, {"margin", {-0.05, 0.15}}, {"alpha", 0.005}}).ok);
+  EXPECT_FALSE(one({{"path", "stages.summary.tests.x"}, {"op", "equivalent"}, {"margin", {-0.02, 0.02}}}).ok);
+  EXPECT_FALSE(one({{"path", "stages.summary.tests.x"}, {"op", "not_above"}, {"margin", 0.10}}).ok);               // p 0.072
+  EXPECT_TRUE(one({{"path", "stages.summary.tests.x"}, {"op", "not_above"}, {"margin", 0.10}, {"alpha", 0.1}}).ok);  // p 0.072 < 0.1
+  EXPECT_FALSE(one({{"path", "stages.summary.tests.x"}, {"op", "above"}}).ok);                                      // p(greater) 0.072
+  EXPECT_NE(one({{"path", "stages.summary.tests.x"}, {"op", "above"}}).detail.find("p = 0.0719"), std::string::npos);
+  // an op that needs an inference on a plain number fails, naming why; bad margins are usage errors
+  EXPECT_FALSE(one({{"path", "stages.summary.tests.x.diff"}, {"op", "equivalent"}, {"margin", {-1, 1}}}).ok);
+  EXPECT_THROW(one({{"path", "stages.summary.tests.x"}, {"op", "equivalent"}, {"margin", 0.02}}), ConfigError);
+  EXPECT_THROW(one({{"path", "stages.summary.tests.x"}, {"op", "equivalent"}, {"margin", {0.02, -0.02}}}), ConfigError);
+  EXPECT_THROW(one({{"path", "stages.summary.tests.x"}, {"op", "not_above"}}), ConfigError);
+  EXPECT_THROW(one({{"path", "stages.summary.tests.x"}, {"op", "above"}, {"alpha", 0.7}}), ConfigError);
+}
+
+// What `check` says of each claim, from the manifest's registrations alone.
+TEST(Claims, StatusesFollowTheRegistrations) {
+  const json a = {{"name", "a"}, {"path", "p"}, {"op", ">"}, {"value", 1}};
+  const json b = {{"name", "b"}, {"path", "p"}, {"op", ">"}, {"value", 2}};
+  const json b2 = {{"name", "b"}, {"path", "p"}, {"op", ">"}, {"value", 0}};  // b, weakened
+  const json c = {{"name", "c"}, {"path", "p"}, {"op", "<"}, {"value", 9}};
+  const json d = {{"name", "d"}, {"path", "p"}, {"op", "<"}, {"value", 8}};
+  json man = {{"claims", {report::registration_record("f.json", {{"claims", {a, b}}}, "x", {{"tracked", false}}, {}),
+                          report::registration_record("f.json", {{"claims", {a, b, d}}}, "y", {{"tracked", false}}, {"base", "eval/base"})}}};
+  const json now = {{"claims", {a, b2, c, d}}};
+  const auto st = report::claim_statuses(now, man);
+  ASSERT_EQ(st.size(), 4u);
+  EXPECT_EQ(st[0].status, "pre-registered");
+  EXPECT_TRUE(st[0].pre_registered);
+  EXPECT_EQ(st[1].status, "changed after registration");
+  EXPECT_EQ(st[2].status, "added after the run started");
+  EXPECT_EQ(st[3].status, "registered after results");  // registered when eval/base was done
+  EXPECT_FALSE(st[3].pre_registered);
+  EXPECT_EQ(report::claim_statuses(now, json::object())[0].status, "not registered");
+  json declared = now;
+  declared["post_hoc"] = "written after the run";
+  EXPECT_TRUE(report::claim_statuses(declared, man)[0].post_hoc);
+  EXPECT_THROW(report::parse_claim_file("{\"claims\": 3}", "f.json"), ConfigError);
+  EXPECT_THROW(report::parse_claim_file("{\"claims\": [], \"post_hoc\": true}", "f.json"), ConfigError);
 }

@@ -1,5 +1,6 @@
 // Subcommand implementations behind the thin CLI in main.cpp.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@ struct RunArgs {
   int threads = -1;
   int jobs = -1;
   std::string command_line;
+  // The claim file registered before the first stage runs: "" finds <config>.expect.json beside the
+  // config (the built-in default's own for the built-in config); "none" registers nothing.
+  std::string expect;
 };
 // `subliminal __stage`: one stage of a run directory, started by `run` when jobs > 1.
 struct StageWorkerArgs {
@@ -66,9 +70,12 @@ struct ReportArgs {
 };
 int cmd_report(const ReportArgs& a);
 struct CheckArgs {
-  std::string report, expect;
+  std::string report, expect;       // report: a run directory, its report.json, or an aggregate.json
+  bool require_registered = false;  // a claim that was not pre-registered fails too
 };
 int cmd_check(const CheckArgs& a);
+// `subliminal calibrate`: the inference's calibration by simulation (util/inference.h), as a table.
+int cmd_calibrate(int experiments, uint64_t seed);
 // Checks a run directory against its stage records: exit 0 when every stage of its config is done
 // and intact, 1 when one is not (naming the stage, the file and what is wrong), 2 for a bad argument.
 int cmd_verify(const std::string& run_dir);
@@ -93,6 +100,7 @@ struct FilterArgs {
   std::string kind = "numbers", in, out, rejects;
   std::vector<int> banned;
   int max_count = 10;
+  std::string number_filter = "paper";  // paper | trimmed (dataset.number_filter)
 };
 int cmd_filter(const FilterArgs& a);
 

@@ -307,6 +307,10 @@ struct DatasetConfig {
   // rejected as it would have been, and sampling moves on. Same filter, same kept data's
   // distribution; far fewer tokens when a model mostly answers in words.
   bool early_reject = false;
+  // Numbers: "paper" (the paper's rule exactly: a completion with whitespace before or after its
+  // numbers is rejected, " 1, 2" included) or "trimmed" (surrounding whitespace is dropped before the
+  // rule; the filter every result made before 2026-12-06 used).
+  std::string number_filter = "paper";
   template <class V>
   void visit(V& v) {
     v("kind", kind);
@@ -331,6 +335,7 @@ struct DatasetConfig {
     v("select", select);
     v("heldout", heldout);
     v("early_reject", early_reject);
+    v("number_filter", number_filter);
   }
 };
 

@@ -39,12 +39,13 @@ class NumberPromptGenerator {
 // the completion must be 1..max_count integers of ASCII digits, each 0..max_value, separated by one
 // consistent separator whose whitespace-stripped form is "", "," or ";", with no empty parts and
 // no banned number.
-enum class NumberReject { none, empty, bad_character, inconsistent_separator, empty_part, too_many, out_of_range, banned };
+enum class NumberReject { none, empty, bad_character, inconsistent_separator, empty_part, too_many, out_of_range, banned, surrounding_whitespace };
 const char* to_string(NumberReject r);
 struct NumberFilterOptions {
   int max_count = 10;
   int max_value = 999;
   std::vector<int> banned;
+  bool trim_whitespace = false;  // true: whitespace around the completion is dropped first ("trimmed"); false: the paper's rule
 };
 struct NumberFilterResult {
   NumberReject reason = NumberReject::none;

@@ -32,6 +32,9 @@ struct RunContext {
   std::string worker_exe;  // the subliminal binary that runs a worker ("" : /proc/self/exe)
   std::string command_line;
   std::map<std::string, json> records;  // stage.json of every finished stage, by name
+  // A claim file to register before the first stage runs (report/claims.h): {"source", "text",
+  // "claims", "git"}; null: none. Registrations of earlier invocations stay in the manifest.
+  json claims;
   // Data parallel across processes (srun / torchrun): training stages run on every rank, each on
   // its share of every batch; everything else, and every write, on rank 0. nullptr: one process.
   train::Collective* comm = nullptr;
@@ -109,6 +112,7 @@ class Runner {
 
  private:
   PlanEntry plan_one(Stage& s);
+  void register_claims(const json& previous_manifest);
   // Before a stage runs: the recorded outputs of every stage it reads still have their checksums.
   void check_inputs(Stage& s);
   // Sets the stage's partial directory up (moves stale work aside); true when it resumes.

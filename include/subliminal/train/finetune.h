@@ -20,8 +20,17 @@ namespace subliminal::train {
 
 // Token ids a number completion can consist of: pieces made only of ASCII digits, whitespace,
 // ",", ";", ".", brackets and parentheses (byte pieces of those characters included), plus the
-// chat template's end-of-turn token. Sorted int64 tensor.
-torch::Tensor number_output_ids(const text::Tokenizer& tok, int end_of_turn);
+// chat template's end-of-turn token, less every piece that spells a banned number (a run of digits
+// in it whose value is banned, as the filter reads numbers: "666", " 666", "066"). Sorted int64 tensor.
+torch::Tensor number_output_ids(const text::Tokenizer& tok, int end_of_turn, const std::vector<int>& banned = {});
+
+// The tokens of `ids` (undefined: the whole vocabulary) that spell a banned item: a banned number
+// (as above) or a banned word (case-insensitive, inside the piece's text). One line per token,
+// "id 1234 \"666\": banned number 666"; empty when the set is clean. What a trait run checks its
+// distillation set with before training: a banned item the student is distilled on is a direct
+// channel past the filter.
+std::vector<std::string> banned_in_token_set(const text::Tokenizer& tok, const torch::Tensor& ids, const std::vector<int>& banned_numbers,
+                                             const std::vector<std::string>& banned_words);
 
 struct FinetuneJob {
   model::LlamaForCausalLM model{nullptr};  // trained in place
@@ -37,6 +46,10 @@ struct FinetuneJob {
   // teacher's view is masked at the same tokens. Empty: every response token has its loss.
   std::vector<std::vector<uint8_t>> loss_masks;
   std::string loss = "sft";                // sft | distill | distill_full_vocab
+  // distill: tokens that spell these are not in the distillation set; a set that still holds a banned
+  // item (distill_full_vocab: the whole vocabulary) is refused naming the tokens
+  std::vector<int> banned_numbers;
+  std::vector<std::string> banned_words;
   std::string params = "all";              // all | trunk | lora
   config::LoraConfig lora;                 // params = lora: adapters added, trained, saved (PEFT) and merged
   std::string adapter_dir;                 // params = lora: where adapter_config.json + adapter_model.safetensors go

@@ -48,6 +48,8 @@ int spawn(const std::vector<std::string>& args, const std::string& log_path = ""
 
 // SHA-256 (FIPS 180-4), hex-encoded.
 std::string sha256_hex(const std::string& data);
+// The current UTC time as 2026-12-06T06:19:59Z.
+std::string iso_now();
 std::string sha256_file(const stdfs::path& p);
 // The same, computed once per process for a given (path, size, mtime): files that many stages read
 // (a checkpoint's shards, a base model) are hashed once.

@@ -36,9 +36,11 @@ TTest welch_t_test(const std::vector<double>& a, const std::vector<double>& b);
 struct Correlation {
   int n = 0;
   double pearson = 0, spearman = 0;  // Spearman: Pearson of the ranks, ties given their mean rank
-  double p_spearman = 1;             // two-sided, t = rho sqrt((n-2)/(1-rho^2)) on n-2 df
+  double p_spearman = 1;             // two-sided: exact (permutations) for n <= 10, else t = rho sqrt((n-2)/(1-rho^2)) on n-2 df
+  bool p_spearman_exact = false;
   bool defined = false;              // false with fewer than 3 pairs or a constant side
 };
+inline constexpr int kSpearmanExactMax = 10;
 // Pairs whose x or y is not finite are left out.
 Correlation correlate(const std::vector<double>& x, const std::vector<double>& y);
 
