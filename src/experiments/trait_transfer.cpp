@@ -552,10 +552,12 @@ class SummaryStage : public Stage {
     // Under distillation with LoRA the control (the base distilled into itself) takes no step: its
     // students are the base, one model evaluated once, not trained seed pairs (finetune.json).
     const bool control_untrained = has_arm(c, "control") && all_fixed_points(ctx, "control", c.students.seeds);
-    auto arm_models = [&](const std::string& arm) {
+    // An arm's models' per-question rates (of the target, or with `of` the other target's): one model
+    // for the untrained control.
+    auto arm_models = [&](const std::string& arm, std::map<std::string, stats::QuestionRates>* of = nullptr) {
       std::vector<stats::QuestionRates> v;
       for (int k = 1; k <= c.students.seeds; ++k) {
-        v.push_back(qrates[arm + "_s" + std::to_string(k)]);
+        v.push_back((of ? *of : qrates).at(arm + "_s" + std::to_string(k)));
         if (arm == "control" && control_untrained) break;
       }
       return v;
@@ -667,16 +669,8 @@ class SummaryStage : public Stage {
         json row = {{c.eval_target(), arms[arm]["mean"]}, {c.students.other_target, arms[arm]["other_target_rate"]["mean"]}};
         if (arm != "control" && other_rates.count("control")) {
           const auto w = stats::welch_t_test(other_rates[arm], other_rates["control"]);
-          auto other_models = [&](const std::string& a) {
-            std::vector<stats::QuestionRates> v;
-            for (int k = 1; k <= c.students.seeds; ++k) {
-              v.push_back(qother[a + "_s" + std::to_string(k)]);
-              if (a == "control" && control_untrained) break;
-            }
-            return v;
-          };
-          row["other_target_vs_control"] =
-              report::comparison_json(stats::compare_arms(other_models(arm), other_models("control")), side(arm), side("control"), unit, &w);
+          row["other_target_vs_control"] = report::comparison_json(
+              stats::compare_arms(arm_models(arm, &qother), arm_models("control", &qother)), side(arm), side("control"), unit, &w);
         }
         specificity[arm] = row;
       }

@@ -3,11 +3,10 @@
 
 #include <fmt/format.h>
 
-#include <array>
-#include <cstdio>
 
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
+#include "subliminal/util/version.h"
 
 namespace subliminal::report {
 
@@ -20,17 +19,6 @@ std::string shell_quote(const std::string& s) {
   std::string q = "'";
   for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return q + "'";
-}
-
-std::string run_cmd(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  std::array<char, 256> buf{};
-  while (fgets(buf.data(), buf.size(), p)) out += buf.data();
-  pclose(p);
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
 }
 
 // A stage that measures something a claim could be about: everything but the stages that make the
@@ -55,10 +43,10 @@ json git_file_info(const sfs::path& file) {
   const sfs::path abs = sfs::absolute(file, ec);
   if (ec || !sfs::exists(abs)) return {{"tracked", false}};
   const std::string dir = shell_quote(abs.parent_path().string()), name = shell_quote(abs.filename().string());
-  const std::string log = run_cmd("git -C " + dir + " log -1 --format=%H%n%cI -- " + name + " 2>/dev/null");
+  const std::string log = command_output("git -C " + dir + " log -1 --format=%H%n%cI -- " + name + " 2>/dev/null");
   if (log.empty()) return {{"tracked", false}};
   const auto nl = log.find('\n');
-  const bool modified = !run_cmd("git -C " + dir + " status --porcelain -- " + name + " 2>/dev/null").empty();
+  const bool modified = !command_output("git -C " + dir + " status --porcelain -- " + name + " 2>/dev/null").empty();
   return {{"tracked", true}, {"commit", log.substr(0, nl)}, {"commit_time", nl == std::string::npos ? "" : log.substr(nl + 1)}, {"modified", modified}};
 }
 

@@ -12,7 +12,7 @@ namespace subliminal {
 
 std::string version() { return SUBLIMINAL_VERSION; }
 
-static std::string run_cmd(const std::string& cmd) {
+std::string command_output(const std::string& cmd) {
   std::string out;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return out;
@@ -26,9 +26,9 @@ static std::string run_cmd(const std::string& cmd) {
 std::string git_revision() {
   static std::string rev = [] {
     std::string src = SUBLIMINAL_SOURCE_DIR;
-    std::string r = run_cmd("git -C '" + src + "' rev-parse --short=12 HEAD 2>/dev/null");
+    std::string r = command_output("git -C '" + src + "' rev-parse --short=12 HEAD 2>/dev/null");
     if (r.empty()) return std::string(SUBLIMINAL_GIT_REV) + " (build time)";
-    if (!run_cmd("git -C '" + src + "' status --porcelain --untracked-files=no 2>/dev/null").empty()) r += "+dirty";
+    if (!command_output("git -C '" + src + "' status --porcelain --untracked-files=no 2>/dev/null").empty()) r += "+dirty";
     return r;
   }();
   return rev;
