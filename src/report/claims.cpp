@@ -152,7 +152,7 @@ std::string claims_md(const json& claims) {
   if (claims.contains("error"))
     return fmt::format("\n## Claims\n\nThe registered claim file {} could not be checked: {}\n", claims.value("source", std::string()),
                        claims["error"].get<std::string>());
-  std::string md = fmt::format("\n## Claims\n\n{} of {} claims hold. Claim file: {} (sha256 {}){}.\n\n", claims.value("held", 0),
+  std::string md = fmt::format("\n\n## Claims\n\n{} of {} claims hold. Claim file: {} (sha256 {}){}.\n\n", claims.value("held", 0),
                                claims.value("total", 0), claims.value("source", std::string()), claims.value("sha256", std::string()).substr(0, 16),
                                claims.contains("post_hoc") ? "; **post hoc**: " + claims["post_hoc"].get<std::string>() : "");
   md += "| claim | verdict | registration | what was tested |\n|---|---|---|---|\n";

@@ -20,7 +20,10 @@ const char* arm_short(const std::string& arm) {
   return "?";
 }
 
-std::string fmt_p(double p) { return p < 1e-4 ? fmt::format("{:.1e}", p) : fmt::format("{:.4f}", p); }
+std::string fmt_p(double p) {
+  if (p < 1e-16) return "< 1e-16";  // below double precision's resolution of 1 - cdf
+  return p < 1e-4 ? fmt::format("{:.1e}", p) : fmt::format("{:.4f}", p);
+}
 
 std::string xml_escape(const std::string& s) {
   std::string o;
@@ -216,7 +219,9 @@ std::string trait_section(const json& sm, const json& timings) {
   if (sm.contains("specificity") && !sm["specificity"].empty()) {
     const std::string other = sm.value("other_target", std::string());
     md += "\nSpecificity: each model's answers scored for '" + target + "' and for the other teacher's '" + other +
-          "' (arms: mean over seed pairs; p: Welch, one-sided, the arm's '" + other + "' rate above control's):\n\n| model | '" + target +
+          "' (arms: mean over seed pairs; p: one-sided, the arm's '" + other + "' rate above control's, " +
+          (sm["arms"].empty() || sm["arms"].begin()->contains("rate") ? "the clustered test of the comparisons above" : "Welch across seed pairs") +
+          "):\n\n| model | '" + target +
           "' | '" + other + "' | '" + other + "' vs control |\n|---|---|---|---|\n";
     for (auto it = sm["specificity"].begin(); it != sm["specificity"].end(); ++it) {
       const json& r = it.value();
