@@ -525,8 +525,9 @@ class SummaryStage : public Stage {
     json d = json::object();
     for (const auto& e : evals_) d[e] = digest(ctx, e);
     for (const auto& e : datasets_) d[e] = digest(ctx, e);
-    // 2: diagnostics, specificity; 3: clustered inference (models x questions), the untrained control named
-    return {{"stages", d}, {"arms", ctx.cfg.students.arms}, {"seeds", ctx.cfg.students.seeds}, {"summary", 3}};
+    // 2: diagnostics, specificity; 3: clustered inference (models x questions), the untrained control
+    // named; 4: rate intervals cut to [0, 1]
+    return {{"stages", d}, {"arms", ctx.cfg.students.arms}, {"seeds", ctx.cfg.students.seeds}, {"summary", 4}};
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
     const auto& c = ctx.cfg;

@@ -97,8 +97,8 @@ RateEstimate estimate_rate(const std::vector<QuestionRates>& arm) {
   r.se = std::sqrt(v);
   r.df = std::max(1.0, satterthwaite(v, terms));
   const double h = student_t_quantile(0.975, r.df) * r.se;
-  r.lo = r.mean - h;
-  r.hi = r.mean + h;
+  r.lo = std::max(0.0, r.mean - h);  // a rate: the interval within [0, 1]
+  r.hi = std::min(1.0, r.mean + h);
   r.defined = true;
   return r;
 }

@@ -27,7 +27,7 @@ namespace subliminal::stats {
 using QuestionRates = std::vector<double>;
 
 // An arm's mean rate over its models and the questions, with a 95% interval of the mean over the
-// population of questions (and of seed pairs when the arm has more than one model).
+// population of questions (and of seed pairs when the arm has more than one model), cut to [0, 1].
 struct RateEstimate {
   int models = 0, questions = 0;
   double mean = 0, se = 0, df = 0;
