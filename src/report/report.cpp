@@ -206,12 +206,15 @@ std::string trait_section(const json& sm, const json& timings) {
     const json& a = sm["arms"][arm];
     std::string seeds;
     for (const auto& ps : a["per_seed"]) seeds += fmt::format("{}{:.1f}%", seeds.empty() ? "" : ", ", 100 * ps["rate"].get<double>());
+    const std::string title = std::string(arm) == "control" && !a.value("trained", true)
+                                  ? "Control (the untrained base: distilling it into itself is a fixed point)"
+                                  : arm_title(arm);
     if (mis)
-      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] ({}) | | | | {} |\n", arm_title(arm), 100 * a["mean"].get<double>(),
+      md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] ({}) | | | | {} |\n", title, 100 * a["mean"].get<double>(),
                         100 * a["ci95"][0].get<double>(), 100 * a["ci95"][1].get<double>(), interval_label(a), seeds);
     else
       md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] ({}) | {:.3f} | {:.1f}% | {:.1f}% | {} |\n",
-                        arm_title(arm), 100 * a["mean"].get<double>(), 100 * a["ci95"][0].get<double>(),
+                        title, 100 * a["mean"].get<double>(), 100 * a["ci95"][0].get<double>(),
                         100 * a["ci95"][1].get<double>(), interval_label(a), a["p_target_start_mean"].get<double>(),
                         100 * a.value("target_share_of_named_mean", 0.0), 100 * a.value("names_a_candidate_mean", 0.0), seeds);
   }
