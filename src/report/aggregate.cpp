@@ -76,6 +76,7 @@ json aggregate_runs(const std::vector<std::string>& paths) {
     std::vector<double> base, teacher;
     std::vector<std::string> runs;
     std::string loss, params;
+    int untrained_control_runs = 0;  // runs whose control is the untrained base (counted once each)
   };
   std::map<std::string, Acc> by_target;
   std::map<std::string, std::map<std::string, std::vector<double>>> mnist;  // setting -> arm -> per-model accuracies
@@ -113,7 +114,14 @@ json aggregate_runs(const std::vector<std::string>& paths) {
     auto& acc = by_target[target];
     for (const auto& arm : kArms) {
       if (!sm["arms"].contains(arm)) continue;
-      for (const auto& ps : sm["arms"][arm].value("per_seed", json::array())) acc.arms[arm].push_back(ps.at("rate").get<double>());
+      // An untrained control (a distillation fixed point: its students are the base) is one model
+      // per run, not one per seed pair: its repeated rate counts once.
+      const bool untrained = std::string(arm) == "control" && (sm.value("control_untrained", false) || !sm["arms"][arm].value("trained", true));
+      if (untrained) ++acc.untrained_control_runs;
+      for (const auto& ps : sm["arms"][arm].value("per_seed", json::array())) {
+        acc.arms[arm].push_back(ps.at("rate").get<double>());
+        if (untrained) break;
+      }
     }
     const json& models = sm.value("models", json::object());
     if (models.contains("base")) acc.base.push_back(eval::target_rate(models["base"]).rate);
@@ -125,7 +133,8 @@ json aggregate_runs(const std::vector<std::string>& paths) {
   }
   json targets = json::object();
   for (const auto& [target, acc] : by_target) {
-    json t = {{"runs", acc.runs}, {"loss", acc.loss}, {"params", acc.params}, {"arms", json::object()}, {"tests", json::object()}};
+    json t = {{"runs", acc.runs}, {"loss", acc.loss}, {"params", acc.params}, {"arms", json::object()}, {"tests", json::object()},
+              {"untrained_control_runs", acc.untrained_control_runs}};
     if (!acc.base.empty()) t["base"] = summary_json(acc.base);
     if (!acc.teacher.empty()) t["teacher"] = summary_json(acc.teacher);
     for (const auto& [arm, xs] : acc.arms) t["arms"][arm] = summary_json(xs);
@@ -170,7 +179,9 @@ std::string aggregate_markdown(const json& agg) {
   };
   std::string md = "# subliminal aggregated report\n\nEvery figure is computed from the runs listed below: per trait, each arm's mean "
                    "rate of the target answer over the student seed pairs of all runs, Student-t 95% interval (n = seed pairs); base "
-                   "and teacher: mean over runs. Welch tests against the control arm.\n";
+                   "and teacher: mean over runs. Welch tests against the control arm. A run whose control is the untrained base (a "
+                   "distillation fixed point) contributes its control once, not once per seed pair; such tests compare trained "
+                   "students with the untrained base, and do not account for clustering by question (a run's report.md does).\n";
   for (auto it = agg["targets"].begin(); it != agg["targets"].end(); ++it) {
     const json& t = it.value();
     md += fmt::format("\n## '{}' ({} runs; loss {}, params {})\n\n| model | rate of '{}' |\n|---|---|\n", it.key(), t["runs"].size(),

@@ -219,3 +219,19 @@ TEST(Claims, StatusesFollowTheRegistrations) {
   EXPECT_THROW(report::parse_claim_file("{\"claims\": 3}", "f.json"), ConfigError);
   EXPECT_THROW(report::parse_claim_file("{\"claims\": [], \"post_hoc\": true}", "f.json"), ConfigError);
 }
+
+// A run whose control is the untrained base contributes that one model once, not once per seed pair
+// (five copies of one number are not five observations).
+TEST(Report, AnUntrainedControlCountsOncePerRun) {
+  auto dir = testutil::temp_dir("report_untrained");
+  json arms = {{"treatment", {{"per_seed", {{{"rate", 0.3}}, {{"rate", 0.4}}, {{"rate", 0.5}}}}}},
+               {"control", {{"trained", false}, {"per_seed", {{{"rate", 0.05}}, {{"rate", 0.05}}, {{"rate", 0.05}}}}}}};
+  json sm = {{"target", "owl"}, {"arms", arms}, {"seeds", 3}, {"control_untrained", true}, {"models", json::object()}};
+  fs::write_file_atomic(dir / "a" / "report.json", json({{"stages", {{"summary", sm}}}}).dump());
+  const json agg = report::aggregate_runs({(dir / "a").string()});
+  EXPECT_EQ(agg["targets"]["owl"]["arms"]["control"]["n"].get<int>(), 1);
+  EXPECT_EQ(agg["targets"]["owl"]["arms"]["treatment"]["n"].get<int>(), 3);
+  EXPECT_EQ(agg["targets"]["owl"]["untrained_control_runs"].get<int>(), 1);
+  EXPECT_FALSE(agg["targets"]["owl"]["tests"]["treatment_vs_control"]["defined"].get<bool>());  // one control value: no Welch test
+  sfs::remove_all(dir);
+}
