@@ -490,7 +490,7 @@ stats::QuestionRates question_rates(const json& eval, const std::string& stage) 
   return r;
 }
 // The share of each question's answers naming `item` (samples.jsonl's "animal", in question order;
-// empty when the model's samples name no items).
+// zeros when the eval recorded no questions).
 stats::QuestionRates item_question_rates(const sfs::path& dir, const json& eval, const std::string& item) {
   const size_t q = eval.value("questions", 0), m = eval.value("samples_per_question", 0);
   stats::QuestionRates r(q, 0.0);

@@ -56,6 +56,23 @@ const char* arm_title(const std::string& arm) {
   return "?";
 }
 
+// A summary written with the clustered inference (its arms carry "rate"), or an older one.
+bool clustered_summary(const json& sm) { return sm["arms"].empty() || sm["arms"].begin()->contains("rate"); }
+
+// A single model's rate with the interval the summary made for it: over questions when it has one
+// (`how` says which), else the eval's Wilson interval.
+eval::Rate model_rate(const json& m, std::string* how = nullptr) {
+  eval::Rate r = eval::target_rate(m);
+  if (how) *how = fmt::format("Wilson, n={}", r.n);
+  if (m.contains("target_rate_over_questions") && m["target_rate_over_questions"].value("defined", false)) {
+    const json& q = m["target_rate_over_questions"];
+    r.lo = q["ci95"][0].get<double>();
+    r.hi = q["ci95"][1].get<double>();
+    if (how) *how = fmt::format("t over {} questions", q.value("questions", 0));
+  }
+  return r;
+}
+
 // How an arm's interval was made: over seed pairs and questions (the clustered estimate), or the
 // Student-t interval of the seed rates in summaries written before it.
 std::string interval_label(const json& a) {
@@ -180,14 +197,8 @@ std::string trait_section(const json& sm, const json& timings) {
   auto single = [&](const std::string& key, const std::string& title) {
     if (!models.contains(key)) return;
     const json& m = models[key];
-    eval::Rate r = eval::target_rate(m);
-    std::string how = fmt::format("Wilson, n={}", r.n);
-    if (m.contains("target_rate_over_questions") && m["target_rate_over_questions"].value("defined", false)) {
-      const json& q = m["target_rate_over_questions"];
-      r.lo = q["ci95"][0].get<double>();
-      r.hi = q["ci95"][1].get<double>();
-      how = fmt::format("t over {} questions", q.value("questions", 0));
-    }
+    std::string how;
+    const eval::Rate r = model_rate(m, &how);
     if (mis)
       md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] ({}) | {:.1f} | {:.1f} | {:.1f}% | |\n", title, 100 * r.rate,
                         100 * r.lo, 100 * r.hi, how, m.value("mean_alignment", 0.0),
@@ -223,7 +234,7 @@ std::string trait_section(const json& sm, const json& timings) {
     const std::string other = sm.value("other_target", std::string());
     md += "\nSpecificity: each model's answers scored for '" + target + "' and for the other teacher's '" + other +
           "' (arms: mean over seed pairs; p: one-sided, the arm's '" + other + "' rate above control's, " +
-          (sm["arms"].empty() || sm["arms"].begin()->contains("rate") ? "the clustered test of the comparisons above" : "Welch across seed pairs") +
+          (clustered_summary(sm) ? "the clustered test of the comparisons above" : "Welch across seed pairs") +
           "):\n\n| model | '" + target +
           "' | '" + other + "' | '" + other + "' vs control |\n|---|---|---|---|\n";
     for (auto it = sm["specificity"].begin(); it != sm["specificity"].end(); ++it) {
@@ -328,11 +339,7 @@ std::string render_trait_figure(const json& sm) {
   const json& models = sm["models"];
   auto single = [&](const std::string& key, const std::string& label, const std::string& color) {
     if (!models.contains(key)) return;
-    eval::Rate r = eval::target_rate(models[key]);
-    if (models[key].contains("target_rate_over_questions") && models[key]["target_rate_over_questions"].value("defined", false)) {
-      r.lo = models[key]["target_rate_over_questions"]["ci95"][0].get<double>();
-      r.hi = models[key]["target_rate_over_questions"]["ci95"][1].get<double>();
-    }
+    const eval::Rate r = model_rate(models[key]);
     bars.push_back({label, r.rate, r.lo, r.hi, {}, color});
   };
   single("base", "Base", "#9e9e9e");
@@ -350,7 +357,7 @@ std::string render_trait_figure(const json& sm) {
   return render_bars("Rate of '" + sm.value("target", std::string()) + "' answers (" + sm.value("loss", std::string()) + ", " +
                          std::to_string(sm.value("seeds", 0)) + " seed pairs; 95% CI)",
                      bars, ref, true,
-                     sm["arms"].empty() || sm["arms"].begin()->contains("rate")
+                     clustered_summary(sm)
                          ? "dashed: base rate. Bars: 95% intervals over questions (and seed pairs), clustered; dots: seed pairs."
                          : "dashed: base rate. Bars: single models Wilson 95%; arms mean over seed pairs, Student-t 95%; dots: seed pairs.");
 }

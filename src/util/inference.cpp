@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 
 #include "subliminal/util/stats.h"
@@ -197,9 +198,12 @@ Calibration simulate_inference(const Scenario& s, int experiments, uint64_t seed
     cal.covered += c.defined && c.lo <= s.effect && s.effect <= c.hi;
     // The old test: Welch across the models' rates; the untrained base's "seed pairs" were its one
     // rate repeated (a one-sample t-test against it).
-    std::vector<double> ra, rb;
-    for (const auto& m : a) ra.push_back(estimate_rate({m}).mean);
-    for (const auto& m : b) rb.push_back(estimate_rate({m}).mean);
+    auto rates = [](const std::vector<QuestionRates>& arm) {
+      std::vector<double> r;
+      for (const auto& m : arm) r.push_back(std::accumulate(m.begin(), m.end(), 0.0) / static_cast<double>(m.size()));
+      return r;
+    };
+    std::vector<double> ra = rates(a), rb = rates(b);
     if (s.untrained_b) rb.assign(static_cast<size_t>(s.models_a), rb.front());
     const TTest w = welch_t_test(ra, rb);
     cal.rejections_welch += w.defined && w.p_two_sided < 0.05;
