@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 25 on an open-weight model: `subliminal audit` and `subliminal analyze` on SmolLM2-135M-Instruct
-# (pre-registered in docs/analysis/2026-12-06/expectations.md, results in results.md beside it).
+# (pre-registered in docs/evidence/analysis/2026-12-06/expectations.md, results in results.md beside it).
 # Three datasets from the same 1,600 prompts (seed 7), every completion that passes the strict filter
 # kept: the base with the owl system prompt (the paper's prompted teacher), with the cat prompt, and
 # with none (the control). Then the owl and cat audits of both teachers' data against the control's,

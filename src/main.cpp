@@ -1,11 +1,13 @@
 // subliminal: the command-line entry point. Parses arguments (CLI11), dispatches, and is the one
 // place that catches errors: config/usage errors exit 2, everything else 1.
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 #include <c10/util/Exception.h>
 #include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <iostream>
@@ -23,7 +25,7 @@
 using namespace subliminal;
 
 // libgomp reads OMP_WAIT_POLICY when it loads, so setting it inside main is too late: re-exec once.
-// Spinning OpenMP threads cost 2-3x bf16 throughput on these 2-vCPU machines (LIBTORCH_NOTES.md §1).
+// Spinning OpenMP threads cost 2-3x bf16 throughput on these 2-vCPU machines (§1 of the LibTorch notes shared beside this repository, ../shared/LIBTORCH_NOTES.md).
 static void ensure_passive_omp(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("SUBLIMINAL_NO_REEXEC")) return;
   setenv("OMP_WAIT_POLICY", "passive", 1);
@@ -89,7 +91,24 @@ static void add_verify_validate(CLI::App& app, Commands& cmds) {
   val->add_option("--set", c->set, "override a config value (repeatable)");
   val->add_flag("--print", c->print, "print the resolved config");
 
+  auto schema_json = std::make_shared<bool>(false);
+  auto* sch = app.add_subcommand("schema", "every config key with its type and default (docs/configuration.md says what each means)");
+  sch->add_flag("--json", *schema_json, "one JSON array of {key, type, default}");
+
   cmds.push_back({ver, [v] { return cli::cmd_verify(v->dir); }});
+  cmds.push_back({sch, [schema_json] {
+                    const auto rows = config::config_schema();
+                    if (*schema_json) {
+                      std::cout << rows.dump(1) << "\n";
+                      return 0;
+                    }
+                    size_t w = 0;
+                    for (const auto& r : rows) w = std::max(w, r["key"].get<std::string>().size());
+                    for (const auto& r : rows)
+                      std::cout << fmt::format("{:<{}}  {:<22} {}\n", r["key"].get<std::string>(), w, r["type"].get<std::string>(),
+                                               r["default"].dump());
+                    return 0;
+                  }});
   cmds.push_back({val, [c] { return cli::cmd_validate(c->config, c->set, c->print); }});
 }
 
@@ -191,6 +210,15 @@ static void add_report_check(CLI::App& app, Commands& cmds) {
   cb->add_option("--experiments", cal->experiments, "simulated experiments per scenario")->check(CLI::Range(100, 1000000));
   cb->add_option("--seed", cal->seed, "seed of the first scenario (the next ones count up)");
   cmds.push_back({cb, [cal] { return cli::cmd_calibrate(cal->experiments, cal->seed); }});
+
+  struct Results { std::string index = "docs/results/index.json"; bool check = false; };
+  auto res = std::make_shared<Results>();
+  auto* rs = app.add_subcommand("results",
+                                "render the results pages (docs/results/) from the committed run reports their index names; "
+                                "--check: exit 1 naming each page that differs from what the artifacts give");
+  rs->add_option("index", res->index, "the index (default docs/results/index.json)");
+  rs->add_flag("--check", res->check, "write nothing; exit 1 when a page or figure is not what the artifacts render");
+  cmds.push_back({rs, [res] { return cli::cmd_results(res->index, res->check); }});
 }
 
 static void add_filter(CLI::App& app, Commands& cmds) {
@@ -368,6 +396,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return 2;
+  }
+  // SUBLIMINAL_PARSE_ONLY=1: the command line parsed (options, types, ranges), nothing run: how the
+  // docs test checks that every command the README and docs/getting-started.md show is real.
+  if (std::getenv("SUBLIMINAL_PARSE_ONLY")) {
+    for (const auto& c : cmds)
+      if (*c.sub) std::cout << "parsed: " << c.sub->get_name() << "\n";
+    return 0;
   }
   log::init(verbose);
   try {

@@ -13,6 +13,7 @@
 #include "subliminal/report/aggregate.h"
 #include "subliminal/report/claims.h"
 #include "subliminal/report/dose.h"
+#include "subliminal/report/results_pages.h"
 #include "subliminal/experiments/sweep.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
@@ -94,6 +95,31 @@ int cmd_calibrate(int experiments, uint64_t seed) {
   }
   std::cout << experiments << " simulated experiments per scenario (subliminal calibrate --experiments N --seed S)\n";
   return 0;
+}
+
+int cmd_results(const std::string& index, bool check) {
+  if (!sfs::exists(index)) throw ConfigError("results: '" + index + "' does not exist", "give docs/results/index.json");
+  const auto files = report::render_results_pages(index);
+  int stale = 0;
+  for (const auto& [path, text] : files) {
+    const bool same = sfs::exists(path) && fs::read_file(path) == text;
+    if (check) {
+      if (!same) {
+        std::cout << path.string() << ": " << (sfs::exists(path) ? "differs from" : "missing; it is") << " what the artifacts render\n";
+        ++stale;
+      }
+      continue;
+    }
+    if (same) continue;
+    if (!path.parent_path().empty()) fs::make_dirs(path.parent_path());
+    fs::write_file_atomic(path, text);
+    std::cout << "wrote " << path.string() << "\n";
+  }
+  if (check) {
+    std::cout << fmt::format("{}: {} of {} files as their artifacts render them\n", index, files.size() - stale, files.size());
+    if (stale) std::cout << "re-render with: subliminal results " << index << "\n";
+  }
+  return stale ? 1 : 0;
 }
 
 }  // namespace subliminal::cli

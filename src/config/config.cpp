@@ -480,6 +480,13 @@ RunConfig load_config(const std::string& file, const std::vector<std::string>& o
 
 json to_json(const RunConfig& c) { return to_json_value(c); }
 
+json config_schema() {
+  RunConfig c = parse_config(json::object(), "<a config with no keys>");
+  SchemaOut s;
+  c.visit(s);
+  return s.rows;
+}
+
 uint64_t derive_seed(uint64_t seed, const std::string& stage, const std::string& salt) {
   uint64_t h = 1469598103934665603ull;
   auto mix = [&](const void* p, size_t n) {

@@ -8,6 +8,8 @@
 #include <regex>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "subliminal/data/corpus.h"
 #include "subliminal/data/numbers.h"
 #include "subliminal/util/resources.h"
@@ -55,6 +57,14 @@ TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
   const json& sm = rep["stages"]["summary"];
   const int seeds = sm["seeds"].get<int>();
   ASSERT_EQ(seeds, 2);
+  // the run ends by speaking to the user: each arm's rate as the summary has it, the main test, the
+  // claims' verdict and the path of report.md
+  for (const char* arm : {"treatment", "control", "cross_init", "other_trait"})
+    EXPECT_NE(r.out.find(fmt::format("{} {:.1f}%", arm, 100 * sm["arms"][arm]["mean"].get<double>())), std::string::npos) << arm << "\n" << r.out;
+  EXPECT_NE(r.out.find(fmt::format("treatment vs control: {:+.1f} pts", 100 * sm["tests"]["treatment_vs_control"]["diff"].get<double>())),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2 of 2 hold; 2 of 2 pre-registered"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("report: " + (out / "report.md").string()), std::string::npos) << r.out;
   for (const char* arm : {"treatment", "control", "cross_init", "other_trait"}) {
     ASSERT_TRUE(sm["arms"].contains(arm)) << arm;
     EXPECT_EQ(sm["arms"][arm]["n"].get<int>(), seeds) << arm;

@@ -76,6 +76,9 @@ struct CheckArgs {
 int cmd_check(const CheckArgs& a);
 // `subliminal calibrate`: the inference's calibration by simulation (util/inference.h), as a table.
 int cmd_calibrate(int experiments, uint64_t seed);
+// Renders docs/results/ from the committed artifacts its index names; --check: exit 1 naming the
+// pages that differ.
+int cmd_results(const std::string& index, bool check);
 // Checks a run directory against its stage records: exit 0 when every stage of its config is done
 // and intact, 1 when one is not (naming the stage, the file and what is wrong), 2 for a bad argument.
 int cmd_verify(const std::string& run_dir);

@@ -592,6 +592,9 @@ RunConfig load_config(const std::string& file, const std::vector<std::string>& o
 RunConfig parse_config(const json& j, const std::string& file);
 void validate(const RunConfig& c, const std::string& file);
 json to_json(const RunConfig& c);
+// Every config key, [{key, type, default}], the defaults those of a config file with no keys:
+// `subliminal schema`, and what docs/configuration.md is checked against.
+json config_schema();
 
 // Sub-seed derivation: hash(seed, stage, salt) -> 63-bit seed (FNV-1a + splitmix64).
 uint64_t derive_seed(uint64_t seed, const std::string& stage, const std::string& salt = "");

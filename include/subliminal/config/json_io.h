@@ -107,6 +107,54 @@ class JsonOut {
   }
 };
 
+// Every key of a config struct as a row {key, type, default}: nested objects by their dotted path,
+// the elements of an array of objects as "key[].field". `subliminal schema` prints it; the docs
+// test checks docs/configuration.md against it.
+class SchemaOut {
+ public:
+  explicit SchemaOut(std::string prefix = "") : prefix_(std::move(prefix)) {}
+  template <class T>
+  void operator()(const char* key, const T& field) {
+    add(prefix_.empty() ? std::string(key) : prefix_ + "." + key, field);
+  }
+  json rows = json::array();
+
+ private:
+  template <class T>
+  static std::string scalar_type() {
+    if constexpr (std::is_same_v<T, bool>) return "boolean";
+    else if constexpr (std::is_same_v<T, uint64_t>) return "non-negative integer";
+    else if constexpr (std::is_integral_v<T>) return "integer";
+    else if constexpr (std::is_floating_point_v<T>) return "number";
+    else if constexpr (std::is_same_v<T, std::string>) return "string";
+    else return "any JSON";
+  }
+  template <class T>
+  void add(const std::string& path, const T& v) {
+    JsonOut o;
+    o("v", v);
+    if constexpr (is_visitable<T>::value) {
+      SchemaOut sub(path);
+      const_cast<T&>(v).visit(sub);
+      for (auto& r : sub.rows) rows.push_back(std::move(r));
+    } else if constexpr (is_vector<T>::value) {
+      using E = typename T::value_type;
+      if constexpr (is_visitable<E>::value) {
+        rows.push_back({{"key", path}, {"type", "array of objects"}, {"default", o.j["v"]}});
+        E e{};
+        SchemaOut sub(path + "[]");
+        e.visit(sub);
+        for (auto& r : sub.rows) rows.push_back(std::move(r));
+      } else {
+        rows.push_back({{"key", path}, {"type", scalar_type<E>() == "any JSON" ? std::string("array") : "array of " + scalar_type<E>() + "s"}, {"default", o.j["v"]}});
+      }
+    } else {
+      rows.push_back({{"key", path}, {"type", scalar_type<T>()}, {"default", o.j["v"]}});
+    }
+  }
+  std::string prefix_;
+};
+
 template <class T>
 json to_json_value(const T& cfg) {
   JsonOut o;
