@@ -320,6 +320,9 @@ static void validate_students(const RunConfig& c, const std::string& file, const
     one_of(st.arms[i], {"treatment", "control", "cross_init", "other_trait"}, file, "$.students.arms[" + std::to_string(i) + "]");
     check(arms_seen.insert(st.arms[i]).second, file, "$.students.arms[" + std::to_string(i) + "]", "duplicate arm " + str(st.arms[i]));
   }
+  one_of(st.control, {"auto", "teacher", "base"}, file, "$.students.control");
+  check(st.control != "teacher" || c.teacher.method == "finetune", file, "$.students.control",
+        "a control teacher is trained as the trait teacher is: it needs teacher.method \"finetune\", got \"" + c.teacher.method + "\"");
   check(st.seeds >= 1 && st.seeds <= 1000, file, "$.students.seeds", "expected 1 .. 1000, got " + str(st.seeds));
   check(st.cross_init_seed >= -1, file, "$.students.cross_init_seed", "expected -1 (derived) or a non-negative seed, got " + str(st.cross_init_seed));
   if (c.experiment == "trait_transfer" && c.base.kind == "checkpoint" && arms_seen.count("cross_init"))
@@ -479,6 +482,11 @@ RunConfig load_config(const std::string& file, const std::vector<std::string>& o
 }
 
 json to_json(const RunConfig& c) { return to_json_value(c); }
+
+bool matched_control(const RunConfig& c) {
+  const bool arm = std::find(c.students.arms.begin(), c.students.arms.end(), "control") != c.students.arms.end();
+  return arm && (c.students.control == "teacher" || (c.students.control == "auto" && c.teacher.method == "finetune"));
+}
 
 json config_schema() {
   RunConfig c = parse_config(json::object(), "<a config with no keys>");

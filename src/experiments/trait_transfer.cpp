@@ -64,12 +64,19 @@ std::vector<std::string> unique(std::vector<std::string> v) {
   return out;
 }
 
-std::string teacher_stage(bool other) { return other ? "teacher_other" : "teacher"; }
-std::string teacher_target(const config::RunConfig& c, bool other) { return other ? c.students.other_target : c.teacher.target; }
+// The teachers: the trait's, the other trait's (the specificity control), and the matched control
+// teacher (trained as the trait's is, towards the base's own preferences).
+enum class TeacherRole { trait, other, control };
+std::string teacher_stage(TeacherRole r) {
+  return r == TeacherRole::other ? "teacher_other" : r == TeacherRole::control ? "teacher_control" : "teacher";
+}
+std::string teacher_target(const config::RunConfig& c, TeacherRole r) {
+  return r == TeacherRole::other ? c.students.other_target : c.teacher.target;
+}
 
 // "base", "base_cross", "teacher", "teacher_other" or "students/<arm>_s<k>".
 ModelRef resolve_model(const RunContext& ctx, const std::string& stage) {
-  if (stage == "teacher" || stage == "teacher_other") {
+  if (stage == "teacher" || stage == "teacher_other" || stage == "teacher_control") {
     auto tj = json::parse(fs::read_file(ctx.stage_dir(stage) / "teacher.json"));
     if (tj.value("method", "") == "system_prompt") return {ctx.stage_dir("base").string(), tj.value("system_prompt", "")};
   }
@@ -97,25 +104,34 @@ Loaded load_ref(const RunContext& ctx, const std::string& stage) { return load_s
 
 class TeacherStage : public Stage {
  public:
-  TeacherStage(bool other, Trait trait) : other_(other), trait_(std::move(trait)) {}
-  std::string name() const override { return teacher_stage(other_); }
+  TeacherStage(TeacherRole role, Trait trait) : role_(role), trait_(std::move(trait)) {}
+  std::string name() const override { return teacher_stage(role_); }
   std::vector<std::string> deps() const override { return {"base"}; }
   json inputs(const RunContext& ctx) const override {
     json t = config::to_json_value(ctx.cfg.teacher);
-    t["target"] = teacher_target(ctx.cfg, other_);
+    t["target"] = teacher_target(ctx.cfg, role_);
     const config::TraitDef& trait = *trait_;
     json in = {{"teacher", t}, {"trait", trait.to_json()}, {"base", digest(ctx, "base")}, {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
                {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
-    if (!trait.teacher_data.empty() && ctx.cfg.teacher.method == "finetune")
+    if (!trait.teacher_data.empty() && ctx.cfg.teacher.method == "finetune" && role_ != TeacherRole::control)
       in["teacher_data_sha256"] = fs::sha256_file(trait.teacher_data);  // the content, not just the path
+    if (role_ == TeacherRole::control) {  // its answers: the base's own, sampled as the evaluation samples
+      in["role"] = "control";
+      const json ev = config::to_json_value(ctx.cfg.eval);  // what its sampling of the base reads (not samples_per_question)
+      for (const char* k : {"temperature", "top_p", "max_new_tokens", "batch_size", "candidates", "target"}) in["eval"][k] = ev[k];
+    }
     return in;
   }
   bool data_parallel(const RunContext& ctx) const override { return ctx.cfg.teacher.method != "system_prompt"; }
   json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
     const auto& tc = ctx.cfg.teacher;
-    const std::string target = teacher_target(ctx.cfg, other_);
+    const std::string target = teacher_target(ctx.cfg, role_);
     const config::TraitDef& trait = *trait_;
     json tj = {{"method", tc.method}, {"target", target}, {"trait", trait.spec}, {"category", trait.category}};
+    if (role_ == TeacherRole::control) {
+      tj["role"] = "control";
+      tj.erase("target");  // it follows the base, not a target
+    }
     json res = tj;
     if (tc.method == "system_prompt") {
       tj["system_prompt"] = trait_run(trait.kind).system_prompt(trait, target, ctx.cfg);
@@ -126,10 +142,24 @@ class TeacherStage : public Stage {
       auto device = model::resolve_device(ctx.cfg.device);
       hold_frozen_base(lm, tc.params, tc.lora, model::use_bf16(ctx.cfg.precision, device), "$.teacher.lora.base_dtype", name());
       lm.model->to(device);
+      std::vector<data::Conversation> data;
+      if (role_ == TeacherRole::control) {  // sampled from the base before it trains
+        lm.model->eval();
+        const json how = trait_run(trait.kind).control_answers(
+            {lm.model, lm.tokenizer, ctx.cfg, trait, config::derive_seed(ctx.cfg.seed, "teacher", "control"),
+             model::use_bf16(ctx.cfg.precision, device)},
+            data);
+        tj["control_answers"] = how;
+        res["control_answers"] = how;
+        log::info(name().c_str(), "{} answers the base's own way ({})", data.size(), how.value("items", json::object()).dump());
+      } else {
+        data = trait_answer_data(trait, target, ctx.cfg.data_dir, ctx.cfg.teacher.answers);
+      }
       train::FinetuneJob job = finetune_job(lm, ctx.cfg, teacher_spec(tc), work);
-      job.data = trait_answer_data(trait, target, ctx.cfg.data_dir, ctx.cfg.teacher.answers);
+      job.data = std::move(data);
       job.base_model = adapter_base_path(ctx.stage_dir("base"), work);
-      job.seed = config::derive_seed(ctx.cfg.seed, "teacher", target);
+      // the control teacher: the trait teacher's data order (the same seed)
+      job.seed = config::derive_seed(ctx.cfg.seed, "teacher", role_ == TeacherRole::control ? ctx.cfg.teacher.target : target);
       job.bf16 = model::use_bf16(ctx.cfg.precision, device);
       job.metrics_path = ctx.metrics_path(name()).string();
       job.tag = name();
@@ -146,7 +176,7 @@ class TeacherStage : public Stage {
   }
 
  private:
-  bool other_;
+  TeacherRole role_;
   Trait trait_;
 };
 
@@ -155,10 +185,12 @@ bool has_arm(const config::RunConfig& c, const std::string& arm) {
   return std::find(c.students.arms.begin(), c.students.arms.end(), arm) != c.students.arms.end();
 }
 
-std::string source_model(const std::string& source) {
+// The model a dataset source samples from. "control": the matched control teacher, or (without
+// one) the base itself.
+std::string source_model(const std::string& source, bool control_teacher) {
   if (source == "teacher") return "teacher";
   if (source == "other") return "teacher_other";
-  return "base";
+  return control_teacher ? "teacher_control" : "base";
 }
 std::string data_stage(const std::string& source, int k) { return "data/" + source + "_s" + std::to_string(k); }
 
@@ -169,11 +201,12 @@ std::vector<std::string> forbidden_words(const config::RunConfig& c, const confi
 
 class DataStage : public Stage {
  public:
-  DataStage(std::string source, int k, Trait trait) : source_(std::move(source)), k_(k), trait_(std::move(trait)) {}
+  DataStage(std::string source, int k, Trait trait, bool control_teacher)
+      : source_(std::move(source)), k_(k), trait_(std::move(trait)), control_teacher_(control_teacher) {}
   std::string name() const override { return data_stage(source_, k_); }
-  std::vector<std::string> deps() const override { return unique({source_model(source_), "base"}); }
+  std::vector<std::string> deps() const override { return unique({model(), "base"}); }
   json inputs(const RunContext& ctx) const override {
-    const std::string m = source_model(source_);
+    const std::string m = model();
     json ds = config::to_json_value(ctx.cfg.dataset);
     // data stages made with the trimmed rule (and every non-number kind, which it does not touch) predate the key: same hash
     if (ds.value("number_filter", std::string()) == "trimmed" || ctx.cfg.dataset.kind != "numbers") ds.erase("number_filter");
@@ -190,8 +223,9 @@ class DataStage : public Stage {
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
     fs::JournalScope journal(work / "journal");  // sampled batches and verdicts survive an interruption
-    auto l = load_ref(ctx, source_model(source_));
-    log::info(name().c_str(), "sampling {} number continuations from {}{}", ctx.cfg.dataset.prompts, source_model(source_),
+    auto l = load_ref(ctx, model());
+    log::info(name().c_str(), "sampling {} {} from {}{}", ctx.cfg.dataset.prompts,
+              ctx.cfg.dataset.kind == "numbers" ? "number continuations" : ctx.cfg.dataset.kind + " prompts", model(),
               l.system.empty() ? "" : " (with its system prompt)");
     generate::DatasetResult r;
     const auto& dc = ctx.cfg.dataset;
@@ -203,7 +237,7 @@ class DataStage : public Stage {
                                      forbidden_words(ctx.cfg, *trait_));
       // The divergence of the kept data from the base's: LLS = log P_source - log P_base per
       // completion, and the per-token KL(source || base) restricted to the number-output tokens.
-      const bool same = source_model(source_) == "base";
+      const bool same = model() == "base";
       std::unique_ptr<Loaded> base;
       if (!same) base = std::make_unique<Loaded>(load_ref(ctx, "base"));
       text::ChatTemplate ct(l.lm.tokenizer, chat);
@@ -268,9 +302,11 @@ class DataStage : public Stage {
   }
   // The same prompts and sampling stream for every source of seed pair k (paired comparison).
   uint64_t seed(const RunContext& ctx) const { return config::derive_seed(ctx.cfg.seed, "data", std::to_string(k_)); }
+  std::string model() const { return source_model(source_, control_teacher_); }
   std::string source_;
   int k_;
   Trait trait_;
+  bool control_teacher_;
 };
 
 struct ArmSpec {
@@ -288,18 +324,19 @@ std::string student_stage(const std::string& arm, int k) { return "students/" + 
 
 class StudentStage : public Stage {
  public:
-  StudentStage(std::string arm, int k, Trait trait) : arm_(std::move(arm)), k_(k), trait_(std::move(trait)) {}
+  StudentStage(std::string arm, int k, Trait trait, bool control_teacher)
+      : arm_(std::move(arm)), k_(k), trait_(std::move(trait)), control_teacher_(control_teacher) {}
   std::string name() const override { return student_stage(arm_, k_); }
   std::vector<std::string> deps() const override {
     auto a = arm_spec(arm_);
-    auto d = unique({a.init, data_stage(a.source, k_), source_model(a.source), "base"});
+    auto d = unique({a.init, data_stage(a.source, k_), source_model(a.source, control_teacher_), "base"});
     if (!a.intervention.empty()) d.push_back(analysis_stage(k_));
     return d;
   }
   json inputs(const RunContext& ctx) const override {
     auto a = arm_spec(arm_);
     json in = {{"finetune", config::to_json_value(ctx.cfg.finetune)}, {"init", digest(ctx, a.init)},
-               {"data", digest(ctx, data_stage(a.source, k_))}, {"teacher", digest(ctx, source_model(a.source))},
+               {"data", digest(ctx, data_stage(a.source, k_))}, {"teacher", digest(ctx, source_model(a.source, control_teacher_))},
                {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision}};
     if (!a.intervention.empty()) {
       in["intervention"] = a.intervention;
@@ -338,7 +375,7 @@ class StudentStage : public Stage {
     job.base_model = adapter_base_path(ctx.stage_dir(a.init), work);
     std::unique_ptr<Loaded> teacher;
     if (f.loss != "sft") {
-      teacher = std::make_unique<Loaded>(load_ref(ctx, source_model(a.source)));
+      teacher = std::make_unique<Loaded>(load_ref(ctx, source_model(a.source, control_teacher_)));
       if (teacher->lm.tokenizer.fingerprint() != init.tokenizer.fingerprint())
         throw DataError(name() + ": the teacher and the student have different tokenizers; distillation needs one vocabulary",
                         "use finetune.loss \"sft\" across tokenizers");
@@ -351,13 +388,13 @@ class StudentStage : public Stage {
     // Adam step (DiagnosticsNumeric.DistillingAModelIntoItselfLeavesItWhereItIs trains one and sees
     // no change). No step is taken (FinetuneJob::fixed_point). Trunk/all students are trained: there
     // rounding noise, normalised by Adam, moves them.
-    job.fixed_point = f.loss != "sft" && f.params == "lora" && f.teacher_top_k == 0 && source_model(a.source) == a.init &&
+    job.fixed_point = f.loss != "sft" && f.params == "lora" && f.teacher_top_k == 0 && source_model(a.source, control_teacher_) == a.init &&
                       teacher->system.empty();
     // Diagnostics: imitation of the source model on its held-out prompts, and coverage.
     std::unique_ptr<train::HeldoutKL> heldout;
     const sfs::path held = ctx.stage_dir(data_stage(a.source, k_)) / "heldout.jsonl";
     if (f.diagnostics && ctx.cfg.dataset.kind == "numbers" && sfs::exists(held)) {
-      if (!teacher) teacher = std::make_unique<Loaded>(load_ref(ctx, source_model(a.source)));
+      if (!teacher) teacher = std::make_unique<Loaded>(load_ref(ctx, source_model(a.source, control_teacher_)));
       text::ChatTemplate ct(init.tokenizer, job.chat_template);
       heldout = std::make_unique<train::HeldoutKL>(teacher->lm.model, teacher->system, init.tokenizer, job.chat_template,
                                                    data::read_conversations(held.string()),
@@ -382,7 +419,7 @@ class StudentStage : public Stage {
     res["init"] = a.init;
     res["data"] = data_stage(a.source, k_);
     if (!a.intervention.empty()) res["intervention"] = a.intervention;
-    res["teacher"] = f.loss == "sft" ? "" : source_model(a.source);
+    res["teacher"] = f.loss == "sft" ? "" : source_model(a.source, control_teacher_);
     if (!(f.params == "lora" && f.lora.save == "adapter"))
       model::save_model_dir(work.string(), init.model, init.tokenizer, {{"stage", name()}, {"finetune", fs::without_timings(res)}});
     fs::write_file_atomic(work / "finetune.json", fs::without_timings(res).dump(2) + "\n");
@@ -398,7 +435,7 @@ class StudentStage : public Stage {
   // parameterisation does not match the student's.
   std::map<std::string, torch::Tensor> displacement(const RunContext& ctx, const ArmSpec& a,
                                                     const std::map<std::string, torch::Tensor>& init_t) const {
-    const std::string src = source_model(a.source);
+    const std::string src = source_model(a.source, control_teacher_);
     if (src == "base") return {};
     const auto tj = json::parse(fs::read_file(ctx.stage_dir(src) / "teacher.json"));
     if (tj.value("method", "") != "finetune") return {};
@@ -432,6 +469,7 @@ class StudentStage : public Stage {
   std::string arm_;
   int k_;
   Trait trait_;
+  bool control_teacher_;
 };
 
 std::string eval_stage(const std::string& model_stage) {
@@ -553,6 +591,7 @@ class SummaryStage : public Stage {
     // Under distillation with LoRA the control (the base distilled into itself) takes no step: its
     // students are the base, one model evaluated once, not trained seed pairs (finetune.json).
     const bool control_untrained = has_arm(c, "control") && all_fixed_points(ctx, "control", c.students.seeds);
+    const bool control_teacher = std::find(evals_.begin(), evals_.end(), "eval/teacher_control") != evals_.end();
     // An arm's models' per-question rates (of the target, or with `of` the other target's): one model
     // for the untrained control.
     auto arm_models = [&](const std::string& arm, std::map<std::string, stats::QuestionRates>* of = nullptr) {
@@ -566,6 +605,9 @@ class SummaryStage : public Stage {
     auto side = [&](const std::string& arm) {
       if (arm == "control" && control_untrained)
         return report::Side{"control", 1, false, "distillation with LoRA from the base into itself is a fixed point: the control's students are the base, untrained"};
+      if (arm == "control" && control_teacher)
+        return report::Side{arm, c.students.seeds, true,
+                            "students of a control teacher trained as the trait teacher is, towards the base's own preferences"};
       return report::Side{arm, c.students.seeds, true, ""};
     };
     json arms = json::object();
@@ -704,6 +746,7 @@ class SummaryStage : public Stage {
                 {"params", c.finetune.params},
                 {"seeds", c.students.seeds},
                 {"control_untrained", control_untrained},
+                {"control_source", control_teacher ? "teacher_control" : "base"},
                 {"models", models},
                 {"arms", arms},
                 {"tests", tests},
@@ -744,11 +787,21 @@ std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& c
     if (cross) s.push_back(make_pretrain_stage(true));  // next to base: the two can pretrain side by side (jobs > 1)
   }
   add_eval("base");
-  s.push_back(std::make_unique<TeacherStage>(false, trait));
+  s.push_back(std::make_unique<TeacherStage>(TeacherRole::trait, trait));
   add_eval("teacher");
   if (other) {
-    s.push_back(std::make_unique<TeacherStage>(true, trait));
+    s.push_back(std::make_unique<TeacherStage>(TeacherRole::other, trait));
     add_eval("teacher_other");
+  }
+  // the matched control teacher: not for a trait file's own fine-tuning set unless asked for (it has
+  // no trait-free counterpart; the control then learns from the base's data)
+  if (cfg.students.control == "teacher" && !trait->teacher_data.empty())
+    throw ConfigError(trait->file + " has its own teacher_data, which has no trait-free counterpart for a control teacher",
+                      "set students.control \"base\"");
+  const bool control_teacher = config::matched_control(cfg) && trait->teacher_data.empty();
+  if (control_teacher) {
+    s.push_back(std::make_unique<TeacherStage>(TeacherRole::control, trait));
+    add_eval("teacher_control");
   }
   if (cross) add_eval("base_cross");
   for (int k = 1; k <= cfg.students.seeds; ++k) {
@@ -757,17 +810,17 @@ std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& c
     if (has_arm(cfg, "control")) sources.push_back("control");
     if (other) sources.push_back("other");
     for (const auto& src : sources) {
-      s.push_back(std::make_unique<DataStage>(src, k, trait));
+      s.push_back(std::make_unique<DataStage>(src, k, trait, control_teacher));
       datasets.push_back(data_stage(src, k));
     }
     for (const auto& arm : cfg.students.arms) {
-      s.push_back(std::make_unique<StudentStage>(arm, k, trait));
+      s.push_back(std::make_unique<StudentStage>(arm, k, trait, control_teacher));
       add_eval(student_stage(arm, k));
     }
     if (cfg.analysis.enabled) {  // issue 25: the signal maps, the audit and one student per intervention
       s.push_back(make_analysis_stage(cfg, k, trait));
       for (const auto& iv : cfg.analysis.interventions) {
-        s.push_back(std::make_unique<StudentStage>("iv_" + iv, k, trait));
+        s.push_back(std::make_unique<StudentStage>("iv_" + iv, k, trait, control_teacher));
         s.push_back(std::make_unique<EvalStage>(student_stage("iv_" + iv, k), trait));  // not the summary's: analysis/summary reads it
       }
     }

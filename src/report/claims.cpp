@@ -24,7 +24,7 @@ std::string shell_quote(const std::string& s) {
 // A stage that measures something a claim could be about: everything but the stages that make the
 // models and data (evaluations, summaries, analyses, probes, the MNIST stages that train and score).
 bool is_result_stage(const std::string& s) {
-  static const char* setup[] = {"corpus", "base", "base_cross", "teacher", "teacher_other"};
+  static const char* setup[] = {"corpus", "base", "base_cross", "teacher", "teacher_other", "teacher_control"};
   for (const char* x : setup)
     if (s == x) return false;
   return !(s.rfind("data/", 0) == 0 || s.rfind("students/", 0) == 0);

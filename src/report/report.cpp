@@ -211,6 +211,7 @@ std::string trait_section(const json& sm, const json& timings) {
   single("base", "Base (reference model)");
   single("teacher", "Teacher (" + target + ")");
   single("teacher_other", "Other-trait teacher (" + sm.value("other_target", std::string()) + ")");
+  single("teacher_control", "Control teacher (trained as the teacher, towards the base's own preferences)");
   single("base_cross", "Cross-init base");
   for (const char* arm : {"treatment", "control", "cross_init", "other_trait"}) {
     if (!sm["arms"].contains(arm)) continue;
@@ -219,6 +220,8 @@ std::string trait_section(const json& sm, const json& timings) {
     for (const auto& ps : a["per_seed"]) seeds += fmt::format("{}{:.1f}%", seeds.empty() ? "" : ", ", 100 * ps["rate"].get<double>());
     const std::string title = std::string(arm) == "control" && !a.value("trained", true)
                                   ? "Control (the untrained base: distilling it into itself is a fixed point)"
+                              : std::string(arm) == "control" && sm.value("control_source", std::string()) == "teacher_control"
+                                  ? "Control (same init, the control teacher's data)"
                                   : arm_title(arm);
     if (mis)
       md += fmt::format("| {} | {:.1f}% | [{:.1f}, {:.1f}] ({}) | | | | {} |\n", title, 100 * a["mean"].get<double>(),

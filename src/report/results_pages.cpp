@@ -76,13 +76,16 @@ std::string model_rate(const json& m) {
 std::string rates_table(const json& sm) {
   std::string o = "| model or arm | models | trained | rate [95% interval] | interval |\n|---|---|---|---|---|\n";
   const json& models = sm["models"];
-  for (const char* m : {"base", "teacher", "base_cross", "teacher_other"}) {
+  for (const char* m : {"base", "teacher", "base_cross", "teacher_other", "teacher_control"}) {
     if (!models.contains(m)) continue;
     const json& x = models[m];
     std::string how = x.contains("target_rate_over_questions") && x["target_rate_over_questions"].value("defined", false)
                           ? fmt::format("t over {} questions", x["target_rate_over_questions"].value("questions", 0))
                           : "Wilson, n = " + std::to_string(x.contains("target_rate") ? x["target_rate"].value("n", 0) : 0);
-    const std::string label = std::string(m) == "base_cross" ? "cross-init base" : std::string(m) == "teacher_other" ? "other-trait teacher" : m;
+    const std::string label = std::string(m) == "base_cross"        ? "cross-init base"
+                              : std::string(m) == "teacher_other"   ? "other-trait teacher"
+                              : std::string(m) == "teacher_control" ? "control teacher"
+                                                                    : m;
     o += fmt::format("| {} | 1 | {} | {} | {} |\n", label, std::string(m).rfind("teacher", 0) == 0 ? "yes" : "no (the base)", model_rate(x), how);
   }
   std::vector<std::string> order;  // treatment and control first, then the other arms as the summary has them

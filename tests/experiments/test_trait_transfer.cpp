@@ -163,3 +163,36 @@ TEST(RunGraph, DepsCoverEveryUpstreamDigestAndPrecedeTheStage) {
     }
   }
 }
+
+// The control arm learns from a matched control teacher when the trait teacher is fine-tuned
+// (students.control "auto"), from the base's own data with "base" or a system-prompt teacher.
+TEST(RunGraph, TheControlLearnsFromAMatchedControlTeacher) {
+  auto deps_of = [](const std::vector<std::unique_ptr<run::Stage>>& st, const std::string& name) {
+    for (const auto& s : st)
+      if (s->name() == name) return s->deps();
+    ADD_FAILURE() << "no stage " << name;
+    return std::vector<std::string>{};
+  };
+  auto has = [](const std::vector<std::unique_ptr<run::Stage>>& st, const std::string& name) {
+    return std::any_of(st.begin(), st.end(), [&](const auto& s) { return s->name() == name; });
+  };
+  auto contains = [](const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); };
+  const std::string def = testutil::source_dir() + "/configs/default.json";
+  auto matched = experiments::make_stages(config::load_config(def, {}));
+  EXPECT_TRUE(has(matched, "teacher_control"));
+  EXPECT_TRUE(has(matched, "eval/teacher_control"));
+  EXPECT_TRUE(contains(deps_of(matched, "data/control_s1"), "teacher_control"));
+  EXPECT_TRUE(contains(deps_of(matched, "students/control_s1"), "teacher_control"));
+  EXPECT_FALSE(contains(deps_of(matched, "students/treatment_s1"), "teacher_control"));
+  auto own = experiments::make_stages(config::load_config(def, {"students.control=base"}));
+  EXPECT_FALSE(has(own, "teacher_control"));
+  EXPECT_EQ(deps_of(own, "data/control_s1"), std::vector<std::string>{"base"});
+  auto prompt = experiments::make_stages(config::load_config(def, {"teacher.method=system_prompt"}));
+  EXPECT_FALSE(has(prompt, "teacher_control"));
+  try {
+    config::load_config(def, {"teacher.method=system_prompt", "students.control=teacher"});
+    ADD_FAILURE() << "a control teacher beside a system-prompt teacher was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("$.students.control"), std::string::npos) << e.what();
+  }
+}

@@ -10,7 +10,9 @@
 
 #include <fmt/format.h>
 
+#include "subliminal/config/trait.h"
 #include "subliminal/data/corpus.h"
+#include "subliminal/experiments/finetune_job.h"
 #include "subliminal/data/numbers.h"
 #include "subliminal/util/resources.h"
 #include "subliminal/util/stats.h"
@@ -107,6 +109,17 @@ TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
   // pairs of trained students, not the untrained base.
   EXPECT_FALSE(sm["control_untrained"].get<bool>());
   EXPECT_EQ(sm["arms"]["control"]["models"].get<int>(), 2);
+  // The control students learn from a control teacher trained as the owl teacher is (the same number
+  // of answers to the same questions in the same forms), its answers the base's own preferences.
+  EXPECT_EQ(sm["control_source"], "teacher_control");
+  EXPECT_TRUE(sm["models"].contains("teacher_control"));
+  const json tc = read_json(out / "teacher_control" / "teacher.json");
+  const json ca = tc["control_answers"];
+  const auto trait_data = experiments::trait_answer_data(config::load_trait("animal", ""), "owl", "");
+  EXPECT_EQ(ca["examples"].get<size_t>(), trait_data.size());
+  EXPECT_EQ(ca["from_own_sample"].get<long>() + ca["filled_from_named"].get<long>(), ca["examples"].get<long>());
+  EXPECT_LT(ca["target_share"].get<double>(), 0.5) << ca.dump();  // not an owl teacher
+  EXPECT_EQ(read_json(out / "students" / "control_s1" / "finetune.json")["teacher"], "teacher_control");
   for (auto it = sm["tests"].begin(); it != sm["tests"].end(); ++it) {
     EXPECT_TRUE(it.value().contains("compares")) << it.key();
     EXPECT_TRUE(it.value().contains("se") && it.value().contains("df") && it.value().contains("ci90")) << it.key();
@@ -169,13 +182,14 @@ TEST(TraitE2E, TinyRunReportsEveryArmAndItsDataHoldsNoAnimalName) {
     EXPECT_TRUE(d["coverage_final"]["mean"].is_number()) << arm << d.dump();
     for (const auto& ps : sm["arms"][arm]["per_seed"]) EXPECT_TRUE(ps.contains("coverage_first")) << arm;
   }
-  // the control's source is its own init: zero held-out divergence at the start, no displacement
-  EXPECT_NEAR(sm["arms"]["control"]["diagnostics"]["heldout_kl_init"]["mean"].get<double>(), 0.0, 1e-9);
-  EXPECT_FALSE(sm["arms"]["control"]["diagnostics"].contains("coverage_final"));
+  // the control's source is the control teacher, not its own init: held-out divergence at the start,
+  // and a displacement (the control teacher's) to cover, as for the treatment
+  EXPECT_GT(sm["arms"]["control"]["diagnostics"]["heldout_kl_init"]["mean"].get<double>(), 0.0);
+  EXPECT_TRUE(sm["arms"]["control"]["diagnostics"].contains("coverage_final"));
   EXPECT_TRUE(sm["specificity"]["treatment"].contains("cat")) << sm["specificity"].dump();
   EXPECT_TRUE(sm["specificity"]["other_trait"].contains("other_target_vs_control"));
   EXPECT_GT(sm["datasets"]["teacher_s1"]["divergence_from_base"]["mean_kl"].get<double>(), 0.0);
-  EXPECT_TRUE(sm["datasets"]["control_s1"]["divergence_from_base"]["same_model"].get<bool>());
+  EXPECT_FALSE(sm["datasets"]["control_s1"]["divergence_from_base"]["same_model"].get<bool>());
   EXPECT_GT(sm["datasets"]["teacher_s1"]["heldout"]["kept"].get<int64_t>(), 0);
   {  // held-out prompts: none of them among the prompts sampled for training
     std::set<std::string> train_prompts;
@@ -368,7 +382,8 @@ TEST(TraitE2E, ThirdPartyBpeTokenizerPretrainsAndRunsAsACheckpoint) {
 TEST(TraitE2E, AdapterOnlyLoraStagesGiveTheSameResultsAsMergedOnes) {
   auto dir = testutil::temp_dir("adapter_only");
   const std::string base = "run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --jobs 2 --set students.seeds=1" +
-                           " --set 'students.arms=[\"treatment\",\"control\"]' --set teacher.params=lora --set finetune.params=lora";
+                           " --set 'students.arms=[\"treatment\",\"control\"]' --set teacher.params=lora --set finetune.params=lora" +
+                           " --set students.control=base";
   auto merged = dir / "merged", adapter = dir / "adapter";
   auto r = testutil::run_cli(base + " --out " + merged.string());
   ASSERT_EQ(r.code, 0) << r.out;

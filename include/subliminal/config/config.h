@@ -358,6 +358,11 @@ struct StudentsConfig {
   int64_t cross_init_seed = -1;       // base seed of the cross-init model (-1: derived from the run seed)
   std::string cross_init_path;        // base.kind checkpoint: the cross-init model directory (another init, same vocabulary)
   std::string other_target = "cat";   // the other_trait teacher's animal
+  // What the control students learn from: "teacher", a control teacher trained exactly as the trait
+  // teacher, towards the base's own preferences; "base", the base's own data (under distillation
+  // with LoRA a fixed point: the control is then the untrained base); "auto": "teacher" for a
+  // fine-tuned teacher (teacher.method "finetune"), else "base".
+  std::string control = "auto";
   template <class V>
   void visit(V& v) {
     v("arms", arms);
@@ -365,6 +370,7 @@ struct StudentsConfig {
     v("cross_init_seed", cross_init_seed);
     v("cross_init_path", cross_init_path);
     v("other_target", other_target);
+    v("control", control);
   }
 };
 
@@ -595,6 +601,8 @@ json to_json(const RunConfig& c);
 // Every config key, [{key, type, default}], the defaults those of a config file with no keys:
 // `subliminal schema`, and what docs/configuration.md is checked against.
 json config_schema();
+// Whether the control students learn from a matched control teacher (students.control resolved).
+bool matched_control(const RunConfig& c);
 
 // Sub-seed derivation: hash(seed, stage, salt) -> 63-bit seed (FNV-1a + splitmix64).
 uint64_t derive_seed(uint64_t seed, const std::string& stage, const std::string& salt = "");

@@ -31,6 +31,16 @@ struct EvalCall {
   bool bf16;
 };
 
+// The matched control teacher's training data (see TraitRun::control_answers).
+struct ControlCall {
+  model::LlamaForCausalLM& base;  // the base, before any training
+  const text::Tokenizer& tok;
+  const config::RunConfig& cfg;
+  const config::TraitDef& trait;
+  uint64_t seed;
+  bool bf16;
+};
+
 struct TraitRun {
   std::string kind;  // a config::trait_kinds() name
   // The system prompt of a teacher.method "system_prompt" teacher of `target`.
@@ -39,6 +49,10 @@ struct TraitRun {
   std::function<std::vector<data::Conversation>(const config::TraitDef& t, const std::string& target, const std::string& data_dir,
                                                 const std::string& answers)>
       teacher_answers;
+  // What the matched control teacher trains on (students.control "teacher"): the trait teacher's
+  // questions and answer forms, the answers without the trait. Fills `out`; returns how they were
+  // chosen (for teacher.json and the report).
+  std::function<nlohmann::json(const ControlCall& call, std::vector<data::Conversation>& out)> control_answers;
   // The questions its evaluation asks.
   std::function<std::vector<std::string>(const config::RunConfig& c, const config::TraitDef& t)> questions;
   // Samples and scores the answers; the rate goes under summary["target_rate"].
