@@ -46,6 +46,19 @@ static std::string pct(const json& r) {
                      100 * ci[1].get<double>(), r["n"].get<long>());
 }
 
+// A single model's rate (report.h).
+eval::Rate model_rate(const json& m, std::string* how) {
+  eval::Rate r = eval::target_rate(m);
+  if (how) *how = fmt::format("Wilson, n={}", r.n);
+  if (m.contains("target_rate_over_questions") && m["target_rate_over_questions"].value("defined", false)) {
+    const json& q = m["target_rate_over_questions"];
+    r.lo = q["ci95"][0].get<double>();
+    r.hi = q["ci95"][1].get<double>();
+    if (how) *how = fmt::format("t over {} questions", q.value("questions", 0));
+  }
+  return r;
+}
+
 namespace {
 
 const char* arm_title(const std::string& arm) {
@@ -59,19 +72,6 @@ const char* arm_title(const std::string& arm) {
 // A summary written with the clustered inference (its arms carry "rate"), or an older one.
 bool clustered_summary(const json& sm) { return sm["arms"].empty() || sm["arms"].begin()->contains("rate"); }
 
-// A single model's rate with the interval the summary made for it: over questions when it has one
-// (`how` says which), else the eval's Wilson interval.
-eval::Rate model_rate(const json& m, std::string* how = nullptr) {
-  eval::Rate r = eval::target_rate(m);
-  if (how) *how = fmt::format("Wilson, n={}", r.n);
-  if (m.contains("target_rate_over_questions") && m["target_rate_over_questions"].value("defined", false)) {
-    const json& q = m["target_rate_over_questions"];
-    r.lo = q["ci95"][0].get<double>();
-    r.hi = q["ci95"][1].get<double>();
-    if (how) *how = fmt::format("t over {} questions", q.value("questions", 0));
-  }
-  return r;
-}
 
 // How an arm's interval was made: over seed pairs and questions (the clustered estimate), or the
 // Student-t interval of the seed rates in summaries written before it.

@@ -63,14 +63,10 @@ json read_json(const stdfs::path& p) {
   }
 }
 
-// A model's or arm's target rate: the over-questions estimate where the summary has one.
-std::string model_rate(const json& m) {
-  if (m.contains("target_rate_over_questions") && m["target_rate_over_questions"].value("defined", false)) {
-    const json& r = m["target_rate_over_questions"];
-    return pct(r["mean"].get<double>()) + pct_ci(r["ci95"]);
-  }
-  if (m.contains("target_rate")) return pct(m["target_rate"]["rate"].get<double>()) + pct_ci(m["target_rate"]["ci95"]);
-  return "";
+// A model's target rate and interval as the run's own report gives them (report::model_rate).
+std::string model_rate_text(const json& m, std::string* how = nullptr) {
+  const eval::Rate r = model_rate(m, how);
+  return fmt::format("{:.1f}% [{:.1f}, {:.1f}]", 100 * r.rate, 100 * r.lo, 100 * r.hi);
 }
 
 std::string rates_table(const json& sm) {
@@ -78,15 +74,13 @@ std::string rates_table(const json& sm) {
   const json& models = sm["models"];
   for (const char* m : {"base", "teacher", "base_cross", "teacher_other", "teacher_control"}) {
     if (!models.contains(m)) continue;
-    const json& x = models[m];
-    std::string how = x.contains("target_rate_over_questions") && x["target_rate_over_questions"].value("defined", false)
-                          ? fmt::format("t over {} questions", x["target_rate_over_questions"].value("questions", 0))
-                          : "Wilson, n = " + std::to_string(x.contains("target_rate") ? x["target_rate"].value("n", 0) : 0);
+    std::string how;
+    const std::string rate = model_rate_text(models[m], &how);
     const std::string label = std::string(m) == "base_cross"        ? "cross-init base"
                               : std::string(m) == "teacher_other"   ? "other-trait teacher"
                               : std::string(m) == "teacher_control" ? "control teacher"
                                                                     : m;
-    o += fmt::format("| {} | 1 | {} | {} | {} |\n", label, std::string(m).rfind("teacher", 0) == 0 ? "yes" : "no (the base)", model_rate(x), how);
+    o += fmt::format("| {} | 1 | {} | {} | {} |\n", label, std::string(m).rfind("teacher", 0) == 0 ? "yes" : "no (the base)", rate, how);
   }
   std::vector<std::string> order;  // treatment and control first, then the other arms as the summary has them
   for (const char* k : {"treatment", "control"})
@@ -253,7 +247,7 @@ std::map<stdfs::path, std::string> render_results_pages(const stdfs::path& index
       throw Error(target.string() + ": no " + open + " ... " + close + " region", "the snippet " + sp + " of " + file + " renders into it");
     const json& arms = r.sm["arms"];
     std::string t = "\n| '" + r.sm.value("target", std::string()) + "' in the answers | rate [95% interval] |\n|---|---|\n";
-    if (r.sm["models"].contains("teacher")) t += "| teacher | " + model_rate(r.sm["models"]["teacher"]) + " |\n";
+    if (r.sm["models"].contains("teacher")) t += "| teacher | " + model_rate_text(r.sm["models"]["teacher"]) + " |\n";
     for (const char* arm : {"treatment", "control"}) {
       if (!arms.contains(arm)) continue;
       const json& x = arms[arm];

@@ -292,17 +292,11 @@ std::vector<CommandCheck> check_commands(const std::string& label, const std::st
       } else if (run) {
         args += " --dry-run";
       }
-      const std::string cmd = "cd " + shell_quote(root.string()) + " && " + std::string(run ? "" : "SUBLIMINAL_PARSE_ONLY=1 ") +
-                              shell_quote(SUBLIMINAL_BIN) + args + " 2>&1";
-      std::string output;
-      FILE* p = popen(cmd.c_str(), "r");
-      char buf[4096];
-      size_t n;
-      while ((n = fread(buf, 1, sizeof buf, p)) > 0) output.append(buf, n);
-      const int st = pclose(p);
-      const int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-      std::string problem;
-      if (code != 0) problem = "exit " + std::to_string(code) + ": " + output.substr(0, 600);
+      // (ctest runs the tests in the source tree, where the commands' relative paths resolve)
+      if (!run) setenv("SUBLIMINAL_PARSE_ONLY", "1", 1);
+      const auto r = testutil::run_cli(args.substr(1));
+      if (!run) unsetenv("SUBLIMINAL_PARSE_ONLY");
+      const std::string problem = r.code == 0 ? "" : "exit " + std::to_string(r.code) + ": " + r.out.substr(0, 600);
       out.push_back({where, joined, problem});
     }
   }

@@ -5,12 +5,16 @@
 #include <filesystem>
 
 #include "subliminal/config/config.h"
+#include "subliminal/eval/result.h"
 
 namespace subliminal::report {
 // Shared by the reports: "Treatment", "Cross-init", ...; p-values as 0.0045 or 8.7e-05; SVG text.
 const char* arm_short(const std::string& arm);
 std::string fmt_p(double p);
 std::string xml_escape(const std::string& s);
+// A single model's rate in a summary with the interval made for it: over questions where the summary
+// has one (`how` says which), else the eval's Wilson interval.
+eval::Rate model_rate(const nlohmann::json& m, std::string* how = nullptr);
 
 void write_report(const std::filesystem::path& dir, const config::RunConfig& cfg, const nlohmann::json& results,
                   const nlohmann::json& manifest);
