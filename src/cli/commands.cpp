@@ -101,7 +101,19 @@ static void print_headline(const std::filesystem::path& dir) try {
   std::string out;
   if (sm.contains("target") && sm.contains("arms") && sm["models"].is_object() && !sm.contains("bars")) {  // a trait run
     const std::string target = sm.value("target", std::string());
-    out += "'" + target + "' rate:";
+    if (sm.contains("replicates")) {  // pooled over independent replicates: each replicate's line first
+      std::string targets;
+      for (const auto& r : sm["replicates"]) {
+        targets += (targets.empty() ? "" : ", ") + r.value("target", std::string());
+        const json& d = r["tests"].value("treatment_vs_control", json::object());
+        if (d.contains("diff"))
+          out += fmt::format("replicate {} ('{}', seed {}): treatment - control {:+.1f} pts\n", r["replicate"].get<int>(), r.value("target", std::string()),
+                             r["seed"].dump(), 100 * d["diff"].get<double>());
+      }
+      out += fmt::format("pooled over {} replicates ({}), each replicate's own target; rate:", sm["replicates"].size(), targets);
+    } else {
+      out += "'" + target + "' rate:";
+    }
     for (const char* m : {"base", "teacher"})
       if (sm["models"].contains(m)) out += fmt::format("  {} {:.1f}%", m, 100 * sm["models"][m]["target_rate"]["rate"].get<double>());
     for (auto it = sm["arms"].begin(); it != sm["arms"].end(); ++it)

@@ -432,6 +432,52 @@ static void validate_analysis(const RunConfig& c, const std::string& file) {
   check(a.heat_strip >= 1 && a.heat_strip <= 1000, file, "$.analysis.heat_strip", "expected 1 .. 1000, got " + str(a.heat_strip));
 }
 
+static void validate_replicates(const RunConfig& c, const std::string& file, const TraitDef& trait) {
+  const auto& r = c.replicates;
+  check(r.count >= 1 && r.count <= 100, file, "$.replicates.count", "expected 1 .. 100, got " + str(r.count));
+  const bool asks = !r.targets.empty() || r.draw_targets || !r.exclude.empty() || !r.seeds.empty();
+  if (r.count == 1) {
+    check(!asks, file, "$.replicates.count", "replicates.targets, draw_targets, exclude and seeds describe two or more replicates; expected count >= 2");
+    return;
+  }
+  check(c.experiment == "trait_transfer", file, "$.replicates.count", "replicates are pipelines of a trait_transfer run; expected 1 for " + str(c.experiment));
+  check(!c.analysis.enabled, file, "$.analysis.enabled", "the analysis stages run on one pipeline; expected false with replicates.count >= 2");
+  if (c.base.kind != "checkpoint") {
+    check(c.base.seed < 0, file, "$.base.seed", "a fixed base seed would give every replicate the same base; expected -1 with replicates.count >= 2");
+    check(c.students.cross_init_seed < 0, file, "$.students.cross_init_seed",
+          "a replicate's cross-init students start from the next replicate's base; expected -1 with replicates.count >= 2");
+  }
+  const bool other = std::find(c.students.arms.begin(), c.students.arms.end(), "other_trait") != c.students.arms.end();
+  if (!r.targets.empty()) {
+    check(!r.draw_targets, file, "$.replicates.draw_targets", "expected false when replicates.targets lists the targets");
+    check(static_cast<int>(r.targets.size()) == r.count, file, "$.replicates.targets",
+          "expected one target per replicate (" + std::to_string(r.count) + "), got " + std::to_string(r.targets.size()));
+  }
+  for (size_t i = 0; i < r.targets.size(); ++i) {
+    const std::string p = "$.replicates.targets[" + std::to_string(i) + "]";
+    check(trait_kind(trait.kind).target.empty() && is_target(trait, r.targets[i]), file, p, "expected " + targets_what(trait) + ", got " + str(r.targets[i]));
+    check(!other || r.targets[i] != c.students.other_target, file, p, "expected a target other than students.other_target " + str(c.students.other_target));
+  }
+  for (size_t i = 0; i < r.exclude.size(); ++i)
+    check(is_target(trait, r.exclude[i]), file, "$.replicates.exclude[" + std::to_string(i) + "]", "expected " + targets_what(trait) + ", got " + str(r.exclude[i]));
+  if (r.draw_targets) {
+    check(trait_kind(trait.kind).has_items && trait_kind(trait.kind).target.empty(), file, "$.replicates.draw_targets",
+          "targets are drawn from a preference trait's items; the trait " + str(trait.spec) + " has none");
+    check(!replicate_targets(c).empty(), file, "$.replicates.exclude", "every item is excluded (or is students.other_target): nothing left to draw");
+  }
+  if (!r.targets.empty() || r.draw_targets)
+    check(c.eval.target.empty(), file, "$.eval.target", "each replicate evaluates its own target; expected \"\" with replicates.targets or draw_targets");
+  if (!r.seeds.empty())
+    check(static_cast<int>(r.seeds.size()) == r.count, file, "$.replicates.seeds",
+          "expected one seed per replicate (" + std::to_string(r.count) + "), got " + std::to_string(r.seeds.size()));
+  std::set<int64_t> seen;
+  for (size_t i = 0; i < r.seeds.size(); ++i) {
+    const std::string p = "$.replicates.seeds[" + std::to_string(i) + "]";
+    check(r.seeds[i] >= 0, file, p, "expected a non-negative seed, got " + std::to_string(r.seeds[i]));
+    check(seen.insert(r.seeds[i]).second, file, p, "duplicate seed " + std::to_string(r.seeds[i]) + ": replicates must be independent");
+  }
+}
+
 void validate(const RunConfig& c, const std::string& file) {
   validate_run(c, file);
   std::vector<TraitDef> ctraits;
@@ -440,6 +486,7 @@ void validate(const RunConfig& c, const std::string& file) {
   const TraitDef trait = validate_teacher(c, file, ctraits);
   validate_dataset(c, file, trait);
   validate_students(c, file, trait);
+  validate_replicates(c, file, trait);
   validate_finetune(c, file);
   validate_mnist(c, file);
   validate_eval(c, file, trait);
@@ -486,6 +533,52 @@ json to_json(const RunConfig& c) { return to_json_value(c); }
 bool matched_control(const RunConfig& c) {
   const bool arm = std::find(c.students.arms.begin(), c.students.arms.end(), "control") != c.students.arms.end();
   return arm && (c.students.control == "teacher" || (c.students.control == "auto" && c.teacher.method == "finetune"));
+}
+
+bool replicated(const RunConfig& c) { return c.replicates.count >= 2; }
+
+std::vector<std::string> replicate_targets(const RunConfig& c) {
+  const auto& r = c.replicates;
+  if (!r.targets.empty()) return r.targets;
+  if (!r.draw_targets) return std::vector<std::string>(static_cast<size_t>(std::max(1, r.count)), c.teacher.target);
+  const TraitDef t = run_trait(c);
+  const bool other = std::find(c.students.arms.begin(), c.students.arms.end(), "other_trait") != c.students.arms.end();
+  std::vector<std::string> pool;
+  for (const auto& it : t.items)
+    if (std::find(r.exclude.begin(), r.exclude.end(), it) == r.exclude.end() && !(other && it == c.students.other_target)) pool.push_back(it);
+  if (pool.empty()) return {};
+  // Without replacement while the pool lasts (then a fresh permutation): Fisher-Yates on splitmix64
+  // (no std:: distribution, whose output the standard leaves to the library).
+  uint64_t state = derive_seed(c.seed, "replicate-targets");
+  auto next = [&] {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  std::vector<std::string> out;
+  while (static_cast<int>(out.size()) < r.count) {
+    std::vector<std::string> perm = pool;
+    for (size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[next() % i]);
+    for (const auto& x : perm)
+      if (static_cast<int>(out.size()) < r.count) out.push_back(x);
+  }
+  return out;
+}
+
+uint64_t replicate_seed(const RunConfig& c, int k) {
+  const auto& s = c.replicates.seeds;
+  if (k >= 1 && static_cast<size_t>(k) <= s.size()) return static_cast<uint64_t>(s[static_cast<size_t>(k - 1)]);
+  return derive_seed(c.seed, "replicate", std::to_string(k));
+}
+
+RunConfig replicate_config(const RunConfig& c, int k) {
+  RunConfig r = c;
+  r.seed = replicate_seed(c, k);
+  const auto targets = replicate_targets(c);
+  if (k >= 1 && static_cast<size_t>(k) <= targets.size()) r.teacher.target = targets[static_cast<size_t>(k - 1)];
+  r.replicates = ReplicatesConfig{};  // one pipeline
+  return r;
 }
 
 json config_schema() {

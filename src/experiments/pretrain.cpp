@@ -156,8 +156,11 @@ class PretrainStage : public Stage {
     if (ctx.rank() > 0) return {};  // rank 0 holds the same weights and writes them
     m->to(torch::kCPU);
     model::save_model_dir(work.string(), m, tok, {{"base_config", config::to_json_value(ctx.cfg.base)}, {"seed", wseed}, {"stage", tag}});
+    // the corpus stage's own seed (a replicate's base reads the run's shared corpus)
+    const json crec = json::parse(fs::read_file(ctx.stage_dir("corpus") / "stage.json"));
+    const json corpus_seed = crec.value("results", json::object()).value("seed", json(config::derive_seed(seed, "corpus")));
     return {{"seed", wseed},
-            {"seeds", {{"corpus", config::derive_seed(seed, "corpus")}, {"init", config::derive_seed(wseed, "init")},
+            {"seeds", {{"corpus", corpus_seed}, {"init", config::derive_seed(wseed, "init")},
                        {"data_order", config::derive_seed(wseed, "data-order")}}},
             {"parameters", m->num_parameters()},
             {"vocab_size", tok.vocab_size()},

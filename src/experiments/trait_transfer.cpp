@@ -416,10 +416,10 @@ class StudentStage : public Stage {
     init.model->to(torch::kCPU);
     res["arm"] = arm_;
     res["seed_pair"] = k_;
-    res["init"] = a.init;
-    res["data"] = data_stage(a.source, k_);
+    res["init"] = ctx.stage_name(a.init);  // the run's stage names (a replicate's cross-init: the next replicate's base)
+    res["data"] = ctx.stage_name(data_stage(a.source, k_));
     if (!a.intervention.empty()) res["intervention"] = a.intervention;
-    res["teacher"] = f.loss == "sft" ? "" : source_model(a.source, control_teacher_);
+    res["teacher"] = f.loss == "sft" ? "" : ctx.stage_name(source_model(a.source, control_teacher_));
     if (!(f.params == "lora" && f.lora.save == "adapter"))
       model::save_model_dir(work.string(), init.model, init.tokenizer, {{"stage", name()}, {"finetune", fs::without_timings(res)}});
     fs::write_file_atomic(work / "finetune.json", fs::without_timings(res).dump(2) + "\n");
@@ -763,9 +763,326 @@ class SummaryStage : public Stage {
   Trait trait_;
 };
 
+// --- Replicates (config::ReplicatesConfig) -----------------------------------------------------
+
+// One replicate: its config (the run's with its seed and target) and how its stages' names for each
+// other map to the run's: "corpus" (and a checkpoint base) shared; "base_cross" the next replicate's
+// base; everything else under r<k>/.
+struct Replica {
+  int k = 1, count = 1;
+  bool checkpoint = false;
+  config::RunConfig cfg;
+  std::string prefix() const { return "r" + std::to_string(k) + "/"; }
+  std::string alias(const std::string& n) const {
+    if (n == "corpus" || (checkpoint && (n == "base" || n == "base_cross"))) return n;
+    if (n == "base_cross") return "r" + std::to_string(k % count + 1) + "/base";
+    return prefix() + n;
+  }
+  // Stages of the replicate's own pipeline that are not its own: emitted once for the run
+  // (the corpus, the checkpoints) or by the replicate whose base it is.
+  bool owns(const std::string& n) const { return alias(n) == prefix() + n; }
+};
+using ReplicaPtr = std::shared_ptr<const Replica>;
+
+// A stage of a replicate's pipeline, run as the run's stage r<k>/<name>: its stage code sees the
+// replicate's config and names (RunContext::alias), unchanged.
+class ReplicaStage : public Stage {
+ public:
+  ReplicaStage(std::unique_ptr<Stage> inner, ReplicaPtr rep) : inner_(std::move(inner)), rep_(std::move(rep)) {}
+  std::string name() const override { return rep_->alias(inner_->name()); }
+  std::vector<std::string> deps() const override {
+    std::vector<std::string> d;
+    for (const auto& x : inner_->deps()) d.push_back(rep_->alias(x));
+    return unique(d);
+  }
+  json inputs(const RunContext& ctx) const override {
+    json in = inner_->inputs(scoped(ctx));
+    in["replicate"] = rep_->k;
+    return in;
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool resuming) override {
+    RunContext sub = scoped(ctx);
+    return inner_->run(sub, work, resuming);
+  }
+  std::vector<std::string> scratch() const override { return inner_->scratch(); }
+  bool data_parallel(const RunContext& ctx) const override { return inner_->data_parallel(scoped(ctx)); }
+
+ private:
+  RunContext scoped(const RunContext& ctx) const {
+    RunContext s = ctx;
+    s.cfg = rep_->cfg;
+    ReplicaPtr rep = rep_;
+    s.alias = [rep](const std::string& n) { return rep->alias(n); };
+    s.metrics_prefix = "r" + std::to_string(rep_->k) + "_";
+    return s;
+  }
+  std::unique_ptr<Stage> inner_;
+  ReplicaPtr rep_;
+};
+
+// The run's summary over its replicates: every model and arm pooled, every comparison with the
+// replicate as the unit (stats::compare_replicates), each replicate's own beside it.
+class PooledSummaryStage : public Stage {
+ public:
+  PooledSummaryStage(std::vector<ReplicaPtr> reps, std::vector<std::string> evals, Trait trait)
+      : reps_(std::move(reps)), evals_(std::move(evals)), trait_(std::move(trait)) {}
+  std::string name() const override { return "summary"; }
+  std::vector<std::string> deps() const override {
+    std::vector<std::string> d;
+    for (const auto& r : reps_) d.push_back(r->prefix() + "summary");
+    for (const auto& r : reps_)
+      for (const auto& e : evals_) d.push_back(r->alias(e));
+    return d;
+  }
+  json inputs(const RunContext& ctx) const override {
+    json d = json::object(), reps = json::array();
+    for (const auto& n : deps()) d[n] = digest(ctx, n);
+    for (const auto& r : reps_) reps.push_back({{"replicate", r->k}, {"seed", r->cfg.seed}, {"target", r->cfg.teacher.target}});
+    return {{"stages", d}, {"replicates", reps}, {"arms", ctx.cfg.students.arms}, {"seeds", ctx.cfg.students.seeds}, {"summary", "replicates-1"}};
+  }
+  json run(RunContext& ctx, const sfs::path& work, bool) override {
+    const auto& c = ctx.cfg;
+    const int S = c.students.seeds, R = static_cast<int>(reps_.size());
+    std::vector<json> sums;
+    // per replicate: each model's (and each arm's, its seed pairs averaged) per-question rates of the
+    // replicate's target and of the other teacher's item
+    std::vector<std::map<std::string, stats::QuestionRates>> q(reps_.size()), qo(reps_.size());
+    for (size_t i = 0; i < reps_.size(); ++i) {
+      const Replica& r = *reps_[i];
+      sums.push_back(json::parse(fs::read_file(ctx.stage_dir(r.prefix() + "summary") / "summary.json")));
+      for (const auto& e : evals_) {
+        const sfs::path dir = ctx.stage_dir(r.alias(e));
+        const json j = json::parse(fs::read_file(dir / "eval.json"));
+        q[i][e.substr(5)] = question_rates(j, r.alias(e));
+        if (!c.students.other_target.empty()) qo[i][e.substr(5)] = item_question_rates(dir, j, c.students.other_target);
+      }
+      for (auto* m : {&q[i], &qo[i]})
+        for (const auto& arm : c.students.arms) {
+          stats::QuestionRates mean;
+          for (int k = 1; k <= S; ++k) {
+            const auto& v = m->at(arm + "_s" + std::to_string(k));
+            if (mean.empty()) mean.assign(v.size(), 0.0);
+            for (size_t j = 0; j < v.size() && j < mean.size(); ++j) mean[j] += v[j] / S;
+          }
+          (*m)["arm:" + arm] = mean;
+        }
+    }
+    auto across = [&](const std::string& key, bool other = false) {
+      std::vector<stats::QuestionRates> v;
+      for (size_t i = 0; i < reps_.size(); ++i) v.push_back((other ? qo : q)[i].at(key));
+      return v;
+    };
+    auto mean_of = [&](const std::function<double(const json&)>& f) {
+      double m = 0;
+      for (const auto& sm : sums) m += f(sm) / R;
+      return m;
+    };
+    auto pooled_rate = [&](const std::vector<stats::QuestionRates>& v) {
+      json j = report::rate_json(stats::estimate_rate(v));
+      j["unit"] = "replicates";
+      return j;
+    };
+    const std::vector<std::string> targets = config::replicate_targets(c);
+    const bool one_target = std::all_of(targets.begin(), targets.end(), [&](const std::string& t) { return t == targets.front(); });
+    const std::string target = one_target ? targets.front() : std::string("target");
+    // the models every replicate has
+    json models = json::object();
+    for (const auto& e : evals_) {
+      const std::string key = e.substr(5);
+      const bool student = std::any_of(c.students.arms.begin(), c.students.arms.end(), [&](const std::string& a) { return key.rfind(a + "_s", 0) == 0; });
+      if (student || !sums.front()["models"].contains(key)) continue;
+      const json est = pooled_rate(across(key));
+      eval::Rate rate;
+      rate.rate = est["mean"].get<double>();
+      rate.lo = est["ci95"][0].get<double>();
+      rate.hi = est["ci95"][1].get<double>();
+      json dist = json::object();
+      for (const auto& sm : sums) {
+        rate.count += eval::target_rate(sm["models"][key]).count;
+        rate.n += eval::target_rate(sm["models"][key]).n;
+        for (auto it = sm["models"][key]["distribution"].begin(); it != sm["models"][key]["distribution"].end(); ++it)
+          dist[it.key()] = dist.value(it.key(), 0.0) + it.value().get<double>() / R;
+      }
+      json m = {{eval::kTargetRate, rate}, {"target_rate_over_questions", est}, {"distribution", dist}, {"model", key}};
+      for (const char* f : {"p_target_start", "target_share_of_named", "names_a_candidate"})
+        m[f] = mean_of([&](const json& sm) { return sm["models"][key].value(f, 0.0); });
+      models[key] = m;
+    }
+    json arms = json::object();
+    for (const auto& arm : c.students.arms) {
+      const json est = pooled_rate(across("arm:" + arm));
+      json per = json::array();
+      bool trained = true;
+      for (size_t i = 0; i < reps_.size(); ++i) {
+        const json& a = sums[i]["arms"][arm];
+        trained = trained && a.value("trained", true);
+        per.push_back({{"replicate", reps_[i]->k}, {"target", reps_[i]->cfg.teacher.target}, {"rate", a["mean"]}, {"ci95", a["ci95"]}});
+      }
+      arms[arm] = {{"n", R}, {"mean", est["mean"]}, {"ci95", est["ci95"]}, {"rate", est}, {"trained", trained}, {"models", R * S},
+                   {"per_seed", per}, {"diagnostics", json::object()}};
+      for (const char* f : {"p_target_start_mean", "target_share_of_named_mean", "names_a_candidate_mean"})
+        arms[arm][f] = mean_of([&](const json& sm) { return sm["arms"][arm].value(f, 0.0); });
+    }
+    const std::string unit = fmt::format(
+        "{} independent replicates (each its own base seed, teachers, data and students; the unit) crossed with {} questions x {} samples; "
+        "{} seed pair(s) averaged within each",
+        R, q.front().begin()->second.size(), c.eval.samples_per_question, S);
+    auto side = [&](const std::string& name, bool arm) {
+      report::Side sd{name, arm ? R * S : R, arm ? arms[name]["trained"].get<bool>() : false, ""};
+      if (name == "base_cross") sd.note = "each replicate's cross-init students' own init: the next replicate's base";
+      return sd;
+    };
+    auto label = [&](const std::string& name, bool arm) {
+      if (!arm) return fmt::format("{} ({} models, one per replicate)", name, R);
+      return fmt::format("{} students ({} replicates x {} seed pair{})", name, R, S, S == 1 ? "" : "s");
+    };
+    auto pooled_test = [&](const std::string& test, const std::string& a, bool a_arm, const std::string& b, bool b_arm, bool other = false) {
+      const auto cmp = stats::compare_replicates(across(a_arm ? "arm:" + a : a, other), across(b_arm ? "arm:" + b : b, other));
+      json t = report::comparison_json(cmp, side(a, a_arm), side(b, b_arm), unit, nullptr);
+      t["test"] = "replicates x questions: the mean over replicates and questions of each replicate's paired difference, two-way "
+                  "cluster-robust over replicates and questions, t with Satterthwaite df (stats::compare_replicates)";
+      t["compares"] = label(a, a_arm) + " vs " + label(b, b_arm);
+      t["replicates"] = R;
+      json per = json::array();
+      for (size_t i = 0; i < reps_.size(); ++i) {
+        const json& tests = other ? sums[i]["specificity"] : sums[i]["tests"];
+        const json* rt = nullptr;
+        if (!other && tests.contains(test)) rt = &tests[test];
+        if (other && tests.contains(a) && tests[a].contains("other_target_vs_control")) rt = &tests[a]["other_target_vs_control"];
+        json e = {{"replicate", reps_[i]->k}, {"target", reps_[i]->cfg.teacher.target}};
+        if (rt)
+          for (const char* f : {"diff", "ci95", "p_greater", "p_two_sided", "defined"})
+            if (rt->contains(f)) e[f] = (*rt)[f];
+        per.push_back(e);
+      }
+      t["per_replicate"] = per;
+      return t;
+    };
+    json tests = json::object();
+    if (arms.contains("control"))
+      for (const auto& arm : c.students.arms)
+        if (arm != "control") tests[arm + "_vs_control"] = pooled_test(arm + "_vs_control", arm, true, "control", true);
+    if (models.contains("teacher") && models.contains("base")) tests["teacher_vs_base"] = pooled_test("teacher_vs_base", "teacher", false, "base", false);
+    if (arms.contains("cross_init") && models.contains("base_cross"))
+      tests["cross_init_vs_its_base"] = pooled_test("cross_init_vs_its_base", "cross_init", true, "base_cross", false);
+    json specificity = json::object();
+    const bool items = config::trait_kind(trait_->kind).has_items;
+    if (!c.students.other_target.empty() && items && has_arm(c, "other_trait")) {
+      for (const auto& arm : c.students.arms) {
+        const double other_mean = stats::estimate_rate(across("arm:" + arm, true)).mean;
+        json row = {{target, arms[arm]["mean"]}, {c.students.other_target, other_mean}};
+        if (arm != "control" && arms.contains("control"))
+          row["other_target_vs_control"] = pooled_test(arm, arm, true, "control", true, true);
+        specificity[arm] = row;
+      }
+      for (const char* m : {"base", "teacher", "teacher_other", "base_cross"})
+        if (models.contains(m))
+          specificity[m] = {{target, models[m][eval::kTargetRate]["rate"]}, {c.students.other_target, stats::estimate_rate(across(m, true)).mean}};
+    }
+    json datasets = json::object(), replicates = json::array();
+    bool untrained = false;
+    for (size_t i = 0; i < reps_.size(); ++i) {
+      const Replica& r = *reps_[i];
+      const json& sm = sums[i];
+      untrained = untrained || sm.value("control_untrained", false);
+      for (auto it = sm["datasets"].begin(); it != sm["datasets"].end(); ++it) datasets[r.prefix() + it.key()] = it.value();
+      json rm = json::object(), ra = json::object(), rt = json::object();
+      for (auto it = sm["models"].begin(); it != sm["models"].end(); ++it) rm[it.key()] = eval::target_rate(it.value()).rate;
+      for (auto it = sm["arms"].begin(); it != sm["arms"].end(); ++it) ra[it.key()] = {{"mean", it.value()["mean"]}, {"ci95", it.value()["ci95"]}};
+      for (auto it = sm["tests"].begin(); it != sm["tests"].end(); ++it) {
+        json t = json::object();
+        for (const char* f : {"diff", "ci95", "p_greater", "p_two_sided", "defined", "compares"})
+          if (it.value().contains(f)) t[f] = it.value()[f];
+        rt[it.key()] = t;
+      }
+      replicates.push_back({{"replicate", r.k},
+                            {"seed", r.cfg.seed},
+                            {"target", r.cfg.teacher.target},
+                            {"stages", r.prefix()},
+                            {"base", r.alias("base")},
+                            {"cross_init_base", has_arm(c, "cross_init") ? r.alias("base_cross") : ""},
+                            {"models", rm},
+                            {"arms", ra},
+                            {"tests", rt}});
+    }
+    const config::TraitDef& trait = *trait_;
+    json out = {{"target", target},
+                {"targets", targets},
+                {"trait", trait.spec},
+                {"category", trait.category},
+                {"dataset_kind", c.dataset.kind},
+                {"teacher_method", c.teacher.method},
+                {"other_target", c.students.other_target},
+                {"loss", c.finetune.loss},
+                {"loss_label", train::loss_label(c.finetune.loss)},
+                {"params", c.finetune.params},
+                {"seeds", S},
+                {"replicate_count", R},
+                {"control_untrained", untrained},
+                {"control_source", sums.front().value("control_source", "base")},
+                {"models", models},
+                {"arms", arms},
+                {"tests", tests},
+                {"specificity", specificity},
+                {"datasets", datasets},
+                {"replicates", replicates}};
+    fs::write_file_atomic(work / "summary.json", out.dump(2) + "\n");
+    fs::write_file_atomic(work / "figure.svg", report::render_trait_figure(out));
+    fs::write_file_atomic(work / "replicates.svg", report::render_replicates_figure(out));
+    return out;
+  }
+  std::vector<std::string> scratch() const override { return {}; }
+
+ private:
+  std::vector<ReplicaPtr> reps_;
+  std::vector<std::string> evals_;  // the replicates' eval stages, by their own names ("eval/base", ...)
+  Trait trait_;
+};
+
+// One pipeline: base -> teachers -> data -> students -> evaluations -> summary.
+std::vector<std::unique_ptr<Stage>> pipeline_stages(const config::RunConfig& cfg, std::vector<std::string>* eval_names);
+
 }  // namespace
 
 std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& cfg) {
+  if (!config::replicated(cfg)) return pipeline_stages(cfg, nullptr);
+  std::vector<std::unique_ptr<Stage>> s;
+  const bool checkpoint = cfg.base.kind == "checkpoint";
+  // shared by every replicate: the corpus and its tokenizer (every base pretrains on it: the
+  // cross-init students' teacher and init share one vocabulary), or the checkpoints
+  if (checkpoint) {
+    s.push_back(make_checkpoint_stage("base", cfg.base.path));
+    if (has_arm(cfg, "cross_init")) s.push_back(make_checkpoint_stage("base_cross", cfg.students.cross_init_path));
+  } else {
+    s.push_back(make_corpus_stage());
+  }
+  std::vector<ReplicaPtr> reps;
+  std::vector<std::string> evals;
+  // every replicate's base first (a replicate's cross-init students need the next one's; and the
+  // bases, most of the time, then pretrain side by side), then each replicate's pipeline
+  std::vector<std::unique_ptr<Stage>> rest;
+  for (int k = 1; k <= cfg.replicates.count; ++k) {
+    auto r = std::make_shared<Replica>();
+    r->k = k;
+    r->count = cfg.replicates.count;
+    r->checkpoint = checkpoint;
+    r->cfg = config::replicate_config(cfg, k);
+    reps.push_back(r);
+    evals.clear();
+    for (auto& st : pipeline_stages(r->cfg, &evals)) {
+      const std::string n = st->name();
+      if (!r->owns(n)) continue;
+      (n == "base" ? s : rest).push_back(std::make_unique<ReplicaStage>(std::move(st), r));
+    }
+  }
+  for (auto& st : rest) s.push_back(std::move(st));
+  s.push_back(std::make_unique<PooledSummaryStage>(reps, evals, std::make_shared<const config::TraitDef>(config::run_trait(reps.front()->cfg))));
+  return s;
+}
+
+namespace {
+
+std::vector<std::unique_ptr<Stage>> pipeline_stages(const config::RunConfig& cfg, std::vector<std::string>* eval_names) {
   const Trait trait = std::make_shared<const config::TraitDef>(config::run_trait(cfg));
   // files the trait names, checked before any stage runs (not after hours of pretraining)
   if (!trait->teacher_data.empty() && cfg.teacher.method == "finetune" && !sfs::exists(trait->teacher_data))
@@ -827,7 +1144,10 @@ std::vector<std::unique_ptr<Stage>> make_trait_stages(const config::RunConfig& c
   }
   s.push_back(std::make_unique<SummaryStage>(evals, datasets, trait));
   if (cfg.analysis.enabled) s.push_back(make_analysis_summary_stage(cfg, trait));
+  if (eval_names) *eval_names = evals;
   return s;
 }
+
+}  // namespace
 
 }  // namespace subliminal::experiments

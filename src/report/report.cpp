@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "subliminal/eval/result.h"
@@ -54,7 +55,10 @@ eval::Rate model_rate(const json& m, std::string* how) {
     const json& q = m["target_rate_over_questions"];
     r.lo = q["ci95"][0].get<double>();
     r.hi = q["ci95"][1].get<double>();
-    if (how) *how = fmt::format("t over {} questions", q.value("questions", 0));
+    if (how)
+      *how = q.value("unit", std::string()) == "replicates"
+                 ? fmt::format("{} replicates x {} questions, clustered", q.value("models", 0), q.value("questions", 0))
+                 : fmt::format("t over {} questions", q.value("questions", 0));
   }
   return r;
 }
@@ -78,6 +82,8 @@ bool clustered_summary(const json& sm) { return sm["arms"].empty() || sm["arms"]
 std::string interval_label(const json& a) {
   if (!a.contains("rate")) return fmt::format("Student-t over {} seed pairs", a.value("n", 0));
   const json& r = a["rate"];
+  if (r.value("unit", std::string()) == "replicates")
+    return fmt::format("{} replicates x {} questions, clustered", r.value("models", 0), r.value("questions", 0));
   if (!a.value("trained", true)) return fmt::format("one untrained model, t over {} questions", r.value("questions", 0));
   return fmt::format("{} seed pairs x {} questions, clustered", r.value("models", 0), r.value("questions", 0));
 }
@@ -171,6 +177,40 @@ static std::string datasets_md(const json& sm) {
   return md;
 }
 
+std::string join_targets(const json& sm) {
+  std::string t;
+  for (const auto& r : sm.value("replicates", json::array())) t += (t.empty() ? "" : ", ") + r.value("target", std::string());
+  return t;
+}
+
+}  // namespace
+
+std::string replicates_md(const json& sm) {
+  std::string md = "\nEach replicate on its own (its stages under r<k>/; its report: r<k>/summary/summary.json). Comparisons: the "
+                   "difference with its 95% interval and one-sided p, the test within the replicate (models x questions).\n\n"
+                   "| replicate | seed | target | base | teacher | control | treatment | treatment - control | cross-init - its base | other-trait - control |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|\n";
+  auto pct = [](const json& j, const char* k) { return j.contains(k) ? fmt::format("{:.1f}%", 100 * j[k].get<double>()) : std::string("-"); };
+  auto arm = [](const json& r, const char* a) {
+    return r["arms"].contains(a) ? fmt::format("{:.1f}%", 100 * r["arms"][a]["mean"].get<double>()) : std::string("-");
+  };
+  auto test = [](const json& r, const char* t) {
+    if (!r["tests"].contains(t)) return std::string("-");
+    const json& x = r["tests"][t];
+    if (!x.value("defined", false)) return fmt::format("{:+.1f} pts (undefined)", 100 * x.value("diff", 0.0));
+    return fmt::format("{:+.1f} [{:+.1f}, {:+.1f}], p = {}", 100 * x["diff"].get<double>(), 100 * x["ci95"][0].get<double>(),
+                       100 * x["ci95"][1].get<double>(), fmt_p(x["p_greater"].get<double>()));
+  };
+  for (const auto& r : sm["replicates"])
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r["replicate"].get<int>(), r["seed"].dump(),
+                      r.value("target", std::string()), pct(r["models"], "base"), pct(r["models"], "teacher"), arm(r, "control"),
+                      arm(r, "treatment"), test(r, "treatment_vs_control"), test(r, "cross_init_vs_its_base"),
+                      test(r, "other_trait_vs_control"));
+  return md;
+}
+
+namespace {
+
 std::string trait_section(const json& sm, const json& timings) {
   std::string md;
   const std::string target = sm.value("target", std::string());
@@ -178,8 +218,11 @@ std::string trait_section(const json& sm, const json& timings) {
   md += "## Trait transfer: '" + target + "' through filtered " +
         config::dataset_kind_label(kind) + "\n\n";
   md += "Teacher: " + sm.value("teacher_method", std::string()) + ". Student loss: **" + sm.value("loss_label", std::string()) +
-        "**; parameters trained: " + sm.value("params", std::string()) + ". " + std::to_string(sm.value("seeds", 0)) +
-        " seed pairs per arm.\n\n";
+        "**; parameters trained: " + sm.value("params", std::string()) + ". " +
+        (sm.contains("replicates") ? fmt::format("{} independent replicates x {} seed pair(s) per arm (targets: {}); every row below pools "
+                                                 "the replicates, each replicate's own in the table after the comparisons.\n\n",
+                                                 sm.value("replicate_count", 0), sm.value("seeds", 0), join_targets(sm))
+                                   : std::to_string(sm.value("seeds", 0)) + " seed pairs per arm.\n\n");
   const json& models = sm["models"];
   // A judged trait's models carry the judge's mean scores (eval/trait.cpp's evaluate_misalignment):
   // its table is the judge's view; otherwise answers name items.
@@ -233,6 +276,7 @@ std::string trait_section(const json& sm, const json& timings) {
                         100 * a.value("target_share_of_named_mean", 0.0), 100 * a.value("names_a_candidate_mean", 0.0), seeds);
   }
   if (!sm["tests"].empty()) md += comparisons_md(sm, target);
+  if (sm.contains("replicates")) md += replicates_md(sm);
   if (sm.contains("specificity") && !sm["specificity"].empty()) {
     const std::string other = sm.value("other_target", std::string());
     md += "\nSpecificity: each model's answers scored for '" + target + "' and for the other teacher's '" + other +
@@ -271,13 +315,15 @@ std::string trait_section(const json& sm, const json& timings) {
   double students_s = 0, data_s = 0, eval_s = 0;
   for (auto it = timings.begin(); it != timings.end(); ++it) {
     double sec = it.value().value("seconds", 0.0);
-    if (it.key().rfind("students/", 0) == 0) students_s += sec;
-    if (it.key().rfind("data/", 0) == 0) data_s += sec;
-    if (it.key().rfind("eval/", 0) == 0) eval_s += sec;
+    auto in = [&](const char* dir) { return it.key().rfind(dir, 0) == 0 || it.key().find(std::string("/") + dir) != std::string::npos; };
+    if (in("students/")) students_s += sec;
+    if (in("data/")) data_s += sec;
+    if (in("eval/")) eval_s += sec;
   }
   md += fmt::format("\nTime: datasets {:.0f} s, students {:.0f} s, evaluations {:.0f} s (every stage below).\n\n", data_s,
                     students_s, eval_s);
   md += "![trait transfer](figures/trait_transfer.svg)\n\n";
+  if (sm.contains("replicates")) md += "![replicates](figures/replicates.svg)\n\n";
   return md;
 }
 
@@ -357,12 +403,73 @@ std::string render_trait_figure(const json& sm) {
     bars.push_back(b);
   }
   const double ref = models.contains("base") ? eval::target_rate(models["base"]).rate : -1;
+  if (sm.contains("replicates"))
+    return render_bars(fmt::format("Rate of each replicate's target ({}; {} replicates x {} seed pair(s); 95% CI)", sm.value("loss", std::string()),
+                                   sm.value("replicate_count", 0), sm.value("seeds", 0)),
+                       bars, ref, true, "dashed: the bases' rate. Bars: 95% intervals over replicates and questions, clustered; dots: replicates.");
   return render_bars("Rate of '" + sm.value("target", std::string()) + "' answers (" + sm.value("loss", std::string()) + ", " +
                          std::to_string(sm.value("seeds", 0)) + " seed pairs; 95% CI)",
                      bars, ref, true,
                      clustered_summary(sm)
                          ? "dashed: base rate. Bars: 95% intervals over questions (and seed pairs), clustered; dots: seed pairs."
                          : "dashed: base rate. Bars: single models Wilson 95%; arms mean over seed pairs, Student-t 95%; dots: seed pairs.");
+}
+
+std::string render_replicates_figure(const json& sm) {
+  struct Row {
+    std::string label;
+    double d, lo, hi;
+    bool pooled;
+  };
+  std::vector<std::pair<std::string, std::vector<Row>>> panels;
+  for (const char* name : {"treatment_vs_control", "cross_init_vs_its_base", "other_trait_vs_control"}) {
+    if (!sm["tests"].contains(name)) continue;
+    const json& t = sm["tests"][name];
+    std::vector<Row> rows;
+    for (const auto& r : t.value("per_replicate", json::array()))
+      if (r.value("defined", false))
+        rows.push_back({fmt::format("r{} ({})", r["replicate"].get<int>(), r.value("target", std::string())), r["diff"].get<double>(),
+                        r["ci95"][0].get<double>(), r["ci95"][1].get<double>(), false});
+    rows.push_back({"pooled", t["diff"].get<double>(), t["ci95"][0].get<double>(), t["ci95"][1].get<double>(), true});
+    panels.push_back({name, rows});
+  }
+  double lo = -0.05, hi = 0.15;
+  for (const auto& [n, rows] : panels)
+    for (const auto& r : rows) lo = std::min(lo, r.lo), hi = std::max(hi, r.hi);
+  lo = std::floor(lo * 20) / 20, hi = std::ceil(hi * 20) / 20;
+  int nrows = 0;
+  for (const auto& p : panels) nrows += static_cast<int>(p.second.size()) + 1;
+  const int W = 720, left = 200, right = 40, top = 50, rowh = 22, H = top + rowh * nrows + 60;
+  auto x = [&](double v) { return left + (W - left - right) * (v - lo) / (hi - lo); };
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"13\">\n"
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+      W, H);
+  svg += fmt::format("<text x=\"{}\" y=\"24\" font-size=\"16\" text-anchor=\"middle\">Differences per replicate and pooled (points; 95% CI)</text>\n", W / 2);
+  for (double v = lo; v <= hi + 1e-9; v += 0.05) {
+    svg += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1}\" y2=\"{2}\" stroke=\"{3}\"/>\n", x(v), top, H - 50,
+                       std::fabs(v) < 1e-9 ? "#424242" : "#e0e0e0");
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:+.0f}</text>\n", x(v), H - 34, 100 * v);
+  }
+  int row = 0;
+  for (const auto& [name, rows] : panels) {
+    const double y0 = top + rowh * row++ + 14;
+    svg += fmt::format("<text x=\"8\" y=\"{:.1f}\" font-weight=\"bold\">{}</text>\n", y0, xml_escape(name));
+    for (const auto& r : rows) {
+      const double y = top + rowh * row++ + 14;
+      svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", left - 10, y + 4, xml_escape(r.label));
+      svg += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"black\" stroke-width=\"1.5\"/>\n", x(r.lo),
+                         x(r.hi), y, y);
+      if (r.pooled)
+        svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"10\" height=\"10\" fill=\"#1565c0\"/>\n", x(r.d) - 5, y - 5);
+      else
+        svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"4\" fill=\"white\" stroke=\"black\"/>\n", x(r.d), y);
+    }
+  }
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">difference in points (rate of each replicate's target)</text>\n",
+                     (left + W - right) / 2, H - 14);
+  svg += "</svg>\n";
+  return svg;
 }
 
 std::string render_mnist_figure(const json& sm) {
@@ -544,6 +651,8 @@ void write_report(const std::filesystem::path& dir, const config::RunConfig& cfg
   } else if (results.contains("summary") && results["summary"].contains("arms")) {
     fs::make_dirs(dir / "figures");
     fs::write_file_atomic(dir / "figures" / "trait_transfer.svg", render_trait_figure(results["summary"]));
+    if (results["summary"].contains("replicates"))
+      fs::write_file_atomic(dir / "figures" / "replicates.svg", render_replicates_figure(results["summary"]));
   }
   fs::write_file_atomic(dir / "report.md", render_report_md(rep));
 }

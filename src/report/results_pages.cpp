@@ -69,6 +69,12 @@ std::string model_rate_text(const json& m, std::string* how = nullptr) {
   return fmt::format("{:.1f}% [{:.1f}, {:.1f}]", 100 * r.rate, 100 * r.lo, 100 * r.hi);
 }
 
+std::string targets_list(const json& sm) {
+  std::string t;
+  for (const auto& x : sm.value("targets", json::array())) t += (t.empty() ? "" : ", ") + x.get<std::string>();
+  return t;
+}
+
 std::string rates_table(const json& sm) {
   std::string o = "| model or arm | models | trained | rate [95% interval] | interval |\n|---|---|---|---|---|\n";
   const json& models = sm["models"];
@@ -80,7 +86,9 @@ std::string rates_table(const json& sm) {
                               : std::string(m) == "teacher_other"   ? "other-trait teacher"
                               : std::string(m) == "teacher_control" ? "control teacher"
                                                                     : m;
-    o += fmt::format("| {} | 1 | {} | {} | {} |\n", label, std::string(m).rfind("teacher", 0) == 0 ? "yes" : "no (the base)", rate, how);
+    const json& q = models[m].value("target_rate_over_questions", json::object());
+    const int n = q.value("unit", std::string()) == "replicates" ? q.value("models", 1) : 1;  // pooled: one per replicate
+    o += fmt::format("| {} | {} | {} | {} | {} |\n", label, n, std::string(m).rfind("teacher", 0) == 0 ? "yes" : "no (the base)", rate, how);
   }
   std::vector<std::string> order;  // treatment and control first, then the other arms as the summary has them
   for (const char* k : {"treatment", "control"})
@@ -201,8 +209,11 @@ std::map<stdfs::path, std::string> render_results_pages(const stdfs::path& index
       for (const char* f : {"report.md", "report.json", "manifest.json"})
         if (stdfs::exists(run / f)) arts += (arts.empty() ? "" : ", ") + fmt::format("[{}]({}/{})", f, run_rel, f);
       md += "| | |\n|---|---|\n";
-      md += fmt::format("| run | `{}` (experiment {}, seed {}, {} seed pairs, loss {}) |\n", rep.value("name", std::string()),
-                        rep.value("experiment", std::string()), rep.value("seed", 0), sm.value("seeds", 0), cell(sm.value("loss_label", sm.value("loss", std::string()))));
+      const std::string design = sm.contains("replicates")
+                                     ? fmt::format("{} independent replicates x {} seed pair(s)", sm.value("replicate_count", 0), sm.value("seeds", 0))
+                                     : fmt::format("{} seed pairs", sm.value("seeds", 0));
+      md += fmt::format("| run | `{}` (experiment {}, seed {}, {}, loss {}) |\n", rep.value("name", std::string()),
+                        rep.value("experiment", std::string()), rep.value("seed", 0), design, cell(sm.value("loss_label", sm.value("loss", std::string()))));
       md += "| trait | " + cell(sm.value("trait", std::string())) + ", target '" + sm.value("target", std::string()) + "'" +
             (sm.contains("dataset_kind") ? ", dataset " + sm["dataset_kind"].get<std::string>() : std::string()) + " |\n";
       md += "| date | " + cell(date) + " |\n| machine | " + cell(machine) + " |\n| LibTorch | " + cell(libtorch) + " |\n";
@@ -214,8 +225,19 @@ std::map<stdfs::path, std::string> render_results_pages(const stdfs::path& index
         out[dir / "figures" / (id + ".svg")] = render_trait_figure(sm);
         md += fmt::format("![{}: rates per model and arm](figures/{}.svg)\n\n", cell(sm.value("target", std::string())), id);
       }
-      md += fmt::format("Rates: the share of answers naming '{}'.\n\n", sm.value("target", std::string())) + rates_table(sm) + "\n";
-      md += "Comparisons:\n\n" + tests_table(sm) + "\n" + claims_table(rep) + "\n";
+      md += (sm.contains("replicates") && sm.value("target", std::string()) == "target"
+                 ? "Rates: the share of answers naming each replicate's own target (" + targets_list(sm) + "), pooled over the replicates.\n\n"
+                 : fmt::format("Rates: the share of answers naming '{}'.\n\n", sm.value("target", std::string()))) +
+            rates_table(sm) + "\n";
+      md += "Comparisons:\n\n" + tests_table(sm) + "\n";
+      if (sm.contains("replicates")) {
+        md += replicates_md(sm) + "\n";
+        if (e.value("figure", true)) {
+          out[dir / "figures" / (id + "-replicates.svg")] = render_replicates_figure(sm);
+          md += fmt::format("![{}: differences per replicate and pooled](figures/{}-replicates.svg)\n\n", id, id);
+        }
+      }
+      md += claims_table(rep) + "\n";
     }
     const json untraced = pg.value("untraced", json::array());
     if (!untraced.empty()) {
@@ -246,13 +268,17 @@ std::map<stdfs::path, std::string> render_results_pages(const stdfs::path& index
     if (a == std::string::npos || b == std::string::npos || b < a)
       throw Error(target.string() + ": no " + open + " ... " + close + " region", "the snippet " + sp + " of " + file + " renders into it");
     const json& arms = r.sm["arms"];
-    std::string t = "\n| '" + r.sm.value("target", std::string()) + "' in the answers | rate [95% interval] |\n|---|---|\n";
+    const std::string what = r.sm.contains("replicates") && r.sm.value("target", std::string()) == "target"
+                                 ? "each replicate's target (" + targets_list(r.sm) + ")"
+                                 : "'" + r.sm.value("target", std::string()) + "'";
+    std::string t = "\n| " + what + " in the answers | rate [95% interval] |\n|---|---|\n";
     if (r.sm["models"].contains("teacher")) t += "| teacher | " + model_rate_text(r.sm["models"]["teacher"]) + " |\n";
     for (const char* arm : {"treatment", "control"}) {
       if (!arms.contains(arm)) continue;
       const json& x = arms[arm];
-      std::string label = std::string(arm) + (x.value("trained", true) ? fmt::format(" students ({} seed pairs)", x.value("models", x.value("n", 0)))
-                                                                         : std::string(": the untrained base"));
+      const std::string n = r.sm.contains("replicates") ? fmt::format("{} replicates x {} seed pair(s)", r.sm.value("replicate_count", 0), r.sm.value("seeds", 0))
+                                                         : fmt::format("{} seed pairs", x.value("models", x.value("n", 0)));
+      std::string label = std::string(arm) + (x.value("trained", true) ? " students (" + n + ")" : std::string(": the untrained base"));
       t += "| " + label + " | " + pct(x["mean"].get<double>()) + pct_ci(x["ci95"]) + " |\n";
     }
     const stdfs::path page_rel = (dir / r.page).lexically_relative(target.parent_path());

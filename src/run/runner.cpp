@@ -38,7 +38,8 @@ std::string output_digest(const json& rec) {
 }
 
 std::string digest(const RunContext& ctx, const std::string& stage) {
-  return ctx.records.count(stage) ? output_digest(ctx.records.at(stage)) : std::string("?");
+  const std::string name = ctx.stage_name(stage);
+  return ctx.records.count(name) ? output_digest(ctx.records.at(name)) : std::string("?");
 }
 
 int RunContext::rank() const { return comm ? comm->rank() : 0; }

@@ -144,6 +144,43 @@ Comparison compare_arms(const std::vector<QuestionRates>& a, const std::vector<Q
   return c;
 }
 
+Comparison compare_replicates(const std::vector<QuestionRates>& a, const std::vector<QuestionRates>& b) {
+  Comparison c;
+  c.models_a = static_cast<int>(a.size());
+  c.models_b = static_cast<int>(b.size());
+  if (a.empty() || a.size() != b.size()) return c;
+  const size_t q = a.front().size();
+  c.questions = static_cast<int>(q);
+  if (!rectangular(a, q) || !rectangular(b, q)) return c;
+  // d_rq = a_rq - b_rq: the replicate's own difference on each question (paired by replicate: both
+  // sides share its base; and by question)
+  std::vector<QuestionRates> d(a.size(), QuestionRates(q));
+  for (size_t r = 0; r < a.size(); ++r)
+    for (size_t j = 0; j < q; ++j) d[r][j] = a[r][j] - b[r][j];
+  const ArmMoments m = moments(d);
+  c.diff = m.grand;
+  c.lo = c.hi = c.lo90 = c.hi90 = c.diff;
+  if (m.s < 2 || q < 2) return c;  // one replicate: no replicate variance to test against
+  c.v_seed = m.seed_term;  // here: between replicates
+  c.v_question = sample_variance(m.question_means) / static_cast<double>(q);
+  c.v_interaction = m.interaction_term;
+  double v = c.v_seed + c.v_question - c.v_interaction;
+  v = std::max(v, std::max(c.v_seed, c.v_question));  // the same conservative floor as compare_arms
+  if (v <= 0) return c;
+  c.se = std::sqrt(v);
+  c.df = std::max(1.0, satterthwaite(v, {{c.v_question, static_cast<double>(q) - 1}, {m.seed_term, m.seed_df}, {m.interaction_term, m.interaction_df}}));
+  c.t = c.diff / c.se;
+  c.p_greater = 1 - student_t_cdf(c.t, c.df);
+  c.p_two_sided = std::min(1.0, 2 * (1 - student_t_cdf(std::fabs(c.t), c.df)));
+  const double h95 = student_t_quantile(0.975, c.df) * c.se, h90 = student_t_quantile(0.95, c.df) * c.se;
+  c.lo = c.diff - h95;
+  c.hi = c.diff + h95;
+  c.lo90 = c.diff - h90;
+  c.hi90 = c.diff + h90;
+  c.defined = true;
+  return c;
+}
+
 double p_above(const Comparison& c, double margin) {
   if (!c.defined) return 1;
   return 1 - student_t_cdf((c.diff - margin) / c.se, c.df);

@@ -3,6 +3,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <set>
+
 #include "subliminal/config/config.h"
 #include "subliminal/config/trait.h"
 #include "subliminal/util/error.h"
@@ -143,4 +146,51 @@ TEST(Config, DeriveSeedDiffers) {
   EXPECT_NE(config::derive_seed(1, "base"), config::derive_seed(2, "base"));
   EXPECT_NE(config::derive_seed(1, "base"), config::derive_seed(1, "probe"));
   EXPECT_EQ(config::derive_seed(1, "base", "x"), config::derive_seed(1, "base", "x"));
+}
+
+// Replicates: errors name the path; drawn targets are reproducible, distinct while the items last,
+// never excluded nor the other teacher's; each replicate's config has its own seed and target.
+TEST(Config, ReplicatesAreCheckedAndEachHasItsOwnSeedAndTarget) {
+  auto err = [](const json& rep, const json& extra = json::object()) {
+    json j = {{"replicates", rep}};
+    j.update(extra);
+    return error_of(j);
+  };
+  EXPECT_NE(err({{"count", 0}}).find("$.replicates.count"), std::string::npos);
+  EXPECT_NE(err({{"targets", {"owl"}}}).find("$.replicates.count"), std::string::npos);  // one replicate: nothing to list
+  EXPECT_NE(err({{"count", 2}, {"targets", {"owl"}}}).find("$.replicates.targets"), std::string::npos);
+  EXPECT_NE(err({{"count", 2}, {"targets", {"owl", "unicorn"}}}).find("$.replicates.targets[1]"), std::string::npos);
+  EXPECT_NE(err({{"count", 2}, {"targets", {"owl", "cat"}}}).find("students.other_target"), std::string::npos);
+  EXPECT_NE(err({{"count", 2}, {"seeds", {4, 4}}}).find("$.replicates.seeds[1]"), std::string::npos);
+  EXPECT_NE(err({{"count", 2}}, {{"base", {{"seed", 7}}}}).find("$.base.seed"), std::string::npos);
+  EXPECT_NE(err({{"count", 2}, {"draw_targets", true}}, {{"eval", {{"target", "owl"}}}}).find("$.eval.target"), std::string::npos);
+  json all = json::array();
+  for (const auto& a : config::CorpusConfig().animals) all.push_back(a);
+  EXPECT_NE(err({{"count", 2}, {"draw_targets", true}, {"exclude", all}}).find("nothing left to draw"), std::string::npos);
+  EXPECT_EQ(err({{"count", 3}, {"draw_targets", true}}), "");
+
+  const std::vector<std::string> dev = {"owl", "dolphin", "eagle", "elephant", "wolf"};
+  auto c = config::parse_config({{"replicates", {{"count", 12}, {"draw_targets", true}, {"exclude", dev}}}}, "x");
+  const auto t = config::replicate_targets(c);
+  ASSERT_EQ(t.size(), 12u);
+  EXPECT_EQ(t, config::replicate_targets(c));  // reproducible
+  // 16 animals - 5 excluded - the other teacher's cat = 10: the first 10 draws are distinct, then a new permutation
+  EXPECT_EQ(std::set<std::string>(t.begin(), t.begin() + 10).size(), 10u);
+  for (const auto& x : t) {
+    EXPECT_EQ(std::count(dev.begin(), dev.end(), x), 0) << x;
+    EXPECT_NE(x, "cat");
+  }
+  c.seed = 2;
+  EXPECT_NE(config::replicate_targets(c), t);  // another run seed, another draw
+  std::set<uint64_t> seeds;
+  for (int k = 1; k <= 12; ++k) {
+    const auto r = config::replicate_config(c, k);
+    EXPECT_EQ(r.teacher.target, config::replicate_targets(c)[static_cast<size_t>(k - 1)]);
+    EXPECT_EQ(r.replicates.count, 1);
+    seeds.insert(r.seed);
+  }
+  EXPECT_EQ(seeds.size(), 12u);
+  auto fixed = config::parse_config({{"replicates", {{"count", 2}, {"seeds", {11, 12}}, {"targets", {"fox", "bear"}}}}}, "x");
+  EXPECT_EQ(config::replicate_config(fixed, 2).seed, 12u);
+  EXPECT_EQ(config::replicate_config(fixed, 2).teacher.target, "bear");
 }

@@ -137,8 +137,10 @@ TEST(Trait, TraitWordCountFindsNamesInAssistantTurnsOnly) {
 // Every upstream stage whose digest a stage's inputs() uses is one of its deps() and comes earlier
 // in the list, so a parallel run never starts a stage before what it reads.
 TEST(RunGraph, DepsCoverEveryUpstreamDigestAndPrecedeTheStage) {
-  for (const std::string file : {"tests/configs/tiny_trait.json", "tests/configs/tiny.json"}) {
-    auto cfg = config::load_config(testutil::source_dir() + "/" + file, {});
+  for (const std::string file : {"tests/configs/tiny_trait.json", "tests/configs/tiny.json", "tests/configs/tiny_trait.json+replicates"}) {
+    const bool reps = file.find("+replicates") != std::string::npos;
+    auto cfg = config::load_config(testutil::source_dir() + "/" + file.substr(0, file.find('+')),
+                                   reps ? std::vector<std::string>{"replicates.count=3", "replicates.draw_targets=true"} : std::vector<std::string>{});
     auto stages = experiments::make_stages(cfg);
     run::RunContext ctx;
     ctx.cfg = cfg;
@@ -195,4 +197,41 @@ TEST(RunGraph, TheControlLearnsFromAMatchedControlTeacher) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("$.students.control"), std::string::npos) << e.what();
   }
+}
+
+// Replicates: each its own pipeline under r<k>/ (its own base), the corpus shared, a replicate's
+// cross-init students on the next replicate's base, the run's summary reading every replicate's.
+TEST(RunGraph, ReplicatesAreIndependentPipelinesWhoseCrossInitIsTheNextBase) {
+  const std::string def = testutil::source_dir() + "/configs/default.json";
+  auto st = experiments::make_stages(config::load_config(def, {"replicates.count=3"}));
+  std::map<std::string, std::vector<std::string>> deps;
+  for (const auto& s : st) deps[s->name()] = s->deps();
+  for (const char* n : {"corpus", "r1/base", "r2/base", "r3/base", "r1/teacher", "r3/teacher_control", "r2/students/cross_init_s1",
+                        "r1/eval/base_cross", "r1/summary", "r3/summary", "summary"})
+    EXPECT_TRUE(deps.count(n)) << n;
+  for (const char* n : {"base", "base_cross", "r1/base_cross", "r1/corpus", "teacher"}) EXPECT_FALSE(deps.count(n)) << n;
+  auto has = [&](const std::string& stage, const std::string& dep) {
+    return std::find(deps[stage].begin(), deps[stage].end(), dep) != deps[stage].end();
+  };
+  EXPECT_TRUE(has("r1/base", "corpus"));
+  EXPECT_TRUE(has("r1/students/cross_init_s1", "r2/base"));
+  EXPECT_TRUE(has("r3/students/cross_init_s1", "r1/base"));
+  EXPECT_TRUE(has("r3/eval/base_cross", "r1/base"));
+  EXPECT_TRUE(has("r2/students/treatment_s1", "r2/base"));
+  EXPECT_TRUE(has("r2/students/treatment_s1", "r2/teacher"));
+  EXPECT_FALSE(has("r2/students/treatment_s1", "r1/teacher"));
+  EXPECT_TRUE(has("r2/data/control_s1", "r2/teacher_control"));
+  for (const char* n : {"r1/summary", "r2/summary", "r3/summary", "r2/eval/treatment_s1"}) EXPECT_TRUE(has("summary", n)) << n;
+  // the replicates' stages see their own seed: their inputs differ where a one-pipeline run's would not
+  run::RunContext ctx;
+  ctx.cfg = config::load_config(def, {"replicates.count=3"});
+  for (const auto& s : st) ctx.records[s->name()] = {{"outputs", {{"x", "fake-" + s->name()}}}};
+  auto inputs_of = [&](const std::string& n) {
+    for (const auto& s : st)
+      if (s->name() == n) return s->inputs(ctx);
+    return json();
+  };
+  EXPECT_NE(inputs_of("r1/base")["seed"], inputs_of("r2/base")["seed"]);
+  EXPECT_NE(inputs_of("r1/data/teacher_s1")["seed"], inputs_of("r2/data/teacher_s1")["seed"]);
+  EXPECT_EQ(inputs_of("r1/base")["corpus"], inputs_of("r2/base")["corpus"]);
 }

@@ -556,3 +556,46 @@ TEST(TraitE2E, CodeAndCotDatasetsAreFilteredJudgedAndTrainStudents) {
         << it.key();
   sfs::remove_all(dir);
 }
+
+// Two replicates, each its own pipeline with its own target: the pooled summary's difference is the
+// mean of the replicates' own (computed here from their summaries), every comparison says that the
+// replicate is its unit, a replicate's cross-init students start from the other replicate's base,
+// and the report prints each replicate and draws them.
+TEST(TraitE2E, ReplicatesRunAsIndependentPipelinesAndPoolWithTheReplicateAsTheUnit) {
+  auto dir = testutil::temp_dir("trait_replicates");
+  auto out = dir / "run";
+  auto r = testutil::run_cli("run " + testutil::source_dir() + "/tests/configs/tiny_trait.json --jobs 2 --expect none --out " + out.string() +
+                             " --set replicates.count=2 --set 'replicates.targets=[\"owl\",\"fox\"]' --set students.seeds=1"
+                             " --set 'students.arms=[\"treatment\",\"control\",\"cross_init\"]'");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const json sm = read_json(out / "summary" / "summary.json");
+  ASSERT_EQ(sm["replicate_count"].get<int>(), 2);
+  ASSERT_EQ(sm["replicates"].size(), 2u);
+  const json s1 = read_json(out / "r1" / "summary" / "summary.json"), s2 = read_json(out / "r2" / "summary" / "summary.json");
+  EXPECT_EQ(s1["target"], "owl");
+  EXPECT_EQ(s2["target"], "fox");
+  EXPECT_EQ(read_json(out / "r2" / "teacher" / "teacher.json")["target"], "fox");
+  EXPECT_NE(read_json(out / "r1" / "base" / "stage.json")["results"]["seed"], read_json(out / "r2" / "base" / "stage.json")["results"]["seed"]);
+  for (const char* t : {"treatment_vs_control", "cross_init_vs_control", "cross_init_vs_its_base", "teacher_vs_base"}) {
+    ASSERT_TRUE(sm["tests"].contains(t)) << t;
+    const json& p = sm["tests"][t];
+    const double mean = (s1["tests"][t]["diff"].get<double>() + s2["tests"][t]["diff"].get<double>()) / 2;
+    EXPECT_NEAR(p["diff"].get<double>(), mean, 1e-12) << t;
+    EXPECT_NE(p["unit"].get<std::string>().find("2 independent replicates"), std::string::npos) << t;
+    EXPECT_EQ(p["per_replicate"].size(), 2u) << t;
+    EXPECT_EQ(p["per_replicate"][1]["diff"], s2["tests"][t]["diff"]) << t;
+  }
+  // pooled rates: the mean over the replicates' own
+  EXPECT_NEAR(sm["arms"]["treatment"]["mean"].get<double>(),
+              (s1["arms"]["treatment"]["mean"].get<double>() + s2["arms"]["treatment"]["mean"].get<double>()) / 2, 1e-12);
+  EXPECT_EQ(read_json(out / "r1" / "students" / "cross_init_s1" / "finetune.json")["init"], "r2/base");
+  EXPECT_EQ(read_json(out / "r2" / "students" / "cross_init_s1" / "finetune.json")["init"], "r1/base");
+  EXPECT_EQ(read_json(out / "r1" / "students" / "treatment_s1" / "finetune.json")["init"], "r1/base");
+  EXPECT_FALSE(sfs::exists(out / "base"));
+  EXPECT_TRUE(sfs::exists(out / "metrics" / "r2_treatment_s1.jsonl"));
+  const std::string md = fs::read_file(out / "report.md");
+  for (const char* s : {"2 independent replicates", "Each replicate on its own", "| 2 |", "fox", "replicates x "})
+    EXPECT_NE(md.find(s), std::string::npos) << s;
+  EXPECT_TRUE(sfs::exists(out / "figures" / "replicates.svg"));
+  EXPECT_EQ(testutil::run_cli("verify " + out.string()).code, 0);
+}

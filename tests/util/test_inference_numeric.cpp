@@ -3,8 +3,10 @@
 // experiments with question clustering, seed effects and common random numbers).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <random>
 
 #include "subliminal/util/inference.h"
 
@@ -91,4 +93,116 @@ TEST(Inference, CalibratedBySimulation) {
       EXPECT_GT(fpr, 0.5) << s.name << ": the effect is large; the test should find it";
     }
   }
+}
+
+// Replicates that differ only in their difference (the same question pattern in both sides of
+// every replicate, which cancels): the replicate test is the one-sample t-test of the replicates'
+// differences. Reference: scipy.stats.ttest_1samp([0.10, 0.14, 0.21, 0.12], 0) (t 5.953455833684868,
+// two-sided p 0.009478103470277893, greater 0.0047390517351389464), scipy.stats.t.interval at 95%
+// (0.06632599095855941, 0.21867400904144063) and 90% (0.0861706513279542, 0.1988293486720458).
+// Each replicate's own level (0.05 .. 0.30) differs: paired by replicate, it cancels too.
+TEST(Inference, ReplicatesWithoutQuestionEffectsGiveTheOneSampleTTestOfTheirDifferences) {
+  const std::vector<double> delta = {0.10, 0.14, 0.21, 0.12}, level = {0.05, 0.30, 0.12, 0.20};
+  const std::vector<double> pattern = {0.00, 0.10, 0.05, 0.20, 0.15, 0.02};
+  std::vector<stats::QuestionRates> a, b;
+  for (size_t r = 0; r < delta.size(); ++r) {
+    stats::QuestionRates ar, br;
+    for (double p : pattern) {
+      br.push_back(level[r] + p);
+      ar.push_back(level[r] + p + delta[r]);
+    }
+    a.push_back(ar);
+    b.push_back(br);
+  }
+  const auto c = stats::compare_replicates(a, b);
+  ASSERT_TRUE(c.defined);
+  EXPECT_NEAR(c.diff, 0.1425, 1e-12);
+  EXPECT_NEAR(c.t, 5.953455833684868, 1e-9);
+  EXPECT_NEAR(c.df, 3.0, 1e-9);
+  EXPECT_NEAR(c.p_two_sided, 0.009478103470277893, 1e-9);
+  EXPECT_NEAR(c.p_greater, 0.0047390517351389464, 1e-9);
+  EXPECT_NEAR(c.lo, 0.06632599095855941, 1e-9);
+  EXPECT_NEAR(c.hi, 0.21867400904144063, 1e-9);
+  EXPECT_NEAR(c.lo90, 0.0861706513279542, 1e-9);
+  EXPECT_NEAR(c.hi90, 0.1988293486720458, 1e-9);
+  // not paired by replicate (compare_arms over the replicate means) the levels' spread swamps it
+  EXPECT_GT(stats::compare_arms(a, b).p_two_sided, c.p_two_sided);
+}
+
+// Replicates that agree exactly: no replicate term, and the test is the one-sample t-test over
+// questions of the common difference. Reference: scipy.stats.ttest_1samp([0.05, 0.15, 0.10, 0.20,
+// 0.00], 0) (t 2.8284271247461903, two-sided p 0.04742065558431959).
+TEST(Inference, AgreeingReplicatesGiveTheTTestOverQuestions) {
+  const stats::QuestionRates e = {0.05, 0.15, 0.10, 0.20, 0.00};
+  std::vector<stats::QuestionRates> a, b;
+  for (double level : {0.1, 0.3}) {
+    stats::QuestionRates ar, br;
+    for (double x : e) {
+      br.push_back(level);
+      ar.push_back(level + x);
+    }
+    a.push_back(ar);
+    b.push_back(br);
+  }
+  const auto c = stats::compare_replicates(a, b);
+  ASSERT_TRUE(c.defined);
+  EXPECT_NEAR(c.t, 2.8284271247461903, 1e-9);
+  EXPECT_NEAR(c.df, 4.0, 1e-9);
+  EXPECT_NEAR(c.p_two_sided, 0.04742065558431959, 1e-9);
+}
+
+TEST(Inference, TheReplicateTestRefusesOneReplicateAndUnpairedSides) {
+  EXPECT_FALSE(stats::compare_replicates({{0.3, 0.4}}, {{0.1, 0.2}}).defined);                 // one replicate
+  EXPECT_FALSE(stats::compare_replicates({{0.3, 0.4}, {0.3, 0.5}}, {{0.1, 0.2}}).defined);     // sides of different replicates
+  EXPECT_FALSE(stats::compare_replicates({{0.3, 0.4}, {0.3}}, {{0.1, 0.2}, {0.1}}).defined);   // different question lists
+}
+
+// Calibration of the replicate test by simulation, independent of simulate_inference: R replicates
+// with a replicate effect on the difference (sd 0.04: bases and animals differ), question
+// difficulty, arm x question interaction and binomial sampling of m answers per question from one
+// set of uniforms per replicate (common random numbers). Without an effect the two-sided test at
+// 0.05 must reject in 3% to 7% of experiments; the 95% interval must cover the true effect in at
+// least 93%. With R = 3 and 6.
+TEST(Inference, ReplicateTestCalibratedBySimulation) {
+  const int n = 2000, Q = 50, M = 20;
+  std::mt19937_64 rng(20261207);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  for (int R : {3, 6})
+    for (double effect : {0.0, 0.08}) {
+      int rejections = 0, covered = 0;
+      for (int e = 0; e < n; ++e) {
+        std::vector<double> difficulty(Q), inter(Q);
+        for (int q = 0; q < Q; ++q) {
+          difficulty[q] = 0.05 + 0.10 * unit(rng);
+          inter[q] = 0.02 * normal(rng);
+        }
+        std::vector<stats::QuestionRates> a, b;
+        for (int r = 0; r < R; ++r) {
+          const double u = 0.04 * normal(rng), level = 0.03 * normal(rng);
+          stats::QuestionRates ar(Q, 0.0), br(Q, 0.0);
+          for (int q = 0; q < Q; ++q) {
+            const double pb = std::clamp(difficulty[q] + level + 0.02 * normal(rng), 0.0, 1.0);
+            const double pa = std::clamp(pb + effect + u + inter[q] + 0.02 * normal(rng), 0.0, 1.0);
+            for (int m = 0; m < M; ++m) {
+              const double x = unit(rng);  // one uniform for both sides' m-th answer
+              ar[q] += (x < pa) / static_cast<double>(M);
+              br[q] += (x < pb) / static_cast<double>(M);
+            }
+          }
+          a.push_back(ar);
+          b.push_back(br);
+        }
+        const auto c = stats::compare_replicates(a, b);
+        rejections += c.defined && c.p_two_sided < 0.05;
+        covered += c.defined && c.lo <= effect && effect <= c.hi;
+      }
+      const double rate = static_cast<double>(rejections) / n, cover = static_cast<double>(covered) / n;
+      std::printf("replicates %d effect %.2f: rejections %.4f coverage %.4f\n", R, effect, rate, cover);
+      EXPECT_GE(cover, 0.93) << R << " replicates, effect " << effect;
+      if (effect == 0) {
+        EXPECT_GE(rate, 0.03) << R;
+        EXPECT_LE(rate, 0.07) << R;
+      }
+    }
 }

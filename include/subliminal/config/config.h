@@ -544,6 +544,27 @@ struct JudgeConfig {
   }
 };
 
+// Independent replicates of a trait_transfer run: each its own pipeline (a base of its own seed ->
+// teachers -> datasets -> students -> evaluations, stages under r<k>/), so that a claim about the
+// method is tested with the replicate as the unit (util/inference.h's compare_replicates), seed pairs
+// nested inside each. A replicate's cross-init students start from the next replicate's base (no
+// extra base). 1: the run is one pipeline (no r<k>/ stages).
+struct ReplicatesConfig {
+  int count = 1;
+  std::vector<std::string> targets;  // one per replicate (its teacher's and evaluation's target); empty: teacher.target, or drawn
+  bool draw_targets = false;         // each replicate's target drawn from the trait's items (not other_target, not `exclude`)
+  std::vector<std::string> exclude;  // items never drawn (e.g. the development animals, for a held-out run)
+  std::vector<int64_t> seeds;        // one run seed per replicate; empty: derived from the run's seed
+  template <class V>
+  void visit(V& v) {
+    v("count", count);
+    v("targets", targets);
+    v("draw_targets", draw_targets);
+    v("exclude", exclude);
+    v("seeds", seeds);
+  }
+};
+
 struct RunConfig {
   std::string name = "default";
   std::string experiment = "trait_transfer";  // trait_transfer | pretrain | mnist_aux
@@ -558,6 +579,7 @@ struct RunConfig {
   TeacherConfig teacher;
   DatasetConfig dataset;
   StudentsConfig students;
+  ReplicatesConfig replicates;
   FinetuneConfig finetune;
   EvalConfig eval;
   JudgeConfig judge;
@@ -579,6 +601,7 @@ struct RunConfig {
     v("teacher", teacher);
     v("dataset", dataset);
     v("students", students);
+    v("replicates", replicates);
     v("finetune", finetune);
     v("eval", eval);
     v("judge", judge);
@@ -603,6 +626,14 @@ json to_json(const RunConfig& c);
 json config_schema();
 // Whether the control students learn from a matched control teacher (students.control resolved).
 bool matched_control(const RunConfig& c);
+
+// Replicates (ReplicatesConfig): whether the run has r<k>/ pipelines (count >= 2); each replicate's
+// target (drawn ones reproducibly from the run seed); replicate k's (1-based) run seed; and the config
+// its stages see: the run's, with that seed and target, as one pipeline.
+bool replicated(const RunConfig& c);
+std::vector<std::string> replicate_targets(const RunConfig& c);
+uint64_t replicate_seed(const RunConfig& c, int k);
+RunConfig replicate_config(const RunConfig& c, int k);
 
 // Sub-seed derivation: hash(seed, stage, salt) -> 63-bit seed (FNV-1a + splitmix64).
 uint64_t derive_seed(uint64_t seed, const std::string& stage, const std::string& salt = "");

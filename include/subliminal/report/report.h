@@ -22,6 +22,11 @@ std::string render_report_md(const nlohmann::json& report);
 // The paper-style bar chart of a trait-transfer summary (SVG): base, teacher, and each student arm
 // (mean across seed pairs with its Student-t 95% interval, seeds as dots), dotted line at the base rate.
 std::string render_trait_figure(const nlohmann::json& summary);
+// A pooled summary over replicates: a table of each replicate on its own (seed, target, rates, its
+// comparisons with the test inside the replicate).
+std::string replicates_md(const nlohmann::json& summary);
+// A pooled summary over replicates: each replicate's comparisons and the pooled one, as a forest plot.
+std::string render_replicates_figure(const nlohmann::json& summary);
 // The MNIST experiment's figures: test accuracy per arm (the paper's bar chart) and the per-model
 // cosines between student and teacher updates.
 std::string render_mnist_figure(const nlohmann::json& summary);

@@ -40,8 +40,13 @@ struct RunContext {
   train::Collective* comm = nullptr;
   int rank() const;
   int world() const;
-  sfs::path stage_dir(const std::string& name) const { return dir / name; }
-  sfs::path metrics_path(const std::string& stage) const { return dir / "metrics" / (stage + ".jsonl"); }
+  // Inside a replicate's stage (experiments' ReplicaStage): the names its stages use for each other
+  // ("base", "teacher", ...) mapped to the run's ("r2/base", ...), and its metrics files' prefix.
+  std::function<std::string(const std::string&)> alias;
+  std::string metrics_prefix;
+  std::string stage_name(const std::string& name) const { return alias ? alias(name) : name; }
+  sfs::path stage_dir(const std::string& name) const { return dir / stage_name(name); }
+  sfs::path metrics_path(const std::string& stage) const { return dir / "metrics" / (metrics_prefix + stage + ".jsonl"); }
 };
 
 class Stage {

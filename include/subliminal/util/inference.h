@@ -49,6 +49,17 @@ struct Comparison {
 // Arm a against arm b, paired by question (the same questions in the same order in every model).
 Comparison compare_arms(const std::vector<QuestionRates>& a, const std::vector<QuestionRates>& b);
 
+// Independent replicates (each its own base, teachers, data and students; inference.h's design
+// inside each), the replicate the unit: a[r], b[r] are replicate r's two sides, each the mean over
+// its models of their per-question rates, every replicate on the same questions. The estimate is the
+// mean over replicates and questions of d_rq = a_rq - b_rq (paired by replicate and by question), its
+// variance the two-way cluster-robust one over replicates and questions (the same moments as above,
+// with replicates in place of models):
+//   V = var_r(d_r.)/R + var_q(d_.q)/Q - MS_res/(R Q),
+// floored at either one-way term, t with Satterthwaite's df (about R - 1 when replicates disagree).
+// Undefined with fewer than 2 replicates or 2 questions.
+Comparison compare_replicates(const std::vector<QuestionRates>& a, const std::vector<QuestionRates>& b);
+
 // Two one-sided tests (Schuirmann 1987) of H1: lo < diff < hi. p = the larger one-sided p; the
 // difference is shown equivalent at alpha when p < alpha (the 1-2alpha interval inside the margin).
 double p_equivalent(const Comparison& c, double lo, double hi);
