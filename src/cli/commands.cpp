@@ -169,7 +169,15 @@ int cmd_run(const RunArgs& a) {
   }
   run::Runner runner(ctx, experiments::make_stages(cfg));
   if (a.dry_run) {
-    std::cout << config::to_json(cfg).dump(2) << "\n\nrun directory: " << ctx.dir.string() << "\nstages:\n";
+    std::cout << config::to_json(cfg).dump(2) << "\n\nrun directory: " << ctx.dir.string() << "\n";
+    if (config::replicated(cfg)) {  // what each replicate is: pre-registration can name them
+      std::cout << "replicates:\n";
+      for (int k = 1; k <= cfg.replicates.count; ++k) {
+        const auto r = config::replicate_config(cfg, k);
+        std::cout << "  r" << k << ": seed " << r.seed << ", target " << r.teacher.target << "\n";
+      }
+    }
+    std::cout << "stages:\n";
     for (const auto& e : runner.plan())
       std::cout << "  " << e.name << ": "
                 << (e.action == run::StageAction::skip ? "skip" : e.action == run::StageAction::resume ? "resume" : "run")

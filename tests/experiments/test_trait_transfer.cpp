@@ -180,19 +180,24 @@ TEST(RunGraph, TheControlLearnsFromAMatchedControlTeacher) {
   };
   auto contains = [](const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); };
   const std::string def = testutil::source_dir() + "/configs/default.json";
-  auto matched = experiments::make_stages(config::load_config(def, {}));
+  // one pipeline (the default runs replicates; their graph: ReplicatesAreIndependentPipelines... below)
+  auto one = [](std::vector<std::string> v) {
+    for (const char* x : {"replicates.count=1", "replicates.draw_targets=false", "replicates.exclude=[]"}) v.push_back(x);
+    return v;
+  };
+  auto matched = experiments::make_stages(config::load_config(def, one({})));
   EXPECT_TRUE(has(matched, "teacher_control"));
   EXPECT_TRUE(has(matched, "eval/teacher_control"));
   EXPECT_TRUE(contains(deps_of(matched, "data/control_s1"), "teacher_control"));
   EXPECT_TRUE(contains(deps_of(matched, "students/control_s1"), "teacher_control"));
   EXPECT_FALSE(contains(deps_of(matched, "students/treatment_s1"), "teacher_control"));
-  auto own = experiments::make_stages(config::load_config(def, {"students.control=base"}));
+  auto own = experiments::make_stages(config::load_config(def, one({"students.control=base"})));
   EXPECT_FALSE(has(own, "teacher_control"));
   EXPECT_EQ(deps_of(own, "data/control_s1"), std::vector<std::string>{"base"});
-  auto prompt = experiments::make_stages(config::load_config(def, {"teacher.method=system_prompt"}));
+  auto prompt = experiments::make_stages(config::load_config(def, one({"teacher.method=system_prompt"})));
   EXPECT_FALSE(has(prompt, "teacher_control"));
   try {
-    config::load_config(def, {"teacher.method=system_prompt", "students.control=teacher"});
+    config::load_config(def, one({"teacher.method=system_prompt", "students.control=teacher"}));
     ADD_FAILURE() << "a control teacher beside a system-prompt teacher was accepted";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("$.students.control"), std::string::npos) << e.what();
