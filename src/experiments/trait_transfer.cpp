@@ -549,6 +549,19 @@ bool all_fixed_points(const RunContext& ctx, const std::string& arm, int seeds) 
   return seeds > 0;
 }
 
+// What a trait run's summary says about its design (both summaries: one pipeline's and the pooled one).
+json run_description(const config::RunConfig& c, const config::TraitDef& trait) {
+  return {{"trait", trait.spec},
+          {"category", trait.category},
+          {"dataset_kind", c.dataset.kind},
+          {"teacher_method", c.teacher.method},
+          {"other_target", c.students.other_target},
+          {"loss", c.finetune.loss},
+          {"loss_label", train::loss_label(c.finetune.loss)},
+          {"params", c.finetune.params},
+          {"seeds", c.students.seeds}};
+}
+
 class SummaryStage : public Stage {
  public:
   SummaryStage(std::vector<std::string> evals, std::vector<std::string> datasets, Trait trait)
@@ -734,24 +747,15 @@ class SummaryStage : public Stage {
       for (const char* key : {"divergence_from_base", "heldout", "selection"})
         if (j.contains(key)) datasets[d.substr(5)][key] = j[key];
     }
-    const config::TraitDef& trait = *trait_;
-    json out = {{"target", c.eval_target()},
-                {"trait", trait.spec},
-                {"category", trait.category},
-                {"dataset_kind", c.dataset.kind},
-                {"teacher_method", c.teacher.method},
-                {"other_target", c.students.other_target},
-                {"loss", c.finetune.loss},
-                {"loss_label", train::loss_label(c.finetune.loss)},
-                {"params", c.finetune.params},
-                {"seeds", c.students.seeds},
+    json out = run_description(c, *trait_);
+    out.update({{"target", c.eval_target()},
                 {"control_untrained", control_untrained},
                 {"control_source", control_teacher ? "teacher_control" : "base"},
                 {"models", models},
                 {"arms", arms},
                 {"tests", tests},
                 {"specificity", specificity},
-                {"datasets", datasets}};
+                {"datasets", datasets}});
     fs::write_file_atomic(work / "summary.json", out.dump(2) + "\n");
     fs::write_file_atomic(work / "figure.svg", report::render_trait_figure(out));
     return out;
@@ -1005,18 +1009,9 @@ class PooledSummaryStage : public Stage {
                             {"arms", ra},
                             {"tests", rt}});
     }
-    const config::TraitDef& trait = *trait_;
-    json out = {{"target", target},
+    json out = run_description(c, *trait_);
+    out.update({{"target", target},
                 {"targets", targets},
-                {"trait", trait.spec},
-                {"category", trait.category},
-                {"dataset_kind", c.dataset.kind},
-                {"teacher_method", c.teacher.method},
-                {"other_target", c.students.other_target},
-                {"loss", c.finetune.loss},
-                {"loss_label", train::loss_label(c.finetune.loss)},
-                {"params", c.finetune.params},
-                {"seeds", S},
                 {"replicate_count", R},
                 {"control_untrained", untrained},
                 {"control_source", sums.front().value("control_source", "base")},
@@ -1025,7 +1020,7 @@ class PooledSummaryStage : public Stage {
                 {"tests", tests},
                 {"specificity", specificity},
                 {"datasets", datasets},
-                {"replicates", replicates}};
+                {"replicates", replicates}});
     fs::write_file_atomic(work / "summary.json", out.dump(2) + "\n");
     fs::write_file_atomic(work / "figure.svg", report::render_trait_figure(out));
     fs::write_file_atomic(work / "replicates.svg", report::render_replicates_figure(out));

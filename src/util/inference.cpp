@@ -77,6 +77,22 @@ double satterthwaite(double v, const std::vector<std::pair<double, double>>& ter
   return den > 0 ? v * v / den : 0;
 }
 
+// A comparison's test from its variance v (> 0) and the terms behind it: se, Satterthwaite df, t,
+// p-values, 95% and 90% intervals.
+void finish(Comparison& c, double v, const std::vector<std::pair<double, double>>& terms) {
+  c.se = std::sqrt(v);
+  c.df = std::max(1.0, satterthwaite(v, terms));
+  c.t = c.diff / c.se;
+  c.p_greater = 1 - student_t_cdf(c.t, c.df);
+  c.p_two_sided = std::min(1.0, 2 * (1 - student_t_cdf(std::fabs(c.t), c.df)));
+  const double h95 = student_t_quantile(0.975, c.df) * c.se, h90 = student_t_quantile(0.95, c.df) * c.se;
+  c.lo = c.diff - h95;
+  c.hi = c.diff + h95;
+  c.lo90 = c.diff - h90;
+  c.hi90 = c.diff + h90;
+  c.defined = true;
+}
+
 }  // namespace
 
 RateEstimate estimate_rate(const std::vector<QuestionRates>& arm) {
@@ -126,21 +142,11 @@ Comparison compare_arms(const std::vector<QuestionRates>& a, const std::vector<Q
   // estimate, applied whenever the subtraction would go below it; the calibration is with it)
   v = std::max(v, std::max(c.v_seed, c.v_question));
   if (v <= 0) return c;
-  c.se = std::sqrt(v);
-  c.df = std::max(1.0, satterthwaite(v, {{c.v_question, static_cast<double>(q) - 1},
-                                         {ma.seed_term, ma.seed_df},
-                                         {mb.seed_term, mb.seed_df},
-                                         {ma.interaction_term, ma.interaction_df},
-                                         {mb.interaction_term, mb.interaction_df}}));
-  c.t = c.diff / c.se;
-  c.p_greater = 1 - student_t_cdf(c.t, c.df);
-  c.p_two_sided = std::min(1.0, 2 * (1 - student_t_cdf(std::fabs(c.t), c.df)));
-  const double h95 = student_t_quantile(0.975, c.df) * c.se, h90 = student_t_quantile(0.95, c.df) * c.se;
-  c.lo = c.diff - h95;
-  c.hi = c.diff + h95;
-  c.lo90 = c.diff - h90;
-  c.hi90 = c.diff + h90;
-  c.defined = true;
+  finish(c, v, {{c.v_question, static_cast<double>(q) - 1},
+                {ma.seed_term, ma.seed_df},
+                {mb.seed_term, mb.seed_df},
+                {ma.interaction_term, ma.interaction_df},
+                {mb.interaction_term, mb.interaction_df}});
   return c;
 }
 
@@ -167,17 +173,7 @@ Comparison compare_replicates(const std::vector<QuestionRates>& a, const std::ve
   double v = c.v_seed + c.v_question - c.v_interaction;
   v = std::max(v, std::max(c.v_seed, c.v_question));  // the same conservative floor as compare_arms
   if (v <= 0) return c;
-  c.se = std::sqrt(v);
-  c.df = std::max(1.0, satterthwaite(v, {{c.v_question, static_cast<double>(q) - 1}, {m.seed_term, m.seed_df}, {m.interaction_term, m.interaction_df}}));
-  c.t = c.diff / c.se;
-  c.p_greater = 1 - student_t_cdf(c.t, c.df);
-  c.p_two_sided = std::min(1.0, 2 * (1 - student_t_cdf(std::fabs(c.t), c.df)));
-  const double h95 = student_t_quantile(0.975, c.df) * c.se, h90 = student_t_quantile(0.95, c.df) * c.se;
-  c.lo = c.diff - h95;
-  c.hi = c.diff + h95;
-  c.lo90 = c.diff - h90;
-  c.hi90 = c.diff + h90;
-  c.defined = true;
+  finish(c, v, {{c.v_question, static_cast<double>(q) - 1}, {m.seed_term, m.seed_df}, {m.interaction_term, m.interaction_df}});
   return c;
 }
 
