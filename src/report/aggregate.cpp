@@ -77,6 +77,7 @@ json aggregate_runs(const std::vector<std::string>& paths) {
     std::vector<std::string> runs;
     std::string loss, params;
     int untrained_control_runs = 0;  // runs whose control is the untrained base (counted once each)
+    json run_tests = json::array();  // each run's own comparisons (its summary's clustered tests)
   };
   std::map<std::string, Acc> by_target;
   std::map<std::string, std::map<std::string, std::vector<double>>> mnist;  // setting -> arm -> per-model accuracies
@@ -127,6 +128,7 @@ json aggregate_runs(const std::vector<std::string>& paths) {
     if (models.contains("base")) acc.base.push_back(eval::target_rate(models["base"]).rate);
     if (models.contains("teacher")) acc.teacher.push_back(eval::target_rate(models["teacher"]).rate);
     acc.runs.push_back(d.string());
+    acc.run_tests.push_back(sm.value("tests", json::object()));
     acc.loss = sm.value("loss", "");
     acc.params = sm.value("params", "");
     runs.push_back({{"run", d.string()}, {"target", target}, {"seeds", sm.value("seeds", 0)}});
@@ -141,6 +143,9 @@ json aggregate_runs(const std::vector<std::string>& paths) {
     if (acc.arms.count("control"))
       for (const auto& arm : {"treatment", "cross_init", "other_trait"})
         if (acc.arms.count(arm)) t["tests"][std::string(arm) + "_vs_control"] = test_json(acc.arms.at(arm), acc.arms.at("control"));
+    // One run per target (a sweep over targets): its own comparisons, tested over models and
+    // questions as the run's summary tested them, for claims on each target (`targets.*.run_tests`).
+    if (acc.run_tests.size() == 1) t["run_tests"] = acc.run_tests[0];
     targets[target] = t;
   }
   json mn = json::object();
