@@ -17,7 +17,8 @@ TEST(Report, AggregatesRunsPerTraitAndChecksClaims) {
       arms[arm] = {{"per_seed", ps}};
     }
     json sm = {{"target", target}, {"arms", arms}, {"seeds", treat.size()}, {"loss", "distill"}, {"params", "lora"},
-               {"models", {{"base", {{"target_rate", {{"rate", base}}}}}}}};
+               {"models", {{"base", {{"target_rate", {{"rate", base}}}}}}},
+               {"tests", {{"treatment_vs_control", {{"diff", treat[0] - ctrl[0]}, {"run", name}}}}}};
     fs::write_file_atomic(dir / name / "report.json", json({{"stages", {{"summary", sm}}}}).dump());
   };
   write_run("a", "owl", {0.08, 0.09}, {0.04, 0.05}, 0.045);
@@ -35,6 +36,9 @@ TEST(Report, AggregatesRunsPerTraitAndChecksClaims) {
   EXPECT_DOUBLE_EQ(owl["tests"]["treatment_vs_control"]["p_greater"].get<double>(), t.p_greater);
   EXPECT_EQ(owl["base"]["n"], 2);
   EXPECT_EQ(agg["skipped"].size(), 1u);
+  // a target held by one run keeps that run's own (clustered) tests; one held by two runs has none
+  EXPECT_EQ(agg["targets"]["wolf"]["run_tests"]["treatment_vs_control"]["run"], "c");
+  EXPECT_FALSE(owl.contains("run_tests"));
   EXPECT_NE(report::aggregate_csv(agg).find("owl,treatment,3,"), std::string::npos);
   EXPECT_NE(report::aggregate_figure_svg(agg).find(">wolf</text>"), std::string::npos);
   // claims
