@@ -207,6 +207,17 @@ std::string aggregate_markdown(const json& agg) {
                                 100 * x["diff"].get<double>());
       }
     }
+    if (t.contains("run_tests") && !t["run_tests"].empty()) {
+      md += "\nThe run's own tests (its summary's: clustered over seed pairs and questions):\n\n"
+            "| comparison | difference [95% CI] | df | p (greater) |\n|---|---|---|---|\n";
+      for (auto ts = t["run_tests"].begin(); ts != t["run_tests"].end(); ++ts) {
+        const json& x = ts.value();
+        if (!x.is_object() || !x.value("defined", false) || !x.contains("ci95")) continue;
+        md += fmt::format("| {} | {:+.1f} pts [{:+.1f}, {:+.1f}] | {:.1f} | {} |\n", ts.key(), 100 * x["diff"].get<double>(),
+                          100 * x["ci95"][0].get<double>(), 100 * x["ci95"][1].get<double>(), x["df"].get<double>(),
+                          fmt_p(x["p_greater"].get<double>()));
+      }
+    }
   }
   if (agg.contains("mnist") && !agg["mnist"].empty()) {
     md += "\n## MNIST (test accuracy; mean over the models of every run of a setting, Student-t 95%)\n\n| setting | runs |";

@@ -18,7 +18,8 @@ TEST(Report, AggregatesRunsPerTraitAndChecksClaims) {
     }
     json sm = {{"target", target}, {"arms", arms}, {"seeds", treat.size()}, {"loss", "distill"}, {"params", "lora"},
                {"models", {{"base", {{"target_rate", {{"rate", base}}}}}}},
-               {"tests", {{"treatment_vs_control", {{"diff", treat[0] - ctrl[0]}, {"run", name}}}}}};
+               {"tests", {{"treatment_vs_control", {{"diff", treat[0] - ctrl[0]}, {"run", name}, {"defined", true}, {"ci95", {0.01, 0.02}},
+                                                    {"df", 7.0}, {"p_greater", 0.004}}}}}};
     fs::write_file_atomic(dir / name / "report.json", json({{"stages", {{"summary", sm}}}}).dump());
   };
   write_run("a", "owl", {0.08, 0.09}, {0.04, 0.05}, 0.045);
@@ -39,6 +40,8 @@ TEST(Report, AggregatesRunsPerTraitAndChecksClaims) {
   // a target held by one run keeps that run's own (clustered) tests; one held by two runs has none
   EXPECT_EQ(agg["targets"]["wolf"]["run_tests"]["treatment_vs_control"]["run"], "c");
   EXPECT_FALSE(owl.contains("run_tests"));
+  const std::string md = report::aggregate_markdown(agg);
+  EXPECT_NE(md.find("| treatment_vs_control | -0.5 pts [+1.0, +2.0] | 7.0 | 0.0040 |"), std::string::npos) << md;
   EXPECT_NE(report::aggregate_csv(agg).find("owl,treatment,3,"), std::string::npos);
   EXPECT_NE(report::aggregate_figure_svg(agg).find(">wolf</text>"), std::string::npos);
   // claims
