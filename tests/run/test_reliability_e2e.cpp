@@ -111,8 +111,7 @@ TEST(ReliabilityE2E, SigtermCheckpointsExits75AndResumeIsBitIdentical) {
 // Eight kills here keep the default tiers within their time; the slow tier kills the same run at
 // twenty moments (ReliabilitySlow.KillNineAtTwentyRandomMoments...).
 TEST(ReliabilityE2E, KillNineAtEightRandomMomentsResumesToTheSameArtifacts) {
-  // the probe in batches of 8: its sampling calls resume from their journals batch by batch
-  crash_test(tiny(), " --set base.train.steps=60 --set base.train.checkpoint_every=7 --set probe.batch_size=8", 8, "crash_tiny");
+  crash_test(tiny(), kTinyCrashSets, 8, "crash_tiny");
 }
 
 TEST(ReliabilityE2E, AFullDiskFailsCleanlyNamingTheFileAndResumeFinishes) {

@@ -9,6 +9,5 @@ TEST(ReliabilitySlow, KillNineAcrossTheWholeOwlGraphResumesToTheSameArtifacts) {
 
 // The default tiers' tiny run (ReliabilityE2E.KillNineAtEight...) killed at twenty random moments.
 TEST(ReliabilitySlow, KillNineAtTwentyRandomMomentsResumesToTheSameArtifacts) {
-  crash_test(testutil::source_dir() + "/tests/configs/tiny.json",
-             " --set base.train.steps=60 --set base.train.checkpoint_every=7 --set probe.batch_size=8", 20, "crash_tiny20");
+  crash_test(tiny(), kTinyCrashSets, 20, "crash_tiny20");
 }

@@ -33,6 +33,9 @@ using namespace subliminal;
 
 namespace {
 std::string tiny() { return testutil::source_dir() + "/tests/configs/tiny.json"; }
+// The tiny run the kill -9 tests crash: short pretraining with frequent checkpoints, the probe in
+// batches of 8 (its sampling calls resume from their journals batch by batch).
+const char* const kTinyCrashSets = " --set base.train.steps=60 --set base.train.checkpoint_every=7 --set probe.batch_size=8";
 json read_json(const sfs::path& p) { return json::parse(fs::read_file(p)); }
 int count_lines(const sfs::path& p) {
   std::ifstream in(p);
