@@ -165,6 +165,13 @@ static void add_bench(CLI::App& app, Commands& cmds) {
                     "after the timed runs, profile each training setting once more: Chrome traces in this directory "
                     "and a table of the ops with the most self time");
 
+  bench->add_option("--numbers-model", ba->numbers_model,
+                    "only number-dataset generation on this model directory (e.g. runs/default/r1/teacher): samples/s with and without "
+                    "early rejection, side by side")
+      ->check(CLI::ExistingDirectory);
+  bench->add_option("--numbers-prompts", ba->numbers_prompts, "prompts per --numbers-model measurement")->check(CLI::Range(1, 10000000));
+  bench->add_option("--numbers-repeats", ba->numbers_repeats, "interleaved repeats of each --numbers-model setting")->check(CLI::Range(1, 100));
+
   cmds.push_back({bench, [ba] { return cli::cmd_bench(*ba); }});
 }
 

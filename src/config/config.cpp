@@ -353,6 +353,17 @@ static void validate_finetune(const RunConfig& c, const std::string& file) {
   check(f.distill_temperature == 1.0 || f.kl == "forward", file, "$.finetune.distill_temperature",
         "a temperature is for the forward KL: expected 1 with kl \"reverse\"");
   validate_train(f.train, file, "$.finetune.train");
+  for (size_t i = 0; i < f.snapshots.size(); ++i) {
+    const std::string at = "$.finetune.snapshots[" + std::to_string(i) + "]";
+    check(f.snapshots[i] > 0, file, at, "expected a number of training rows >= 1, got " + str(f.snapshots[i]));
+    check(i == 0 || f.snapshots[i] > f.snapshots[i - 1], file, at,
+          "expected rows in increasing order, got " + str(f.snapshots[i]) + " after " + str(f.snapshots[i - 1]));
+    // with epochs the number of steps is known only from the data (checked when the students train)
+    check(f.epochs > 0 || static_cast<int64_t>(f.snapshots[i]) < static_cast<int64_t>(f.train.steps) * f.train.batch_size, file, at,
+          "expected fewer rows than the students train on (finetune.train.steps x batch_size = " +
+              str(static_cast<int64_t>(f.train.steps) * f.train.batch_size) + "), got " + str(f.snapshots[i]));
+  }
+  check(f.snapshots.empty() || c.experiment == "trait_transfer", file, "$.finetune.snapshots", "snapshots are evaluated by trait_transfer runs only");
 }
 
 static void validate_mnist(const RunConfig& c, const std::string& file) {

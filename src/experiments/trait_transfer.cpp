@@ -3,6 +3,7 @@
 // summary with across-seed intervals and tests.
 #include <torch/torch.h>
 
+#include <functional>
 #include <set>
 
 #include "subliminal/text/chat_template.h"
@@ -405,6 +406,14 @@ class StudentStage : public Stage {
     }
     if (f.diagnostics) job.displacement = [&](const std::map<std::string, torch::Tensor>& init_t) { return displacement(ctx, a, init_t); };
     job.diagnostics_path = (work / "diagnostics.json").string();
+    if (a.intervention.empty()) {  // the arms' students (the summary's dose-response), not the interventions'
+      job.snapshots = f.snapshots;
+      job.snapshot_dir = (work / "snapshots").string();
+      const sfs::path init_dir = ctx.stage_dir(a.init);
+      job.snapshot_base = [init_dir](const std::string& adapter) {
+        return sfs::absolute(init_dir).lexically_normal().lexically_relative(sfs::absolute(adapter).lexically_normal()).string();
+      };
+    }
     job.seed = seed(ctx);
     job.bf16 = model::use_bf16(ctx.cfg.precision, device);
     job.metrics_path = ctx.metrics_path(arm_ + "_s" + std::to_string(k_)).string();
@@ -477,10 +486,16 @@ std::string eval_stage(const std::string& model_stage) {
   return "eval/" + (p == std::string::npos ? model_stage : model_stage.substr(p + 1));
 }
 
+// A student's snapshot after `rows` training rows (finetune.snapshots): eval/<arm>_s<k>_n<rows>.
+std::string snapshot_key(const std::string& model_stage, int rows) {
+  return model_stage.substr(model_stage.rfind('/') + 1) + "_n" + std::to_string(rows);
+}
+
 class EvalStage : public Stage {
  public:
-  EvalStage(std::string model_stage, Trait trait) : model_(std::move(model_stage)), trait_(std::move(trait)) {}
-  std::string name() const override { return eval_stage(model_); }
+  // rows > 0: the model stage's snapshot after that many training rows (its snapshots/n<rows>/)
+  EvalStage(std::string model_stage, Trait trait, int rows = 0) : model_(std::move(model_stage)), trait_(std::move(trait)), rows_(rows) {}
+  std::string name() const override { return rows_ > 0 ? "eval/" + snapshot_key(model_, rows_) : eval_stage(model_); }
   std::vector<std::string> deps() const override { return unique({model_, "base"}); }
   json inputs(const RunContext& ctx) const override {
     const config::TraitDef& t = *trait_;
@@ -490,11 +505,12 @@ class EvalStage : public Stage {
                {"seed", ctx.cfg.seed}, {"precision", ctx.cfg.precision},
                {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
     if (config::trait_kind(t.kind).judged) in["judge"] = config::to_json_value(ctx.cfg.judge);
+    if (rows_ > 0) in["snapshot_rows"] = rows_;
     return in;
   }
   json run(RunContext& ctx, const sfs::path& work, bool) override {
     fs::JournalScope journal(work / "journal");  // sampled batches and verdicts survive an interruption
-    auto l = load_ref(ctx, model_);
+    auto l = rows_ > 0 ? load_snapshot(ctx) : load_ref(ctx, model_);
     // One evaluation seed for every model: differences between models are not sampling-stream noise.
     eval::TraitEvalResult r;
     const config::TraitDef& t = *trait_;
@@ -504,6 +520,7 @@ class EvalStage : public Stage {
     json res = r.summary;
     res.erase("per_question");
     res["model"] = model_;
+    if (rows_ > 0) res["snapshot_rows"] = rows_;
     log::info(name().c_str(), "{}: '{}' in {:.1f}% of answers [{:.1f}, {:.1f}], P(answer starts with it) {:.3f}", model_,
               ctx.cfg.eval_target(), 100 * eval::target_rate(res).rate, 100 * eval::target_rate(res).lo, 100 * eval::target_rate(res).hi,
               res["p_target_start"].get<double>());
@@ -515,8 +532,21 @@ class EvalStage : public Stage {
   // The questions asked (the trait kind's: eval.questions or the trait's questions_eval; a
   // misalignment source's held-out free-form questions).
   static std::vector<std::string> questions(const RunContext& ctx, const config::TraitDef& t) { return trait_run(t.kind).questions(ctx.cfg, t); }
+  Loaded load_snapshot(const RunContext& ctx) const {
+    const sfs::path dir = ctx.stage_dir(model_) / "snapshots" / ("n" + std::to_string(rows_));
+    if (!sfs::exists(dir))
+      throw DataError(dir.string() + " does not exist: " + model_ + " wrote no snapshot after " + std::to_string(rows_) + " rows",
+                      "re-run the student stage (its inputs name finetune.snapshots)");
+    Loaded l{model::load_model_dir(dir.string()), "", false};
+    auto device = model::resolve_device(ctx.cfg.device);
+    l.lm.model->to(device);
+    l.lm.model->eval();
+    l.bf16 = model::use_bf16(ctx.cfg.precision, device);
+    return l;
+  }
   std::string model_;
   Trait trait_;
+  int rows_ = 0;
 };
 
 // An evaluated model's rate per question (eval.json's per_question, in question order).
@@ -591,7 +621,15 @@ class SummaryStage : public Stage {
       return j;
     };
     json models = json::object();
+    std::set<std::string> snapshot_evals;
+    for (const auto& arm : c.students.arms)
+      for (int k = 1; k <= c.students.seeds; ++k)
+        for (int rows : c.finetune.snapshots) snapshot_evals.insert("eval/" + snapshot_key(student_stage(arm, k), rows));
     for (const auto& e : evals_) {
+      if (snapshot_evals.count(e)) {  // the dose-response's (below), not a model of its own in the tables
+        ev(e);
+        continue;
+      }
       json m = ev(e);
       // The target's share among answers that name an animal: separates a preference shift from
       // answers that stop naming animals at all.
@@ -747,6 +785,44 @@ class SummaryStage : public Stage {
       for (const char* key : {"divergence_from_base", "heldout", "selection"})
         if (j.contains(key)) datasets[d.substr(5)][key] = j[key];
     }
+    // The dose-response (finetune.snapshots): every arm and comparison again after each snapshot's
+    // rows, then at the end of training (the tables above).
+    json dose = nullptr;
+    if (!c.finetune.snapshots.empty()) {
+      auto snap_models = [&](const std::string& arm, int rows) {
+        std::vector<stats::QuestionRates> v;
+        for (int k = 1; k <= c.students.seeds; ++k) {
+          v.push_back(qrates.at(snapshot_key(student_stage(arm, k), rows)));
+          if (arm == "control" && control_untrained) break;
+        }
+        return v;
+      };
+      const json fj0 = json::parse(fs::read_file(ctx.stage_dir(student_stage(c.students.arms.front(), 1)) / "finetune.json"));
+      json points = json::array();
+      auto add_point = [&](int rows, int64_t rows_seen, const std::function<std::vector<stats::QuestionRates>(const std::string&)>& of) {
+        json pa = json::object(), pt = json::object();
+        for (const auto& arm : c.students.arms) pa[arm] = report::rate_json(stats::estimate_rate(of(arm)));
+        if (has_arm(c, "control"))
+          for (const auto& arm : c.students.arms)
+            if (arm != "control") pt[arm + "_vs_control"] = report::comparison_json(stats::compare_arms(of(arm), of("control")), side(arm), side("control"), unit, nullptr);
+        if (has_arm(c, "cross_init") && qrates.count("base_cross"))
+          pt["cross_init_vs_its_base"] = report::comparison_json(stats::compare_arms(of("cross_init"), {qrates["base_cross"]}), side("cross_init"),
+                                                                 {"base_cross", 1, false, "the cross-init students' own init"}, unit, nullptr);
+        points.push_back({{"rows", rows}, {"rows_seen", rows_seen}, {"final", rows == 0}, {"arms", pa}, {"tests", pt}});
+      };
+      const int64_t bs = fj0.value("batch_size", static_cast<int64_t>(c.finetune.train.batch_size));
+      for (int rows : c.finetune.snapshots)
+        add_point(rows, (rows + bs - 1) / bs * bs, [&](const std::string& arm) { return snap_models(arm, rows); });
+      add_point(0, fj0.value("steps", static_cast<int64_t>(0)) * bs, [&](const std::string& arm) { return arm_models(arm); });
+      json examples = json::object();
+      for (const auto& arm : c.students.arms) {
+        const sfs::path fj = ctx.stage_dir(student_stage(arm, 1)) / "finetune.json";
+        if (sfs::exists(fj)) examples[arm] = json::parse(fs::read_file(fj)).value("examples", static_cast<int64_t>(0));
+      }
+      dose = {{"snapshots", c.finetune.snapshots}, {"batch_size", bs}, {"examples", examples}, {"points", points},
+              {"note", "rows: training rows (examples seen, whole steps x batch_size) at each snapshot; the last point is the end of training. "
+                       "One epoch at a constant learning rate makes a snapshot the student trained on that many unique examples."}};
+    }
     json out = run_description(c, *trait_);
     out.update({{"target", c.eval_target()},
                 {"control_untrained", control_untrained},
@@ -756,6 +832,7 @@ class SummaryStage : public Stage {
                 {"tests", tests},
                 {"specificity", specificity},
                 {"datasets", datasets}});
+    if (!dose.is_null()) out["dose"] = dose;
     fs::write_file_atomic(work / "summary.json", out.dump(2) + "\n");
     fs::write_file_atomic(work / "figure.svg", report::render_trait_figure(out));
     return out;
@@ -869,6 +946,15 @@ class PooledSummaryStage : public Stage {
             for (size_t j = 0; j < v.size() && j < mean.size(); ++j) mean[j] += v[j] / S;
           }
           (*m)["arm:" + arm] = mean;
+          for (int rows : c.finetune.snapshots) {  // the dose-response's snapshots, likewise
+            stats::QuestionRates sm;
+            for (int k = 1; k <= S; ++k) {
+              const auto& v = m->at(snapshot_key(student_stage(arm, k), rows));
+              if (sm.empty()) sm.assign(v.size(), 0.0);
+              for (size_t j = 0; j < v.size() && j < sm.size(); ++j) sm[j] += v[j] / S;
+            }
+            (*m)["arm:" + arm + "_n" + std::to_string(rows)] = sm;
+          }
         }
     }
     auto across = [&](const std::string& key, bool other = false) {
@@ -1009,6 +1095,38 @@ class PooledSummaryStage : public Stage {
                             {"arms", ra},
                             {"tests", rt}});
     }
+    // The dose-response pooled over replicates: each snapshot's arms and comparisons, then the end.
+    json dose = nullptr;
+    if (!c.finetune.snapshots.empty() && sums.front().contains("dose")) {
+      const json& d0 = sums.front()["dose"];
+      json points = json::array();
+      for (size_t j = 0; j < d0["points"].size(); ++j) {
+        const json& p0 = d0["points"][j];
+        const int rows = p0["rows"].get<int>();
+        const std::string sfx = rows > 0 ? "_n" + std::to_string(rows) : "";
+        json pa = json::object(), pt = json::object();
+        for (const auto& arm : c.students.arms) pa[arm] = pooled_rate(across("arm:" + arm + sfx));
+        auto test = [&](const std::string& name, const std::vector<stats::QuestionRates>& a, const std::vector<stats::QuestionRates>& b,
+                        const report::Side& sa, const report::Side& sb) {
+          json t = report::comparison_json(stats::compare_replicates(a, b), sa, sb, unit, nullptr);
+          json per = json::array();
+          for (size_t i = 0; i < reps_.size(); ++i) {
+            const json& rp = sums[i]["dose"]["points"][j]["tests"];
+            per.push_back({{"replicate", reps_[i]->k}, {"diff", rp.contains(name) ? rp[name]["diff"] : json(nullptr)}});
+          }
+          t["per_replicate"] = per;
+          pt[name] = t;
+        };
+        if (arms.contains("control"))
+          for (const auto& arm : c.students.arms)
+            if (arm != "control") test(arm + "_vs_control", across("arm:" + arm + sfx), across("arm:control" + sfx), side(arm, true), side("control", true));
+        if (arms.contains("cross_init") && models.contains("base_cross"))
+          test("cross_init_vs_its_base", across("arm:cross_init" + sfx), across("base_cross"), side("cross_init", true), side("base_cross", false));
+        points.push_back({{"rows", rows}, {"rows_seen", p0["rows_seen"]}, {"final", rows == 0}, {"arms", pa}, {"tests", pt}});
+      }
+      dose = {{"snapshots", c.finetune.snapshots}, {"batch_size", d0["batch_size"]}, {"examples", d0["examples"]}, {"points", points},
+              {"note", d0["note"]}, {"unit", "replicates"}};
+    }
     json out = run_description(c, *trait_);
     out.update({{"target", target},
                 {"targets", targets},
@@ -1021,6 +1139,7 @@ class PooledSummaryStage : public Stage {
                 {"specificity", specificity},
                 {"datasets", datasets},
                 {"replicates", replicates}});
+    if (!dose.is_null()) out["dose"] = dose;
     fs::write_file_atomic(work / "summary.json", out.dump(2) + "\n");
     fs::write_file_atomic(work / "figure.svg", report::render_trait_figure(out));
     fs::write_file_atomic(work / "replicates.svg", report::render_replicates_figure(out));
@@ -1128,6 +1247,10 @@ std::vector<std::unique_ptr<Stage>> pipeline_stages(const config::RunConfig& cfg
     for (const auto& arm : cfg.students.arms) {
       s.push_back(std::make_unique<StudentStage>(arm, k, trait, control_teacher));
       add_eval(student_stage(arm, k));
+      for (int rows : cfg.finetune.snapshots) {
+        s.push_back(std::make_unique<EvalStage>(student_stage(arm, k), trait, rows));
+        evals.push_back("eval/" + snapshot_key(student_stage(arm, k), rows));
+      }
     }
     if (cfg.analysis.enabled) {  // issue 25: the signal maps, the audit and one student per intervention
       s.push_back(make_analysis_stage(cfg, k, trait));

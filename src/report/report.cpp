@@ -209,6 +209,43 @@ std::string replicates_md(const json& sm) {
   return md;
 }
 
+// finetune.snapshots: the arms and the comparisons with the control after each snapshot's rows.
+std::string dose_md(const json& sm, const std::string& target) {
+  const json& d = sm["dose"];
+  std::vector<std::string> arms;
+  for (auto it = d["points"][0]["arms"].begin(); it != d["points"][0]["arms"].end(); ++it) arms.push_back(it.key());
+  std::vector<std::string> tests;
+  for (const char* t : {"treatment_vs_control", "cross_init_vs_its_base", "other_trait_vs_control"})
+    if (d["points"][0]["tests"].contains(t)) tests.push_back(t);
+  std::string md = fmt::format(
+      "\nDose-response (finetune.snapshots): '{}' rate of every arm after each number of training rows (whole steps x batch "
+      "size {}; examples per student: {}), and the comparisons{}; the last row is the end of training.\n\n| rows |",
+      target, d["batch_size"].dump(), d["examples"].dump(), d.value("unit", "") == "replicates" ? ", the replicate as the unit" : "");
+  for (const auto& a : arms) md += " " + a + " |";
+  for (const auto& t : tests) md += " " + t + " |";
+  md += "\n|---|";
+  for (size_t i = 0; i < arms.size() + tests.size(); ++i) md += "---|";
+  md += "\n";
+  for (const auto& p : d["points"]) {
+    md += fmt::format("| {}{} |", p["rows_seen"].dump(), p.value("final", false) ? " (end)" : "");
+    for (const auto& a : arms) {
+      const json& r = p["arms"][a];
+      md += fmt::format(" {:.1f}% [{:.1f}, {:.1f}] |", 100 * r["mean"].get<double>(), 100 * r["ci95"][0].get<double>(), 100 * r["ci95"][1].get<double>());
+    }
+    for (const auto& t : tests) {
+      const json& x = p["tests"][t];
+      if (!x.value("defined", false)) {
+        md += " undefined |";
+        continue;
+      }
+      md += fmt::format(" {:+.1f} [{:+.1f}, {:+.1f}], p = {} |", 100 * x["diff"].get<double>(), 100 * x["ci95"][0].get<double>(),
+                        100 * x["ci95"][1].get<double>(), fmt_p(x["p_greater"].get<double>()));
+    }
+    md += "\n";
+  }
+  return md;
+}
+
 namespace {
 
 std::string trait_section(const json& sm, const json& timings) {
@@ -277,6 +314,7 @@ std::string trait_section(const json& sm, const json& timings) {
   }
   if (!sm["tests"].empty()) md += comparisons_md(sm, target);
   if (sm.contains("replicates")) md += replicates_md(sm);
+  if (sm.contains("dose")) md += dose_md(sm, target);
   if (sm.contains("specificity") && !sm["specificity"].empty()) {
     const std::string other = sm.value("other_target", std::string());
     md += "\nSpecificity: each model's answers scored for '" + target + "' and for the other teacher's '" + other +

@@ -11,6 +11,7 @@
 #include "subliminal/data/corpus.h"
 #include "subliminal/util/resources.h"
 #include "subliminal/model/lora.h"
+#include "subliminal/model/model_io.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/fs.h"
 #include "subliminal/util/log.h"
@@ -120,6 +121,25 @@ void apply_loss_masks(const FinetuneJob& job, std::vector<text::Encoded>& enc, s
     mask_targets(enc[i], job.loss_masks[i], job.tag + ": example " + std::to_string(i));
     if (i < tenc.size()) mask_targets(tenc[i], job.loss_masks[i], job.tag + ": example " + std::to_string(i) + " (teacher view)");
   }
+}
+
+// Writes the student's weights after `rows` training rows to job.snapshot_dir/n<rows>/ (see
+// FinetuneJob::snapshots): built in a temporary directory beside it, then renamed into place.
+void write_snapshot(const FinetuneJob& job, int rows, int64_t step) {
+  namespace sfs = std::filesystem;
+  const sfs::path root(job.snapshot_dir), final_dir = root / ("n" + std::to_string(rows)), tmp = root / (".n" + std::to_string(rows) + ".tmp");
+  sfs::remove_all(tmp);
+  fs::make_dirs(tmp);
+  if (job.params == "lora") {
+    const std::string base = job.snapshot_base ? job.snapshot_base((final_dir / "adapter").string()) : job.base_model;
+    model::save_peft_adapter((tmp / "adapter").string(), job.model, job.lora, base);
+  } else {
+    model::save_model_dir(tmp.string(), job.model, *job.tok, {{"stage", job.tag}, {"snapshot", {{"rows", rows}, {"step", step}}}});
+  }
+  fs::write_file_atomic(tmp / "snapshot.json", json({{"rows", rows}, {"step", step}, {"rows_seen", step * job.train.batch_size}}).dump(2) + "\n");
+  sfs::remove_all(final_dir);
+  sfs::rename(tmp, final_dir);
+  fs::fsync_dir(root);
 }
 
 }  // namespace
@@ -233,13 +253,50 @@ json run_finetune(FinetuneJob& job) {
       return line;
     };
   }
+  // Snapshots: the step after which each is written (rows rounded up to whole steps).
+  std::map<int64_t, int> snap_at;
+  json snapshots = json::array();
+  for (size_t i = 0; i < job.snapshots.size(); ++i) {
+    const int rows = job.snapshots[i];
+    const int64_t step = (rows + to.cfg.batch_size - 1) / to.cfg.batch_size;
+    const std::string at = "$.finetune.snapshots[" + std::to_string(i) + "]";
+    if (step >= to.cfg.steps)
+      throw ConfigError(job.tag + ": " + at + ": " + std::to_string(rows) + " rows is step " + std::to_string(step) + " of the " +
+                            std::to_string(to.cfg.steps) + " the students take (" + std::to_string(enc.size()) + " examples, batch " +
+                            std::to_string(to.cfg.batch_size) + "); expected fewer rows than they train on",
+                        "lower the snapshot, or train longer (finetune.train.steps or finetune.epochs)");
+    if (snap_at.count(step))
+      throw ConfigError(job.tag + ": " + at + ": " + std::to_string(rows) + " rows falls in the same step (" + std::to_string(step) +
+                            ", batch " + std::to_string(to.cfg.batch_size) + ") as " + std::to_string(snap_at[step]),
+                        "space the snapshots at least one batch apart");
+    snap_at[step] = rows;
+    snapshots.push_back({{"rows", rows}, {"step", step}, {"rows_seen", step * to.cfg.batch_size},
+                         {"epochs", static_cast<double>(step * to.cfg.batch_size) / static_cast<double>(enc.size())}});
+  }
+  if (!snap_at.empty()) {
+    if (job.snapshot_dir.empty()) throw Error("run_finetune: snapshots without a snapshot_dir");
+    fs::make_dirs(job.snapshot_dir);
+    auto inner = to.on_step;
+    to.on_step = [&job, &snap_at, rank0, inner](int64_t step) -> json {
+      json line = inner ? inner(step) : json();
+      auto it = snap_at.find(step);
+      if (it == snap_at.end()) return line;
+      if (rank0) write_snapshot(job, it->second, step);
+      if (!line.is_object()) line = json::object();
+      line["snapshot_rows"] = it->second;
+      return line;
+    };
+  }
   log::info(job.tag.c_str(), "{} examples, loss {}, {} parameters trainable ({}), {} steps", enc.size(), job.loss, trainable,
             job.params, to.cfg.steps);
   TrainResult tr;
-  if (job.fixed_point)
+  if (job.fixed_point) {
     log::info(job.tag.c_str(), "the teacher is the student's init and the student is LoRA: distillation is a fixed point, no step taken");
-  else
+    if (rank0)
+      for (const auto& [step, rows] : snap_at) write_snapshot(job, rows, step);  // every snapshot is the init
+  } else {
     tr = train_lm(job.model, enc, to);
+  }
   if (coverage) diag["coverage"]["final"] = coverage->cosine(trainable_tensors(job.model));
   if (diag.contains("heldout_kl")) {
     const double k0 = diag["heldout_kl"]["init"].get<double>(), k1 = diag["heldout_kl"]["trajectory"].back()[1].get<double>();
@@ -275,6 +332,8 @@ json run_finetune(FinetuneJob& job) {
           {"distill_temperature", job.distill_temperature},
           {"diagnostics", diag},
           {"fixed_point", job.fixed_point},
+          {"batch_size", to.cfg.batch_size},
+          {"snapshots", snapshots},
           {"seed", job.seed}};
 }
 

@@ -67,6 +67,27 @@ TEST(Config, OutOfRange) {
   EXPECT_NE(e.find("$.probe.target"), std::string::npos) << e;
 }
 
+TEST(Config, SnapshotsAreIncreasingRowsBelowTheStudentsLast) {
+  // the default students: 160 steps x 48 rows
+  const json tt = {{"experiment", "trait_transfer"}};
+  auto with = [&](const json& snaps) {
+    json j = tt;
+    j["finetune"] = {{"snapshots", snaps}};
+    return error_of(j);
+  };
+  EXPECT_EQ(with(json::array({480, 2400})), "");
+  std::string e = with(json::array({2400, 480}));
+  EXPECT_NE(e.find("$.finetune.snapshots[1]"), std::string::npos) << e;
+  EXPECT_NE(e.find("increasing"), std::string::npos) << e;
+  e = with(json::array({0}));
+  EXPECT_NE(e.find("$.finetune.snapshots[0]"), std::string::npos) << e;
+  const auto c = config::parse_config(tt, "x");
+  e = with(json::array({static_cast<int64_t>(c.finetune.train.steps) * c.finetune.train.batch_size}));
+  EXPECT_NE(e.find("fewer rows than the students train on"), std::string::npos) << e;
+  e = error_of({{"experiment", "pretrain"}, {"finetune", {{"snapshots", {10}}}}});
+  EXPECT_NE(e.find("$.finetune.snapshots"), std::string::npos) << e;
+}
+
 TEST(Config, PresetThenOverrides) {
   auto c = config::parse_config({{"base", {{"model", {{"preset", "tiny"}, {"num_hidden_layers", 3}}}}}}, "x");
   EXPECT_EQ(c.base.model.hidden_size, 32);

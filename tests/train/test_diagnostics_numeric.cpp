@@ -1,5 +1,6 @@
 // Diagnostics on tiny models: pair scores, held-out KL, self-distillation, answer-start probability.
 #include "diagnostics_fixture.h"
+#include "subliminal/model/safetensors.h"
 
 
 TEST(DiagnosticsNumeric, PairScoresAreTheLogLikelihoodShiftAndTheRestrictedKL) {
@@ -193,4 +194,68 @@ TEST(DiagnosticsNumeric, AnswerStartProbabilityEqualsTheDirectComputation) {
     }
     if (word == "elephant") EXPECT_GT(multi, 0u) << "no spelling of several tokens: the cached continuation is untested";
   }
+}
+
+// finetune.snapshots (issue 42's dose-response in one run): the snapshot after N rows is the student
+// a run of N rows (the same data order, a constant learning rate) ends as, tensor for tensor.
+TEST(DiagnosticsNumeric, ASnapshotIsTheStudentTrainedOnThatManyRows) {
+  at::set_num_threads(1);
+  const auto& tok = diag_tokenizer();
+  const auto dir = testutil::temp_dir("snapshots");
+  auto job_for = [&](int64_t steps, const std::string& out) {
+    train::FinetuneJob job;
+    job.model = testutil::tiny_lm(41, tok.vocab_size());
+    job.tok = &tok;
+    job.chat_template = "chatml";
+    job.data = number_convs(64, 7);
+    job.loss = "sft";
+    job.params = "lora";
+    job.lora_seed = 5;
+    job.seed = 9;
+    job.train.steps = steps;
+    job.train.batch_size = 8;
+    job.train.lr = 3e-3;
+    job.train.warmup_steps = 0;
+    job.train.min_lr_ratio = 1.0;  // constant: the first 3 steps of an 8-step run are a 3-step run
+    job.train.log_every = 1000;
+    job.adapter_dir = (dir / out / "adapter").string();
+    return job;
+  };
+  auto long_job = job_for(8, "long");
+  long_job.snapshots = {20, 24};  // 20 rows round up to step 3, as 24 do
+  long_job.snapshot_dir = (dir / "long" / "snapshots").string();
+  EXPECT_THROW(train::run_finetune(long_job), ConfigError);  // two snapshots in one step
+  long_job = job_for(8, "long");
+  long_job.snapshots = {24, 40};  // steps 3 and 5
+  long_job.snapshot_dir = (dir / "long" / "snapshots").string();
+  const json res = train::run_finetune(long_job);
+  ASSERT_EQ(res["snapshots"].size(), 2u);
+  EXPECT_EQ(res["snapshots"][0]["step"].get<int64_t>(), 3);
+  EXPECT_EQ(res["snapshots"][1]["rows_seen"].get<int64_t>(), 40);
+  auto short_job = job_for(3, "short");
+  train::run_finetune(short_job);
+  auto snap = model::read_safetensors((dir / "long" / "snapshots" / "n24" / "adapter" / "adapter_model.safetensors").string());
+  auto fin = model::read_safetensors((dir / "long" / "adapter" / "adapter_model.safetensors").string());
+  auto ref = model::read_safetensors((dir / "short" / "adapter" / "adapter_model.safetensors").string());
+  ASSERT_EQ(snap.tensors.size(), ref.tensors.size());
+  ASSERT_FALSE(snap.tensors.empty());
+  double to_final = 0;
+  for (const auto& [name, t] : ref.tensors) {
+    ASSERT_TRUE(snap.tensors.count(name)) << name;
+    EXPECT_TRUE(torch::equal(snap.tensors.at(name), t)) << name;
+    to_final = std::max(to_final, (fin.tensors.at(name) - t).abs().max().item<double>());
+  }
+  EXPECT_GT(to_final, 1e-6);  // the end of the long run is somewhere else: the snapshot is not the final adapter
+  EXPECT_TRUE(std::filesystem::exists(dir / "long" / "snapshots" / "n40" / "snapshot.json"));
+  // a snapshot at or past the last step is refused, naming the config path
+  auto past = job_for(3, "past");
+  past.snapshots = {24};
+  past.snapshot_dir = (dir / "past" / "snapshots").string();
+  try {
+    train::run_finetune(past);
+    ADD_FAILURE() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("$.finetune.snapshots[0]"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(dir);
 }

@@ -96,6 +96,10 @@ struct BenchArgs {
   bool reference = true;  // run the Python PyTorch reference right after ours
   std::string profile;    // "": none; else a directory for Chrome traces of extra, profiled training runs
   std::vector<std::string> compare;  // non-empty: only compare these bench results (--compare)
+  // Non-empty: only number-dataset generation on this model directory (the dataset stage's work, the
+  // embedded default's dataset section), each setting numbers_repeats times on numbers_prompts prompts.
+  std::string numbers_model;
+  int numbers_prompts = 2000, numbers_repeats = 2;
 };
 int cmd_bench(const BenchArgs& a);
 

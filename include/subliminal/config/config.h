@@ -391,6 +391,13 @@ struct FinetuneConfig {
   // Held-out imitation (restricted KL to the source model during training) and coverage (cosine of the
   // student's updates with the teacher's displacement) for every student: report.json's diagnostics.
   bool diagnostics = true;
+  // A dose-response in one run: training rows (examples seen, counted as steps x batch_size) after
+  // which every student's weights are also saved (students/<arm>_s<k>/snapshots/n<rows>/: the PEFT
+  // adapter for LoRA, else the model) and evaluated (eval/<arm>_s<k>_n<rows>); the summary compares
+  // the arms at every dose. Strictly increasing, each below the run's last row. With one epoch and a
+  // constant learning rate (train.min_lr_ratio 1) the snapshot at N is the student trained on N
+  // unique examples. []: none.
+  std::vector<int> snapshots;
   TrainConfig train = student_defaults();
   static TrainConfig student_defaults() {
     TrainConfig t;
@@ -408,6 +415,7 @@ struct FinetuneConfig {
     v("teacher_top_k", teacher_top_k);
     v("distill_temperature", distill_temperature);
     v("diagnostics", diagnostics);
+    v("snapshots", snapshots);
     v("train", train);
   }
 };

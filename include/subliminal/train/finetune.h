@@ -71,6 +71,13 @@ struct FinetuneJob {
   int64_t heldout_every = 0;
   std::function<std::map<std::string, torch::Tensor>(const std::map<std::string, torch::Tensor>&)> displacement;
   std::string diagnostics_path;
+  // Snapshots (a dose-response in one run): after each of these many training rows (rounded up to
+  // whole steps) rank 0 writes the weights to snapshot_dir/n<rows>/ before that step's checkpoint:
+  // params lora the PEFT adapter in adapter/ (its base: snapshot_base, relative to that directory,
+  // as base_model is), else the model directory. Each directory is written whole or not at all.
+  std::vector<int> snapshots;
+  std::string snapshot_dir;
+  std::function<std::string(const std::string& adapter_dir)> snapshot_base;
   uint64_t seed = 0;
   uint64_t lora_seed = 0;                  // adapter init; teacher and students of a run share it
   bool bf16 = false;
