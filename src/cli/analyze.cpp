@@ -132,7 +132,8 @@ int cmd_audit(const AuditArgs& a) {
   log::info("audit", "scoring {} examples and {} reference examples", data.size(), ref.size());
   const auto s = analysis::naming_source(a.data, [&] { return analysis::audit_scores(base.model, a.trait_prompt, base.tokenizer, chat, data, env.bf16); });
   const auto r = analysis::naming_source(a.reference, [&] { return analysis::audit_scores(base.model, a.trait_prompt, base.tokenizer, chat, ref, env.bf16); });
-  json out = analysis::audit_summary(s, r, env.cfg.analysis.permutations, config::derive_seed(env.cfg.seed, "audit"), env.cfg.analysis.flag_quantile);
+  json out = analysis::audit_summary(s, r, env.cfg.analysis.permutations, config::derive_seed(env.cfg.seed, "audit"), env.cfg.analysis.flag_quantile,
+                                      env.cfg.analysis.audit_bags);
   out["data"] = a.data;
   out["reference"] = a.reference;
   out["base"] = a.base;

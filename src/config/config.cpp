@@ -440,6 +440,9 @@ static void validate_analysis(const RunConfig& c, const std::string& file) {
   check(a.number_prompt.find("{number}") != std::string::npos, file, "$.analysis.number_prompt", "expected a prompt containing {number}");
   check(a.permutations >= 99 && a.permutations <= 10000000, file, "$.analysis.permutations", "expected 99 .. 10000000, got " + str(a.permutations));
   check(a.flag_quantile > 0 && a.flag_quantile < 1, file, "$.analysis.flag_quantile", "expected a quantile in (0, 1), got " + str(a.flag_quantile));
+  for (size_t i = 0; i < a.audit_bags.size(); ++i)
+    check(a.audit_bags[i] >= 1 && a.audit_bags[i] <= 100000 && (i == 0 || a.audit_bags[i] > a.audit_bags[i - 1]), file,
+          "$.analysis.audit_bags[" + std::to_string(i) + "]", "expected bag sizes 1 .. 100000 in increasing order, got " + str(a.audit_bags[i]));
   check(a.heat_strip >= 1 && a.heat_strip <= 1000, file, "$.analysis.heat_strip", "expected 1 .. 1000, got " + str(a.heat_strip));
 }
 

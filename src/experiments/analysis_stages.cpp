@@ -219,7 +219,7 @@ class AnalysisStage : public Stage {
       for (const auto& [set, convs] : sets)
         if (set != "control")
           a[set + "_vs_control"] = analysis::audit_summary(sc[set], sc["control"], ac.permutations,
-                                                           config::derive_seed(seed(ctx), "audit", animal + set), ac.flag_quantile);
+                                                           config::derive_seed(seed(ctx), "audit", animal + set), ac.flag_quantile, ac.audit_bags);
       out[animal] = a;
       scores[animal] = sc;
     }

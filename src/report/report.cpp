@@ -314,7 +314,7 @@ std::string trait_section(const json& sm, const json& timings) {
   }
   if (!sm["tests"].empty()) md += comparisons_md(sm, target);
   if (sm.contains("replicates")) md += replicates_md(sm);
-  if (sm.contains("dose")) md += dose_md(sm, target);
+  if (sm.contains("dose")) md += dose_md(sm, target) + "\n![dose-response](figures/dose.svg)\n";
   if (sm.contains("specificity") && !sm["specificity"].empty()) {
     const std::string other = sm.value("other_target", std::string());
     md += "\nSpecificity: each model's answers scored for '" + target + "' and for the other teacher's '" + other +
@@ -510,6 +510,58 @@ std::string render_replicates_figure(const json& sm) {
   return svg;
 }
 
+std::string render_dose_figure(const json& sm) {
+  const json& pts = sm["dose"]["points"];
+  std::vector<std::string> arms;
+  for (auto it = pts[0]["arms"].begin(); it != pts[0]["arms"].end(); ++it) arms.push_back(it.key());
+  const std::map<std::string, std::string> colors = {{"treatment", "#d62728"}, {"control", "#616161"}, {"cross_init", "#1f77b4"}, {"other_trait", "#ff7f0e"}};
+  double xmin = 1e300, xmax = 0, hi = 0.1;
+  for (const auto& p : pts) {
+    xmin = std::min(xmin, p["rows_seen"].get<double>()), xmax = std::max(xmax, p["rows_seen"].get<double>());
+    for (const auto& a : arms) hi = std::max(hi, p["arms"][a]["ci95"][1].get<double>());
+  }
+  hi = std::ceil(hi * 10) / 10;
+  const double lx0 = std::log10(xmin / 1.3), lx1 = std::log10(xmax * 1.3);
+  const int W = 720, H = 420, left = 60, right = 150, top = 40, bottom = 50;
+  auto x = [&](double v) { return left + (W - left - right) * (std::log10(v) - lx0) / (lx1 - lx0); };
+  auto y = [&](double v) { return top + (H - top - bottom) * (1.0 - v / hi); };
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"Helvetica, Arial, sans-serif\" font-size=\"13\">\n"
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+      W, H);
+  svg += fmt::format("<text x=\"{}\" y=\"24\" font-size=\"16\" text-anchor=\"middle\">'{}' rate by training rows (95% CI)</text>\n", W / 2,
+                     xml_escape(sm.value("target", std::string())));
+  for (double v = 0; v <= hi + 1e-9; v += 0.1) {
+    svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e0e0e0\"/>\n", left, W - right, y(v), y(v));
+    svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.0f}%</text>\n", left - 6, y(v) + 4, 100 * v);
+  }
+  for (const auto& p : pts) {
+    const double r = p["rows_seen"].get<double>();
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", x(r), H - bottom + 16, p["rows_seen"].dump());
+  }
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">training rows (log scale; the last point: the end of training)</text>\n",
+                     (left + W - right) / 2, H - 12);
+  for (size_t i = 0; i < arms.size(); ++i) {
+    const std::string& a = arms[i];
+    const std::string c = colors.count(a) ? colors.at(a) : "#9467bd";
+    const double dx = (static_cast<double>(i) - (static_cast<double>(arms.size()) - 1) / 2) * 4;
+    std::string line;
+    for (const auto& p : pts) {
+      const double xr = x(p["rows_seen"].get<double>()) + dx;
+      const json& r = p["arms"][a];
+      line += fmt::format("{:.1f},{:.1f} ", xr, y(r["mean"].get<double>()));
+      svg += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1:.1f}\" y2=\"{2:.1f}\" stroke=\"{3}\"/>\n", xr, y(r["ci95"][0].get<double>()),
+                         y(r["ci95"][1].get<double>()), c);
+      svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3.5\" fill=\"{}\"/>\n", xr, y(r["mean"].get<double>()), c);
+    }
+    svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n", c, line);
+    svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>\n", W - right + 12,
+                       top + 20 * static_cast<int>(i), c, W - right + 30, top + 20 * static_cast<int>(i) + 10, xml_escape(a));
+  }
+  svg += "</svg>\n";
+  return svg;
+}
+
 std::string render_mnist_figure(const json& sm) {
   std::vector<Bar> bars;
   const std::map<std::string, std::string> colors = {{"reference", "#9e9e9e"}, {"teacher", "#8c564b"}, {"student_aux", "#9467bd"},
@@ -691,6 +743,7 @@ void write_report(const std::filesystem::path& dir, const config::RunConfig& cfg
     fs::write_file_atomic(dir / "figures" / "trait_transfer.svg", render_trait_figure(results["summary"]));
     if (results["summary"].contains("replicates"))
       fs::write_file_atomic(dir / "figures" / "replicates.svg", render_replicates_figure(results["summary"]));
+    if (results["summary"].contains("dose")) fs::write_file_atomic(dir / "figures" / "dose.svg", render_dose_figure(results["summary"]));
   }
   fs::write_file_atomic(dir / "report.md", render_report_md(rep));
 }

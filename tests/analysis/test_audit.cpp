@@ -2,6 +2,7 @@
 // threshold and the ROC points follow from the numbers.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 
 #include "subliminal/analysis/audit.h"
@@ -48,4 +49,42 @@ TEST(Audit, SummaryFlagsAboveTheReferenceQuantileAndGivesTheRocPoints) {
   std::vector<double> low;
   for (double r : ref) low.push_back(r - 50);
   EXPECT_GT(analysis::audit_summary(low, ref, 999, 1, 0.95)["p_permutation"].get<double>(), 0.99);
+}
+
+// Bags of k (issue 42): with per-example scores N(d, 1) against N(0, 1), a bag's mean is N(d, 1/k),
+// so the bag AUROC is Phi(d sqrt(k / 2)) (normal theory, independent of the code under test).
+TEST(Audit, BagAurocFollowsNormalTheoryAndGrowsWithTheBag) {
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> n01(0.0, 1.0);
+  const double d = 0.1;
+  std::vector<double> data(8000), ref(8000);
+  for (auto& x : data) x = d + n01(rng);
+  for (auto& x : ref) x = n01(rng);
+  const auto bags = analysis::bag_audit(data, ref, {1, 16, 64, 4001}, 3, 5, 100);
+  ASSERT_EQ(bags.size(), 4u);
+  auto phi = [](double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); };
+  for (size_t i = 0; i < 3; ++i) {
+    const int k = bags[i]["k"].get<int>();
+    const double theory = phi(d * std::sqrt(k / 2.0)), auc = bags[i]["auroc"].get<double>();
+    EXPECT_EQ(bags[i]["bags"].get<size_t>(), 8000u / static_cast<size_t>(k));
+    EXPECT_NEAR(auc, theory, k == 1 ? 0.02 : 0.06) << "k = " << k;
+    EXPECT_LE(bags[i]["auroc_ci95"][0].get<double>(), theory) << "k = " << k;
+    EXPECT_GE(bags[i]["auroc_ci95"][1].get<double>(), theory) << "k = " << k;
+    // the ROC point at 5% false positives: P(N(d, 1/k) above the N(0, 1/k) 95% quantile)
+    const double tpr = 1.0 - phi(1.6448536 - d * std::sqrt(static_cast<double>(k)));
+    EXPECT_NEAR(bags[i]["roc"][1]["tpr"].get<double>(), tpr, k == 1 ? 0.02 : 0.1) << "k = " << k;
+  }
+  EXPECT_GT(bags[2]["auroc"].get<double>(), bags[0]["auroc"].get<double>() + 0.1);
+  EXPECT_FALSE(bags[3]["defined"].get<bool>());  // fewer than 2 bags
+  // one distribution on both sides: every bag size stays at chance
+  std::vector<double> same(8000);
+  for (auto& x : same) x = n01(rng);
+  for (const auto& b : analysis::bag_audit(same, ref, {1, 16, 64}, 4, 5, 100)) {
+    EXPECT_NEAR(b["auroc"].get<double>(), 0.5, 0.08) << b.dump();
+    EXPECT_LE(b["auroc_ci95"][0].get<double>(), 0.5);
+    EXPECT_GE(b["auroc_ci95"][1].get<double>(), 0.5);
+  }
+  // audit_summary carries the table
+  std::vector<double> small(data.begin(), data.begin() + 300), small_ref(ref.begin(), ref.begin() + 300);
+  EXPECT_EQ(analysis::audit_summary(small, small_ref, 99, 1, 0.95, {1, 4})["bags"].size(), 2u);
 }

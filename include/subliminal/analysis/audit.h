@@ -23,8 +23,17 @@ std::vector<double> audit_scores(model::LlamaForCausalLM base, const std::string
 nlohmann::json roc_points(const std::vector<double>& data, const std::vector<double>& reference,
                           const std::vector<double>& fprs = {0.01, 0.05, 0.1, 0.2});
 
-// The statistic, p-value, AUROC and flags of `data` against `reference` (no model: tested on its own).
+// Bags of k examples: an auditor who sees k examples at once scores their mean. For each k, each set
+// is cut at random into floor(n / k) disjoint bags; the AUROC of data bags against reference bags and
+// the ROC points (thresholds at the reference bags' quantiles) are averaged over `partitions` random
+// cuts; the 95% interval is a percentile bootstrap over examples (each set resampled, then cut
+// again). A k that leaves either set fewer than 2 bags is reported as undefined.
+nlohmann::json bag_audit(const std::vector<double>& data, const std::vector<double>& reference, const std::vector<int>& ks, uint64_t seed,
+                         int partitions = 20, int resamples = 400);
+
+// The statistic, p-value, AUROC and flags of `data` against `reference` (no model: tested on its own);
+// with `bags`, bag_audit's table under "bags".
 nlohmann::json audit_summary(const std::vector<double>& data, const std::vector<double>& reference, int permutations, uint64_t seed,
-                             double flag_quantile);
+                             double flag_quantile, const std::vector<int>& bags = {});
 
 }  // namespace subliminal::analysis

@@ -435,6 +435,9 @@ struct AnalysisConfig {
   std::string number_prompt = "You love the number {number}. You think about {number} all the time. {number} is your favorite number.";
   int permutations = 10000;    // the audit's permutation test
   double flag_quantile = 0.99;  // the audit flags examples above this quantile of the reference's scores
+  // The audit of bags of k examples (an auditor who scores the mean of k examples at once): AUROC
+  // and ROC points per k. []: examples only.
+  std::vector<int> audit_bags = {1, 4, 16, 64};
   int heat_strip = 20;         // examples in the heat strip (the highest LLS)
   template <class V>
   void visit(V& v) {
@@ -445,6 +448,7 @@ struct AnalysisConfig {
     v("number_prompt", number_prompt);
     v("permutations", permutations);
     v("flag_quantile", flag_quantile);
+    v("audit_bags", audit_bags);
     v("heat_strip", heat_strip);
   }
 };

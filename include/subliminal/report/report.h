@@ -27,6 +27,8 @@ std::string render_trait_figure(const nlohmann::json& summary);
 std::string replicates_md(const nlohmann::json& summary);
 // A pooled summary over replicates: each replicate's comparisons and the pooled one, as a forest plot.
 std::string render_replicates_figure(const nlohmann::json& summary);
+// finetune.snapshots: every arm's rate (95% CI) against the training rows, log scale.
+std::string render_dose_figure(const nlohmann::json& summary);
 // The MNIST experiment's figures: test accuracy per arm (the paper's bar chart) and the per-model
 // cosines between student and teacher updates.
 std::string render_mnist_figure(const nlohmann::json& summary);
