@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <tuple>
@@ -12,8 +13,9 @@
 namespace subliminal::analysis {
 
 const std::vector<std::string>& intervention_names() {
-  static const std::vector<std::string> n = {"top",          "bottom",          "random",         "mask_top",      "mask_random",
-                                             "resample_top", "resample_random", "shuffle_within", "shuffle_across"};
+  static const std::vector<std::string> n = {"top",          "bottom",          "random",         "mask_top",       "mask_random",
+                                             "resample_top", "resample_random", "shuffle_within", "shuffle_across", "canonical_sort",
+                                             "canonical_format", "format_random"};
   return n;
 }
 
@@ -21,6 +23,8 @@ std::string control_of(const std::string& iv) {
   if (iv == "top" || iv == "bottom") return "random";
   if (iv == "mask_top") return "mask_random";
   if (iv == "resample_top") return "resample_random";
+  if (iv == "canonical_sort") return "shuffle_within";
+  if (iv == "canonical_format") return "format_random";
   return "";
 }
 
@@ -179,6 +183,54 @@ std::vector<data::Conversation> shuffle_numbers_across(const std::vector<data::C
     a->content = refill(a->content, runs[i], nums);
   }
   return out;
+}
+
+std::vector<data::Conversation> sort_numbers_within(const std::vector<data::Conversation>& convs) {
+  auto out = convs;
+  for (size_t i = 0; i < out.size(); ++i) {
+    auto* a = assistant_of(out[i], i);
+    const auto runs = digit_runs(a->content);
+    std::vector<std::string> nums;
+    for (auto [b, e] : runs) nums.push_back(a->content.substr(b, e - b));
+    // by value (digit strings: longer without leading zeros is larger), ties by text
+    auto value_less = [](const std::string& x, const std::string& y) {
+      const size_t zx = std::min(x.find_first_not_of('0'), x.size()), zy = std::min(y.find_first_not_of('0'), y.size());
+      const std::string vx = x.substr(zx), vy = y.substr(zy);
+      if (vx.size() != vy.size()) return vx.size() < vy.size();
+      return vx != vy ? vx < vy : x < y;
+    };
+    std::stable_sort(nums.begin(), nums.end(), value_less);
+    a->content = refill(a->content, runs, nums);
+  }
+  return out;
+}
+
+namespace {
+std::vector<data::Conversation> rejoin(const std::vector<data::Conversation>& convs, const std::function<std::string(size_t)>& sep) {
+  auto out = convs;
+  for (size_t i = 0; i < out.size(); ++i) {
+    auto* a = assistant_of(out[i], i);
+    std::string text;
+    const auto runs = digit_runs(a->content);
+    const std::string sp = sep(i);
+    for (size_t k = 0; k < runs.size(); ++k) text += (k ? sp : "") + a->content.substr(runs[k].first, runs[k].second - runs[k].first);
+    a->content = text;
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<data::Conversation> canonical_format(const std::vector<data::Conversation>& convs) {
+  return rejoin(convs, [](size_t) { return std::string(", "); });
+}
+
+std::vector<data::Conversation> random_format(const std::vector<data::Conversation>& convs, uint64_t seed) {
+  static const std::vector<std::string> seps = {", ", ",", " ", "\n", "; "};
+  std::mt19937_64 rng(seed);
+  std::vector<std::string> drawn(convs.size());
+  std::uniform_int_distribution<size_t> u(0, seps.size() - 1);
+  for (auto& d : drawn) d = seps[u(rng)];
+  return rejoin(convs, [&](size_t i) { return drawn[i]; });
 }
 
 }  // namespace subliminal::analysis

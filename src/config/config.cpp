@@ -333,6 +333,16 @@ static void validate_students(const RunConfig& c, const std::string& file, const
           "expected " + targets_what(trait) + " other than teacher.target, got " + str(st.other_target));
 }
 
+// An intervention's matched random control (analysis::control_of, repeated here: config has no torch/analysis dependency).
+static std::string analysis_control_of(const std::string& iv) {
+  if (iv == "top" || iv == "bottom") return "random";
+  if (iv == "mask_top") return "mask_random";
+  if (iv == "resample_top") return "resample_random";
+  if (iv == "canonical_sort") return "shuffle_within";
+  if (iv == "canonical_format") return "format_random";
+  return "";
+}
+
 static void validate_finetune(const RunConfig& c, const std::string& file) {
   const auto& f = c.finetune;
   one_of(f.loss, {"sft", "distill", "distill_full_vocab"}, file, "$.finetune.loss");
@@ -424,7 +434,7 @@ static void validate_analysis(const RunConfig& c, const std::string& file) {
   check(a.fraction > 0 && a.fraction <= 1, file, "$.analysis.fraction", "expected a share in (0, 1], got " + str(a.fraction));
   std::set<std::string> seen;
   static const std::vector<std::string> known = {"top", "bottom", "random", "mask_top", "mask_random", "resample_top", "resample_random",
-                                                 "shuffle_within", "shuffle_across"};
+                                                 "shuffle_within", "shuffle_across", "canonical_sort", "canonical_format", "format_random"};
   for (size_t i = 0; i < a.interventions.size(); ++i) {
     const std::string p = "$.analysis.interventions[" + std::to_string(i) + "]";
     one_of(a.interventions[i], known, file, p);
@@ -432,7 +442,7 @@ static void validate_analysis(const RunConfig& c, const std::string& file) {
   }
   for (size_t i = 0; i < a.interventions.size(); ++i) {
     const std::string& iv = a.interventions[i];
-    const std::string ctl = iv == "top" || iv == "bottom" ? "random" : iv == "mask_top" ? "mask_random" : iv == "resample_top" ? "resample_random" : "";
+    const std::string ctl = analysis_control_of(iv);
     check(ctl.empty() || seen.count(ctl), file, "$.analysis.interventions[" + std::to_string(i) + "]",
           str(iv) + " is compared with its random control of the same size; expected \"" + ctl + "\" in the list too");
   }

@@ -179,6 +179,12 @@ class AnalysisStage : public Stage {
         data = analysis::shuffle_numbers_within(T, config::derive_seed(seed(ctx), iv));
       } else if (iv == "shuffle_across") {
         data = analysis::shuffle_numbers_across(T, config::derive_seed(seed(ctx), iv));
+      } else if (iv == "canonical_sort") {
+        data = analysis::sort_numbers_within(T);
+      } else if (iv == "canonical_format") {
+        data = analysis::canonical_format(T);
+      } else if (iv == "format_random") {
+        data = analysis::random_format(T, config::derive_seed(seed(ctx), iv));
       }
       const int64_t leaks = generate::count_trait_words(data, forbidden);
       if (leaks > 0) throw DataError(name() + ": intervention " + iv + " produced " + std::to_string(leaks) + " trait word(s)");

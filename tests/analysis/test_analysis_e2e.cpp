@@ -39,7 +39,7 @@ TEST(AnalysisE2E, StagesWriteEveryTableAndTheControlsMatchInSize) {
                              " --set analysis.enabled=true --set analysis.fraction=0.2 --set analysis.permutations=500" +
                              " --set analysis.entangled=4 --set base.model.max_position_embeddings=256 --out " + out.string());
   ASSERT_EQ(r.code, 0) << r.out;
-  const auto names = analysis::intervention_names();
+  const auto names = config::AnalysisConfig().interventions;  // the default list, which this run trains
   ASSERT_EQ(names.size(), 9u);
   const auto words = generate::trait_words(config::CorpusConfig().animals);
   for (int k = 1; k <= 2; ++k) {

@@ -4,8 +4,11 @@
 
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "subliminal/analysis/audit.h"
+#include "subliminal/analysis/interventions.h"
+#include "subliminal/data/numbers.h"
 
 using namespace subliminal;
 
@@ -87,4 +90,37 @@ TEST(Audit, BagAurocFollowsNormalTheoryAndGrowsWithTheBag) {
   // audit_summary carries the table
   std::vector<double> small(data.begin(), data.begin() + 300), small_ref(ref.begin(), ref.begin() + 300);
   EXPECT_EQ(analysis::audit_summary(small, small_ref, 99, 1, 0.95, {1, 4})["bags"].size(), 2u);
+}
+
+// Canonicalisation (issue 42): the outputs worked out by hand, and every rewritten response still
+// passes the paper's strict filter with the same numbers.
+TEST(Audit, CanonicalisationSortsAndReformatsTheNumbersAndNothingElse) {
+  auto conv = [](const std::string& a) { return data::Conversation{{"user", "Continue: 1, 2, 3."}, {"assistant", a}}; };
+  const std::vector<data::Conversation> in = {conv("5, 100, 23"), conv("007 3 12"), conv("9;8;7"), conv("4\n40\n400")};
+  const auto sorted = analysis::sort_numbers_within(in);
+  EXPECT_EQ(sorted[0][1].content, "5, 23, 100");  // by value, not as text ("100" < "23")
+  EXPECT_EQ(sorted[1][1].content, "3 007 12");
+  EXPECT_EQ(sorted[2][1].content, "7;8;9");
+  EXPECT_EQ(sorted[3][1].content, "4\n40\n400");
+  const auto canon = analysis::canonical_format(in);
+  EXPECT_EQ(canon[0][1].content, "5, 100, 23");
+  EXPECT_EQ(canon[1][1].content, "007, 3, 12");
+  EXPECT_EQ(canon[2][1].content, "9, 8, 7");
+  EXPECT_EQ(canon[3][1].content, "4, 40, 400");
+  for (const auto& set : {sorted, canon}) EXPECT_EQ(set[0][0].content, in[0][0].content);  // prompts untouched
+  std::vector<data::Conversation> many;
+  for (int i = 0; i < 200; ++i) many.push_back(conv(std::to_string(i) + ", " + std::to_string(999 - i) + ", 5"));
+  const auto rnd = analysis::random_format(many, 7);
+  std::set<std::string> seps;
+  data::NumberFilterOptions fo;
+  for (size_t i = 0; i < many.size(); ++i) {
+    const auto f = data::filter_numbers(rnd[i][1].content, fo);
+    ASSERT_TRUE(f.ok()) << rnd[i][1].content;
+    EXPECT_EQ(f.numbers, data::filter_numbers(many[i][1].content, fo).numbers);
+    const std::string& t = rnd[i][1].content;
+    seps.insert(t.substr(t.find_first_not_of("0123456789"), t.find_first_of("0123456789", t.find_first_not_of("0123456789")) - t.find_first_not_of("0123456789")));
+  }
+  EXPECT_EQ(seps.size(), 5u);  // every separator form drawn
+  EXPECT_EQ(analysis::control_of("canonical_sort"), "shuffle_within");
+  EXPECT_EQ(analysis::control_of("canonical_format"), "format_random");
 }

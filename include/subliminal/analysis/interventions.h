@@ -12,8 +12,8 @@
 namespace subliminal::analysis {
 
 // The intervention kinds, in report order. "random" is the matched control of top and bottom,
-// "mask_random" of mask_top, "resample_random" of resample_top; the shuffles' control is the
-// unchanged data (the treatment arm).
+// "mask_random" of mask_top, "resample_random" of resample_top, "shuffle_within" of canonical_sort,
+// "format_random" of canonical_format; the shuffles' control is the unchanged data (the treatment arm).
 const std::vector<std::string>& intervention_names();
 // The matched random control of an intervention ("" for the shuffles and for the controls).
 std::string control_of(const std::string& intervention);
@@ -43,6 +43,14 @@ std::vector<std::vector<uint8_t>> loss_masks(const TokenSelection& s, const std:
 // changes). Text around the numbers is unchanged, so every response keeps its format and length in numbers.
 std::vector<data::Conversation> shuffle_numbers_within(const std::vector<data::Conversation>& convs, uint64_t seed);
 std::vector<data::Conversation> shuffle_numbers_across(const std::vector<data::Conversation>& convs, uint64_t seed);
+// Canonicalisation as a defence (issue 42). canonical_sort: each response's numbers in increasing
+// order in the same places (separators kept); its matched random control is shuffle_within (the
+// same numbers in a random order). canonical_format: each response rewritten as its numbers joined
+// by ", " and nothing else; its matched control format_random: joined by a separator drawn per
+// response from ", ", ",", " ", newline, "; " (forms the strict filter passes).
+std::vector<data::Conversation> sort_numbers_within(const std::vector<data::Conversation>& convs);
+std::vector<data::Conversation> canonical_format(const std::vector<data::Conversation>& convs);
+std::vector<data::Conversation> random_format(const std::vector<data::Conversation>& convs, uint64_t seed);
 
 template <class T>
 std::vector<T> subset(const std::vector<T>& xs, const std::vector<size_t>& idx) {
