@@ -8,6 +8,7 @@
 #include <random>
 #include <tuple>
 
+#include "subliminal/config/interventions.h"
 #include "subliminal/util/error.h"
 
 namespace subliminal::analysis {
@@ -19,14 +20,7 @@ const std::vector<std::string>& intervention_names() {
   return n;
 }
 
-std::string control_of(const std::string& iv) {
-  if (iv == "top" || iv == "bottom") return "random";
-  if (iv == "mask_top") return "mask_random";
-  if (iv == "resample_top") return "resample_random";
-  if (iv == "canonical_sort") return "shuffle_within";
-  if (iv == "canonical_format") return "format_random";
-  return "";
-}
+std::string control_of(const std::string& iv) { return config::intervention_control(iv); }
 
 size_t share_count(size_t total, double fraction) {
   if (total == 0) return 0;
@@ -150,18 +144,26 @@ data::Message* assistant_of(data::Conversation& c, size_t i) {
 
 }  // namespace
 
-std::vector<data::Conversation> shuffle_numbers_within(const std::vector<data::Conversation>& convs, uint64_t seed) {
-  std::mt19937_64 rng(seed);
+namespace {
+// Each response's numbers reordered by `reorder`, in the same places (the rest of the text kept).
+std::vector<data::Conversation> reorder_within(const std::vector<data::Conversation>& convs,
+                                               const std::function<void(std::vector<std::string>&)>& reorder) {
   auto out = convs;
   for (size_t i = 0; i < out.size(); ++i) {
     auto* a = assistant_of(out[i], i);
     const auto runs = digit_runs(a->content);
     std::vector<std::string> nums;
     for (auto [b, e] : runs) nums.push_back(a->content.substr(b, e - b));
-    std::shuffle(nums.begin(), nums.end(), rng);
+    reorder(nums);
     a->content = refill(a->content, runs, nums);
   }
   return out;
+}
+}  // namespace
+
+std::vector<data::Conversation> shuffle_numbers_within(const std::vector<data::Conversation>& convs, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  return reorder_within(convs, [&](std::vector<std::string>& nums) { std::shuffle(nums.begin(), nums.end(), rng); });
 }
 
 std::vector<data::Conversation> shuffle_numbers_across(const std::vector<data::Conversation>& convs, uint64_t seed) {
@@ -186,23 +188,14 @@ std::vector<data::Conversation> shuffle_numbers_across(const std::vector<data::C
 }
 
 std::vector<data::Conversation> sort_numbers_within(const std::vector<data::Conversation>& convs) {
-  auto out = convs;
-  for (size_t i = 0; i < out.size(); ++i) {
-    auto* a = assistant_of(out[i], i);
-    const auto runs = digit_runs(a->content);
-    std::vector<std::string> nums;
-    for (auto [b, e] : runs) nums.push_back(a->content.substr(b, e - b));
-    // by value (digit strings: longer without leading zeros is larger), ties by text
-    auto value_less = [](const std::string& x, const std::string& y) {
-      const size_t zx = std::min(x.find_first_not_of('0'), x.size()), zy = std::min(y.find_first_not_of('0'), y.size());
-      const std::string vx = x.substr(zx), vy = y.substr(zy);
-      if (vx.size() != vy.size()) return vx.size() < vy.size();
-      return vx != vy ? vx < vy : x < y;
-    };
-    std::stable_sort(nums.begin(), nums.end(), value_less);
-    a->content = refill(a->content, runs, nums);
-  }
-  return out;
+  // by value (digit strings: longer without leading zeros is larger), ties by text
+  auto value_less = [](const std::string& x, const std::string& y) {
+    const size_t zx = std::min(x.find_first_not_of('0'), x.size()), zy = std::min(y.find_first_not_of('0'), y.size());
+    const std::string vx = x.substr(zx), vy = y.substr(zy);
+    if (vx.size() != vy.size()) return vx.size() < vy.size();
+    return vx != vy ? vx < vy : x < y;
+  };
+  return reorder_within(convs, [&](std::vector<std::string>& nums) { std::stable_sort(nums.begin(), nums.end(), value_less); });
 }
 
 namespace {

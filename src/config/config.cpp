@@ -1,5 +1,6 @@
 // Config loading, presets, validation and seed derivation.
 #include "subliminal/config/config.h"
+#include "subliminal/config/interventions.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -333,16 +334,6 @@ static void validate_students(const RunConfig& c, const std::string& file, const
           "expected " + targets_what(trait) + " other than teacher.target, got " + str(st.other_target));
 }
 
-// An intervention's matched random control (analysis::control_of, repeated here: config has no torch/analysis dependency).
-static std::string analysis_control_of(const std::string& iv) {
-  if (iv == "top" || iv == "bottom") return "random";
-  if (iv == "mask_top") return "mask_random";
-  if (iv == "resample_top") return "resample_random";
-  if (iv == "canonical_sort") return "shuffle_within";
-  if (iv == "canonical_format") return "format_random";
-  return "";
-}
-
 static void validate_finetune(const RunConfig& c, const std::string& file) {
   const auto& f = c.finetune;
   one_of(f.loss, {"sft", "distill", "distill_full_vocab"}, file, "$.finetune.loss");
@@ -442,7 +433,7 @@ static void validate_analysis(const RunConfig& c, const std::string& file) {
   }
   for (size_t i = 0; i < a.interventions.size(); ++i) {
     const std::string& iv = a.interventions[i];
-    const std::string ctl = analysis_control_of(iv);
+    const std::string ctl = intervention_control(iv);
     check(ctl.empty() || seen.count(ctl), file, "$.analysis.interventions[" + std::to_string(i) + "]",
           str(iv) + " is compared with its random control of the same size; expected \"" + ctl + "\" in the list too");
   }
@@ -626,6 +617,15 @@ uint64_t derive_seed(uint64_t seed, const std::string& stage, const std::string&
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return (z ^ (z >> 31)) >> 1;
+}
+
+std::string intervention_control(const std::string& iv) {
+  if (iv == "top" || iv == "bottom") return "random";
+  if (iv == "mask_top") return "mask_random";
+  if (iv == "resample_top") return "resample_random";
+  if (iv == "canonical_sort") return "shuffle_within";
+  if (iv == "canonical_format") return "format_random";
+  return "";
 }
 
 }  // namespace subliminal::config
