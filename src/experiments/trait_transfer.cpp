@@ -43,14 +43,19 @@ struct ModelRef {
 ModelRef resolve_model(const RunContext& ctx, const std::string& stage);
 }  // namespace
 
-StageModel load_stage_model(const RunContext& ctx, const std::string& stage) {
-  ModelRef r = resolve_model(ctx, stage);
-  StageModel l{model::load_model_dir(r.dir), r.system, false};
+// A model directory on the run's device in eval mode, answering under `system`.
+static StageModel load_on_device(const RunContext& ctx, const std::string& dir, const std::string& system) {
+  StageModel l{model::load_model_dir(dir), system, false};
   auto device = model::resolve_device(ctx.cfg.device);
   l.lm.model->to(device);
   l.lm.model->eval();
   l.bf16 = model::use_bf16(ctx.cfg.precision, device);
   return l;
+}
+
+StageModel load_stage_model(const RunContext& ctx, const std::string& stage) {
+  ModelRef r = resolve_model(ctx, stage);
+  return load_on_device(ctx, r.dir, r.system);
 }
 
 namespace {
@@ -409,10 +414,6 @@ class StudentStage : public Stage {
     if (a.intervention.empty()) {  // the arms' students (the summary's dose-response), not the interventions'
       job.snapshots = f.snapshots;
       job.snapshot_dir = (work / "snapshots").string();
-      const sfs::path init_dir = ctx.stage_dir(a.init);
-      job.snapshot_base = [init_dir](const std::string& adapter) {
-        return sfs::absolute(init_dir).lexically_normal().lexically_relative(sfs::absolute(adapter).lexically_normal()).string();
-      };
     }
     job.seed = seed(ctx);
     job.bf16 = model::use_bf16(ctx.cfg.precision, device);
@@ -537,12 +538,7 @@ class EvalStage : public Stage {
     if (!sfs::exists(dir))
       throw DataError(dir.string() + " does not exist: " + model_ + " wrote no snapshot after " + std::to_string(rows_) + " rows",
                       "re-run the student stage (its inputs name finetune.snapshots)");
-    Loaded l{model::load_model_dir(dir.string()), "", false};
-    auto device = model::resolve_device(ctx.cfg.device);
-    l.lm.model->to(device);
-    l.lm.model->eval();
-    l.bf16 = model::use_bf16(ctx.cfg.precision, device);
-    return l;
+    return load_on_device(ctx, dir.string(), "");
   }
   std::string model_;
   Trait trait_;
@@ -937,25 +933,20 @@ class PooledSummaryStage : public Stage {
         q[i][e.substr(5)] = question_rates(j, r.alias(e));
         if (!c.students.other_target.empty()) qo[i][e.substr(5)] = item_question_rates(dir, j, c.students.other_target);
       }
+      // "arm:<arm>" from <arm>_s<k>, and for the dose-response's snapshots "arm:<arm>_n<rows>" from <arm>_s<k>_n<rows>
+      std::vector<std::string> suffixes = {""};
+      for (int rows : c.finetune.snapshots) suffixes.push_back("_n" + std::to_string(rows));
       for (auto* m : {&q[i], &qo[i]})
-        for (const auto& arm : c.students.arms) {
-          stats::QuestionRates mean;
-          for (int k = 1; k <= S; ++k) {
-            const auto& v = m->at(arm + "_s" + std::to_string(k));
-            if (mean.empty()) mean.assign(v.size(), 0.0);
-            for (size_t j = 0; j < v.size() && j < mean.size(); ++j) mean[j] += v[j] / S;
-          }
-          (*m)["arm:" + arm] = mean;
-          for (int rows : c.finetune.snapshots) {  // the dose-response's snapshots, likewise
-            stats::QuestionRates sm;
+        for (const auto& arm : c.students.arms)
+          for (const auto& sfx : suffixes) {
+            stats::QuestionRates mean;
             for (int k = 1; k <= S; ++k) {
-              const auto& v = m->at(snapshot_key(student_stage(arm, k), rows));
-              if (sm.empty()) sm.assign(v.size(), 0.0);
-              for (size_t j = 0; j < v.size() && j < sm.size(); ++j) sm[j] += v[j] / S;
+              const auto& v = m->at(arm + "_s" + std::to_string(k) + sfx);
+              if (mean.empty()) mean.assign(v.size(), 0.0);
+              for (size_t j = 0; j < v.size() && j < mean.size(); ++j) mean[j] += v[j] / S;
             }
-            (*m)["arm:" + arm + "_n" + std::to_string(rows)] = sm;
+            (*m)["arm:" + arm + sfx] = mean;
           }
-        }
     }
     auto across = [&](const std::string& key, bool other = false) {
       std::vector<stats::QuestionRates> v;

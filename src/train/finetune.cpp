@@ -131,7 +131,10 @@ void write_snapshot(const FinetuneJob& job, int rows, int64_t step) {
   sfs::remove_all(tmp);
   fs::make_dirs(tmp);
   if (job.params == "lora") {
-    const std::string base = job.snapshot_base ? job.snapshot_base((final_dir / "adapter").string()) : job.base_model;
+    // base_model is relative to adapter_dir (or absolute, or empty): the same directory, seen from here
+    std::string base = job.base_model;
+    if (!base.empty() && sfs::path(base).is_relative() && !job.adapter_dir.empty())
+      base = sfs::absolute(sfs::path(job.adapter_dir) / base).lexically_normal().lexically_relative(sfs::absolute(final_dir / "adapter").lexically_normal()).string();
     model::save_peft_adapter((tmp / "adapter").string(), job.model, job.lora, base);
   } else {
     model::save_model_dir(tmp.string(), job.model, *job.tok, {{"stage", job.tag}, {"snapshot", {{"rows", rows}, {"step", step}}}});

@@ -73,11 +73,11 @@ struct FinetuneJob {
   std::string diagnostics_path;
   // Snapshots (a dose-response in one run): after each of these many training rows (rounded up to
   // whole steps) rank 0 writes the weights to snapshot_dir/n<rows>/ before that step's checkpoint:
-  // params lora the PEFT adapter in adapter/ (its base: snapshot_base, relative to that directory,
-  // as base_model is), else the model directory. Each directory is written whole or not at all.
+  // params lora the PEFT adapter in adapter/ (naming base_model's directory, relative to the
+  // snapshot's adapter/ as base_model is to adapter_dir), else the model directory. Each directory
+  // is written whole or not at all.
   std::vector<int> snapshots;
   std::string snapshot_dir;
-  std::function<std::string(const std::string& adapter_dir)> snapshot_base;
   uint64_t seed = 0;
   uint64_t lora_seed = 0;                  // adapter init; teacher and students of a run share it
   bool bf16 = false;
