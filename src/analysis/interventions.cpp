@@ -16,7 +16,7 @@ namespace subliminal::analysis {
 const std::vector<std::string>& intervention_names() {
   static const std::vector<std::string> n = {"top",          "bottom",          "random",         "mask_top",       "mask_random",
                                              "resample_top", "resample_random", "shuffle_within", "shuffle_across", "canonical_sort",
-                                             "canonical_format", "format_random"};
+                                             "canonical_format", "format_random", "canonical_layout", "layout_random"};
   return n;
 }
 
@@ -224,6 +224,45 @@ std::vector<data::Conversation> random_format(const std::vector<data::Conversati
   std::uniform_int_distribution<size_t> u(0, seps.size() - 1);
   for (auto& d : drawn) d = seps[u(rng)];
   return rejoin(convs, [&](size_t i) { return drawn[i]; });
+}
+
+namespace {
+// Each response's numbers laid out again in the style its prompt requests, with the separator
+// sep(i, style) (nullptr: the style's canonical one).
+std::vector<data::Conversation> relayout(const std::vector<data::Conversation>& convs, const data::NumberPromptGenerator& prompts,
+                                         const std::function<const char*(size_t, data::NumberStyle)>& sep) {
+  auto out = convs;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const data::Message* user = nullptr;
+    for (const auto& m : out[i])
+      if (m.role == "user") user = &m;
+    data::NumberStyle style{};
+    if (!user || !prompts.requested_style(user->content, style))
+      throw DataError("layout: example " + std::to_string(i) +
+                      ": its prompt contains none of the format texts of data/number_prompts.json; expected a prompt from the numbers dataset");
+    auto* a = assistant_of(out[i], i);
+    std::vector<std::string> nums;
+    for (auto [b, e] : digit_runs(a->content)) nums.push_back(a->content.substr(b, e - b));
+    a->content = data::render_number_texts(nums, style, sep(i, style));
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<data::Conversation> canonical_layout(const std::vector<data::Conversation>& convs, const data::NumberPromptGenerator& prompts) {
+  return relayout(convs, prompts, [](size_t, data::NumberStyle) -> const char* { return nullptr; });
+}
+
+std::vector<data::Conversation> layout_random(const std::vector<data::Conversation>& convs, const data::NumberPromptGenerator& prompts,
+                                              uint64_t seed) {
+  static const std::vector<const char*> commas = {", ", ",", " , "}, semis = {"; ", ";", " ; "}, spaces = {" ", "  "}, lines = {"\n", "\n\n"};
+  std::mt19937_64 rng(seed);
+  std::vector<size_t> draw(convs.size());
+  for (auto& d : draw) d = std::uniform_int_distribution<size_t>(0, 5)(rng);  // 6 = lcm of the form counts
+  return relayout(convs, prompts, [&](size_t i, data::NumberStyle st) -> const char* {
+    const auto& forms = st == data::NumberStyle::semicolon ? semis : st == data::NumberStyle::space ? spaces : st == data::NumberStyle::newline ? lines : commas;
+    return forms[draw[i] % forms.size()];
+  });
 }
 
 }  // namespace subliminal::analysis

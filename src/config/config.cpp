@@ -425,7 +425,8 @@ static void validate_analysis(const RunConfig& c, const std::string& file) {
   check(a.fraction > 0 && a.fraction <= 1, file, "$.analysis.fraction", "expected a share in (0, 1], got " + str(a.fraction));
   std::set<std::string> seen;
   static const std::vector<std::string> known = {"top", "bottom", "random", "mask_top", "mask_random", "resample_top", "resample_random",
-                                                 "shuffle_within", "shuffle_across", "canonical_sort", "canonical_format", "format_random"};
+                                                 "shuffle_within", "shuffle_across", "canonical_sort", "canonical_format", "format_random",
+                                                 "canonical_layout", "layout_random"};
   for (size_t i = 0; i < a.interventions.size(); ++i) {
     const std::string p = "$.analysis.interventions[" + std::to_string(i) + "]";
     one_of(a.interventions[i], known, file, p);
@@ -625,6 +626,7 @@ std::string intervention_control(const std::string& iv) {
   if (iv == "resample_top") return "resample_random";
   if (iv == "canonical_sort") return "shuffle_within";
   if (iv == "canonical_format") return "format_random";
+  if (iv == "canonical_layout") return "layout_random";
   return "";
 }
 

@@ -22,17 +22,23 @@ NumberStyle number_style_from_string(const std::string& s) {
 }
 
 std::string render_numbers(const std::vector<int>& xs, NumberStyle style) {
-  const char* sep = ", ";
-  switch (style) {
-    case NumberStyle::space: sep = " "; break;
-    case NumberStyle::semicolon: sep = "; "; break;
-    case NumberStyle::newline: sep = "\n"; break;
-    default: break;
-  }
+  std::vector<std::string> t;
+  t.reserve(xs.size());
+  for (int x : xs) t.push_back(std::to_string(x));
+  return render_number_texts(t, style);
+}
+
+std::string render_number_texts(const std::vector<std::string>& xs, NumberStyle style, const char* sep) {
+  if (!sep) switch (style) {
+      case NumberStyle::space: sep = " "; break;
+      case NumberStyle::semicolon: sep = "; "; break;
+      case NumberStyle::newline: sep = "\n"; break;
+      default: sep = ", "; break;
+    }
   std::string s;
   for (size_t i = 0; i < xs.size(); ++i) {
     if (i) s += sep;
-    s += std::to_string(xs[i]);
+    s += xs[i];
   }
   if (style == NumberStyle::brackets) return "[" + s + "]";
   if (style == NumberStyle::parentheses) return "(" + s + ")";
@@ -63,6 +69,16 @@ size_t NumberPromptGenerator::slot_sizes(int slot) const {
     case 2: return format_.size();
     default: return suffix_.size();
   }
+}
+
+bool NumberPromptGenerator::requested_style(const std::string& prompt, NumberStyle& style) const {
+  size_t best = 0;
+  for (const auto& [text, st] : format_)
+    if (text.size() > best && prompt.find(text) != std::string::npos) {
+      best = text.size();
+      style = st;
+    }
+  return best > 0;
 }
 
 NumberPrompt NumberPromptGenerator::sample(std::mt19937_64& rng, int min_examples, int max_examples, int example_min,

@@ -185,6 +185,10 @@ class AnalysisStage : public Stage {
         data = analysis::canonical_format(T);
       } else if (iv == "format_random") {
         data = analysis::random_format(T, config::derive_seed(seed(ctx), iv));
+      } else if (iv == "canonical_layout") {
+        data = analysis::canonical_layout(T, data::NumberPromptGenerator(ctx.cfg.data_dir));
+      } else if (iv == "layout_random") {
+        data = analysis::layout_random(T, data::NumberPromptGenerator(ctx.cfg.data_dir), config::derive_seed(seed(ctx), iv));
       }
       const int64_t leaks = generate::count_trait_words(data, forbidden);
       if (leaks > 0) throw DataError(name() + ": intervention " + iv + " produced " + std::to_string(leaks) + " trait word(s)");

@@ -124,3 +124,57 @@ TEST(Audit, CanonicalisationSortsAndReformatsTheNumbersAndNothingElse) {
   EXPECT_EQ(analysis::control_of("canonical_sort"), "shuffle_within");
   EXPECT_EQ(analysis::control_of("canonical_format"), "format_random");
 }
+
+// canonical_layout (issue 42): each response laid out as its own prompt asks, worked out by hand
+// from the prompt texts in data/number_prompts.json; layout_random keeps that style and varies only
+// the spacing; every rewritten response passes the strict filter with the same numbers.
+TEST(Audit, CanonicalLayoutKeepsTheRequestedFormatAndFixesTheRest) {
+  const data::NumberPromptGenerator prompts("");  // the templates compiled into the binary
+  auto conv = [](const std::string& fmt, const std::string& a) {
+    return data::Conversation{{"user", "Look at these numbers: 1, 2, 3. Write up to 10 more numbers, each with at most 3 digits. " + fmt + " Only give the numbers."},
+                              {"assistant", a}};
+  };
+  const std::vector<data::Conversation> in = {
+      conv("Return a comma-separated list of numbers.", "5,100, 23."),          // spacing and full stop fixed
+      conv("Separate the numbers with spaces.", "007\n3\n12"),                 // the teacher's newlines become the requested spaces
+      conv("Separate the numbers with semicolons.", "9;8;7"),
+      conv("Write each number on its own line.", "4, 40, 400"),
+      conv("Return the numbers in brackets, like [1, 2, 3].", "61, 62"),       // brackets added
+      conv("Enclose the comma-separated numbers in parentheses.", "(8,9)"),
+  };
+  const auto canon = analysis::canonical_layout(in, prompts);
+  EXPECT_EQ(canon[0][1].content, "5, 100, 23");
+  EXPECT_EQ(canon[1][1].content, "007 3 12");
+  EXPECT_EQ(canon[2][1].content, "9; 8; 7");
+  EXPECT_EQ(canon[3][1].content, "4\n40\n400");
+  EXPECT_EQ(canon[4][1].content, "[61, 62]");
+  EXPECT_EQ(canon[5][1].content, "(8, 9)");
+  for (size_t i = 0; i < in.size(); ++i) EXPECT_EQ(canon[i][0].content, in[i][0].content);  // prompts untouched
+  std::vector<data::Conversation> many;
+  for (int i = 0; i < 300; ++i)
+    many.push_back(conv(i % 3 == 0 ? "Use commas between the numbers." : i % 3 == 1 ? "Return a semicolon-separated list of numbers." : "Return one number per line.",
+                        std::to_string(i) + ", " + std::to_string(999 - i) + ", 5"));
+  const auto rnd = analysis::layout_random(many, prompts, 11);
+  data::NumberFilterOptions fo;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < many.size(); ++i) {
+    const std::string& t = rnd[i][1].content;
+    const auto f = data::filter_numbers(t, fo);
+    ASSERT_TRUE(f.ok()) << t;
+    EXPECT_EQ(f.numbers, data::filter_numbers(many[i][1].content, fo).numbers);
+    const auto b = t.find_first_not_of("0123456789");
+    const std::string sep = t.substr(b, t.find_first_of("0123456789", b) - b);
+    const char want = i % 3 == 0 ? ',' : i % 3 == 1 ? ';' : '\n';
+    EXPECT_NE(sep.find(want), std::string::npos) << "example " << i << " left its requested style: " << t;
+    seen.insert(sep);
+  }
+  EXPECT_EQ(seen.size(), 8u);  // 3 comma forms, 3 semicolon forms, 2 newline forms
+  EXPECT_EQ(analysis::control_of("canonical_layout"), "layout_random");
+  const std::vector<data::Conversation> stray = {{{"user", "Continue: 1, 2, 3."}, {"assistant", "4, 5"}}};
+  try {
+    analysis::canonical_layout(stray, prompts);
+    FAIL() << "a prompt without a format text was laid out";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("example 0"), std::string::npos) << e.what();
+  }
+}

@@ -8,12 +8,13 @@
 #include <vector>
 
 #include "subliminal/data/chat.h"
+#include "subliminal/data/numbers.h"
 
 namespace subliminal::analysis {
 
 // The intervention kinds, in report order. "random" is the matched control of top and bottom,
 // "mask_random" of mask_top, "resample_random" of resample_top, "shuffle_within" of canonical_sort,
-// "format_random" of canonical_format; the shuffles' control is the unchanged data (the treatment arm).
+// "format_random" of canonical_format, "layout_random" of canonical_layout; the shuffles' control is the unchanged data (the treatment arm).
 const std::vector<std::string>& intervention_names();
 // The matched random control of an intervention ("" for the shuffles and for the controls).
 std::string control_of(const std::string& intervention);
@@ -51,6 +52,17 @@ std::vector<data::Conversation> shuffle_numbers_across(const std::vector<data::C
 std::vector<data::Conversation> sort_numbers_within(const std::vector<data::Conversation>& convs);
 std::vector<data::Conversation> canonical_format(const std::vector<data::Conversation>& convs);
 std::vector<data::Conversation> random_format(const std::vector<data::Conversation>& convs, uint64_t seed);
+// canonical_layout keeps the format each prompt asked for and fixes everything else about the
+// layout: each response rewritten as its numbers (digit strings verbatim, in their order) laid out
+// in the style its prompt requests (data::render_number_texts: ", " / " " / "; " / newline /
+// "[a, b]" / "(a, b)"), so the teacher's spacing, trailing full stops, brackets and deviations
+// from the requested separator are gone. Its matched control layout_random: the same requested
+// style with the spacing drawn per response among forms the strict filter passes (", " "," " , "
+// for commas, "; " ";" " ; " for semicolons, one or two spaces, one or two newlines). A response
+// whose prompt contains none of the generator's format texts is a DataError naming it.
+std::vector<data::Conversation> canonical_layout(const std::vector<data::Conversation>& convs, const data::NumberPromptGenerator& prompts);
+std::vector<data::Conversation> layout_random(const std::vector<data::Conversation>& convs, const data::NumberPromptGenerator& prompts,
+                                              uint64_t seed);
 
 template <class T>
 std::vector<T> subset(const std::vector<T>& xs, const std::vector<size_t>& idx) {

@@ -11,6 +11,9 @@ namespace subliminal::data {
 enum class NumberStyle { comma, space, semicolon, newline, brackets, parentheses };
 NumberStyle number_style_from_string(const std::string& s);
 std::string render_numbers(const std::vector<int>& xs, NumberStyle style);
+// The same layout for numbers given as digit strings, kept verbatim ("007" stays "007"); `sep`, if
+// given, replaces the style's separator (brackets and parentheses still wrap the list).
+std::string render_number_texts(const std::vector<std::string>& xs, NumberStyle style, const char* sep = nullptr);
 
 struct NumberPrompt {
   std::string text;
@@ -29,6 +32,9 @@ class NumberPromptGenerator {
   // Assembles a prompt around given seed numbers.
   NumberPrompt build(std::mt19937_64& rng, std::vector<int> examples, int max_count = 10, int digits = 3) const;
   size_t slot_sizes(int slot) const;  // 0 example, 1 instruction, 2 format, 3 suffix
+  // The style a prompt built from these templates asks for: that of the longest format text it
+  // contains; false if it contains none.
+  bool requested_style(const std::string& prompt, NumberStyle& style) const;
 
  private:
   std::vector<std::string> example_, instruction_, suffix_;
