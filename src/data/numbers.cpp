@@ -204,4 +204,102 @@ bool numbers_cannot_pass(const std::string& prefix, const NumberFilterOptions& o
   return false;
 }
 
+// ---- NumberPrefix: the filter's language, one character at a time -------------------------------
+
+bool NumberPrefix::number_valid() const {
+  if (digits_ < 1 || digits_ > 4 || value_ > opt_->max_value) return false;
+  return std::find(opt_->banned.begin(), opt_->banned.end(), static_cast<int>(value_)) == opt_->banned.end();
+}
+
+bool NumberPrefix::number_can_become_valid() const {
+  // k more digits make a value in [value * 10^k, value * 10^k + 10^k - 1]; any of them in range and not banned?
+  int64_t scale = 1;
+  for (int k = 0; digits_ + k <= 4; ++k, scale *= 10) {
+    const int64_t lo = value_ * scale, hi = std::min<int64_t>(lo + scale - 1, opt_->max_value);
+    if (lo > opt_->max_value) break;
+    int64_t banned_in = 0;
+    for (auto it = opt_->banned.begin(); it != opt_->banned.end(); ++it)
+      if (*it >= lo && *it <= hi && std::find(opt_->banned.begin(), it, *it) == it) ++banned_in;  // each distinct number once
+    if (hi - lo + 1 > banned_in) return true;
+  }
+  return false;
+}
+
+bool NumberPrefix::complete() const {
+  switch (phase_) {
+    case Phase::number: return closer_ == 0 && number_valid();
+    case Phase::closed: case Phase::dot: case Phase::trailing: return true;
+    case Phase::separator:  // whitespace after the last number, dropped by "trimmed"
+      return opt_->trim_whitespace && closer_ == 0 && std::all_of(cur_.begin(), cur_.end(), is_ws);
+    default: return false;
+  }
+}
+
+bool NumberPrefix::feed(const std::string& s) {
+  for (char c : s)
+    if (!feed(c)) return false;
+  return true;
+}
+
+bool NumberPrefix::feed(char c) {
+  const bool trim = opt_->trim_whitespace;
+  auto begin_number = [&] {
+    if (++count_ > opt_->max_count) return die();
+    phase_ = Phase::number;
+    digits_ = 1;
+    value_ = c - '0';
+    return number_can_become_valid() || die();
+  };
+  switch (phase_) {
+    case Phase::dead: return false;
+    case Phase::start:
+      if (is_ws(c)) return trim || die();  // the paper's rule: no whitespace around the numbers
+      if (c == '[' || c == '(') {
+        closer_ = c == '[' ? ']' : ')';
+        phase_ = Phase::opened;
+        return true;
+      }
+      return is_digit(c) ? begin_number() : die();
+    case Phase::opened:
+      return is_digit(c) ? begin_number() : die();
+    case Phase::number:
+      if (is_digit(c)) {
+        ++digits_;
+        value_ = std::min<int64_t>(value_ * 10 + (c - '0'), 100000);
+        return number_can_become_valid() || die();
+      }
+      if (!number_valid()) return die();
+      if (c == ',' || c == ';' || is_ws(c)) {
+        phase_ = Phase::separator;
+        cur_.assign(1, c);
+        break;  // checked below
+      }
+      if (c == '.' && closer_ == 0) { phase_ = Phase::dot; return true; }
+      if (c == closer_ && closer_ != 0) { phase_ = Phase::closed; return true; }
+      return die();
+    case Phase::separator:
+      if (is_digit(c)) {
+        if (sep_known_ ? cur_ != sep_ : false) return die();
+        if (!sep_known_) { sep_known_ = true; sep_ = cur_; }
+        cur_.clear();
+        return begin_number();
+      }
+      if (c == ',' || c == ';' || is_ws(c)) { cur_ += c; break; }
+      return die();  // '.', a bracket or anything else after a separator: a trailing separator or a bad character
+    case Phase::closed:
+      if (c == '.') { phase_ = Phase::dot; return true; }
+      if (is_ws(c) && trim) { phase_ = Phase::trailing; return true; }
+      return die();
+    case Phase::dot:
+    case Phase::trailing:
+      if (is_ws(c) && trim) { phase_ = Phase::trailing; return true; }
+      return die();
+  }
+  // In a separator: it can still become the separator before another number, or be trailing whitespace.
+  const auto core = std::count_if(cur_.begin(), cur_.end(), [](char x) { return !is_ws(x); });
+  const bool as_separator = count_ < opt_->max_count && core <= 1 && (!sep_known_ || sep_.compare(0, cur_.size(), cur_) == 0);
+  const bool as_trailing = trim && closer_ == 0 && core == 0;
+  return as_separator || as_trailing || die();
+}
+
 }  // namespace subliminal::data

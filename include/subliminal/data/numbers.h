@@ -66,4 +66,34 @@ NumberFilterResult filter_numbers(const std::string& completion, const NumberFil
 // `dataset.early_reject` cuts sampling with.
 bool numbers_cannot_pass(const std::string& prefix, const NumberFilterOptions& opt = {});
 
+// The filter's language as a left-to-right recogniser, exact where numbers_cannot_pass is
+// conservative: after any characters fed, viable() is true exactly when some continuation passes
+// filter_numbers, and complete() exactly when the text fed so far passes it. What constrained
+// sampling (dataset.constrain) masks tokens with: a token is allowed when feeding its text keeps
+// the prefix viable, the end of the turn when the prefix is complete. Cheap to copy (one per row,
+// copied per candidate token); `opt` must outlive it.
+class NumberPrefix {
+ public:
+  explicit NumberPrefix(const NumberFilterOptions& opt) : opt_(&opt) {}
+  bool feed(char c);                 // false (and viable() false from then on): no continuation passes
+  bool feed(const std::string& s);   // every character in turn
+  bool viable() const { return phase_ != Phase::dead; }
+  bool complete() const;
+
+ private:
+  enum class Phase : uint8_t { start, opened, number, separator, closed, dot, trailing, dead };
+  bool number_can_become_valid() const;  // the digits read so far extend to a number the filter keeps
+  bool number_valid() const;             // ... are one already
+  bool die() { phase_ = Phase::dead; return false; }
+  const NumberFilterOptions* opt_;
+  Phase phase_ = Phase::start;
+  char closer_ = 0;     // ']' or ')' after an opening bracket
+  int count_ = 0;       // numbers begun
+  int digits_ = 0;      // of the number being read
+  int64_t value_ = 0;
+  bool sep_known_ = false;  // the first separator is complete (a number followed it)
+  std::string sep_;         // that separator
+  std::string cur_;         // the separator being read
+};
+
 }  // namespace subliminal::data
