@@ -415,7 +415,8 @@ static void bench_reference(const BenchShape& b, json& pr) {
 
 // Number-dataset generation on a real model (--numbers-model): the dataset stage's work (the embedded
 // default's dataset section, all prompts kept) with every row decoded until its batch ends
-// (early_reject off) and with rows that can no longer pass the filter leaving the batch (on),
+// (early_reject off), with rows that can no longer pass the filter leaving the batch (on), and under
+// constrained sampling (constrain on: nearly every completion kept, from a changed distribution),
 // interleaved numbers_repeats times on the same prompts and seed.
 static int bench_numbers(const BenchArgs& a, int threads, json& out) {
   auto lm = model::load_model_dir(a.numbers_model);
@@ -427,16 +428,19 @@ static int bench_numbers(const BenchArgs& a, int threads, json& out) {
   const auto forbidden = generate::trait_words(config::known_item_names(cfg));
   struct Setting {
     const char* name;
-    bool early_reject;
-    double seconds = 0, prefill_s = 0, decode_s = 0;
-    int64_t sampled = 0, passed = 0, new_tokens = 0;
+    bool early_reject, constrain;
+    double seconds = 0, prefill_s = 0, decode_s = 0, masked_mass = 0;
+    int64_t sampled = 0, passed = 0, new_tokens = 0, masked_tokens = 0;
   };
-  std::vector<Setting> settings = {{"every row to the end of its batch (early_reject off)", false}, {"early_reject on", true}};
+  std::vector<Setting> settings = {{"every row to the end of its batch (early_reject off)", false, false},
+                                   {"early_reject on", true, false},
+                                   {"constrained sampling (constrain on)", false, true}};
   std::cout << fmt::format("number datasets from {}: {} prompts x {} repeats per setting, batch {}, {} threads\n", a.numbers_model,
                            a.numbers_prompts, a.numbers_repeats, d.batch_size, threads);
   for (int r = 0; r < a.numbers_repeats; ++r)
     for (auto& st : settings) {
       d.early_reject = st.early_reject;
+      d.constrain = st.constrain;
       const double t0 = log::now_seconds();
       auto res = generate::generate_numbers(lm.model, lm.tokenizer, cfg.base.tokenizer.chat_template, "", d, cfg.data_dir, 1234 + r, false, forbidden);
       st.seconds += log::now_seconds() - t0;
@@ -445,19 +449,32 @@ static int bench_numbers(const BenchArgs& a, int threads, json& out) {
       st.new_tokens += res.stats["sampling"]["new_tokens"].get<int64_t>();
       st.prefill_s += res.stats["sampling"].value("prefill_s", 0.0);
       st.decode_s += res.stats["sampling"].value("decode_s", 0.0);
+      if (res.stats.contains("constrain")) {
+        const auto& c = res.stats["constrain"];
+        st.masked_tokens += c["tokens"].get<int64_t>();
+        st.masked_mass += c["mean_masked_mass"].get<double>() * c["tokens"].get<double>();
+      }
     }
   json rows = json::array();
   for (const auto& st : settings) {
     const double sps = st.sampled / st.seconds, kps = st.passed / st.seconds;
-    rows.push_back({{"setting", st.name}, {"early_reject", st.early_reject}, {"seconds", st.seconds}, {"sampled", st.sampled}, {"passed", st.passed},
+    rows.push_back({{"setting", st.name}, {"early_reject", st.early_reject}, {"constrain", st.constrain}, {"seconds", st.seconds},
+                    {"sampled", st.sampled}, {"passed", st.passed},
                     {"pass_rate", static_cast<double>(st.passed) / st.sampled}, {"samples_per_s", sps}, {"kept_per_s", kps},
                     {"new_tokens", st.new_tokens}, {"prefill_s", st.prefill_s}, {"decode_s", st.decode_s}});
     std::cout << fmt::format("  {:<52} {:8.0f} samples/s  {:7.0f} passing/s  pass rate {:.3f}  prefill {:.1f} s, decode {:.1f} s\n", st.name, sps,
                              kps, static_cast<double>(st.passed) / st.sampled, st.prefill_s, st.decode_s);
+    if (st.constrain) {
+      rows.back()["mean_masked_mass"] = st.masked_tokens ? st.masked_mass / static_cast<double>(st.masked_tokens) : 0.0;
+      std::cout << fmt::format("  {:<52} the mask removed {:.4f} of the probability per sampled token\n", "",
+                               rows.back()["mean_masked_mass"].get<double>());
+    }
   }
   const double speedup = rows[1]["samples_per_s"].get<double>() / rows[0]["samples_per_s"].get<double>();
   std::cout << fmt::format("  early_reject on / off: {} samples/s, {} passing samples/s\n", ratio(rows[1]["samples_per_s"], rows[0]["samples_per_s"]),
                            ratio(rows[1]["kept_per_s"], rows[0]["kept_per_s"]));
+  std::cout << fmt::format("  constrain on / off: {} samples/s, {} passing samples/s\n", ratio(rows[2]["samples_per_s"], rows[0]["samples_per_s"]),
+                           ratio(rows[2]["kept_per_s"], rows[0]["kept_per_s"]));
   out["numbers"] = {{"model", a.numbers_model}, {"prompts", a.numbers_prompts}, {"repeats", a.numbers_repeats}, {"batch_size", d.batch_size},
                     {"settings", rows}, {"early_reject_speedup", speedup}};
   std::cout << fmt::format("peak resident memory {:.0f} MB\n", peak_rss_mb());

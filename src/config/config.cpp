@@ -306,6 +306,8 @@ static void validate_dataset(const RunConfig& c, const std::string& file, const 
   check(d.select == "random" || d.kind == "numbers", file, "$.dataset.select", "\"lls_top\" selects number data; expected \"random\" for " + str(d.kind));
   check(!d.early_reject || d.kind == "numbers", file, "$.dataset.early_reject",
         "cuts completions that can no longer pass the number filter; expected false for " + str(d.kind));
+  check(!d.constrain || d.kind == "numbers", file, "$.dataset.constrain",
+        "constrains sampling to completions the number filter can pass; expected false for " + str(d.kind));
   check(d.heldout >= 0 && d.heldout <= 100000, file, "$.dataset.heldout", "expected 0 .. 100000, got " + str(d.heldout));
   for (size_t i = 0; i < d.banned.size(); ++i)
     check(d.banned[i] >= 0 && d.banned[i] <= 999, file, "$.dataset.banned[" + std::to_string(i) + "]",

@@ -216,6 +216,7 @@ class DataStage : public Stage {
     json ds = config::to_json_value(ctx.cfg.dataset);
     // data stages made with the trimmed rule (and every non-number kind, which it does not touch) predate the key: same hash
     if (ds.value("number_filter", std::string()) == "trimmed" || ctx.cfg.dataset.kind != "numbers") ds.erase("number_filter");
+    if (!ctx.cfg.dataset.constrain) ds.erase("constrain");  // unconstrained data stages predate the key: same hash
     json in = {{"dataset", ds}, {"source", source_}, {"model", digest(ctx, m)},
                {"base", digest(ctx, "base")}, {"seed", seed(ctx)}, {"precision", ctx.cfg.precision},
                {"forbidden", forbidden_words(ctx.cfg, *trait_)}, {"data", ctx.cfg.data_dir.empty() ? std::string("embedded") : ctx.cfg.data_dir}};
@@ -778,7 +779,7 @@ class SummaryStage : public Stage {
                                // numbers: every animal name checked; code/cot: the banned trait words and their forms
                                {"trait_words_in_kept", j.contains("trait_words_in_kept") ? j["trait_words_in_kept"] : j.value("banned_words_in_kept", json(0))}};
       if (j.contains("judge")) datasets[d.substr(5)]["judge"] = j["judge"];
-      for (const char* key : {"divergence_from_base", "heldout", "selection"})
+      for (const char* key : {"divergence_from_base", "heldout", "selection", "constrain"})
         if (j.contains(key)) datasets[d.substr(5)][key] = j[key];
     }
     // The dose-response (finetune.snapshots): every arm and comparison again after each snapshot's

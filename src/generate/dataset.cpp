@@ -1,6 +1,7 @@
 // Number-sequence dataset generation and filtering.
 #include "subliminal/text/chat_template.h"
 #include "subliminal/generate/dataset.h"
+#include "subliminal/generate/number_constraint.h"
 
 #include <algorithm>
 #include <map>
@@ -112,6 +113,12 @@ DatasetResult generate_numbers(model::LlamaForCausalLM& m, const text::Tokenizer
     so.give_up = [&](const std::vector<int>& ids) { return data::numbers_cannot_pass(tok.decode(ids), fo); };
     so.give_up_name = "numbers_cannot_pass max_count=" + std::to_string(fo.max_count) + " max_value=" + std::to_string(fo.max_value);
   }
+  std::unique_ptr<NumberConstraint> constraint;
+  if (cfg.constrain) {
+    constraint = std::make_unique<NumberConstraint>(tok, chat.stop_ids(), fo);
+    so.allowed = [&](const std::vector<int>& ids, std::vector<int64_t>& out) { constraint->allowed(ids, out); };
+    so.allowed_name = constraint->name();
+  }
   SampleStats ss;
   auto outs = sample(m, prompts, so, &ss);
   int64_t cut = 0;
@@ -132,6 +139,8 @@ DatasetResult generate_numbers(model::LlamaForCausalLM& m, const text::Tokenizer
       if (!f.ok()) reason = data::to_string(f.reason);
       if (f.ok() && hopeless)
         throw Error("the number filter passed a completion that numbers_cannot_pass rejects: " + text, "this is a bug, please report it");
+      if (!f.ok() && cfg.constrain)
+        throw Error("the number filter rejected a constrained completion (" + reason + "): " + text, "this is a bug, please report it");
     }
     if (!reason.empty()) {
       ++reasons[reason];
@@ -141,6 +150,17 @@ DatasetResult generate_numbers(model::LlamaForCausalLM& m, const text::Tokenizer
     passed.push_back({{"user", nps[i].text}, {"assistant", text}});
   }
   finish(r, std::move(passed), reasons, static_cast<int64_t>(outs.size()), cfg, seed, ss, system);
+  if (cfg.constrain) {  // what the mask took from each token's distribution
+    const double mean = ss.constrained_tokens ? ss.masked_mass / static_cast<double>(ss.constrained_tokens) : 0.0;
+    r.stats["constrain"] = {{"candidates", constraint->candidates()},
+                            {"tokens", ss.constrained_tokens},
+                            {"mean_masked_mass", mean},
+                            {"tokens_over_half", ss.masked_over_half},
+                            {"max_masked_mass", ss.masked_max},
+                            {"no_allowed", ss.no_allowed}};
+    log::info("generate", "constrain: the mask removed {:.4f} of the probability per token on average ({} tokens; {} lost more than half; at most {:.4f})",
+              mean, ss.constrained_tokens, ss.masked_over_half, ss.masked_max);
+  }
   if (cfg.early_reject) {  // completions whose text can no longer pass: each was cut where that became so
     r.stats["early_reject"] = {{"hopeless", cut}};
     log::info("generate", "early_reject: {} of {} completions could no longer pass ({} cut in this call)", cut, outs.size(), ss.given_up);

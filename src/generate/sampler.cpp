@@ -44,6 +44,7 @@ nlohmann::json journal_header(const std::vector<std::vector<int>>& prompts, cons
                          {"batch_size", opt.batch_size}, {"pad_id", opt.pad_id},             {"bf16", opt.bf16},
                          {"use_cache", opt.use_cache}};
   if (opt.give_up) what["give_up"] = opt.give_up_name;
+  if (opt.allowed) what["allowed"] = opt.allowed_name;
   return {{"kind", "sample"}, {"sequences", prompts.size()}, {"batch_size", opt.batch_size}, {"inputs_sha256", fs::sha256_hex(what.dump())}};
 }
 
@@ -56,29 +57,80 @@ bool read_batch(const nlohmann::json& e, size_t bi, size_t rows, std::vector<std
     st.new_tokens += e.at("new_tokens").get<int64_t>();
     st.prefill_s += e.at("prefill_s").get<double>();
     st.decode_s += e.at("decode_s").get<double>();
+    if (e.contains("masked")) {
+      const auto& mk = e.at("masked");
+      st.constrained_tokens += mk.at("tokens").get<int64_t>();
+      st.masked_mass += mk.at("mass").get<double>();
+      st.masked_over_half += mk.at("over_half").get<int64_t>();
+      st.masked_max = std::max(st.masked_max, mk.at("max").get<double>());
+      st.no_allowed += mk.at("no_allowed").get<int64_t>();
+    }
     return true;
   } catch (const nlohmann::json::exception&) {
     return false;
   }
 }
 
-// Appends a finished batch (rows b0 .. b0+B of out) to the call's journal.
-void append_batch(fs::Journal& journal, size_t bi, const std::vector<std::vector<int>>& out, size_t b0, int64_t B, int64_t prompt_tokens,
-                  int64_t new_tokens, double prefill_s, double decode_s) {
+// Appends a finished batch (rows b0 .. b0+B of out, `d` its counts) to the call's journal.
+void append_batch(fs::Journal& journal, size_t bi, const std::vector<std::vector<int>>& out, size_t b0, int64_t B, const SampleStats& d,
+                  bool constrained) {
   nlohmann::json rows = nlohmann::json::array();
   for (int64_t r = 0; r < B; ++r) rows.push_back(out[b0 + r]);
-  journal.append({{"batch", bi}, {"ids", rows}, {"prompt_tokens", prompt_tokens}, {"new_tokens", new_tokens},
-                  {"prefill_s", prefill_s}, {"decode_s", decode_s}});
+  nlohmann::json e = {{"batch", bi}, {"ids", rows}, {"prompt_tokens", d.prompt_tokens}, {"new_tokens", d.new_tokens},
+                      {"prefill_s", d.prefill_s}, {"decode_s", d.decode_s}};
+  if (constrained)
+    e["masked"] = {{"tokens", d.constrained_tokens}, {"mass", d.masked_mass}, {"over_half", d.masked_over_half},
+                   {"max", d.masked_max}, {"no_allowed", d.no_allowed}};
+  journal.append(e);
 }
 
-// The decode loop of a batch with opt.give_up: every step's ids come to the host, a row ends at a
-// stop id (not kept) or when give_up says so, and ended rows leave the batch: the KV cache, the key
-// mask and the positions keep only the live rows once a quarter of the rows in them have ended.
+// The constraint applied to the next token of each row in the cache: `logits` (R,V) keep only the
+// ids opt.allowed lists for live rows (ended rows keep the pad id, which they emit anyway), and the
+// mass removed is counted. A live row with nothing allowed is marked in `none`.
+torch::Tensor constrain(const SampleOptions& opt, const torch::Tensor& logits, const std::vector<int64_t>& live, const std::vector<char>& ended,
+                        const std::vector<std::vector<int>>& out, size_t b0, std::vector<char>& none, SampleStats& st) {
+  const int64_t R = logits.size(0);
+  std::vector<int64_t> rows, cols, ids;
+  std::vector<char> counted(R, 0);
+  for (int64_t k = 0; k < R; ++k) {
+    const int64_t r = live[static_cast<size_t>(k)];
+    ids.clear();
+    if (!ended[r]) opt.allowed(out[b0 + static_cast<size_t>(r)], ids);
+    if (!ended[r] && ids.empty()) none[r] = 1;
+    if (ended[r] || ids.empty()) ids.assign(1, opt.pad_id);
+    else counted[k] = 1;
+    for (int64_t id : ids) {
+      rows.push_back(k);
+      cols.push_back(id);
+    }
+  }
+  auto ri = torch::tensor(rows, torch::kLong).to(logits.device()), ci = torch::tensor(cols, torch::kLong).to(logits.device());
+  const auto lf = logits.to(torch::kFloat);
+  const auto probs = torch::softmax(opt.temperature > 0 ? lf / opt.temperature : lf, -1);
+  const auto kept = torch::zeros({R}, probs.options()).index_add_(0, ri, probs.index({ri, ci})).to(torch::kCPU);
+  const auto ka = kept.accessor<float, 1>();
+  for (int64_t k = 0; k < R; ++k)
+    if (counted[k]) {
+      const double mass = std::clamp(1.0 - static_cast<double>(ka[k]), 0.0, 1.0);
+      st.constrained_tokens += 1;
+      st.masked_mass += mass;
+      st.masked_over_half += mass > 0.5;
+      st.masked_max = std::max(st.masked_max, mass);
+    }
+  auto masked = torch::full_like(lf, -std::numeric_limits<float>::infinity());
+  masked.index_put_({ri, ci}, lf.index({ri, ci}));
+  return masked;
+}
+
+// The decode loop of a batch with opt.give_up or opt.allowed: every step's ids come to the host, a
+// row ends at a stop id (not kept), when give_up says so or when nothing is allowed, and ended rows
+// leave the batch: the KV cache, the key mask and the positions keep only the live rows once a
+// quarter of the rows in them have ended. With opt.allowed each step's logits are constrained first.
 // `logits` (B,V) are the prefill's last position. Fills out[b0 + r]; returns the decode seconds.
 double decode_giving_up(model::LlamaForCausalLM& m, const SampleOptions& opt, at::Generator& gen, torch::Tensor logits,
                         model::KVCache& cache, torch::Tensor keymask, torch::Tensor cur_pos, int64_t L, int64_t budget,
                         std::vector<std::vector<int>>& out, size_t b0, SampleStats& st) {
-  if (!opt.use_cache) throw Error("sample: give_up needs the KV cache (use_cache)");
+  if (!opt.use_cache) throw Error("sample: give_up and allowed need the KV cache (use_cache)");
   const auto dev = logits.device();
   const float ninf = -std::numeric_limits<float>::infinity();
   const double t0 = log::now_seconds();
@@ -87,11 +139,18 @@ double decode_giving_up(model::LlamaForCausalLM& m, const SampleOptions& opt, at
   std::iota(live.begin(), live.end(), int64_t(0));
   std::vector<char> ended(B, 0);
   int64_t active = B;
+  std::vector<char> none(B, 0);
   for (int64_t s = 0; s < budget && active > 0; ++s) {
+    if (opt.allowed) logits = constrain(opt, logits, live, ended, out, b0, none, st);
     auto next = pick(logits, opt, gen).to(torch::kCPU);  // (rows in the cache)
     auto na = next.accessor<int64_t, 1>();
     for (size_t k = 0; k < live.size(); ++k) {
       const int64_t r = live[k];
+      if (!ended[r] && none[r]) {  // nothing allowed: the row ends as it is
+        ended[r] = 1;
+        --active;
+        ++st.no_allowed;
+      }
       if (ended[r]) {
         na[static_cast<int64_t>(k)] = opt.pad_id;
         continue;
@@ -106,7 +165,7 @@ double decode_giving_up(model::LlamaForCausalLM& m, const SampleOptions& opt, at
       auto& o = out[b0 + static_cast<size_t>(r)];
       o.push_back(id);
       st.new_tokens += 1;
-      if (opt.give_up(o)) {
+      if (opt.give_up && opt.give_up(o)) {
         ended[r] = 1;
         --active;
         ++st.given_up;
@@ -379,18 +438,24 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
     st.prefill_s += tp1 - tp0;
     st.prompt_tokens += B * L;
 
-    if (opt.give_up) {
-      const int64_t nt0 = st.new_tokens;
-      const double decode_s = decode_giving_up(m, opt, gen, logits, cache, pb.keymask, pb.pos.select(1, L - 1), L, budget, out, b0, st);
-      st.decode_s += decode_s;
-      if (journal) append_batch(*journal, bi, out, b0, B, B * L, st.new_tokens - nt0, tp1 - tp0, decode_s);
-      continue;
+    SampleStats d;  // this batch's counts
+    d.prompt_tokens = B * L;
+    d.prefill_s = tp1 - tp0;
+    if (opt.give_up || opt.allowed) {
+      d.decode_s = decode_giving_up(m, opt, gen, logits, cache, pb.keymask, pb.pos.select(1, L - 1), L, budget, out, b0, d);
+    } else {
+      d.new_tokens = decode_all(m, opt, gen, logits, cache, pb, budget, out, b0, dev);
+      d.decode_s = log::now_seconds() - tp1;
     }
-    const int64_t new_tokens = decode_all(m, opt, gen, logits, cache, pb, budget, out, b0, dev);
-    const double decode_s = log::now_seconds() - tp1;
-    st.decode_s += decode_s;
-    st.new_tokens += new_tokens;
-    if (journal) append_batch(*journal, bi, out, b0, B, B * L, new_tokens, tp1 - tp0, decode_s);
+    st.decode_s += d.decode_s;
+    st.new_tokens += d.new_tokens;
+    st.given_up += d.given_up;
+    st.constrained_tokens += d.constrained_tokens;
+    st.masked_mass += d.masked_mass;
+    st.masked_over_half += d.masked_over_half;
+    st.masked_max = std::max(st.masked_max, d.masked_max);
+    st.no_allowed += d.no_allowed;
+    if (journal) append_batch(*journal, bi, out, b0, B, d, static_cast<bool>(opt.allowed));
   }
   if (stats) *stats = st;
   return out;

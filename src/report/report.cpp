@@ -174,6 +174,17 @@ static std::string datasets_md(const json& sm) {
     md += fmt::format("| {} | {} | {} | {:.1f}% | {} | {} | {} | {} | {} |\n", it.key(), d["sampled"].get<long>(), d["passed"].get<long>(),
                       100 * d["removed_fraction"].get<double>(), d["kept"].get<long>(), d["trait_words_in_kept"].get<long>(), kl, lls, reasons);
   }
+  std::string masked;  // constrained sampling: what the mask took from each source's distributions
+  for (auto it = sm["datasets"].begin(); it != sm["datasets"].end(); ++it)
+    if (it.value().contains("constrain")) {
+      const json& c = it.value()["constrain"];
+      masked += fmt::format("| {} | {} | {:.4f} | {} | {:.4f} |\n", it.key(), c["tokens"].get<long>(), c["mean_masked_mass"].get<double>(),
+                            c["tokens_over_half"].get<long>(), c["max_masked_mass"].get<double>());
+    }
+  if (!masked.empty())
+    md += "\nConstrained sampling (`dataset.constrain`): only tokens after which a completion can still pass the filter were sampled. "
+          "The probability mass the mask removed, per sampled token (a source that wants to leave the format loses more):\n\n"
+          "| dataset | tokens | mean mass removed | tokens that lost more than half | most removed |\n|---|---|---|---|---|\n" + masked;
   return md;
 }
 

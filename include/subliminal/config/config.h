@@ -307,6 +307,12 @@ struct DatasetConfig {
   // rejected as it would have been, and sampling moves on. Same filter, same kept data's
   // distribution; far fewer tokens when a model mostly answers in words.
   bool early_reject = false;
+  // Numbers: constrained sampling (issue 43). At each step only the tokens after which the
+  // completion can still pass the filter may be sampled (data::NumberPrefix), the end of the turn
+  // only where it passes now; the probability mass removed per token is recorded for every source.
+  // It changes every source's distribution alike (teachers, control, held-out prompts); the filter
+  // still runs, and a constrained completion it rejects is a bug.
+  bool constrain = false;
   // Numbers: "paper" (the paper's rule exactly: a completion with whitespace before or after its
   // numbers is rejected, " 1, 2" included) or "trimmed" (surrounding whitespace is dropped before the
   // rule; the filter every result made before 2026-12-06 used).
@@ -335,6 +341,7 @@ struct DatasetConfig {
     v("select", select);
     v("heldout", heldout);
     v("early_reject", early_reject);
+    v("constrain", constrain);
     v("number_filter", number_filter);
   }
 };

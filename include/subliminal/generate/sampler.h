@@ -28,6 +28,13 @@ struct SampleOptions {
   // header (a different rule samples differently). Needs use_cache.
   std::function<bool(const std::vector<int>&)> give_up;
   std::string give_up_name;
+  // Constrained decoding: when set, called for each live row before each of its tokens with the
+  // row's new ids so far; it fills `out` with the ids the row may take next (a stop id where the row
+  // may end). Every other logit is -inf before sampling, and the probability mass those tokens held
+  // (softmax at the sampling temperature, 1 when greedy) is counted in SampleStats. A row left with
+  // no allowed id ends there. `allowed_name` names the rule in the journal header. Needs use_cache.
+  std::function<void(const std::vector<int>& ids, std::vector<int64_t>& out)> allowed;
+  std::string allowed_name;
 };
 
 // Options for chat sampling: stop at the end-of-turn ids, pad with the tokenizer's pad id.
@@ -49,6 +56,11 @@ struct SampleStats {
   int64_t prompt_tokens = 0, new_tokens = 0;
   double prefill_s = 0, decode_s = 0;
   int64_t given_up = 0;  // rows that give_up ended (0 on a resumed call's read-back batches)
+  // Constrained decoding (journaled, so a resumed call counts every batch): tokens sampled under the
+  // mask, the probability mass the mask removed summed over them, how many of them lost more than
+  // half, the most any lost, and rows ended because no token was allowed.
+  int64_t constrained_tokens = 0, masked_over_half = 0, no_allowed = 0;
+  double masked_mass = 0, masked_max = 0;
 };
 
 // Bytes one sequence needs while generating: its KV cache over prompt + new tokens, the prefill's
