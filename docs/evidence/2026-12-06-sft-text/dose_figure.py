@@ -6,15 +6,19 @@ plain SVG). Each run's summary holds a dose table (finetune.snapshots): treatmen
 import json, math, os, sys
 
 here = os.path.dirname(os.path.abspath(__file__))
-runs = sys.argv[1:] or ["sft_dose_lr1e-3", "sft_dose", "sft_dose_distill"]
+runs = sys.argv[1:] or ["sft_dose_lr1e-3", "sft_dose", "sft_dose_distill", "sft_dose_r32", "sft_dose_all", "numbers_sft"]
 table_only = ["sft_dose_greedy"]  # its treatment kept 1,764 rows: its "rows" repeat them (not unique), so it is not drawn
-colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#000000", "#8c564b"]
 series = []
 for run in runs + [r for r in table_only if r not in runs]:
     rep = json.load(open(os.path.join(here, run, "report.json")))
     sm = rep["stages"]["summary"]
     cfg = json.load(open(os.path.join(here, run, "config.resolved.json")))
-    label = f"{run}: {cfg['finetune']['loss']}, lr {cfg['finetune']['train']['lr']:g}, teacher T = {cfg['dataset']['temperature']:g}"
+    ft = cfg["finetune"]
+    params = ft["params"] + (f" r{ft['lora']['r']}" if ft["params"] == "lora" else "")
+    label = f"{run}: {ft['loss']}, {params}, lr {ft['train']['lr']:g}, teacher T = {cfg['dataset']['temperature']:g}"
+    if cfg.get("replicates", {}).get("count", 1) > 1:
+        label += f"; {cfg['replicates']['count']} replicates pooled (confirmatory)"
     pts = []
     for p in sm["dose"]["points"]:
         t = p["tests"]["treatment_vs_control"]
@@ -22,7 +26,9 @@ for run in runs + [r for r in table_only if r not in runs]:
                     100 * p["arms"]["treatment"]["mean"], 100 * p["arms"]["control"]["mean"]))
     series.append((run, label, pts, 100 * sm["models"]["teacher"]["target_rate"]["rate"] if "target_rate" in sm["models"]["teacher"] else float("nan")))
 
-W, H, L, R, T, B = 720, 420, 70, 20, 30, 120
+W, L, R, T = 760, 70, 20, 30
+B = 72 + 16 * (len(series) - len(table_only))
+H = 300 + B
 drawn = [s for s in series if s[0] not in table_only]
 xs = [p[0] for _, _, pts, _ in drawn for p in pts]
 ys = [v for _, _, pts, _ in drawn for p in pts for v in p[1:4]] + [0.0]
