@@ -7,8 +7,11 @@ and exports the tests' tiny checkpoints. Five checks, each printed as numbers an
 
   1. logits: transformers loads our imported SmolLM2 directory and every model directory we write
      (random tiny ones of each family, a GGUF file with every quant type imported by us, a model
-     pretrained by `subliminal run` with its sentencepiece tokenizer) and its fp32 logits equal ours
-     (`subliminal logits`): max |diff| <= 1e-4.
+     pretrained by `subliminal run` with its sentencepiece tokenizer) and our fp32 logits
+     (`subliminal logits`) are as close to a float64 forward of the same weights as transformers'
+     own fp32 logits are: max |ours - f64| <= 4 x max(max |transformers fp32 - f64|, 2^-23 max |f64|)
+     (fp32 rounding, measured on each model, not a fixed absolute bound that a deep model's honest
+     rounding can cross). A deliberately wrong mapping (two projections swapped) must fail it.
   2. GGUF: transformers' own GGUF loader on the same .gguf gives the same weights as our import;
      gguf-py's dequantisers give the same values as ours on every supported quant type.
   3. tokenizer: our tokenizer equals AutoTokenizer (on our directory, and transformers' own
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,6 +93,18 @@ def our_logits(model_dir, ids, adapter=None, merge=False):
 def hf_logits(model, ids):
     with torch.no_grad():
         return model(input_ids=ids).logits.float()
+
+
+def fp32_criterion(mine, theirs, exact):
+    """Ours against a float64 forward, with the size of honest fp32 rounding measured on transformers' own fp32
+    forward of the same weights: (max |ours - f64|, max |transformers - f64|, the bound, ok)."""
+    e_ours = (mine.double() - exact).abs().max().item()
+    e_ref = (theirs.double() - exact).abs().max().item()
+    bound = 4 * max(e_ref, 2.0 ** -23 * exact.abs().max().item())
+    return e_ours, e_ref, bound, e_ours <= bound
+
+
+CRITERION = "max |ours - float64| <= 4 x max(max |transformers fp32 - float64|, 2^-23 max |logit|)"
 
 
 def load_hf(d, **kw):
@@ -228,6 +244,7 @@ chat_ids = tok.apply_chat_template([{"role": "user", "content": "Continue the se
                                    add_generation_prompt=True, tokenize=True)
 if isinstance(chat_ids, dict) or hasattr(chat_ids, "input_ids"):
     chat_ids = chat_ids["input_ids"]
+wrong_mapping_from = None  # (label, dir, ids, transformers fp32 logits, float64 logits) of a tiny checkpoint
 for label, d in dirs:
     cfg = json.load(open(os.path.join(d, "config.json")))
     V = cfg["vocab_size"]
@@ -241,16 +258,38 @@ for label, d in dirs:
     m = load_hf(d)
     theirs = hf_logits(m, ids)
     diff = (mine - theirs).abs().max().item()
-    record("1_logits", f"{label}: {type(m).__name__}, logits {list(mine.shape)}, max |transformers - ours|", diff, diff <= 1e-4)
-    if not exported:
-        # Informational, the criterion above is unchanged: how far each fp32 result (ours, transformers')
-        # is from transformers in float64 — the size of fp32 rounding at this depth and logit scale.
-        with torch.no_grad():
-            exact = m.double()(input_ids=ids).logits
-        record("1_logits", f"{label}: max |logit| {exact.abs().max().item():.1f}; max |ours - transformers float64|, "
-               f"max |transformers float32 - transformers float64| (informational)",
-               [(mine.double() - exact).abs().max().item(), (theirs.double() - exact).abs().max().item()], True)
+    with torch.no_grad():
+        exact = m.double()(input_ids=ids).logits
+    e_ours, e_ref, bound, ok = fp32_criterion(mine, theirs, exact)
+    record("1_logits", f"{label}: {type(m).__name__}, logits {list(mine.shape)}, max |logit| {exact.abs().max().item():.1f}: "
+           f"[max |ours - f64|, max |transformers - f64|, bound]; {CRITERION}", [e_ours, e_ref, bound], ok,
+           max_abs_diff_ours_vs_transformers=diff)
+    sf = os.path.join(d, "model.safetensors")
+    if not exported and wrong_mapping_from is None and os.path.exists(sf) and os.path.getsize(sf) < 200e6 and \
+            "model.layers.0.mlp.gate_proj.weight" in st.load_file(sf):
+        wrong_mapping_from = (label, d, ids, theirs, exact)  # a small directory with its tokenizer (subliminal logits needs one)
     del m
+
+# The criterion must catch a wrong mapping: the first small checkpoint above with layer 0's gate_proj
+# and up_proj swapped in the file we load (same shape, so everything loads), against the float64
+# forward of the right weights.
+if wrong_mapping_from is not None:
+    label, d, ids, theirs, exact = wrong_mapping_from
+    bad = os.path.join(args.work, "wrong_mapping")
+    os.makedirs(bad, exist_ok=True)
+    for f in os.listdir(d):
+        if f != "model.safetensors" and os.path.isfile(os.path.join(d, f)):
+            shutil.copyfile(os.path.join(d, f), os.path.join(bad, f))
+    t = st.load_file(os.path.join(d, "model.safetensors"))
+    g, u = "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight"
+    t[g], t[u] = t[u].clone(), t[g].clone()
+    st.save_file(t, os.path.join(bad, "model.safetensors"), metadata={"format": "pt"})
+    wrong = our_logits(bad, ids)
+    e_ours, e_ref, bound, ok = fp32_criterion(wrong, theirs, exact)
+    record("1_logits", f"a deliberately wrong mapping ({label} with {g} and {u} swapped) fails the criterion: "
+           f"[max |ours - f64|, bound]", [e_ours, bound], not ok)
+else:
+    record("1_logits", "a deliberately wrong mapping is caught: no small checkpoint with a gate_proj to swap", None, False)
 
 # ---------------------------------------------------------------- 3. tokenizer and chat template
 print("3. tokenizer", flush=True)
@@ -336,8 +375,14 @@ pm = peft.PeftModel.from_pretrained(base, adapter).eval()
 theirs = hf_logits(pm, ids)
 moved = (theirs - base_logits).abs().max().item()
 diff = (mine - theirs).abs().max().item()
+pm64 = peft.PeftModel.from_pretrained(load_hf(args.model).double(), adapter).eval()
+with torch.no_grad():
+    exact = pm64(input_ids=ids).logits
+del pm64
+e_ours, e_ref, bound, ok = fp32_criterion(mine, theirs, exact)
 record("4_lora", f"peft {type(pm).__name__} (r={acfg.get('r')}, alpha={acfg.get('lora_alpha')}, targets {sorted(acfg.get('target_modules', []))}) "
-       f"vs ours, adapter beside the weights: max |diff|", diff, diff <= 1e-4, adapter_moves_logits_by=moved)
+       f"vs ours, adapter beside the weights: [max |ours - f64|, max |peft - f64|, bound]; {CRITERION}", [e_ours, e_ref, bound], ok,
+       max_abs_diff_ours_vs_peft=diff, adapter_moves_logits_by=moved)
 merged = pm.merge_and_unload().eval()
 merged_logits = hf_logits(merged, ids)
 rel_m = (mine_merged - merged_logits).abs().max().item() / merged_logits.abs().max().item()
@@ -349,8 +394,14 @@ if args.tiny and os.path.isdir(os.path.join(args.tiny, "lora_peft")):
     d = os.path.join(args.tiny, "lora_peft")
     o = json.load(open(os.path.join(d, "ours.json")))
     m = peft.PeftModel.from_pretrained(load_hf(d), os.path.join(d, "adapter")).eval()
-    diff = (hf_logits(m, torch.tensor(o["ids"])) - torch.tensor(o["logits"])).abs().max().item()
-    record("4_lora", "tiny LoRA adapter written by the tests: max |peft - ours|", diff, diff <= 1e-4)
+    tids, tours = torch.tensor(o["ids"]), torch.tensor(o["logits"])
+    ttheirs = hf_logits(m, tids)
+    m64 = peft.PeftModel.from_pretrained(load_hf(d).double(), os.path.join(d, "adapter")).eval()
+    with torch.no_grad():
+        texact = m64(input_ids=tids).logits
+    e_ours, e_ref, bound, ok = fp32_criterion(tours, ttheirs, texact)
+    record("4_lora", f"tiny LoRA adapter written by the tests: [max |ours - f64|, max |peft - f64|, bound]; {CRITERION}",
+           [e_ours, e_ref, bound], ok, max_abs_diff_ours_vs_peft=(ttheirs - tours).abs().max().item())
 del pm, base, merged
 
 # ---------------------------------------------------------------- 5. greedy generation
