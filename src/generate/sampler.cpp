@@ -53,18 +53,20 @@ bool read_batch(const nlohmann::json& e, size_t bi, size_t rows, std::vector<std
   try {
     if (e.at("batch").get<size_t>() != bi || e.at("ids").size() != rows) return false;
     for (size_t r = 0; r < rows; ++r) out[b0 + r] = e.at("ids")[r].get<std::vector<int>>();
-    st.prompt_tokens += e.at("prompt_tokens").get<int64_t>();
-    st.new_tokens += e.at("new_tokens").get<int64_t>();
-    st.prefill_s += e.at("prefill_s").get<double>();
-    st.decode_s += e.at("decode_s").get<double>();
+    SampleStats d;
+    d.prompt_tokens = e.at("prompt_tokens").get<int64_t>();
+    d.new_tokens = e.at("new_tokens").get<int64_t>();
+    d.prefill_s = e.at("prefill_s").get<double>();
+    d.decode_s = e.at("decode_s").get<double>();
     if (e.contains("masked")) {
       const auto& mk = e.at("masked");
-      st.constrained_tokens += mk.at("tokens").get<int64_t>();
-      st.masked_mass += mk.at("mass").get<double>();
-      st.masked_over_half += mk.at("over_half").get<int64_t>();
-      st.masked_max = std::max(st.masked_max, mk.at("max").get<double>());
-      st.no_allowed += mk.at("no_allowed").get<int64_t>();
+      d.constrained_tokens = mk.at("tokens").get<int64_t>();
+      d.masked_mass = mk.at("mass").get<double>();
+      d.masked_over_half = mk.at("over_half").get<int64_t>();
+      d.masked_max = mk.at("max").get<double>();
+      d.no_allowed = mk.at("no_allowed").get<int64_t>();
     }
+    st += d;
     return true;
   } catch (const nlohmann::json::exception&) {
     return false;
@@ -198,6 +200,20 @@ double decode_giving_up(model::LlamaForCausalLM& m, const SampleOptions& opt, at
 }
 
 }  // namespace
+
+SampleStats& SampleStats::operator+=(const SampleStats& o) {
+  prompt_tokens += o.prompt_tokens;
+  new_tokens += o.new_tokens;
+  prefill_s += o.prefill_s;
+  decode_s += o.decode_s;
+  given_up += o.given_up;
+  constrained_tokens += o.constrained_tokens;
+  masked_over_half += o.masked_over_half;
+  no_allowed += o.no_allowed;
+  masked_mass += o.masked_mass;
+  masked_max = std::max(masked_max, o.masked_max);
+  return *this;
+}
 
 int64_t generation_bytes_per_sequence(const model::LlamaConfig& c, int64_t prompt_len, int64_t new_tokens, bool bf16) {
   const int64_t S = prompt_len + new_tokens;
@@ -435,8 +451,6 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
     torch::Tensor logits;
     if (opt.use_cache) logits = prefill(m, prompts, b0, pb, cache, dev);
     const double tp1 = log::now_seconds();
-    st.prefill_s += tp1 - tp0;
-    st.prompt_tokens += B * L;
 
     SampleStats d;  // this batch's counts
     d.prompt_tokens = B * L;
@@ -447,14 +461,7 @@ std::vector<std::vector<int>> sample(model::LlamaForCausalLM& m, const std::vect
       d.new_tokens = decode_all(m, opt, gen, logits, cache, pb, budget, out, b0, dev);
       d.decode_s = log::now_seconds() - tp1;
     }
-    st.decode_s += d.decode_s;
-    st.new_tokens += d.new_tokens;
-    st.given_up += d.given_up;
-    st.constrained_tokens += d.constrained_tokens;
-    st.masked_mass += d.masked_mass;
-    st.masked_over_half += d.masked_over_half;
-    st.masked_max = std::max(st.masked_max, d.masked_max);
-    st.no_allowed += d.no_allowed;
+    st += d;
     if (journal) append_batch(*journal, bi, out, b0, B, d, static_cast<bool>(opt.allowed));
   }
   if (stats) *stats = st;

@@ -61,6 +61,8 @@ struct SampleStats {
   // half, the most any lost, and rows ended because no token was allowed.
   int64_t constrained_tokens = 0, masked_over_half = 0, no_allowed = 0;
   double masked_mass = 0, masked_max = 0;
+  // Another batch's counts added (masked_max: the larger).
+  SampleStats& operator+=(const SampleStats& o);
 };
 
 // Bytes one sequence needs while generating: its KV cache over prompt + new tokens, the prefill's
