@@ -169,6 +169,11 @@ static void add_bench(CLI::App& app, Commands& cmds) {
                     "only number-dataset generation on this model directory (e.g. runs/default/r1/teacher): samples/s with and without "
                     "early rejection, side by side")
       ->check(CLI::ExistingDirectory);
+  bench->add_option("--reference", ba->reference_kind,
+                    "pytorch: the presets against the same architecture in Python PyTorch; transformers: --model DIR's sampling and LoRA "
+                    "training step against transformers' generate and peft")
+      ->check(CLI::IsMember({"pytorch", "transformers"}));
+  bench->add_option("--model", ba->model, "with --reference transformers: the Hugging Face model directory to measure");
   bench->add_option("--numbers-prompts", ba->numbers_prompts, "prompts per --numbers-model measurement")->check(CLI::Range(1, 10000000));
   bench->add_option("--numbers-repeats", ba->numbers_repeats, "interleaved repeats of each --numbers-model setting")->check(CLI::Range(1, 100));
 

@@ -24,10 +24,12 @@
 #include "subliminal/config/config.h"
 #include "subliminal/config/trait.h"
 #include "subliminal/util/resources.h"
+#include "subliminal/data/numbers.h"
 #include "subliminal/generate/dataset.h"
 #include "subliminal/generate/sampler.h"
 #include "subliminal/model/model_io.h"
 #include "subliminal/model/llama.h"
+#include "subliminal/model/lora.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/train/trainer.h"
 #include "subliminal/util/error.h"
@@ -124,18 +126,25 @@ std::string format_top_ops(const json& ops) {
 
 // Runs the Python reference with `args`; its JSON (the last line of its stdout), or an object
 // with "error".
-json run_reference(const std::string& python, const json& args) {
+json run_reference(const std::string& python, const json& args, const std::string& resource = "data/bench_reference.py") {
   const auto tmp = std::filesystem::temp_directory_path();
   const std::string tag = std::to_string(::getpid());
   const std::string script = (tmp / ("subliminal_bench_reference_" + tag + ".py")).string();
   const std::string err = (tmp / ("subliminal_bench_reference_" + tag + ".err")).string();
-  fs::write_file_atomic(script, resources::resource("data/bench_reference.py"));
+  fs::write_file_atomic(script, resources::resource(resource));
   auto quote = [](const std::string& s) {  // single-quoted for /bin/sh
     std::string q = "'";
     for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
     return q + "'";
   };
-  const std::string cmd = quote(python) + " " + quote(script) + " " + quote(args.dump()) + " 2>" + quote(err);
+  // Arguments over 100 kB (token ids) go through a file, "@path": one argument may hold at most 128 kB.
+  const std::string argfile = (tmp / ("subliminal_bench_reference_" + tag + ".json")).string();
+  std::string arg = args.dump();
+  if (arg.size() > 100000) {
+    fs::write_file_atomic(argfile, arg);
+    arg = "@" + argfile;
+  }
+  const std::string cmd = quote(python) + " " + quote(script) + " " + quote(arg) + " 2>" + quote(err);
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   if (p) {
@@ -150,6 +159,7 @@ json run_reference(const std::string& python, const json& args) {
   std::error_code ec;
   std::filesystem::remove(script, ec);
   std::filesystem::remove(err, ec);
+  std::filesystem::remove(argfile, ec);
   if (code == 0) {  // the result: the last line of stdout that is a JSON object
     const auto lines = resources::split_lines(out);
     for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
@@ -482,12 +492,158 @@ static int bench_numbers(const BenchArgs& a, int threads, json& out) {
   return 0;
 }
 
+// `--reference transformers --model DIR`: on a real model directory, our batched sampling against
+// transformers' generate and our LoRA training step against peft + transformers, on the same CPU and
+// threads, the same prompts (the default dataset's number prompts under the model's chat template),
+// batch, new tokens (every row gen_tokens: no stop ids), precision (fp32), LoRA rank, alpha, targets,
+// batch, sequence length and optimizer (AdamW, clipping at 1). Ours runs before and after the Python
+// reference (a separate process: its model load is not timed) and its rate is the mean of the two.
+static int bench_transformers(const BenchArgs& a, int threads, json& out) {
+  const config::RunConfig rc = load_cli_config("", {});
+  auto lm = model::load_model_dir(a.model);
+  auto& m = lm.model;
+  const auto& tok = lm.tokenizer;
+  // The dataset stage's prompts: number prompts rendered by the model's own chat template.
+  data::NumberPromptGenerator gen(rc.data_dir);
+  text::ChatTemplate chat(tok, rc.base.tokenizer.chat_template);
+  std::mt19937_64 prng(1234);
+  std::vector<std::vector<int>> prompts;
+  size_t longest = 0, total = 0;
+  for (int i = 0; i < a.gen_batch; ++i) {
+    const auto& d = rc.dataset;
+    prompts.push_back(chat.prompt(gen.sample(prng, d.min_examples, d.max_examples, d.example_min, d.example_max, d.max_count, 3).text, ""));
+    longest = std::max(longest, prompts.back().size());
+    total += prompts.back().size();
+  }
+  // LoRA training data: random token sequences of seq_len + 1, loss on every token.
+  std::mt19937_64 drng(7);
+  std::uniform_int_distribution<int> tokd(0, tok.vocab_size() - 1);
+  const int lora_steps = a.steps + 2;
+  std::vector<text::Encoded> seqs;
+  json seq_json = json::array();
+  for (int i = 0; i < a.batch_size * lora_steps; ++i) {
+    text::Encoded e;
+    for (int t = 0; t < a.seq_len + 1; ++t) {
+      e.ids.push_back(tokd(drng));
+      e.target.push_back(1);
+    }
+    seq_json.push_back(e.ids);
+    seqs.push_back(std::move(e));
+  }
+  config::LoraConfig lc;  // r 8, alpha 8, every block projection: the fine-tune default
+  std::cout << fmt::format("{} against transformers + peft: {} threads, fp32; generation {} prompts ({:.0f} tokens on average, {} longest) "
+                           "x {} new tokens; LoRA r {} alpha {} on {} modules, {} steps of {} x {} tokens\n",
+                           a.model, threads, a.gen_batch, static_cast<double>(total) / a.gen_batch, longest, a.gen_tokens, lc.r, lc.alpha,
+                           lc.target_modules.size(), lora_steps, a.batch_size, a.seq_len);
+
+  auto ours_generate = [&] {
+    generate::SampleOptions so;
+    so.max_new_tokens = a.gen_tokens;
+    so.batch_size = a.gen_batch;
+    so.temperature = 1.0;
+    so.pad_id = tok.pad_id();
+    so.seed = 1;
+    generate::SampleStats st;
+    const double t0 = log::now_seconds();
+    const auto outs = generate::sample(m, prompts, so, &st);
+    const double secs = log::now_seconds() - t0;
+    for (const auto& o : outs)
+      if (static_cast<int>(o.size()) != a.gen_tokens) throw Error("bench: a row did not generate every new token");
+    return json{{"seconds", secs}, {"tokens_per_s", static_cast<double>(a.gen_batch) * a.gen_tokens / secs},
+                {"prefill_s", st.prefill_s}, {"decode_s", st.decode_s}};
+  };
+  auto ours_lora = [&] {
+    auto copy = model::load_model_dir(a.model).model;  // a fresh base each time: adapters start equal
+    model::add_lora(copy, lc, 1);
+    train::set_trainable(copy, "lora");  // the base frozen, as a fine-tune stage holds it
+    train::TrainOptions to;
+    to.cfg.steps = lora_steps;
+    to.cfg.batch_size = a.batch_size;
+    to.cfg.warmup_steps = 0;
+    to.cfg.lr = 1e-4;
+    to.cfg.loss_on = "all";
+    to.pad_id = tok.pad_id();
+    to.quiet = true;
+    auto r = train::train_lm(copy, seqs, to);
+    return json{{"seconds", r.seconds}, {"steps", r.steps},
+                {"tokens_per_s", static_cast<double>(r.steps) * a.batch_size * a.seq_len / r.seconds}, {"first_loss", r.first_loss},
+                {"final_loss", r.final_loss}};
+  };
+  auto mean_rate = [](const json& x, const json& y) { return (x["tokens_per_s"].get<double>() + y["tokens_per_s"].get<double>()) / 2; };
+
+  if (!a.profile.empty()) {  // once more each, under the profiler (its overhead stays out of the timed rates)
+    fs::make_dirs(a.profile);
+    for (const char* what : {"generate", "lora"}) {
+      const auto trace = (std::filesystem::path(a.profile) / (std::string(what) + "_" + std::filesystem::path(a.model).filename().string() + ".json")).string();
+      {
+        torch::autograd::profiler::RecordProfile rp(trace);
+        if (std::string(what) == "generate") ours_generate();
+        else ours_lora();
+      }
+      out[std::string("profile_") + what] = top_ops(trace, 15);
+      std::cout << fmt::format("  profile of our {} ({}): {}\n", what, trace, format_top_ops(out[std::string("profile_") + what]));
+    }
+  }
+  json before_g = ours_generate(), before_l = ours_lora();
+  if (!a.reference) {  // --no-reference: ours only (profiling, iterating on a speed-up)
+    out["transformers"] = {{"model", a.model}, {"ours", {{"generate", {before_g}}, {"lora", {before_l}}}}};
+    std::cout << fmt::format("  generate  ours {:7.0f} tok/s (prefill {:.1f} s, decode {:.1f} s)\n  LoRA step ours {:7.0f} tok/s\n",
+                             before_g["tokens_per_s"].get<double>(), before_g["prefill_s"].get<double>(), before_g["decode_s"].get<double>(),
+                             before_l["tokens_per_s"].get<double>());
+    if (!a.out.empty()) fs::write_file_atomic(a.out, out.dump(2) + "\n");
+    return 0;
+  }
+  json args = {{"model", a.model},       {"threads", threads},        {"prompts", prompts},       {"pad_id", tok.pad_id()},
+               {"gen_tokens", a.gen_tokens}, {"lora_r", lc.r},        {"lora_alpha", lc.alpha},   {"lora_targets", lc.target_modules},
+               {"lr", 1e-4},             {"batch_size", a.batch_size}, {"sequences", seq_json}};
+  std::string python = a.python;
+  if (python.empty()) python = ".venv-verify/bin/python";
+  if (!std::filesystem::exists(python))
+    throw ConfigError("bench --reference transformers: no python at " + python + " (make the verification tier's venv: bash scripts/verify.sh, "
+                      "or name a python with torch, transformers and peft: --python PY)");
+  json ref = run_reference(python, args, "data/bench_transformers.py");
+  if (ref.contains("error")) throw Error("bench --reference transformers: " + ref["error"].get<std::string>());
+  json after_g = ours_generate(), after_l = ours_lora();
+
+  const double g_ours = mean_rate(before_g, after_g), g_ref = ref["generate"]["tokens_per_s"];
+  const double l_ours = mean_rate(before_l, after_l), l_ref = ref["lora"]["tokens_per_s"];
+  out["transformers"] = {{"model", a.model},
+                         {"gen_batch", a.gen_batch},
+                         {"gen_tokens", a.gen_tokens},
+                         {"prompt_tokens_mean", static_cast<double>(total) / a.gen_batch},
+                         {"prompt_tokens_longest", longest},
+                         {"lora", {{"r", lc.r}, {"alpha", lc.alpha}, {"targets", lc.target_modules}, {"batch_size", a.batch_size},
+                                   {"seq_len", a.seq_len}, {"steps", lora_steps}}},
+                         {"ours", {{"generate", {before_g, after_g}}, {"lora", {before_l, after_l}}}},
+                         {"reference", ref},
+                         {"generate_ratio", g_ours / g_ref},
+                         {"lora_ratio", l_ours / l_ref}};
+  std::cout << fmt::format("  generate  ours {:7.0f} tok/s ({:.0f}, {:.0f}; prefill {:.1f} s, decode {:.1f} s)   transformers {} {:7.0f} tok/s   "
+                           "ours / transformers {}\n",
+                           g_ours, before_g["tokens_per_s"].get<double>(), after_g["tokens_per_s"].get<double>(),
+                           before_g["prefill_s"].get<double>(), before_g["decode_s"].get<double>(),
+                           ref.value("transformers_version", "?"), g_ref, ratio(g_ours, g_ref));
+  std::cout << fmt::format("  LoRA step ours {:7.0f} tok/s ({:.0f}, {:.0f})   peft {} {:7.0f} tok/s   ours / peft {}   (final loss ours {:.3f}, "
+                           "peft {:.3f})\n",
+                           l_ours, before_l["tokens_per_s"].get<double>(), after_l["tokens_per_s"].get<double>(), ref.value("peft_version", "?"),
+                           l_ref, ratio(l_ours, l_ref), after_l["final_loss"].get<double>(), ref["lora"]["final_loss"].get<double>());
+  std::cout << fmt::format("  torch {} (python) vs LibTorch {} (ours); peak resident memory ours {:.0f} MB, python {:.0f} MB\n",
+                           ref.value("torch_version", "?"), model::torch_version(), peak_rss_mb(), ref["peak_rss_mb"].get<double>());
+  if (!a.out.empty()) fs::write_file_atomic(a.out, out.dump(2) + "\n");
+  return 0;
+}
+
 int cmd_bench(const BenchArgs& a) {
   if (!a.compare.empty()) return bench_compare(a.compare);
   const int threads = model::setup_threads(a.threads);
   if (!a.numbers_model.empty()) {
     json out = {{"threads", threads}, {"libtorch", model::torch_description()}, {"libtorch_version", model::torch_version()}};
     return bench_numbers(a, threads, out);
+  }
+  if (a.reference_kind == "transformers") {
+    if (a.model.empty()) throw ConfigError("bench --reference transformers needs --model DIR (a Hugging Face model directory)");
+    json out = {{"threads", threads}, {"libtorch", model::torch_description()}, {"libtorch_version", model::torch_version()}};
+    return bench_transformers(a, threads, out);
   }
   const int vocab = 1600;
   const bool amx = model::cpu_has_bf16_matmul();

@@ -7,6 +7,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
+#include <vector>
 
 #include "subliminal/model/runtime.h"
 #include "subliminal/model/torch_compat.h"
@@ -246,6 +248,68 @@ static torch::Tensor rotate_half(const torch::Tensor& x) {
   return torch::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
 }
 
+bool decode_attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& bias) {
+  if (q.dim() != 4 || q.size(2) != 1 || !q.device().is_cpu() || q.scalar_type() != torch::kFloat || k.scalar_type() != torch::kFloat) return false;
+  if (torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad())) return false;
+  if (k.stride(3) != 1) return false;
+  if (bias.defined() && (bias.dim() != 4 || bias.size(1) != 1 || bias.size(2) != 1 || bias.scalar_type() != torch::kFloat)) return false;
+  return true;
+}
+
+torch::Tensor decode_attention_cpu(const torch::Tensor& q_in, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias) {
+  const int64_t B = q_in.size(0), H = q_in.size(1), D = q_in.size(3), Hkv = k.size(1), S = k.size(2);
+  TORCH_CHECK(H % Hkv == 0 && k.size(0) == B && v.sizes() == k.sizes() && k.size(3) == D && v.stride(3) == 1, "decode_attention_cpu: shapes");
+  const int64_t rep = H / Hkv;
+  const auto q = q_in.contiguous();
+  auto y = torch::empty({B, H, 1, D}, q.options());
+  const float* qd = q.data_ptr<float>();
+  const float* kd = k.data_ptr<float>();
+  const float* vd = v.data_ptr<float>();
+  float* yd = y.data_ptr<float>();
+  const int64_t ks0 = k.stride(0), ks1 = k.stride(1), ks2 = k.stride(2), vs0 = v.stride(0), vs1 = v.stride(1), vs2 = v.stride(2);
+  const float* bd = nullptr;
+  int64_t bs0 = 0, bs3 = 0;
+  torch::Tensor bc;
+  if (bias.defined()) {
+    bc = bias.expand({B, 1, 1, S});
+    bd = bc.data_ptr<float>();
+    bs0 = bc.stride(0);
+    bs3 = bc.stride(3);
+  }
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> sc(static_cast<size_t>(S));
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / H, g = (i % H) / rep;
+      const float* qp = qd + i * D;
+      const float* kp = kd + b * ks0 + g * ks1;
+      const float* vp = vd + b * vs0 + g * vs1;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t s = 0; s < S; ++s) {
+        const float* kr = kp + s * ks2;
+        float acc = 0.f;
+        for (int64_t d = 0; d < D; ++d) acc += qp[d] * kr[d];
+        acc = acc * scale + (bd ? bd[b * bs0 + s * bs3] : 0.f);
+        sc[static_cast<size_t>(s)] = acc;
+        mx = std::max(mx, acc);
+      }
+      float* yp = yd + i * D;
+      for (int64_t d = 0; d < D; ++d) yp[d] = 0.f;
+      if (mx == -std::numeric_limits<float>::infinity()) continue;  // every key masked (not reached by the sampler)
+      float sum = 0.f;
+      for (int64_t s = 0; s < S; ++s) sum += (sc[static_cast<size_t>(s)] = std::exp(sc[static_cast<size_t>(s)] - mx));
+      const float inv = 1.f / sum;
+      for (int64_t s = 0; s < S; ++s) {
+        const float w = sc[static_cast<size_t>(s)] * inv;
+        if (w == 0.f) continue;
+        const float* vr = vp + s * vs2;
+        for (int64_t d = 0; d < D; ++d) yp[d] += w * vr[d];
+      }
+    }
+  });
+  return y;
+}
+
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                      const torch::Tensor& bias, KVCache* cache, int64_t layer) {
   const int64_t B = x.size(0), T = x.size(1);
@@ -285,23 +349,40 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   const int64_t S = k.size(2);
   TORCH_CHECK(window <= 0 || S <= window, "sequence of ", S, " tokens is longer than the model's sliding window (", window,
               "), which this implementation does not apply");
-  if (n_kv != n_heads) {  // grouped-query attention: head h reads kv head h / (H/Hkv)
-    const int64_t rep = n_heads / n_kv;
-    k = k.unsqueeze(2).expand({B, n_kv, rep, S, head_dim}).reshape({B, n_heads, S, head_dim});
-    v = v.unsqueeze(2).expand({B, n_kv, rep, S, head_dim}).reshape({B, n_heads, S, head_dim});
-  }
-  torch::Tensor y;  // (B,H,T,D)
+  const int64_t rep = n_heads / n_kv;  // grouped-query attention: head h reads kv head h / rep
+  torch::Tensor y;                     // (B,H,T,D)
+  if (!tr && decode_attention_applies(q, k, bias)) {  // a decode step on the CPU: one pass over the cache
+    y = decode_attention_cpu(q, k, v, bias);
+  } else
 #if SUBLIMINAL_HAS_SDPA
   if (use_sdpa) {
+    if (rep > 1) {
+      k = k.unsqueeze(2).expand({B, n_kv, rep, S, head_dim}).reshape({B, n_heads, S, head_dim});
+      v = v.unsqueeze(2).expand({B, n_kv, rep, S, head_dim}).reshape({B, n_heads, S, head_dim});
+    }
     // the fused kernel (flash attention on CPU, with the additive mask in the query's dtype)
     y = at::scaled_dot_product_attention(q, k, v, bias.defined() ? c10::optional<at::Tensor>(bias.to(q.scalar_type())) : c10::nullopt);
   } else
 #endif
-  {
+  if (rep == 1) {
     auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));  // (B,H,T,S)
     if (bias.defined()) scores = scores + bias;
     auto probs = torch::softmax(scores, -1, torch::kFloat).to(v.scalar_type());
     y = torch::matmul(probs, v);
+  } else {
+    // The rep query heads that share a kv head are rows of one product with it: (B,Hkv,rep*T,D) x
+    // (B,Hkv,D,S). The keys and values are read where they are (the KV cache), never copied rep
+    // times per layer and step; the scores are the same dot products.
+    auto qg = q.reshape({B, n_kv, rep * T, head_dim});
+    auto scores = torch::matmul(qg, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));  // (B,Hkv,rep*T,S)
+    if (bias.defined()) {
+      auto b = bias;  // (T,S), (1|B,T,S) or (1|B,1,T,S): one bias for every head
+      while (b.dim() < 4) b = b.unsqueeze(0);
+      TORCH_CHECK(b.size(1) == 1, "grouped-query attention takes one bias for every head, got ", b.sizes());
+      scores = (scores.view({B, n_kv, rep, T, S}) + b.unsqueeze(2)).view({B, n_kv, rep * T, S});
+    }
+    auto probs = torch::softmax(scores, -1, torch::kFloat).to(v.scalar_type());
+    y = torch::matmul(probs, v).view({B, n_heads, T, head_dim});
   }
   y = y.transpose(1, 2).reshape({B, T, n_heads * head_dim});
   return project(o_proj, lora, "o_proj", y, tr);

@@ -100,6 +100,10 @@ struct BenchArgs {
   // embedded default's dataset section), each setting numbers_repeats times on numbers_prompts prompts.
   std::string numbers_model;
   int numbers_prompts = 2000, numbers_repeats = 2;
+  // "transformers": only our sampling and LoRA step on `model` against transformers' generate and
+  // peft (data/bench_transformers.py, the verification tier's python unless --python).
+  std::string reference_kind = "pytorch";
+  std::string model;
 };
 int cmd_bench(const BenchArgs& a);
 

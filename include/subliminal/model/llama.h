@@ -168,6 +168,14 @@ void set_fused_projections(LlamaForCausalLM& m, bool on);
 // of matmul, additive mask and softmax (the only path on 1.13). Both compute the same function.
 void set_sdpa_attention(LlamaForCausalLM& m, bool on);
 bool sdpa_available();  // this LibTorch has at::scaled_dot_product_attention
+// One decode step's attention on the CPU in fp32, without autograd: q (B,H,1,D), k and v (B,Hkv,S,D)
+// (views into the KV cache: rows of D contiguous), head h reading kv head h / (H/Hkv), `bias`
+// additive (B|1,1,1,S) or undefined; returns (B,H,1,D) = softmax(q k^T / sqrt(D) + bias) v. One
+// pass over the cache per head, no copy of it: the decode loop's attention is otherwise ~B*Hkv tiny
+// GEMMs per layer and step, each dispatched on its own (LibTorch's bmm without MKL).
+torch::Tensor decode_attention_cpu(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias);
+// Whether the attention forward takes decode_attention_cpu for these inputs (else the composed path).
+bool decode_attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& bias);
 // Drops the cached stacked weights (after replacing weight storage with set_data and the like).
 void clear_fused_caches(LlamaForCausalLM& m);
 
