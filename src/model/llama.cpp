@@ -287,8 +287,14 @@ torch::Tensor decode_attention_cpu(const torch::Tensor& q_in, const torch::Tenso
       float mx = -std::numeric_limits<float>::infinity();
       for (int64_t s = 0; s < S; ++s) {
         const float* kr = kp + s * ks2;
+        // 16 independent partial sums (vectorised by the compiler), then the remainder
+        float part[16] = {0.f};
+        int64_t d = 0;
+        for (; d + 16 <= D; d += 16)
+          for (int j = 0; j < 16; ++j) part[j] += qp[d + j] * kr[d + j];
         float acc = 0.f;
-        for (int64_t d = 0; d < D; ++d) acc += qp[d] * kr[d];
+        for (; d < D; ++d) acc += qp[d] * kr[d];
+        for (int j = 0; j < 16; ++j) acc += part[j];
         acc = acc * scale + (bd ? bd[b * bs0 + s * bs3] : 0.f);
         sc[static_cast<size_t>(s)] = acc;
         mx = std::max(mx, acc);
