@@ -355,11 +355,11 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   const int64_t S = k.size(2);
   TORCH_CHECK(window <= 0 || S <= window, "sequence of ", S, " tokens is longer than the model's sliding window (", window,
               "), which this implementation does not apply");
-  // Grouped-query attention: head h reads kv head h / (H/Hkv). The decode kernel
-  // (decode_attention_cpu) and the grouped product without the copy below made SmolLM2 sampling
-  // 1.62x transformers (docs/evidence/2026-12-07-speed), but they change the last bits of every
-  // model here (the synthetic presets are grouped-query too) and so the samples of earlier runs:
-  // off until that is decided (issue 43 notes).
+  // Grouped-query attention: head h reads kv head h / (H/Hkv); the expand below copies the cache.
+  // The decode kernel (decode_attention_cpu) and a grouped product that reads the cache in place
+  // made SmolLM2 sampling 1.62x transformers (docs/evidence/2026-12-07-speed), but they change the
+  // last bits of every model here (the synthetic presets are grouped-query too) and so the samples
+  // of earlier runs: not used until that is decided (issue 43 notes).
   if (n_kv != n_heads) {
     const int64_t rep = n_heads / n_kv;
     k = k.unsqueeze(2).expand({B, n_kv, rep, S, head_dim}).reshape({B, n_heads, S, head_dim});

@@ -174,7 +174,8 @@ bool sdpa_available();  // this LibTorch has at::scaled_dot_product_attention
 // pass over the cache per head, no copy of it: the decode loop's attention is otherwise ~B*Hkv tiny
 // GEMMs per layer and step, each dispatched on its own (LibTorch's bmm without MKL).
 torch::Tensor decode_attention_cpu(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias);
-// Whether the attention forward takes decode_attention_cpu for these inputs (else the composed path).
+// Whether decode_attention_cpu can take these inputs. Not called by the attention forward for now:
+// it changes the last bits of the grouped-query presets' samples (docs/evidence/2026-12-07-speed).
 bool decode_attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& bias);
 // Drops the cached stacked weights (after replacing weight storage with set_data and the like).
 void clear_fused_caches(LlamaForCausalLM& m);
