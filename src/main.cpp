@@ -174,6 +174,9 @@ static void add_bench(CLI::App& app, Commands& cmds) {
                     "training step against transformers' generate and peft")
       ->check(CLI::IsMember({"pytorch", "transformers"}));
   bench->add_option("--model", ba->model, "with --reference transformers: the Hugging Face model directory to measure");
+  bench->add_option("--attention", ba->attention,
+                    "with --reference transformers: our attention path (the config's `attention`): reference, grouped, or both, side by side")
+      ->check(CLI::IsMember({"reference", "grouped", "both"}));
   bench->add_option("--numbers-prompts", ba->numbers_prompts, "prompts per --numbers-model measurement")->check(CLI::Range(1, 10000000));
   bench->add_option("--numbers-repeats", ba->numbers_repeats, "interleaved repeats of each --numbers-model setting")->check(CLI::Range(1, 100));
 

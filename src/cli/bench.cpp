@@ -584,12 +584,34 @@ static int bench_transformers(const BenchArgs& a, int threads, json& out) {
       std::cout << fmt::format("  profile of our {} ({}): {}\n", what, trace, format_top_ops(out[std::string("profile_") + what]));
     }
   }
-  json before_g = ours_generate(), before_l = ours_lora();
+  // Ours under each attention path asked for (model::AttentionPath: the config's `attention`).
+  std::vector<std::string> paths = a.attention == "both" ? std::vector<std::string>{"reference", "grouped"} : std::vector<std::string>{a.attention};
+  json ours = json::object();
+  auto measure = [&] {
+    for (const auto& p : paths) {
+      model::set_attention_path(model::attention_path_from(p));
+      ours[p]["generate"].push_back(ours_generate());
+      ours[p]["lora"].push_back(ours_lora());
+    }
+    model::set_attention_path(model::AttentionPath::reference);
+  };
+  measure();
+  out["transformers"] = {{"model", a.model},
+                         {"gen_batch", a.gen_batch},
+                         {"gen_tokens", a.gen_tokens},
+                         {"prompt_tokens_mean", static_cast<double>(total) / a.gen_batch},
+                         {"prompt_tokens_longest", longest},
+                         {"lora", {{"r", lc.r}, {"alpha", lc.alpha}, {"targets", lc.target_modules}, {"batch_size", a.batch_size},
+                                   {"seq_len", a.seq_len}, {"steps", lora_steps}}},
+                         {"attention", paths}};
   if (!a.reference) {  // --no-reference: ours only (profiling, iterating on a speed-up)
-    out["transformers"] = {{"model", a.model}, {"ours", {{"generate", {before_g}}, {"lora", {before_l}}}}};
-    std::cout << fmt::format("  generate  ours {:7.0f} tok/s (prefill {:.1f} s, decode {:.1f} s)\n  LoRA step ours {:7.0f} tok/s\n",
-                             before_g["tokens_per_s"].get<double>(), before_g["prefill_s"].get<double>(), before_g["decode_s"].get<double>(),
-                             before_l["tokens_per_s"].get<double>());
+    out["transformers"]["ours"] = ours;
+    for (const auto& p : paths) {
+      const auto& g = ours[p]["generate"][0];
+      std::cout << fmt::format("  [{}] generate  ours {:7.0f} tok/s (prefill {:.1f} s, decode {:.1f} s)   LoRA step ours {:7.0f} tok/s\n", p,
+                               g["tokens_per_s"].get<double>(), g["prefill_s"].get<double>(), g["decode_s"].get<double>(),
+                               ours[p]["lora"][0]["tokens_per_s"].get<double>());
+    }
     if (!a.out.empty()) fs::write_file_atomic(a.out, out.dump(2) + "\n");
     return 0;
   }
@@ -603,32 +625,29 @@ static int bench_transformers(const BenchArgs& a, int threads, json& out) {
                       "or name a python with torch, transformers and peft: --python PY)");
   json ref = run_reference(python, args, "data/bench_transformers.py");
   if (ref.contains("error")) throw Error("bench --reference transformers: " + ref["error"].get<std::string>());
-  json after_g = ours_generate(), after_l = ours_lora();
+  measure();
 
-  const double g_ours = mean_rate(before_g, after_g), g_ref = ref["generate"]["tokens_per_s"];
-  const double l_ours = mean_rate(before_l, after_l), l_ref = ref["lora"]["tokens_per_s"];
-  out["transformers"] = {{"model", a.model},
-                         {"gen_batch", a.gen_batch},
-                         {"gen_tokens", a.gen_tokens},
-                         {"prompt_tokens_mean", static_cast<double>(total) / a.gen_batch},
-                         {"prompt_tokens_longest", longest},
-                         {"lora", {{"r", lc.r}, {"alpha", lc.alpha}, {"targets", lc.target_modules}, {"batch_size", a.batch_size},
-                                   {"seq_len", a.seq_len}, {"steps", lora_steps}}},
-                         {"ours", {{"generate", {before_g, after_g}}, {"lora", {before_l, after_l}}}},
-                         {"reference", ref},
-                         {"generate_ratio", g_ours / g_ref},
-                         {"lora_ratio", l_ours / l_ref}};
-  std::cout << fmt::format("  generate  ours {:7.0f} tok/s ({:.0f}, {:.0f}; prefill {:.1f} s, decode {:.1f} s)   transformers {} {:7.0f} tok/s   "
-                           "ours / transformers {}\n",
-                           g_ours, before_g["tokens_per_s"].get<double>(), after_g["tokens_per_s"].get<double>(),
-                           before_g["prefill_s"].get<double>(), before_g["decode_s"].get<double>(),
-                           ref.value("transformers_version", "?"), g_ref, ratio(g_ours, g_ref));
-  std::cout << fmt::format("  LoRA step ours {:7.0f} tok/s ({:.0f}, {:.0f})   peft {} {:7.0f} tok/s   ours / peft {}   (final loss ours {:.3f}, "
-                           "peft {:.3f})\n",
-                           l_ours, before_l["tokens_per_s"].get<double>(), after_l["tokens_per_s"].get<double>(), ref.value("peft_version", "?"),
-                           l_ref, ratio(l_ours, l_ref), after_l["final_loss"].get<double>(), ref["lora"]["final_loss"].get<double>());
-  std::cout << fmt::format("  torch {} (python) vs LibTorch {} (ours); peak resident memory ours {:.0f} MB, python {:.0f} MB\n",
-                           ref.value("torch_version", "?"), model::torch_version(), peak_rss_mb(), ref["peak_rss_mb"].get<double>());
+  const double g_ref = ref["generate"]["tokens_per_s"], l_ref = ref["lora"]["tokens_per_s"];
+  out["transformers"]["ours"] = ours;
+  out["transformers"]["reference"] = ref;
+  std::cout << fmt::format("  transformers {} generate {:.0f} tok/s; peft {} LoRA step {:.0f} tok/s (final loss {:.3f}); torch {} (python) vs "
+                           "LibTorch {} (ours)\n",
+                           ref.value("transformers_version", "?"), g_ref, ref.value("peft_version", "?"), l_ref,
+                           ref["lora"]["final_loss"].get<double>(), ref.value("torch_version", "?"), model::torch_version());
+  for (const auto& p : paths) {
+    const auto& G = ours[p]["generate"];
+    const auto& L = ours[p]["lora"];
+    const double g_ours = mean_rate(G[0], G[1]), l_ours = mean_rate(L[0], L[1]);
+    out["transformers"]["generate_ratio"][p] = g_ours / g_ref;
+    out["transformers"]["lora_ratio"][p] = l_ours / l_ref;
+    std::cout << fmt::format("  [{}] generate  ours {:7.0f} tok/s ({:.0f}, {:.0f}; prefill {:.1f} s, decode {:.1f} s)   ours / transformers {}\n", p,
+                             g_ours, G[0]["tokens_per_s"].get<double>(), G[1]["tokens_per_s"].get<double>(), G[0]["prefill_s"].get<double>(),
+                             G[0]["decode_s"].get<double>(), ratio(g_ours, g_ref));
+    std::cout << fmt::format("  [{}] LoRA step ours {:7.0f} tok/s ({:.0f}, {:.0f}; final loss {:.3f})   ours / peft {}\n", p, l_ours,
+                             L[0]["tokens_per_s"].get<double>(), L[1]["tokens_per_s"].get<double>(), L[1]["final_loss"].get<double>(),
+                             ratio(l_ours, l_ref));
+  }
+  std::cout << fmt::format("  peak resident memory ours {:.0f} MB, python {:.0f} MB\n", peak_rss_mb(), ref["peak_rss_mb"].get<double>());
   if (!a.out.empty()) fs::write_file_atomic(a.out, out.dump(2) + "\n");
   return 0;
 }

@@ -155,6 +155,7 @@ int cmd_run(const RunArgs& a) {
   if (!a.set.empty() && ctx.claims.is_object())
     log::warn("run", "the claims of {} were written for the config as it is; this run changes it with --set", ctx.claims["source"].get<std::string>());
   ctx.threads = model::setup_threads(cfg.threads);
+  model::set_attention_path(model::attention_path_from(cfg.attention));
   // jobs 0 (auto): one stage per core on CPU (each single-threaded); one on a GPU
   ctx.jobs = cfg.jobs > 0 ? cfg.jobs : model::resolve_device(cfg.device).is_cuda() ? 1 : ctx.threads;
   ctx.stage_threads = std::max(1, ctx.threads / ctx.jobs);

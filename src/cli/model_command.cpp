@@ -1,6 +1,7 @@
 #include "model_command.h"
 
 #include "subliminal/cli/commands.h"
+#include "subliminal/model/llama.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/util/error.h"
 
@@ -10,6 +11,7 @@ Prepared prepare_model_command(const std::string& config, const std::vector<std:
   Prepared p;
   p.cfg = load_cli_config(config, set);
   model::setup_threads(threads > 0 ? threads : p.cfg.threads);
+  model::set_attention_path(model::attention_path_from(p.cfg.attention));
   p.device = model::resolve_device(p.cfg.device);
   p.bf16 = model::use_bf16(p.cfg.precision, p.device);
   if (out.empty()) throw ConfigError("--out is required (a directory for the results)");

@@ -140,6 +140,7 @@ static void validate_run(const RunConfig& c, const std::string& file) {
   check(c.jobs >= 0 && c.jobs <= 256, file, "$.jobs", "expected 0 (one per core on CPU, 1 on CUDA) .. 256, got " + str(c.jobs));
   check(valid_device_name(c.device), file, "$.device", "expected \"cpu\", \"cuda\", \"cuda:N\" or \"auto\", got " + str(c.device));
   one_of(c.precision, {"fp32", "bf16", "auto"}, file, "$.precision");
+  one_of(c.attention, {"reference", "grouped"}, file, "$.attention");
 }
 
 // base: corpus (its extra traits loaded into *ctraits), tokenizer, model, training.

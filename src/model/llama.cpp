@@ -6,6 +6,7 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -355,28 +356,43 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   const int64_t S = k.size(2);
   TORCH_CHECK(window <= 0 || S <= window, "sequence of ", S, " tokens is longer than the model's sliding window (", window,
               "), which this implementation does not apply");
-  // Grouped-query attention: head h reads kv head h / (H/Hkv); the expand below copies the cache.
-  // The decode kernel (decode_attention_cpu) and a grouped product that reads the cache in place
-  // made SmolLM2 sampling 1.62x transformers (docs/evidence/2026-12-07-speed), but they change the
-  // last bits of every model here (the synthetic presets are grouped-query too) and so the samples
-  // of earlier runs: not used until that is decided (issue 43 notes).
-  if (n_kv != n_heads) {
-    const int64_t rep = n_heads / n_kv;
-    k = k.unsqueeze(2).expand({B, n_kv, rep, S, head_dim}).reshape({B, n_heads, S, head_dim});
-    v = v.unsqueeze(2).expand({B, n_kv, rep, S, head_dim}).reshape({B, n_heads, S, head_dim});
-  }
-  torch::Tensor y;  // (B,H,T,D)
+  const int64_t rep = n_heads / n_kv;  // grouped-query attention: head h reads kv head h / rep
+  torch::Tensor y;                     // (B,H,T,D)
+  if (rep > 1 && attention_path() == AttentionPath::grouped) {
+    if (!tr && decode_attention_applies(q, k, bias)) {  // a decode step on the CPU: one pass over the cache
+      y = decode_attention_cpu(q, k, v, bias);
+    } else {
+      // The rep query heads that share a kv head are rows of one product with it: (B,Hkv,rep*T,D) x
+      // (B,Hkv,D,S). The keys and values are read where they are (the KV cache), never copied rep
+      // times per layer and step; the scores are the same dot products.
+      auto qg = q.reshape({B, n_kv, rep * T, head_dim});
+      auto scores = torch::matmul(qg, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));  // (B,Hkv,rep*T,S)
+      if (bias.defined()) {
+        auto b = bias;  // (T,S), (1|B,T,S) or (1|B,1,T,S): one bias for every head
+        while (b.dim() < 4) b = b.unsqueeze(0);
+        TORCH_CHECK(b.size(1) == 1, "grouped-query attention takes one bias for every head, got ", b.sizes());
+        scores = (scores.view({B, n_kv, rep, T, S}) + b.unsqueeze(2)).view({B, n_kv, rep * T, S});
+      }
+      auto probs = torch::softmax(scores, -1, torch::kFloat).to(v.scalar_type());
+      y = torch::matmul(probs, v).view({B, n_heads, T, head_dim});
+    }
+  } else {
+    if (rep > 1) {  // AttentionPath::reference: each query head gets its own copy of its kv head
+      k = k.unsqueeze(2).expand({B, n_kv, rep, S, head_dim}).reshape({B, n_heads, S, head_dim});
+      v = v.unsqueeze(2).expand({B, n_kv, rep, S, head_dim}).reshape({B, n_heads, S, head_dim});
+    }
 #if SUBLIMINAL_HAS_SDPA
-  if (use_sdpa) {
-    // the fused kernel (flash attention on CPU, with the additive mask in the query's dtype)
-    y = at::scaled_dot_product_attention(q, k, v, bias.defined() ? c10::optional<at::Tensor>(bias.to(q.scalar_type())) : c10::nullopt);
-  } else
+    if (use_sdpa) {
+      // the fused kernel (flash attention on CPU, with the additive mask in the query's dtype)
+      y = at::scaled_dot_product_attention(q, k, v, bias.defined() ? c10::optional<at::Tensor>(bias.to(q.scalar_type())) : c10::nullopt);
+    } else
 #endif
-  {
-    auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));  // (B,H,T,S)
-    if (bias.defined()) scores = scores + bias;
-    auto probs = torch::softmax(scores, -1, torch::kFloat).to(v.scalar_type());
-    y = torch::matmul(probs, v);
+    {
+      auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));  // (B,H,T,S)
+      if (bias.defined()) scores = scores + bias;
+      auto probs = torch::softmax(scores, -1, torch::kFloat).to(v.scalar_type());
+      y = torch::matmul(probs, v);
+    }
   }
   y = y.transpose(1, 2).reshape({B, T, n_heads * head_dim});
   return project(o_proj, lora, "o_proj", y, tr);
@@ -596,6 +612,18 @@ void set_sdpa_attention(LlamaForCausalLM& m, bool on) {
 }
 
 bool sdpa_available() { return SUBLIMINAL_HAS_SDPA; }
+
+namespace {
+std::atomic<AttentionPath> g_attention_path{AttentionPath::reference};
+}
+
+void set_attention_path(AttentionPath p) { g_attention_path.store(p); }
+AttentionPath attention_path() { return g_attention_path.load(); }
+AttentionPath attention_path_from(const std::string& name) {
+  if (name == "reference") return AttentionPath::reference;
+  if (name == "grouped") return AttentionPath::grouped;
+  throw ConfigError("attention \"" + name + "\": expected \"reference\" or \"grouped\"");
+}
 
 void clear_fused_caches(LlamaForCausalLM& m) {
   for (auto& layer : *m->model->layers) {

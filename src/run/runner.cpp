@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "subliminal/model/llama.h"
 #include "subliminal/model/runtime.h"
 #include "subliminal/run/pool.h"
 #include "subliminal/report/claims.h"
@@ -50,6 +51,9 @@ int RunContext::world() const { return comm ? comm->world() : 1; }
 static json stage_inputs(Stage& s, const RunContext& ctx) {
   json in = s.inputs(ctx);
   if (ctx.world() > 1 && s.data_parallel(ctx)) in["data_parallel_world"] = ctx.world();
+  // The grouped attention path changes the last bits of every model's outputs: recorded where it is
+  // on (absent at the default, so the hashes of every earlier run stay as they were).
+  if (ctx.cfg.attention != "reference") in["attention"] = ctx.cfg.attention;
   return in;
 }
 
@@ -443,6 +447,7 @@ void Runner::run_worker(const StageFactory& make_stages, const sfs::path& dir, c
   ctx.dir = dir;
   ctx.resume = resume;
   ctx.threads = model::setup_threads(threads);
+  model::set_attention_path(model::attention_path_from(ctx.cfg.attention));
   ctx.stage_threads = ctx.threads;
   log::set_interactive(false);  // progress as log lines: several workers share the terminal
   log::attach_file((dir / "run.log").string());
@@ -519,6 +524,7 @@ json Runner::run() {
                {"stage_threads", ctx_.jobs > 1 ? ctx_.stage_threads : ctx_.threads},
                {"device", ctx_.cfg.device},
                {"precision", ctx_.cfg.precision},
+               {"attention", ctx_.cfg.attention},
                {"bf16_matmul_hardware", model::cpu_has_bf16_matmul()},
                {"host", host_info()},
                {"command_line", ctx_.command_line},

@@ -73,6 +73,16 @@ TEST(CliE2E, TinyRunWritesCompleteRunDirectoryAndSkipsOnRerun) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("base: skip"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("probe: run"), std::string::npos) << r.out;
+
+  // The grouped attention path changes the models' last bits: it is in the stage hashes (the model
+  // stages re-run under it), the manifest records it, and an unknown path is a config error.
+  r = testutil::run_cli("run " + tiny() + " --out " + out.string() + " --set attention=grouped --dry-run");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("base: run"), std::string::npos) << r.out;
+  EXPECT_EQ(read_json(out / "manifest.json")["attention"], "reference");
+  r = testutil::run_cli("run " + tiny() + " --out " + out.string() + " --set attention=fast --dry-run");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("$.attention"), std::string::npos) << r.out;
   sfs::remove_all(dir);
 }
 

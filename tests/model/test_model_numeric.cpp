@@ -95,8 +95,15 @@ TEST(ModelNumeric, DecodeAttentionKernelMatchesTheTextbookFormula) {
   EXPECT_FALSE(model::decode_attention_applies(q.clone().set_requires_grad(true), k, bias));
 }
 
-// Grouped-query attention through the KV cache, one token at a time (the decode kernel), equals the
-// full causal forward (the composed path, with the query heads grouped per kv head).
+// Sets the process-wide attention path for a scope (model::AttentionPath), restoring the reference.
+struct AttentionPathScope {
+  explicit AttentionPathScope(model::AttentionPath p) { model::set_attention_path(p); }
+  ~AttentionPathScope() { model::set_attention_path(model::AttentionPath::reference); }
+};
+
+// Grouped-query attention through the KV cache, one token at a time, equals the full causal forward,
+// on both attention paths (reference: kv heads copied per query head; grouped: the grouped product
+// and, for the decode steps, the decode kernel).
 TEST(ModelNumeric, GroupedQueryKVCacheMatchesFullForward) {
   auto mc = config::model_preset("tiny");
   mc.num_key_value_heads = 1;
@@ -105,18 +112,79 @@ TEST(ModelNumeric, GroupedQueryKVCacheMatchesFullForward) {
   m->eval();
   torch::NoGradGuard ng;
   auto ids = torch::randint(0, 97, {3, 16}, torch::kLong);
-  auto full = m->forward_causal(ids);
-  auto cache = m->new_cache(3, 16);
-  const int64_t P = 5;
-  auto pos = torch::arange(P, torch::kLong).unsqueeze(0).expand({3, P});
-  auto bias = m->causal_bias.slice(0, 0, P).slice(1, 0, P).view({1, 1, P, P});
-  double worst = max_abs_diff(m->forward(ids.slice(1, 0, P), pos, bias, &cache), full.slice(1, 0, P));
-  for (int64_t t = P; t < 16; ++t) {
-    auto step = m->forward(ids.slice(1, t, t + 1), torch::full({3, 1}, t, torch::kLong), torch::zeros({3, 1, 1, t + 1}), &cache);
-    worst = std::max(worst, max_abs_diff(step.select(1, 0), full.select(1, t)));
+  for (auto path : {model::AttentionPath::reference, model::AttentionPath::grouped}) {
+    AttentionPathScope scope(path);
+    auto full = m->forward_causal(ids);
+    auto cache = m->new_cache(3, 16);
+    const int64_t P = 5;
+    auto pos = torch::arange(P, torch::kLong).unsqueeze(0).expand({3, P});
+    auto bias = m->causal_bias.slice(0, 0, P).slice(1, 0, P).view({1, 1, P, P});
+    double worst = max_abs_diff(m->forward(ids.slice(1, 0, P), pos, bias, &cache), full.slice(1, 0, P));
+    for (int64_t t = P; t < 16; ++t) {
+      auto step = m->forward(ids.slice(1, t, t + 1), torch::full({3, 1}, t, torch::kLong), torch::zeros({3, 1, 1, t + 1}), &cache);
+      worst = std::max(worst, max_abs_diff(step.select(1, 0), full.select(1, t)));
+    }
+    std::cout << (path == model::AttentionPath::grouped ? "grouped" : "reference") << " path: max |cached - full| = " << worst << "\n";
+    EXPECT_LT(worst, 1e-5);
   }
-  std::cout << "grouped-query: max |cached - full| = " << worst << "\n";
-  EXPECT_LT(worst, 1e-5);
+}
+
+// The two attention paths (the config's `attention`) compute the same function: the grouped path's
+// logits, with a causal mask and left-padded rows, its parameter gradients in training mode, and its
+// cached decode (the decode kernel) against the reference path's, on the tiny preset (4 query heads
+// on 2 kv heads) and with every query head on one kv head. Models without grouped queries take the
+// reference path's code either way. A bad name is a ConfigError.
+TEST(ModelNumeric, GroupedAttentionPathEqualsTheReference) {
+  at::set_num_threads(1);
+  for (int kv : {2, 1}) {
+    auto mc = config::model_preset("tiny");
+    mc.num_key_value_heads = kv;
+    auto cfg = model::LlamaConfig::from(mc, 97);
+    model::LlamaForCausalLM m(cfg);
+    model::init_weights(m, 31);
+    const int64_t B = 3, T = 13;
+    auto ids = torch::randint(0, 97, {B, T}, torch::kLong);
+    auto pos = torch::arange(T, torch::kLong).unsqueeze(0).expand({B, T});
+    auto bias = m->causal_mask(T).unsqueeze(0).repeat({B, 1, 1});
+    bias.index_put_({1, torch::indexing::Slice(), torch::indexing::Slice(0, 4)}, -std::numeric_limits<float>::infinity());
+    bias.index_put_({1, torch::indexing::Slice(0, 4), torch::indexing::Slice(0, 4)}, m->causal_mask(4));  // padding queries see themselves
+    bias = bias.unsqueeze(1);
+    auto run = [&](model::AttentionPath path) {
+      AttentionPathScope scope(path);
+      m->train();
+      m->zero_grad();
+      auto logits = m->forward(ids, pos, bias, nullptr);
+      logits.pow(2).mean().backward();
+      std::vector<torch::Tensor> grads;
+      for (auto& p : m->parameters()) grads.push_back(p.grad().clone());
+      m->eval();
+      torch::NoGradGuard ng;
+      auto cache = m->new_cache(B, T);
+      const int64_t P = 6;
+      auto first = m->forward(ids.slice(1, 0, P), pos.slice(1, 0, P), bias.slice(2, 0, P).slice(3, 0, P), &cache);
+      std::vector<torch::Tensor> steps{first};
+      for (int64_t t = P; t < T; ++t)
+        steps.push_back(m->forward(ids.slice(1, t, t + 1), pos.slice(1, t, t + 1), bias.slice(2, t, t + 1).slice(3, 0, t + 1), &cache));
+      return std::make_tuple(logits.detach(), grads, torch::cat(steps, 1));
+    };
+    const auto [l_ref, g_ref, c_ref] = run(model::AttentionPath::reference);
+    const auto [l_grp, g_grp, c_grp] = run(model::AttentionPath::grouped);
+    const double dl = max_abs_diff(l_grp, l_ref), dc = max_abs_diff(c_grp, c_ref);
+    double dg = 0, gmax = 0;
+    for (size_t i = 0; i < g_ref.size(); ++i) {
+      dg = std::max(dg, max_abs_diff(g_grp[i], g_ref[i]));
+      gmax = std::max(gmax, g_ref[i].abs().max().item<double>());
+    }
+    std::cout << "kv heads " << kv << ": max |grouped - reference|: logits " << dl << ", cached decode " << dc << ", gradients " << dg
+              << " (largest gradient " << gmax << ")\n";
+    EXPECT_LT(dl, 1e-5);
+    EXPECT_LT(dc, 1e-5);
+    EXPECT_LT(dg, 1e-5 * std::max(1.0, gmax));
+    EXPECT_GT(gmax, 0.0);
+  }
+  EXPECT_EQ(model::attention_path(), model::AttentionPath::reference);
+  EXPECT_EQ(model::attention_path_from("grouped"), model::AttentionPath::grouped);
+  EXPECT_THROW(model::attention_path_from("fast"), ConfigError);
 }
 
 // The fused scaled_dot_product_attention (LibTorch 2.x, the default there) and the attention composed

@@ -104,6 +104,9 @@ struct BenchArgs {
   // peft (data/bench_transformers.py, the verification tier's python unless --python).
   std::string reference_kind = "pytorch";
   std::string model;
+  // With --reference transformers: the attention path(s) ours runs with (model::AttentionPath): reference,
+  // grouped, or both (each measured before and after the Python reference).
+  std::string attention = "both";
 };
 int cmd_bench(const BenchArgs& a);
 

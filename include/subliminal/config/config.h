@@ -592,6 +592,7 @@ struct RunConfig {
   int jobs = 1;                  // stages run at once, each in a worker process with threads/jobs threads; 0: auto
   std::string device = "cpu";    // cpu | cuda | cuda:N | auto
   std::string precision = "auto";  // fp32 | bf16 | auto (bf16 autocast where the hardware has it)
+  std::string attention = "reference";  // reference | grouped: how grouped-query attention is computed (model::AttentionPath)
   std::string data_dir;          // "": the data compiled into the binary; else a directory like data/
   BaseConfig base;
   ProbeConfig probe;
@@ -614,6 +615,7 @@ struct RunConfig {
     v("jobs", jobs);
     v("device", device);
     v("precision", precision);
+    v("attention", attention);
     v("data_dir", data_dir);
     v("base", base);
     v("probe", probe);

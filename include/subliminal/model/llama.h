@@ -174,9 +174,21 @@ bool sdpa_available();  // this LibTorch has at::scaled_dot_product_attention
 // pass over the cache per head, no copy of it: the decode loop's attention is otherwise ~B*Hkv tiny
 // GEMMs per layer and step, each dispatched on its own (LibTorch's bmm without MKL).
 torch::Tensor decode_attention_cpu(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, const torch::Tensor& bias);
-// Whether decode_attention_cpu can take these inputs. Not called by the attention forward for now:
-// it changes the last bits of the grouped-query presets' samples (docs/evidence/2026-12-07-speed).
+// Whether decode_attention_cpu can take these inputs (used on AttentionPath::grouped only).
 bool decode_attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& bias);
+// How grouped-query attention (fewer kv heads than query heads) is computed; the config's top-level
+// `attention`. Process-wide, read at every forward; models without grouped queries are unaffected.
+// - reference (the default): each query head gets its own copy of its kv head, then LibTorch's
+//   matmul / softmax (or SDPA): the arithmetic of every run before the setting existed.
+// - grouped: the query heads that share a kv head are rows of one product with it (the KV cache is
+//   read in place, never copied per head), and a decode step on the CPU in fp32 without autograd
+//   goes through decode_attention_cpu. The same function; the last bits differ (so the samples of a
+//   run differ), which is why it is a recorded setting, part of every stage's input hash when on.
+enum class AttentionPath { reference, grouped };
+void set_attention_path(AttentionPath p);
+AttentionPath attention_path();
+// "reference" or "grouped" (what the config accepts); throws ConfigError otherwise.
+AttentionPath attention_path_from(const std::string& name);
 // Drops the cached stacked weights (after replacing weight storage with set_data and the like).
 void clear_fused_caches(LlamaForCausalLM& m);
 
