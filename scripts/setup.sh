@@ -32,6 +32,8 @@ PKGS=(build-essential cmake ninja-build ccache pkg-config git
       librsvg2-bin            # rsvg-convert: the PNG of `subliminal report`s figure
       libcurl4-openssl-dev    # the http judge (OpenAI-compatible chat-completions endpoints)
       libgloo-dev             # headers of the Gloo process group (data-parallel training across processes)
+      patch python3-pip       # scripts/jinja_engine.sh: pip download of llama.cpp's Jinja engine, its patch
+      python3-jinja2          # the chat-template tests' reference (tests/templates/compare_templates.py)
       libopenblas0-pthread)   # without it Debian's LibTorch's fp32 matmuls use the reference BLAS (~50x slower)
 DEBIAN_TORCH_PKGS=(libtorch-dev
                    python3-torch)  # the Python reference in tests/reference and the bench, the same version
@@ -103,6 +105,9 @@ elif [ "$TORCH_SOURCE" = debian ]; then
 else
   TORCH_CMAKE=(-DSUBLIMINAL_TORCH=prefix)
 fi
+
+# llama.cpp's Jinja engine (chat templates as models ship them), from PyPI; the build compiles it
+scripts/jinja_engine.sh
 
 [ -n "${NO_BUILD:-}" ] && exit 0   # packages (and the wheel's venv) only: scripts/cuda_build.sh
 

@@ -2,7 +2,8 @@
 # The verification tier: subliminal against the real Python libraries. Makes .venv-verify/ (Python
 # 3.11; torch 2.13.0 CPU from the wheel on local disk, never PyPI's CUDA build; transformers, peft,
 # safetensors, gguf pinned below), fetches and imports SmolLM2-135M-Instruct (scripts/smollm2.sh),
-# exports the tests' tiny checkpoints, and runs tests/verify/verify.py: logits, GGUF weights and
+# exports the tests' tiny checkpoints, compares chat-template renderings with transformers'
+# (tests/templates/compare_templates.py), and runs tests/verify/verify.py: logits, GGUF weights and
 # dequantisers, tokenizer and chat template, a LoRA adapter in peft, greedy generation. Safe to
 # re-run. Report: .cache/verify/report.json. Usage: scripts/verify.sh [RUN_MODEL_DIR...]
 # (model directories written by `subliminal run`, e.g. runs/default/base, checked too).
@@ -32,6 +33,10 @@ scripts/smollm2.sh
 mkdir -p .cache/verify
 rm -rf .cache/verify/tiny
 SUBLIMINAL_EXPORT_CHECKPOINTS=$PWD/.cache/verify/tiny build/subliminal_tests_numeric --gtest_filter='HfArchNumeric.Families*:LoraNumeric*' >/dev/null
+# chat templates: our rendering (llama.cpp's engine) against transformers' render_jinja_template on
+# llama.cpp's collection of real templates x 6 conversations
+"$VENV/bin/python" tests/templates/compare_templates.py --bin build/subliminal --reference transformers \
+  --templates .cache/third_party/llama.cpp-jinja/models/templates --out .cache/verify/templates.json
 runs=()
 for d in "$@"; do runs+=(--run-model "$d"); done
 exec "$VENV/bin/python" tests/verify/verify.py --bin build/subliminal --model .cache/models/smollm2-135m-instruct \

@@ -343,6 +343,20 @@ static void add_tokenize(CLI::App& app, Commands& cmds) {
                   }});
 }
 
+static void add_template(CLI::App& app, Commands& cmds) {
+  auto ta = std::make_shared<cli::TemplateArgs>();
+  auto* t = app.add_subcommand("template", "render a conversation with a chat template (a model's own Jinja, as transformers' apply_chat_template does); with --model, its token ids on stderr");
+  t->add_option("--messages", ta->messages, "a JSON file: an array of {\"role\", \"content\"} messages, or an object with \"messages\" (its other keys are template variables)");
+  t->add_option("--model", ta->model, "a model directory: its chat_template.jinja or tokenizer_config.json's chat_template, and its special tokens");
+  t->add_option("--template", ta->templ, "a .jinja file (instead of --model)");
+  t->add_option("--bos", ta->bos, "bos_token for the template (default: the model's)");
+  t->add_option("--eos", ta->eos, "eos_token for the template (default: the model's)");
+  t->add_flag("--add-generation-prompt", ta->add_generation_prompt, "end with the assistant header, as for generation");
+  t->add_option("--date", ta->date, "the date strftime_now() gives, YYYY-MM-DD (default: today)");
+  t->add_flag("--jsonl", ta->jsonl, "one case per standard-input line: {\"template\", \"messages\", \"add_generation_prompt\", \"special_tokens\", \"variables\", \"date\"} -> {\"text\"} or {\"error\"}");
+  cmds.push_back({t, [ta] { return cli::cmd_template(*ta); }});
+}
+
 static void add_logits(CLI::App& app, Commands& cmds) {
   auto la = std::make_shared<cli::LogitsArgs>();
   auto* lgt = app.add_subcommand("logits", "write a model's logits for token-id sequences to a safetensors file (checks against other implementations)");
@@ -401,6 +415,7 @@ int main(int argc, char** argv) {
   add_analyze_audit(app, cmds);
   add_datasets(app, cmds);
   add_tokenize(app, cmds);
+  add_template(app, cmds);
   add_logits(app, cmds);
   add_import_gguf(app, cmds);
   add_stage_worker(app, cmds);

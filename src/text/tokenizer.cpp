@@ -329,7 +329,15 @@ Tokenizer Tokenizer::train(const std::vector<std::string>& texts, const TrainOpt
 
 std::vector<int> Tokenizer::encode(const std::string& text) const { return model_->encode(text); }
 
-std::vector<int> Tokenizer::encode_special(const std::string& text) const {
+std::vector<int> Tokenizer::encode_special(const std::string& text) const { return encode_special(text, {}); }
+
+std::vector<int> Tokenizer::encode_special(const std::string& text, const std::vector<char>& plain) const {
+  auto is_plain = [&](size_t a, size_t n) {
+    if (plain.empty()) return false;
+    for (size_t k = a; k < a + n && k < plain.size(); ++k)
+      if (plain[k]) return true;
+    return false;
+  };
   std::vector<int> out;
   size_t start = 0, i = 0;
   auto flush = [&](size_t end) {
@@ -341,7 +349,7 @@ std::vector<int> Tokenizer::encode_special(const std::string& text) const {
   while (i < text.size()) {
     bool hit = false;
     for (const auto& [content, id] : specials_) {
-      if (!content.empty() && text.compare(i, content.size(), content) == 0) {
+      if (!content.empty() && text.compare(i, content.size(), content) == 0 && !is_plain(i, content.size())) {
         flush(i);
         out.push_back(id);
         i += content.size();

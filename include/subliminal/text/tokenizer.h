@@ -56,6 +56,9 @@ class Tokenizer {
   // As Hugging Face's tokenizer(text, add_special_tokens=False): the special/added tokens known from
   // the tokenizer's files are matched in the text first (longest first), the rest is encoded as text.
   std::vector<int> encode_special(const std::string& text) const;
+  // The same, but a special token is not matched where any of its bytes has plain[byte] set (text
+  // that came from a conversation: a chat template's rendering, see jinja.h).
+  std::vector<int> encode_special(const std::string& text, const std::vector<char>& plain) const;
   std::string decode(const std::vector<int>& ids) const;  // control/special tokens skipped
   std::string piece(int id) const;
   std::string token_bytes(int id) const;
