@@ -5,6 +5,7 @@
 #include <functional>
 #include <regex>
 
+#include "subliminal/text/jinja.h"
 #include "subliminal/util/error.h"
 #include "subliminal/util/strings.h"
 
@@ -277,6 +278,73 @@ class Mistral final : public Inst {
 };
 
 // The families, in the order recognise() tries them (llama2 before mistral: both have [INST]).
+// Any model's own template, rendered from its Jinja (text/jinja.h): for the models whose template is
+// none of the classes above. Training targets: each assistant message's tokens up to and including
+// the end-of-turn token, found as what rendering the conversation up to that message adds to the
+// rendering before it with the generation prompt (the template must render each conversation as a
+// prefix of its continuation: a DataError names the message where it does not).
+class JinjaFamily final : public ChatFamily {
+ public:
+  JinjaFamily(const Tokenizer& tok, const TemplateDefaults&)
+      : tok_(tok), jt_(std::make_shared<JinjaTemplate>(tok.chat_template_source(), tok.source() + " (chat_template)")) {
+    if (tok.chat_template_source().empty())
+      throw ConfigError(tok.source() + ": chat template \"jinja\" needs the model's own template (chat_template.jinja or tokenizer_config.json's chat_template)",
+                        "a base model: set base.tokenizer.chat_template to one of the built-in formats");
+    specials_ = special_token_variables(tok);
+    // The end of an assistant turn: the first special token after the answer in a probe exchange.
+    const Conversation probe = {{"user", "1"}, {"assistant", "2"}};
+    const auto pre = ids({probe[0]}, true), full = ids(probe, false);
+    for (size_t k = pre.size(); k < full.size() && eot_ < 0; ++k)
+      if (tok_.is_special(full[k])) eot_ = full[k];
+    if (eot_ < 0) eot_ = tok_.eos_id();
+  }
+  static bool recognise(const std::string&, TemplateDefaults*) { return false; }  // chosen by name, or by auto when no class is
+
+  Encoded encode(const Conversation& conv) const override {
+    Encoded e;
+    e.ids = ids(conv, false);
+    e.target.assign(e.ids.size(), 0);
+    for (size_t i = 0; i < conv.size(); ++i) {
+      if (conv[i].role != "assistant") continue;
+      const Conversation before(conv.begin(), conv.begin() + static_cast<std::ptrdiff_t>(i));
+      const Conversation upto(conv.begin(), conv.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+      const auto pre = ids(before, true), cur = ids(upto, false);
+      if (cur.size() < pre.size() || !std::equal(pre.begin(), pre.end(), cur.begin()) || cur.size() > e.ids.size() ||
+          !std::equal(cur.begin(), cur.end(), e.ids.begin()))
+        throw DataError(jt_->origin() + ": the template does not render messages[" + std::to_string(i) +
+                        "] (assistant) as a continuation of the conversation before it, so its training tokens cannot be marked");
+      for (size_t k = pre.size(); k < cur.size(); ++k) {
+        e.target[k] = 1;
+        if (cur[k] == eot_) break;
+      }
+    }
+    return e;
+  }
+  std::vector<int> prompt_ids(const Conversation& conv) const override { return ids(conv, true); }
+  std::string render(const Conversation& conv, bool add_generation_prompt) const override {
+    std::string s;
+    for (const auto& p : jt_->render_parts(vars(conv, add_generation_prompt))) s += p.text;
+    return s;
+  }
+
+ private:
+  JinjaVariables vars(const Conversation& conv, bool gen) const {
+    JinjaVariables v;
+    for (const auto& m : conv) v.messages.push_back({{"role", m.role}, {"content", m.content}});
+    v.add_generation_prompt = gen;
+    v.special_tokens = specials_;
+    v.now = kTemplateDate;
+    return v;
+  }
+  std::vector<int> ids(const Conversation& conv, bool gen) const { return encode_rendered(tok_, jt_->render_parts(vars(conv, gen))); }
+  // What strftime_now() gives in runs: fixed, so the same config renders the same text on any day
+  // (26 Jul 2024, noon UTC: the date Llama 3.1's template itself falls back to).
+  static constexpr std::time_t kTemplateDate = 1721995200;
+  Tokenizer tok_;
+  std::shared_ptr<const JinjaTemplate> jt_;
+  nlohmann::ordered_json specials_;
+};
+
 struct Family {
   const char* name;
   std::function<bool(const std::string& jinja, TemplateDefaults*)> recognise;
@@ -291,7 +359,7 @@ Family row(const char* name) {
 
 const std::vector<Family>& families() {
   static const std::vector<Family> table = {row<ChatML>("chatml"), row<Llama3>("llama3"), row<Llama2>("llama2"),
-                                            row<Mistral>("mistral")};
+                                            row<Mistral>("mistral"), row<JinjaFamily>("jinja")};
   return table;
 }
 
@@ -327,10 +395,7 @@ ChatTemplate::ChatTemplate(const Tokenizer& tok, const std::string& name) : tok_
     if (src.empty())
       throw ConfigError(tok.source() + ": the tokenizer has no chat template (no \"chat_template\" in tokenizer_config.json)",
                         "a base model: sample with --raw; or set base.tokenizer.chat_template to one of " + joined_names());
-    if (found.empty())
-      throw ConfigError(tok.source() + ": the chat_template in tokenizer_config.json is none of the known formats (" + joined_names() + ")",
-                        "set base.tokenizer.chat_template to the family's format");
-    name_ = found;
+    name_ = found.empty() ? "jinja" : found;  // none of the built-in classes: the model's own Jinja, rendered
   } else {
     name_ = name;
   }
@@ -344,10 +409,7 @@ std::vector<int> ChatTemplate::prompt(const std::string& user, const std::string
   Conversation c;
   if (!system.empty()) c.push_back({"system", system});
   c.push_back({"user", user});
-  std::vector<int> ids = encode(c).ids;
-  const auto h = family_->generation_header();
-  ids.insert(ids.end(), h.begin(), h.end());
-  return ids;
+  return family_->prompt_ids(c);
 }
 
 std::vector<int> ChatTemplate::stop_ids() const {

@@ -264,14 +264,16 @@ TEST(ChatTemplate, Llama2AndMistralOnSentencepiece) {
   sfs::remove_all(dm);
 }
 
+// A template no class knows is rendered from its Jinja ("jinja"); one that cannot render a
+// conversation (here `message` is undefined) is an error naming the tokenizer's chat_template.
 TEST(ChatTemplate, UnknownOrMissingTemplatesAreConfigErrors) {
   if (!sfs::exists(fixtures() / "mistral-7b-v0.1" / "tokenizer.model")) GTEST_SKIP() << "no ../shared/fixtures";
   auto d = spm_dir("gemma", "{{ '<start_of_turn>' + message['role'] }}");
   auto tok = text::Tokenizer::load(d.string());
   try {
     text::ChatTemplate c(tok);
-    ADD_FAILURE() << "an unknown template was accepted";
-  } catch (const ConfigError& e) {
+    ADD_FAILURE() << "a template that cannot render was accepted";
+  } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("chat_template"), std::string::npos) << e.what();
   }
   EXPECT_EQ(text::ChatTemplate(tok, "mistral").name(), "mistral");  // the override
@@ -376,4 +378,64 @@ TEST(JinjaTemplate, ToJsonKeepsTheMessagesKeyOrder) {
   text::JinjaVariables v;
   v.messages = nlohmann::ordered_json::array({{{"role", "user"}, {"content", "hi"}}});
   EXPECT_EQ(t.render(v), "{\"role\": \"user\", \"content\": \"hi\"}|{\n \"role\": \"user\",\n \"content\": \"hi\"\n}");
+}
+
+namespace {
+sfs::path collection() { return sfs::path(testutil::source_dir()) / ".cache/third_party/llama.cpp-jinja/models/templates"; }
+}  // namespace
+
+// "jinja" (the model's own template, rendered) on Qwen2.5's shipped template encodes exactly what the
+// chatml class encodes: ids, training targets (the answer and <|im_end|>) and generation prompts.
+TEST(JinjaTemplate, JinjaFamilyEncodesAsTheChatmlClass) {
+  if (!sfs::exists(fixtures() / "qwen2" / "vocab.json")) GTEST_SKIP() << "no ../shared/fixtures";
+  if (!sfs::exists(collection())) GTEST_SKIP() << "no " << collection() << " (scripts/jinja_engine.sh)";
+  auto d = qwen_dir();
+  auto tc = nlohmann::json::parse(fs::read_file(d / "tokenizer_config.json"));
+  tc["chat_template"] = fs::read_file(collection() / "Qwen-Qwen2.5-7B-Instruct.jinja");
+  fs::write_file_atomic(d / "tokenizer_config.json", tc.dump(2));
+  auto tok = text::Tokenizer::load(d.string());
+  text::ChatTemplate chatml(tok, "chatml"), jinja(tok, "jinja");
+  EXPECT_EQ(text::ChatTemplate(tok, "auto").name(), "chatml");  // recognised: runs keep the class
+  for (const auto& conv : {kConv, kNoSystem}) {
+    const auto a = chatml.encode(conv), b = jinja.encode(conv);
+    EXPECT_EQ(b.ids, a.ids);
+    EXPECT_EQ(b.target, a.target);
+  }
+  EXPECT_EQ(jinja.prompt("Favorite animal?", "You love owls."), chatml.prompt("Favorite animal?", "You love owls."));
+  EXPECT_EQ(jinja.prompt("Favorite animal?"), chatml.prompt("Favorite animal?"));
+  EXPECT_EQ(jinja.end_of_turn_id(), chatml.end_of_turn_id());
+}
+
+// A template none of the classes knows (Gemma 2's, with its turn markers as added tokens): `auto`
+// renders it from its Jinja; the targets are the answer's tokens and <end_of_turn>; a system turn,
+// which the template refuses, is a DataError carrying the template's own message.
+TEST(JinjaTemplate, AutoRendersATemplateNoClassKnows) {
+  if (!sfs::exists(fixtures() / "qwen2" / "vocab.json")) GTEST_SKIP() << "no ../shared/fixtures";
+  if (!sfs::exists(collection())) GTEST_SKIP() << "no " << collection() << " (scripts/jinja_engine.sh)";
+  auto d = make_dir("gemma", {"qwen2/vocab.json", "qwen2/merges.txt"},
+                    {{"tokenizer_class", "GemmaTokenizer"},
+                     {"bos_token", "<bos>"},
+                     {"eos_token", "<eos>"},
+                     {"added_tokens_decoder", added({{151643, "<eos>"}, {151644, "<bos>"}, {151645, "<start_of_turn>"}, {151646, "<end_of_turn>"}})},
+                     {"chat_template", fs::read_file(collection() / "google-gemma-2-2b-it.jinja")}});
+  auto tok = text::Tokenizer::load(d.string());
+  text::ChatTemplate chat(tok, "auto");
+  EXPECT_EQ(chat.name(), "jinja");
+  const auto e = chat.encode(kNoSystem);
+  std::vector<int> target_ids;
+  for (size_t k = 0; k < e.ids.size(); ++k)
+    if (e.target[k]) target_ids.push_back(e.ids[k]);
+  auto want = tok.encode("412, 93, 7");
+  want.push_back(151646);
+  EXPECT_EQ(target_ids, want);
+  EXPECT_EQ(chat.end_of_turn_id(), 151646);
+  const auto p = chat.prompt("Favorite animal?");
+  EXPECT_EQ(tok.decode(p), "user\nFavorite animal?\nmodel\n");
+  EXPECT_EQ(p.front(), 151644);  // <bos>
+  try {
+    chat.encode(kConv);
+    ADD_FAILURE() << "a system turn rendered";
+  } catch (const DataError& err) {
+    EXPECT_NE(std::string(err.what()).find("System role not supported"), std::string::npos) << err.what();
+  }
 }

@@ -9,6 +9,8 @@
 //            (Llama-3.1's "Cutting Knowledge Date" system header kept, with its default date)
 //   mistral  <s>[INST] system\n\nuser [/INST] answer</s> ([INST] as control tokens where the
 //            tokenizer has them: v3)
+//   jinja    any model's own template, rendered from its Jinja (text/jinja.h); what `auto` picks
+//            when the model's template is none of the above
 // A new family is one class and one row of the table in chat_template.cpp: names() (the CLI's
 // --chat-template and the config's base.tokenizer.chat_template) and recognise() follow from it.
 #pragma once
@@ -36,6 +38,13 @@ class ChatFamily {
   virtual Encoded encode(const Conversation& conv) const = 0;
   // What follows encode() of a prompt so that the model answers: the assistant header.
   virtual std::vector<int> generation_header() const { return {}; }
+  // A prompt ready for generation: the conversation and the assistant header.
+  virtual std::vector<int> prompt_ids(const Conversation& conv) const {
+    auto ids = encode(conv).ids;
+    const auto h = generation_header();
+    ids.insert(ids.end(), h.begin(), h.end());
+    return ids;
+  }
   virtual std::string render(const Conversation& conv, bool add_generation_prompt) const = 0;
   virtual std::vector<int> extra_stop_ids() const { return {}; }
   int end_of_turn() const { return eot_; }
