@@ -109,6 +109,25 @@ LlamaConfig LlamaConfig::from_hf(const nlohmann::json& j, const std::string& fil
   c.max_position_embeddings = need("max_position_embeddings").get<int64_t>();
   c.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
   c.rope_theta = j.value("rope_theta", 10000.0);
+  // transformers 5 writes the RoPE settings as one object, "rope_parameters" ({"rope_type",
+  // "rope_theta", scaling factors}), with no top-level rope_theta / rope_scaling; older files have those.
+  nlohmann::json rope_scaling = j.contains("rope_scaling") && j["rope_scaling"].is_object() ? j["rope_scaling"] : nlohmann::json();
+  std::string rope_field = "rope_scaling";
+  if (j.contains("rope_parameters") && !j["rope_parameters"].is_null()) {
+    const auto& rp = j["rope_parameters"];
+    if (!rp.is_object() || !rp.contains("rope_theta") || !rp["rope_theta"].is_number())
+      throw DataError(file + ": field \"rope_parameters\": expected an object with a number \"rope_theta\" (one RoPE for every layer; "
+                      "per-layer-type RoPE is not supported for model_type \"" + c.model_type + "\")");
+    const double theta = rp["rope_theta"].get<double>();
+    if (j.contains("rope_theta") && j["rope_theta"].is_number() && j["rope_theta"].get<double>() != theta)
+      throw DataError(file + ": fields \"rope_theta\" (" + j["rope_theta"].dump() + ") and \"rope_parameters.rope_theta\" (" +
+                      rp["rope_theta"].dump() + ") disagree");
+    c.rope_theta = theta;
+    if (rp.value("rope_type", std::string("default")) != "default" || rope_scaling.is_null()) {
+      rope_scaling = rp;
+      rope_field = "rope_parameters";
+    }
+  }
   c.tie_word_embeddings = j.value("tie_word_embeddings", false);
   if (j.contains("head_dim") && j["head_dim"].is_number()) c.head_dim_override = j["head_dim"].get<int64_t>();
   if (c.model_type == "llama") {
@@ -120,17 +139,17 @@ LlamaConfig LlamaConfig::from_hf(const nlohmann::json& j, const std::string& fil
     c.sliding_window = j["sliding_window"].get<int64_t>();
   if (c.model_type == "qwen2" && j.value("use_sliding_window", false) && j.contains("sliding_window") && j["sliding_window"].is_number())
     c.sliding_window = j["sliding_window"].get<int64_t>();
-  if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
-    const auto& r = j["rope_scaling"];
+  if (rope_scaling.is_object()) {
+    const auto& r = rope_scaling;
     c.rope_type = r.contains("rope_type") ? r["rope_type"].get<std::string>() : r.value("type", std::string("default"));
     if (c.rope_type != "default" && c.rope_type != "linear" && c.rope_type != "llama3")
-      throw DataError(file + ": field \"rope_scaling.rope_type\" is \"" + c.rope_type + "\"; supported: default, linear, llama3");
+      throw DataError(file + ": field \"" + rope_field + ".rope_type\" is \"" + c.rope_type + "\"; supported: default, linear, llama3");
     c.rope_factor = r.value("factor", 1.0);
     c.rope_low_freq_factor = r.value("low_freq_factor", 1.0);
     c.rope_high_freq_factor = r.value("high_freq_factor", 4.0);
     c.rope_original_max_position = r.value("original_max_position_embeddings", int64_t{8192});
     if (c.rope_factor <= 0 || (c.rope_type == "llama3" && c.rope_high_freq_factor <= c.rope_low_freq_factor))
-      throw DataError(file + ": field \"rope_scaling\" has a non-positive factor or high_freq_factor <= low_freq_factor");
+      throw DataError(file + ": field \"" + rope_field + "\" has a non-positive factor or high_freq_factor <= low_freq_factor");
   }
   if (j.contains("bos_token_id") && j["bos_token_id"].is_number()) c.bos_token_id = j["bos_token_id"];
   if (j.contains("eos_token_id") && j["eos_token_id"].is_number()) c.eos_token_id = j["eos_token_id"];

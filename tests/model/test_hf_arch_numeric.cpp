@@ -253,3 +253,45 @@ TEST(HfArchNumeric, DamagedOrUnsupportedCheckpointsAreRejectedNamingTheProblem) 
   EXPECT_NE(e.find("JSON"), std::string::npos) << "[" << e << "]";
   sfs::remove_all(dir);
 }
+
+// transformers 5 writes RoPE as one "rope_parameters" object and no top-level rope_theta /
+// rope_scaling. The config.json below is what transformers 5.24.0 saved for
+// LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+// vocab_size=512, rope_theta=500000.0, rope_scaling={llama3, factor 8, low 1, high 4, original 8192})
+// (its RoPE fields, verbatim): read as the older form with the same values reads.
+TEST(HfArchNumeric, RopeParametersOfTransformers5AreRead) {
+  const json v5 = json::parse(R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 512, "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+    "max_position_embeddings": 2048, "rms_norm_eps": 1e-06, "hidden_act": "silu",
+    "rope_parameters": {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 8192,
+                        "rope_theta": 500000.0, "rope_type": "llama3"}})");
+  json legacy = v5;
+  legacy.erase("rope_parameters");
+  legacy["rope_theta"] = 500000.0;
+  legacy["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                            {"original_max_position_embeddings", 8192}};
+  const auto a = model::LlamaConfig::from_hf(v5, "v5/config.json"), b = model::LlamaConfig::from_hf(legacy, "legacy/config.json");
+  EXPECT_EQ(a.rope_theta, 500000.0);
+  EXPECT_EQ(a.rope_type, "llama3");
+  EXPECT_EQ(a.rope_factor, 8.0);
+  EXPECT_EQ(a.rope_original_max_position, 8192);
+  EXPECT_TRUE(torch::equal(a.inv_freq(), b.inv_freq()));
+  json plain = v5;
+  plain["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1000000.0}};
+  EXPECT_EQ(model::LlamaConfig::from_hf(plain, "plain/config.json").rope_theta, 1000000.0);
+  EXPECT_EQ(model::LlamaConfig::from_hf(plain, "plain/config.json").rope_type, "default");
+  // the two forms disagreeing, and per-layer-type RoPE (Gemma 3's form), are errors naming the field
+  json both = plain;
+  both["rope_theta"] = 10000.0;
+  auto e = testutil::error_of([&] { model::LlamaConfig::from_hf(both, "both/config.json"); });
+  EXPECT_NE(e.find("disagree"), std::string::npos) << e;
+  json nested = v5;
+  nested["rope_parameters"] = {{"sliding_attention", {{"rope_type", "default"}, {"rope_theta", 10000.0}}},
+                               {"full_attention", {{"rope_type", "default"}, {"rope_theta", 1000000.0}}}};
+  e = testutil::error_of([&] { model::LlamaConfig::from_hf(nested, "nested/config.json"); });
+  EXPECT_NE(e.find("nested/config.json: field \"rope_parameters\""), std::string::npos) << e;
+  json yarn = v5;
+  yarn["rope_parameters"] = {{"rope_type", "yarn"}, {"rope_theta", 10000.0}, {"factor", 4.0}};
+  e = testutil::error_of([&] { model::LlamaConfig::from_hf(yarn, "yarn/config.json"); });
+  EXPECT_NE(e.find("rope_parameters.rope_type"), std::string::npos) << e;
+}
