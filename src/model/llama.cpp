@@ -34,10 +34,79 @@ LlamaConfig LlamaConfig::from(const config::ModelConfig& m, int64_t vocab) {
   return c;
 }
 
+namespace {
+// The decoder families, one row each: what config.json says (model_type, architectures), how its
+// family-specific fields are read into a LlamaConfig and written back. A new family that is this
+// decoder up to such fields is one row here (and, where it has new tensors, their module in
+// AttentionImpl / MLPImpl).
+struct FamilyRow {
+  const char* model_type;
+  const char* architecture;
+  void (*read)(LlamaConfig& c, const nlohmann::json& j);
+  void (*write)(const LlamaConfig& c, nlohmann::json& j);
+};
+
+int64_t window_if(const nlohmann::json& j, bool on) {
+  return on && j.contains("sliding_window") && j["sliding_window"].is_number() ? j["sliding_window"].get<int64_t>() : 0;
+}
+
+const std::vector<FamilyRow>& families() {
+  static const std::vector<FamilyRow> rows = {
+      {"llama", "LlamaForCausalLM",
+       [](LlamaConfig& c, const nlohmann::json& j) {
+         c.qkv_bias = c.o_bias = j.value("attention_bias", false);
+         c.mlp_bias = j.value("mlp_bias", false);
+       },
+       [](const LlamaConfig& c, nlohmann::json& j) {
+         j["attention_bias"] = c.qkv_bias;
+         j["mlp_bias"] = c.mlp_bias;
+       }},
+      {"mistral", "MistralForCausalLM", [](LlamaConfig& c, const nlohmann::json& j) { c.sliding_window = window_if(j, true); },
+       [](const LlamaConfig& c, nlohmann::json& j) {
+         j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json(nullptr);
+       }},
+      {"qwen2", "Qwen2ForCausalLM",
+       [](LlamaConfig& c, const nlohmann::json& j) {
+         c.qkv_bias = true;  // Qwen2Attention: q/k/v with bias, o_proj without
+         c.sliding_window = window_if(j, j.value("use_sliding_window", false));
+       },
+       [](const LlamaConfig& c, nlohmann::json& j) {
+         j["use_sliding_window"] = c.sliding_window > 0;
+         if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
+       }},
+      {"qwen3", "Qwen3ForCausalLM",
+       [](LlamaConfig& c, const nlohmann::json& j) {
+         c.qk_norm = true;  // Qwen3Attention: q_norm / k_norm over head_dim, no q/k/v bias unless attention_bias
+         c.qkv_bias = c.o_bias = j.value("attention_bias", false);
+         if (c.head_dim_override == 0) c.head_dim_override = 128;  // Qwen3Config's default, not hidden / heads
+         c.sliding_window = window_if(j, j.value("use_sliding_window", false));
+       },
+       [](const LlamaConfig& c, nlohmann::json& j) {
+         j["attention_bias"] = c.qkv_bias;
+         j["head_dim"] = c.head_dim();
+         j["use_sliding_window"] = c.sliding_window > 0;
+         j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json(nullptr);
+       }},
+  };
+  return rows;
+}
+
+const FamilyRow* family_of(const std::string& model_type) {
+  for (const auto& r : families())
+    if (model_type == r.model_type) return &r;
+  return nullptr;
+}
+
+std::string supported_families() {
+  std::string s;
+  for (const auto& r : families()) s += (s.empty() ? "" : ", ") + std::string(r.model_type) + " (" + r.architecture + ")";
+  return s;
+}
+}  // namespace
+
 static const char* architecture_of(const std::string& model_type) {
-  if (model_type == "mistral") return "MistralForCausalLM";
-  if (model_type == "qwen2") return "Qwen2ForCausalLM";
-  return "LlamaForCausalLM";
+  const auto* f = family_of(model_type);
+  return f ? f->architecture : "LlamaForCausalLM";
 }
 
 nlohmann::json LlamaConfig::to_hf() const {
@@ -58,16 +127,8 @@ nlohmann::json LlamaConfig::to_hf() const {
                       {"eos_token_id", eos_token_id},
                       {"pad_token_id", pad_token_id},
                       {"torch_dtype", "float32"}};
-  if (model_type == "llama") {
-    j["attention_bias"] = qkv_bias;
-    j["mlp_bias"] = mlp_bias;
-  }
-  if (model_type == "mistral") j["sliding_window"] = sliding_window > 0 ? nlohmann::json(sliding_window) : nlohmann::json(nullptr);
-  if (model_type == "qwen2") {
-    j["use_sliding_window"] = sliding_window > 0;
-    if (sliding_window > 0) j["sliding_window"] = sliding_window;
-  }
   if (head_dim_override > 0) j["head_dim"] = head_dim_override;
+  if (const auto* f = family_of(model_type)) f->write(*this, j);
   if (rope_type == "linear") j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", rope_factor}};
   if (rope_type == "llama3")
     j["rope_scaling"] = {{"rope_type", "llama3"},
@@ -85,11 +146,11 @@ LlamaConfig LlamaConfig::from_hf(const nlohmann::json& j, const std::string& fil
     if (!j[k].is_number()) throw DataError(file + ": field \"" + std::string(k) + "\" must be a number");
     return j[k];
   };
-  const std::string supported = "llama (LlamaForCausalLM), mistral (MistralForCausalLM), qwen2 (Qwen2ForCausalLM)";
+  const std::string supported = supported_families();
   if (j.contains("model_type")) {
     if (!j["model_type"].is_string()) throw DataError(file + ": field \"model_type\" must be a string");
     c.model_type = j["model_type"].get<std::string>();
-    if (c.model_type != "llama" && c.model_type != "mistral" && c.model_type != "qwen2")
+    if (!family_of(c.model_type))
       throw DataError(file + ": field \"model_type\" is \"" + c.model_type + "\", which this tool cannot run; supported: " + supported);
   }
   if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty()) {
@@ -130,15 +191,7 @@ LlamaConfig LlamaConfig::from_hf(const nlohmann::json& j, const std::string& fil
   }
   c.tie_word_embeddings = j.value("tie_word_embeddings", false);
   if (j.contains("head_dim") && j["head_dim"].is_number()) c.head_dim_override = j["head_dim"].get<int64_t>();
-  if (c.model_type == "llama") {
-    c.qkv_bias = c.o_bias = j.value("attention_bias", false);
-    c.mlp_bias = j.value("mlp_bias", false);
-  }
-  if (c.model_type == "qwen2") c.qkv_bias = true;  // Qwen2Attention: q/k/v with bias, o_proj without
-  if (c.model_type == "mistral" && j.contains("sliding_window") && j["sliding_window"].is_number())
-    c.sliding_window = j["sliding_window"].get<int64_t>();
-  if (c.model_type == "qwen2" && j.value("use_sliding_window", false) && j.contains("sliding_window") && j["sliding_window"].is_number())
-    c.sliding_window = j["sliding_window"].get<int64_t>();
+  family_of(c.model_type)->read(c, j);
   if (rope_scaling.is_object()) {
     const auto& r = rope_scaling;
     c.rope_type = r.contains("rope_type") ? r["rope_type"].get<std::string>() : r.value("type", std::string("default"));
@@ -165,7 +218,7 @@ int64_t LlamaConfig::parameter_count() const {
   const int64_t C = hidden_size, D = head_dim(), q = num_attention_heads * D, kv = num_key_value_heads * D, I = intermediate_size;
   int64_t attn = C * q + 2 * C * kv + q * C + (qkv_bias ? q + 2 * kv : 0) + (o_bias ? C : 0);
   int64_t mlp = 3 * C * I + (mlp_bias ? 2 * I + C : 0);
-  int64_t layer = attn + mlp + 2 * C;
+  int64_t layer = attn + mlp + 2 * C + (qk_norm ? 2 * D : 0);
   return vocab_size * C + num_hidden_layers * layer + C + (tie_word_embeddings ? 0 : vocab_size * C);
 }
 
@@ -261,6 +314,10 @@ AttentionImpl::AttentionImpl(const LlamaConfig& c)
   k_proj = register_module("k_proj", lin(c.hidden_size, n_kv * head_dim, c.qkv_bias));
   v_proj = register_module("v_proj", lin(c.hidden_size, n_kv * head_dim, c.qkv_bias));
   o_proj = register_module("o_proj", lin(n_heads * head_dim, c.hidden_size, c.o_bias));
+  if (c.qk_norm) {
+    q_norm = register_module("q_norm", RMSNorm(head_dim, c.rms_norm_eps));
+    k_norm = register_module("k_norm", RMSNorm(head_dim, c.rms_norm_eps));
+  }
 }
 
 static torch::Tensor rotate_half(const torch::Tensor& x) {
@@ -353,8 +410,14 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     k = project(k_proj, lora, "k_proj", x, tr);
     v = project(v_proj, lora, "v_proj", x, tr);
   }
-  q = q.reshape({B, T, n_heads, head_dim}).transpose(1, 2);  // (B,H,T,D)
-  k = k.reshape({B, T, n_kv, head_dim}).transpose(1, 2);     // (B,Hkv,T,D)
+  q = q.reshape({B, T, n_heads, head_dim});
+  k = k.reshape({B, T, n_kv, head_dim});
+  if (q_norm) {  // Qwen3: each head normalised over head_dim, before RoPE (fp32 out, as the residual stream)
+    q = q_norm(q).to(v.scalar_type());
+    k = k_norm(k).to(v.scalar_type());
+  }
+  q = q.transpose(1, 2);  // (B,H,T,D)
+  k = k.transpose(1, 2);  // (B,Hkv,T,D)
   v = v.reshape({B, T, n_kv, head_dim}).transpose(1, 2);     // (B,Hkv,T,D)
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;

@@ -1,5 +1,5 @@
 // Hugging Face decoder families beyond Llama's defaults: Mistral-style GQA with a sliding window,
-// Qwen2 with q/k/v biases, Llama with attention/MLP biases, an explicit head_dim and Llama-3 /
+// Qwen2 with q/k/v biases, Qwen3 with q/k norms, Llama with attention/MLP biases, an explicit head_dim and Llama-3 /
 // linear RoPE scaling. Tiny checkpoints written here in HF layout (single file and sharded, fp32
 // and bf16 on disk) must load to the same logits, decode with the KV cache like a full recompute,
 // match the independent Python reference, and damaged ones must be refused with a clear message.
@@ -63,6 +63,11 @@ std::vector<Variant> variants() {
   l3.rope_original_max_position = 32;
   l3.rope_theta = 500000.0;
   v.push_back({"llama3_rope_bias_headdim", l3});
+  auto q3 = base_cfg("qwen3");  // q/k norms per head; head_dim (12) not hidden / heads (8)
+  q3.qk_norm = true;
+  q3.head_dim_override = 12;
+  q3.tie_word_embeddings = true;
+  v.push_back({"qwen3_qknorm_headdim", q3});
   auto lin = base_cfg("llama");
   lin.rope_type = "linear";
   lin.rope_factor = 2.0;

@@ -51,7 +51,7 @@ def rotate_half(x):
 def main():
     model_dir, ids_path, out_path = sys.argv[1:4]
     cfg = json.load(open(f"{model_dir}/config.json"))
-    arch = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+    arch = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
     assert cfg["architectures"] == [arch[cfg["model_type"]]], cfg["architectures"]
     try:
         index = json.load(open(f"{model_dir}/model.safetensors.index.json"))
@@ -113,8 +113,12 @@ def main():
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
-        q = lin(h, p + "self_attn.q_proj").view(B, T, H, D).transpose(1, 2)
-        k = lin(h, p + "self_attn.k_proj").view(B, T, Hkv, D).transpose(1, 2)
+        q = lin(h, p + "self_attn.q_proj").view(B, T, H, D)
+        k = lin(h, p + "self_attn.k_proj").view(B, T, Hkv, D)
+        if cfg["model_type"] == "qwen3":  # modeling_qwen3.py Qwen3Attention: q_norm / k_norm per head, before RoPE
+            q = rms_norm(q, W[p + "self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, W[p + "self_attn.k_norm.weight"], eps)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = lin(h, p + "self_attn.v_proj").view(B, T, Hkv, D).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin

@@ -425,6 +425,85 @@ for prompt in ["Write a long story about an owl who lives in a forest.", "Explai
     record("5_greedy", f"{prompt!r}: {len(g)} tokens from transformers, {len(ours_new)} from us, identical", ok, ok,
            first_difference=first_diff, ours=tok.decode(ours_new), theirs=tok.decode(g))
 
+# ---------------------------------------------------------------- 6. every family, as transformers builds and saves it
+# A tiny random model of each family we run, made and saved by transformers itself (its config.json in
+# transformers' own current format), with SmolLM2's tokenizer beside it: our logits against float64 (the
+# criterion of check 1), greedy generation of 32 tokens, and a LoRA adapter we train loaded by peft.
+print("6. families saved by transformers", flush=True)
+from transformers import AutoConfig  # noqa: E402
+FAMILIES = {
+    "llama": dict(rope_theta=500000.0, attention_bias=False),
+    "mistral": dict(sliding_window=4096),
+    "qwen2": dict(rope_theta=1000000.0),
+    "qwen3": dict(rope_theta=1000000.0, head_dim=24, tie_word_embeddings=True),  # head_dim != hidden / heads
+}
+for fam, extra in FAMILIES.items():
+    d = os.path.join(args.work, f"family_{fam}")
+    shutil.rmtree(d, ignore_errors=True)
+    kw = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+              vocab_size=len(tok), max_position_embeddings=512, rms_norm_eps=1e-6, bos_token_id=tok.bos_token_id,
+              eos_token_id=tok.eos_token_id)
+    kw.update(extra)
+    cfg = AutoConfig.for_model(fam, **kw)
+    torch.manual_seed(1234)
+    fm = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    with torch.no_grad():
+        for n, p_ in fm.named_parameters():
+            if "norm" in n:
+                p_.uniform_(0.5, 1.5)  # norms that matter (q_norm / k_norm included)
+            elif n.endswith(".bias"):
+                p_.normal_(0.0, 0.5)
+            else:
+                p_.normal_(0.0, 0.2)  # logits of some size, so that rounding and mapping errors show
+    fm.save_pretrained(d)
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"):
+        if os.path.exists(os.path.join(args.model, f)) and not os.path.exists(os.path.join(d, f)):
+            shutil.copy(os.path.join(args.model, f), d)
+    saved = json.load(open(os.path.join(d, "config.json")))
+    fm = load_hf(d)
+    fids = torch.tensor([chat_ids[:24], chat_ids[4:28]])
+    mine = our_logits(d, fids)
+    theirs = hf_logits(fm, fids)
+    with torch.no_grad():
+        exact = load_hf(d).double()(input_ids=fids).logits
+    e_ours, e_ref, bound, ok = fp32_criterion(mine, theirs, exact)
+    record("6_families", f"{fam} ({saved['architectures'][0]}, saved by transformers {transformers.__version__}; config keys "
+           f"{sorted(k for k in ('rope_parameters', 'rope_theta', 'head_dim') if k in saved)}): logits [max |ours - f64|, "
+           f"max |transformers - f64|, bound]; {CRITERION}", [e_ours, e_ref, bound], ok, max_abs_logit=exact.abs().max().item())
+    prompt = "Continue the sequence: 145, 267, 891."
+    out = json.loads(sh(args.bin, "sample", "--model", d, "--prompt", prompt, "--temperature", "0", "-n", "1", "--max-new-tokens", "32",
+                        "--precision", "fp32", "--json").splitlines()[-1])
+    p_ids = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True)
+    if isinstance(p_ids, dict) or hasattr(p_ids, "input_ids"):
+        p_ids = p_ids["input_ids"]
+    stop = sorted({tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id})  # where our sample stops: end of turn, EOS
+    with torch.no_grad():
+        g = fm.generate(torch.tensor([p_ids]), do_sample=False, max_new_tokens=32, eos_token_id=stop, pad_token_id=stop[0])[0, len(p_ids):].tolist()
+    ours_new = out["ids"] + ([g[-1]] if len(out["ids"]) < 32 and g and g[-1] in stop else [])
+    okg = out["prompt_ids"] == list(p_ids) and ours_new == g
+    record("6_families", f"{fam}: greedy, {len(g)} tokens from transformers, {len(ours_new)} from us, identical", okg, okg)
+    data6 = os.path.join(args.work, f"family_{fam}_data.jsonl")
+    with open(data6, "w") as f:
+        for i in range(8):
+            f.write(json.dumps({"messages": [{"role": "user", "content": f"Continue: {i}, {i + 1}"},
+                                             {"role": "assistant", "content": f"{i + 2}, {i + 3}"}]}) + "\n")
+    lo = os.path.join(args.work, f"family_{fam}_lora")
+    shutil.rmtree(lo, ignore_errors=True)
+    sh(args.bin, "finetune", "--model", d, "--data", data6, "--out", lo, "--loss", "sft", "--set", "finetune.params=lora", "--steps", "4",
+       "--set", "finetune.train.batch_size=4", "--set", "finetune.train.lr=1e-2", "--set", "finetune.train.warmup_steps=1",
+       "--set", "finetune.train.checkpoint_every=100", "--set", "precision=fp32")
+    ad = os.path.join(lo, "adapter")
+    mine = our_logits(d, fids, adapter=ad)
+    pmf = peft.PeftModel.from_pretrained(load_hf(d), ad).eval()
+    theirs = hf_logits(pmf, fids)
+    with torch.no_grad():
+        exact = peft.PeftModel.from_pretrained(load_hf(d).double(), ad).eval()(input_ids=fids).logits
+    e_ours, e_ref, bound, ok = fp32_criterion(mine, theirs, exact)
+    moved = (theirs - hf_logits(load_hf(d), fids)).abs().max().item()
+    record("6_families", f"{fam}: our LoRA adapter (targets {sorted(json.load(open(os.path.join(ad, 'adapter_config.json')))['target_modules'])}) "
+           f"in peft: [max |ours - f64|, max |peft - f64|, bound]; {CRITERION}", [e_ours, e_ref, bound], ok and moved > 1e-4,
+           adapter_moves_logits_by=moved)
+
 report["failed"] = failed
 with open(args.out, "w") as f:
     json.dump(report, f, indent=2)

@@ -16,8 +16,9 @@
 namespace subliminal::model {
 
 struct LlamaConfig {
-  // The decoder families that are this model up to small deltas: "llama" (Llama 1-3, TinyLlama),
-  // "mistral" (sliding window recorded and enforced), "qwen2" (Qwen2 / Qwen2.5: q/k/v biases).
+  // The decoder families that are this model up to small deltas, one row each of the table in
+  // llama.cpp (families()): "llama" (Llama 1-3, TinyLlama), "mistral" (sliding window recorded and
+  // enforced), "qwen2" (Qwen2 / Qwen2.5: q/k/v biases), "qwen3" (Qwen3: q/k RMSNorm per head).
   std::string model_type = "llama";
   int64_t vocab_size = 0, hidden_size = 0, intermediate_size = 0, num_hidden_layers = 0, num_attention_heads = 0,
           num_key_value_heads = 0, max_position_embeddings = 0;
@@ -25,6 +26,7 @@ struct LlamaConfig {
   bool tie_word_embeddings = false;
   bool qkv_bias = false, o_bias = false, mlp_bias = false;  // Llama attention_bias / mlp_bias; Qwen2: q, k, v
   int64_t head_dim_override = 0;                              // config "head_dim" when not hidden / heads
+  bool qk_norm = false;  // Qwen3: an RMSNorm over head_dim on each query and key head, before RoPE (q_norm, k_norm)
   // RoPE scaling: "default", "linear" (positions / factor) or "llama3" (Llama 3.1 frequency bands).
   std::string rope_type = "default";
   double rope_factor = 1.0, rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
@@ -89,6 +91,7 @@ struct AttentionImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& bias, KVCache* cache, int64_t layer);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // LlamaConfig::qk_norm
   std::map<std::string, LoraAdapter> lora;  // by projection name
   int64_t n_heads, n_kv, head_dim, window;
   bool fused = false;  // q/k/v in one GEMM (set_fused_projections)
