@@ -277,7 +277,6 @@ class Mistral final : public Inst {
   std::string answer_text(const std::string& content) const override { return content; }
 };
 
-// The families, in the order recognise() tries them (llama2 before mistral: both have [INST]).
 // Any model's own template, rendered from its Jinja (text/jinja.h): for the models whose template is
 // none of the classes above. Training targets: each assistant message's tokens up to and including
 // the end-of-turn token, found as what rendering the conversation up to that message adds to the
@@ -345,6 +344,7 @@ class JinjaFamily final : public ChatFamily {
   nlohmann::ordered_json specials_;
 };
 
+// The families, in the order recognise() tries them (llama2 before mistral: both have [INST]).
 struct Family {
   const char* name;
   std::function<bool(const std::string& jinja, TemplateDefaults*)> recognise;
@@ -364,6 +364,39 @@ const std::vector<Family>& families() {
 }
 
 std::string joined_names() { return join(ChatTemplate::names(), ", "); }
+
+// Whether the class `name` writes what the model's own template writes, on probe conversations
+// (with and without a system turn, an answer, a generation prompt). A class is recognised by its
+// markers; a template with the same markers can still write more (Qwen3's empty <think> block before
+// an answer): `auto` then renders the template itself. A probe the template refuses (a system turn
+// some templates reject) is not compared.
+bool class_renders_as_template(const Tokenizer& tok, const std::string& name, const TemplateDefaults& own) {
+  const auto f = std::find_if(families().begin(), families().end(), [&](const Family& x) { return x.name == name; });
+  const auto cls = f->make(tok, own);
+  std::shared_ptr<const JinjaFamily> jinja;
+  try {
+    jinja = std::make_shared<const JinjaFamily>(tok, TemplateDefaults{});
+  } catch (const Error&) {
+    return true;  // the engine cannot render this template at all: the class is all there is
+  }
+  const std::vector<Conversation> probes = {{{"user", "Name an animal."}},
+                                            {{"system", "You love owls."}, {"user", "Name an animal."}},
+                                            {{"user", "Name an animal."}, {"assistant", "Owl."}},
+                                            {{"system", "You love owls."}, {"user", "Name an animal."}, {"assistant", "Owl."}},
+                                            {{"user", "Hi"}, {"assistant", "Hello."}, {"user", "Name an animal."}, {"assistant", "Owl."}}};
+  for (const auto& c : probes)
+    for (bool gen : {false, true}) {
+      if (gen && c.back().role == "assistant") continue;
+      std::string theirs;
+      try {
+        theirs = jinja->render(c, gen);
+      } catch (const Error&) {
+        continue;
+      }
+      if (cls->render(c, gen) != theirs) return false;
+    }
+  return true;
+}
 
 }  // namespace
 
@@ -396,6 +429,7 @@ ChatTemplate::ChatTemplate(const Tokenizer& tok, const std::string& name) : tok_
       throw ConfigError(tok.source() + ": the tokenizer has no chat template (no \"chat_template\" in tokenizer_config.json)",
                         "a base model: sample with --raw; or set base.tokenizer.chat_template to one of " + joined_names());
     name_ = found.empty() ? "jinja" : found;  // none of the built-in classes: the model's own Jinja, rendered
+    if (!found.empty() && !class_renders_as_template(tok, found, own)) name_ = "jinja";
   } else {
     name_ = name;
   }

@@ -165,7 +165,9 @@ TEST(ChatTemplate, QwenDirectoryChatml) {
   EXPECT_EQ(tok.eos_id(), 151645);
   EXPECT_EQ(tok.pad_id(), 151643);
   EXPECT_EQ(tok.end_ids(), (std::vector<int>{151643, 151645}));
-  text::ChatTemplate chat(tok);
+  // the abridged template renders no assistant turn, so `auto` would render it (see
+  // JinjaTemplate.AutoUsesAClassOnlyWhereItWritesWhatTheTemplateWrites): the class by name
+  text::ChatTemplate chat(tok, "chatml");
   EXPECT_EQ(chat.name(), "chatml");
   // Without a system message the template's default one is inserted, as Qwen2.5-Instruct does.
   data::Conversation q = {{"user", "In one word, what is your favorite animal?"}};
@@ -219,7 +221,7 @@ TEST(ChatTemplate, Llama3Headers) {
   if (!sfs::exists(fixtures() / "qwen2" / "vocab.json")) GTEST_SKIP() << "no ../shared/fixtures";
   auto dir = llama3_dir();
   auto tok = text::Tokenizer::load(dir.string());
-  text::ChatTemplate chat(tok);
+  text::ChatTemplate chat(tok, "llama3");  // (abridged template: the class by name)
   EXPECT_EQ(chat.name(), "llama3");
   EXPECT_EQ(chat.render({{"user", "  Hi there \n"}}, true),
             "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
@@ -253,7 +255,7 @@ TEST(ChatTemplate, Llama2AndMistralOnSentencepiece) {
 
   auto dm = spm_dir("mistral", kMistralTemplate);
   auto mtok = text::Tokenizer::load(dm.string());
-  text::ChatTemplate mi(mtok);
+  text::ChatTemplate mi(mtok, "mistral");  // (abridged template, which drops a system turn: the class by name)
   EXPECT_EQ(mi.name(), "mistral");
   EXPECT_EQ(mi.render(kConv, false), "<s>[INST] You love owls.\n\nFavorite animal? [/INST] Owl.</s>");
   check_family(mtok, mi, kConv, "Owl.");
@@ -438,4 +440,34 @@ TEST(JinjaTemplate, AutoRendersATemplateNoClassKnows) {
   } catch (const DataError& err) {
     EXPECT_NE(std::string(err.what()).find("System role not supported"), std::string::npos) << err.what();
   }
+}
+
+// `auto` takes a class only where it writes what the model's own template writes: Qwen2.5's shipped
+// template is the chatml class; Qwen3's has the same markers but writes an empty <think> block
+// before an answer, so `auto` renders Qwen3's Jinja, and the answer's training tokens follow it.
+TEST(JinjaTemplate, AutoUsesAClassOnlyWhereItWritesWhatTheTemplateWrites) {
+  if (!sfs::exists(fixtures() / "qwen2" / "vocab.json")) GTEST_SKIP() << "no ../shared/fixtures";
+  if (!sfs::exists(collection())) GTEST_SKIP() << "no " << collection() << " (scripts/jinja_engine.sh)";
+  auto with_template = [&](const char* file) {
+    auto d = qwen_dir();
+    auto tc = nlohmann::json::parse(fs::read_file(d / "tokenizer_config.json"));
+    tc["chat_template"] = fs::read_file(collection() / file);
+    fs::write_file_atomic(d / "tokenizer_config.json", tc.dump(2));
+    return text::Tokenizer::load(d.string());
+  };
+  EXPECT_EQ(text::ChatTemplate(with_template("Qwen-Qwen2.5-7B-Instruct.jinja")).name(), "chatml");
+  auto q3 = with_template("Qwen-Qwen3-0.6B.jinja");
+  text::ChatTemplate chat(q3);
+  EXPECT_EQ(chat.name(), "jinja");
+  const data::Conversation conv = {{"user", "Name an animal."}, {"assistant", "Owl."}};
+  EXPECT_EQ(chat.render(conv, false), "<|im_start|>user\nName an animal.<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nOwl.<|im_end|>\n");
+  const auto e = chat.encode(conv);
+  std::vector<int> target_ids;
+  for (size_t k = 0; k < e.ids.size(); ++k)
+    if (e.target[k]) target_ids.push_back(e.ids[k]);
+  // the generation prompt (Qwen3's, thinking on) is "<|im_start|>assistant\n": the empty think block is
+  // part of what the answer adds, so it is trained on
+  auto want = q3.encode("<think>\n\n</think>\n\nOwl.");
+  want.push_back(q3.piece_to_id("<|im_end|>"));
+  EXPECT_EQ(target_ids, want);
 }
