@@ -30,6 +30,7 @@
 # Preparing the carry folder (here, on Debian 12; no root needed), then the device call with carry
 # [".gpu"]:
 #   echo /.gpu/ >> .git/info/exclude; mkdir -p .gpu/debs .gpu/shared && cp -r ../shared/fixtures .gpu/shared/
+#   scripts/jinja_engine.sh && cp -r .cache/third_party/llama.cpp-jinja .gpu/   # the Jinja engine (no PyPI there)
 #   (cd .gpu/debs && apt-get download libbrotli1 libcli11-dev libcom-err2 libcurl4-openssl-dev libcurl4 \
 #     libdb5.3 libffi8 libfmt-dev libfmt9 libgloo-dev libgmp10 libgnutls30 libgssapi-krb5-2 libgtest-dev \
 #     libhogweed6 libidn2-0 libk5crypto3 libkeyutils1 libkrb5-3 libkrb5support0 libldap-2.5-0 libnettle8 \
@@ -224,6 +225,8 @@ phase_configure() {
   fi
   common=(-G "$GEN" -DCMAKE_BUILD_TYPE=Release ${CXX:+-DCMAKE_CXX_COMPILER=$CXX} ${CC:+-DCMAKE_C_COMPILER=$CC} "-DCMAKE_PREFIX_PATH=$DEPS/usr" -DTORCH_CUDA_ARCH_LIST=9.0
           "-DSUBLIMINAL_REFERENCE_PYTHON=$PY" ${pkgc:+-DPKG_CONFIG_EXECUTABLE=$pkgc})
+  # llama.cpp's Jinja engine: the device machine cannot fetch it; carried in .gpu/llama.cpp-jinja
+  [ -d "$CARRY/llama.cpp-jinja/common/jinja" ] && common+=("-DSUBLIMINAL_JINJA_DIR=$CARRY/llama.cpp-jinja")
   # The torch 2.11 wheel's libtorch.so exports std::filesystem functions of its own (the first device
   # run: remove_all there jumped to address 0); libstdc++ as the first needed library wins the lookup.
   if [ -n "${GPU_CHECK_STDCXX_FIRST:-}" ]; then
