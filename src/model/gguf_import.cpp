@@ -188,8 +188,8 @@ GgufImportResult import_gguf(const std::string& gguf_path, const std::string& ou
   GgufFile f = GgufFile::open(gguf_path);
   Meta m{f, ""};
   m.arch = m.string("general.architecture", "");
-  if (m.arch != "llama" && m.arch != "qwen2")
-    throw DataError(gguf_path + ": metadata key 'general.architecture' is \"" + m.arch + "\"; supported: llama (Llama, Mistral, SmolLM), qwen2");
+  if (m.arch != "llama" && m.arch != "qwen2" && m.arch != "qwen3")
+    throw DataError(gguf_path + ": metadata key 'general.architecture' is \"" + m.arch + "\"; supported: llama (Llama, Mistral, SmolLM), qwen2, qwen3");
   const std::string a = m.arch;
   LlamaConfig c;
   c.model_type = a;
@@ -209,7 +209,8 @@ GgufImportResult import_gguf(const std::string& gguf_path, const std::string& ou
     throw DataError(gguf_path + ": " + std::to_string(c.num_attention_heads) + " heads (" + std::to_string(c.num_key_value_heads) +
                     " key/value) do not divide the embedding length " + std::to_string(c.hidden_size));
   const int64_t head_dim = m.integer(a + ".attention.key_length", m.integer(a + ".rope.dimension_count", c.hidden_size / c.num_attention_heads));
-  if (head_dim != c.hidden_size / c.num_attention_heads) c.head_dim_override = head_dim;
+  if (head_dim != c.hidden_size / c.num_attention_heads || a == "qwen3") c.head_dim_override = head_dim;
+  c.qk_norm = a == "qwen3";  // blk.N.attn_q_norm / attn_k_norm: one RMSNorm weight over head_dim each
   if (m.has(a + ".rope.scaling.type")) {
     const std::string st = m.string(a + ".rope.scaling.type", "none");
     if (st == "linear") {
@@ -246,6 +247,10 @@ GgufImportResult import_gguf(const std::string& gguf_path, const std::string& ou
     names[b + "attn_q.bias"] = {h + "self_attn.q_proj.bias", 0};
     names[b + "attn_k.bias"] = {h + "self_attn.k_proj.bias", 0};
     names[b + "attn_v.bias"] = {h + "self_attn.v_proj.bias", 0};
+    if (c.qk_norm) {
+      names[b + "attn_q_norm.weight"] = {h + "self_attn.q_norm.weight", 0};
+      names[b + "attn_k_norm.weight"] = {h + "self_attn.k_norm.weight", 0};
+    }
     names[b + "ffn_gate.weight"] = {h + "mlp.gate_proj.weight", 0};
     names[b + "ffn_up.weight"] = {h + "mlp.up_proj.weight", 0};
     names[b + "ffn_down.weight"] = {h + "mlp.down_proj.weight", 0};

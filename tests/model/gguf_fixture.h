@@ -76,7 +76,7 @@ torch::Tensor ggml_permute(const torch::Tensor& w, int64_t heads) {
 // A tiny GQA Llama written as llama.cpp writes one (names, q/k permutation, F32), with `pre` as the pre-tokenizer.
 std::string tiny_llama_gguf(model::LlamaForCausalLM& m, const std::string& pre, bool q8_embedding = false) {
   const auto& c = m->cfg;
-  const std::string a = c.model_type == "qwen2" ? "qwen2" : "llama";  // qwen2 files: biases, q/k not permuted
+  const std::string a = c.model_type == "qwen2" || c.model_type == "qwen3" ? c.model_type : "llama";  // qwen2/3 files: q/k not permuted
   testutil::GgufWriter w;
   w.str("general.architecture", a);
   w.str("general.name", "tiny test llama");
@@ -88,6 +88,10 @@ std::string tiny_llama_gguf(model::LlamaForCausalLM& m, const std::string& pre, 
   w.u32(a + ".attention.head_count_kv", static_cast<uint32_t>(c.num_key_value_heads));
   w.f32(a + ".rope.freq_base", static_cast<float>(c.rope_theta));
   w.f32(a + ".attention.layer_norm_rms_epsilon", static_cast<float>(c.rms_norm_eps));
+  if (a == "qwen3") {  // llama.cpp writes head_dim as the key/value length
+    w.u32(a + ".attention.key_length", static_cast<uint32_t>(c.head_dim()));
+    w.u32(a + ".attention.value_length", static_cast<uint32_t>(c.head_dim()));
+  }
   auto v = tiny_vocab();
   w.str("tokenizer.ggml.model", "gpt2");
   w.str("tokenizer.ggml.pre", pre);
@@ -105,7 +109,8 @@ std::string tiny_llama_gguf(model::LlamaForCausalLM& m, const std::string& pre, 
       {"self_attn.v_proj.weight", "attn_v.weight"},   {"self_attn.o_proj.weight", "attn_output.weight"},
       {"mlp.gate_proj.weight", "ffn_gate.weight"},    {"mlp.up_proj.weight", "ffn_up.weight"},
       {"mlp.down_proj.weight", "ffn_down.weight"},    {"self_attn.q_proj.bias", "attn_q.bias"},
-      {"self_attn.k_proj.bias", "attn_k.bias"},       {"self_attn.v_proj.bias", "attn_v.bias"}};
+      {"self_attn.k_proj.bias", "attn_k.bias"},       {"self_attn.v_proj.bias", "attn_v.bias"},
+      {"self_attn.q_norm.weight", "attn_q_norm.weight"}, {"self_attn.k_norm.weight", "attn_k_norm.weight"}};
   for (auto& [name, t0] : model::named_weights(m)) {
     torch::Tensor t = t0.detach().contiguous();
     std::string g;

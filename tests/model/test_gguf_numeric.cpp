@@ -66,6 +66,22 @@ TEST(GgufNumeric, ImportUndoesLlamaCppsLayoutToTheSameWeightsAndLogits) {
   auto lq = model::load_model_dir((dir / "hf4").string());
   EXPECT_EQ(lq.model->cfg.to_hf().dump(), q->cfg.to_hf().dump());
   EXPECT_TRUE(torch::equal(lq.model->forward_causal(ids), q->forward_causal(ids)));
+  // a Qwen3 file: q/k norms (attn_q_norm / attn_k_norm), head_dim from attention.key_length
+  auto q3c = tiny_cfg();
+  q3c.model_type = "qwen3";
+  q3c.qk_norm = true;
+  q3c.head_dim_override = q3c.hidden_size / q3c.num_attention_heads + 4;
+  model::LlamaForCausalLM q3(q3c);
+  model::init_weights(q3, 12);
+  for (auto& kv : q3->named_parameters())
+    if (kv.key().find("_norm") != std::string::npos && kv.key().find("self_attn") != std::string::npos) kv.value().uniform_(0.5, 1.5);
+  q3->eval();
+  auto p5 = write(dir / "qwen3.gguf", tiny_llama_gguf(q3, "qwen2"));
+  auto r5 = model::import_gguf(p5.string(), (dir / "hf5").string());
+  EXPECT_EQ(r5.arch, "qwen3");
+  auto l3 = model::load_model_dir((dir / "hf5").string());
+  EXPECT_EQ(l3.model->cfg.to_hf().dump(), q3->cfg.to_hf().dump());
+  EXPECT_TRUE(torch::equal(l3.model->forward_causal(ids), q3->forward_causal(ids)));
   sfs::remove_all(dir);
 }
 

@@ -482,6 +482,56 @@ for fam, extra in FAMILIES.items():
     ours_new = out["ids"] + ([g[-1]] if len(out["ids"]) < 32 and g and g[-1] in stop else [])
     okg = out["prompt_ids"] == list(p_ids) and ours_new == g
     record("6_families", f"{fam}: greedy, {len(g)} tokens from transformers, {len(ours_new)} from us, identical", okg, okg)
+    if fam in ("qwen2", "qwen3"):  # GGUF as llama.cpp lays these out (no q/k permutation), written by gguf-py from the same weights
+        gpath6 = os.path.join(args.work, f"family_{fam}.gguf")
+        gw = gguf.GGUFWriter(gpath6, fam)
+        sd = {k: v.detach().float().numpy() for k, v in fm.state_dict().items()}
+        C = saved["hidden_size"]
+        Dh = saved.get("head_dim") or C // saved["num_attention_heads"]
+        gw.add_block_count(saved["num_hidden_layers"])
+        gw.add_context_length(saved["max_position_embeddings"])
+        gw.add_embedding_length(C)
+        gw.add_feed_forward_length(saved["intermediate_size"])
+        gw.add_head_count(saved["num_attention_heads"])
+        gw.add_head_count_kv(saved["num_key_value_heads"])
+        gw.add_key_length(Dh)
+        gw.add_value_length(Dh)
+        gw.add_rope_freq_base(float(fm.config.rope_parameters["rope_theta"]))
+        gw.add_layer_norm_rms_eps(saved["rms_norm_eps"])
+        for field in src.fields.values():  # SmolLM2's tokenizer, as in check 2 (the models' vocabulary is its 49,152 tokens)
+            if field.name.startswith("tokenizer."):
+                ft = field.types[0]
+                if ft == gguf.GGUFValueType.ARRAY:
+                    gw.add_array(field.name, field.contents())
+                elif ft == gguf.GGUFValueType.STRING:
+                    gw.add_string(field.name, field.contents())
+                elif ft == gguf.GGUFValueType.BOOL:
+                    gw.add_bool(field.name, field.contents())
+                else:
+                    gw.add_uint32(field.name, int(field.contents()))
+        # the names llama.cpp gives these tensors: gguf-py's own map for the architecture, not ours
+        tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN3 if fam == "qwen3" else gguf.MODEL_ARCH.QWEN2, saved["num_hidden_layers"])
+        for k, v in sd.items():
+            if k == "lm_head.weight" and saved.get("tie_word_embeddings"):
+                continue
+            n = tmap.get_name(k, try_suffixes=(".weight", ".bias"))
+            assert n, f"gguf-py has no {fam} name for {k}"
+            gw.add_tensor(n, np.ascontiguousarray(v, dtype=np.float32))
+        gw.write_header_to_file()
+        gw.write_kv_data_to_file()
+        gw.write_tensors_to_file()
+        gw.close()
+        gdir6 = os.path.join(args.work, f"family_{fam}_from_gguf")
+        sh(args.bin, "import-gguf", gpath6, "--out", gdir6, "--force")
+        mine_g = our_logits(gdir6, fids)
+        e_ours, e_ref, bound, ok = fp32_criterion(mine_g, theirs, exact)
+        try:  # transformers' own GGUF loader beside it (information: it reads no head_dim from qwen3 files, so it fails on this one)
+            tg = hf_logits(load_hf(os.path.dirname(gpath6), gguf_file=os.path.basename(gpath6)), fids)
+            beside = {"max_abs_diff_ours_vs_transformers_gguf_loader": (mine_g - tg).abs().max().item()}
+        except Exception as ex:  # noqa: BLE001
+            beside = {"transformers_gguf_loader": f"could not load it: {type(ex).__name__}: {str(ex)[:200]}"}
+        record("6_families", f"{fam}: a GGUF of the same weights (gguf-py, arch {fam}) imported by us: [max |ours - f64|, max |transformers - f64|, "
+               f"bound]; {CRITERION}", [e_ours, e_ref, bound], ok, **beside)
     data6 = os.path.join(args.work, f"family_{fam}_data.jsonl")
     with open(data6, "w") as f:
         for i in range(8):
