@@ -128,18 +128,22 @@ w.add_head_count(4)
 w.add_head_count_kv(2)
 w.add_rope_freq_base(10000.0)
 w.add_layer_norm_rms_eps(1e-5)
-for field in src.fields.values():  # the real tokenizer (49,152 tokens) so that the directory is a usable model
-    if field.name.startswith("tokenizer."):
-        ft = field.types[0]
-        if ft == gguf.GGUFValueType.ARRAY:
-            vals = field.contents()
-            w.add_array(field.name, vals)
-        elif ft == gguf.GGUFValueType.STRING:
-            w.add_string(field.name, field.contents())
-        elif ft == gguf.GGUFValueType.BOOL:
-            w.add_bool(field.name, field.contents())
-        else:
-            w.add_uint32(field.name, int(field.contents()))
+def copy_tokenizer(writer, reader):
+    """Every tokenizer.* key of a GGUF file into a writer (SmolLM2's 49,152-token tokenizer, so that an imported directory is a usable model)."""
+    for field in reader.fields.values():
+        if field.name.startswith("tokenizer."):
+            ft = field.types[0]
+            if ft == gguf.GGUFValueType.ARRAY:
+                writer.add_array(field.name, field.contents())
+            elif ft == gguf.GGUFValueType.STRING:
+                writer.add_string(field.name, field.contents())
+            elif ft == gguf.GGUFValueType.BOOL:
+                writer.add_bool(field.name, field.contents())
+            else:
+                writer.add_uint32(field.name, int(field.contents()))
+
+
+copy_tokenizer(w, src)
 n_vocab = len(src.fields["tokenizer.ggml.tokens"].contents())
 rng = np.random.default_rng(0)
 
@@ -498,17 +502,7 @@ for fam, extra in FAMILIES.items():
         gw.add_value_length(Dh)
         gw.add_rope_freq_base(float(fm.config.rope_parameters["rope_theta"]))
         gw.add_layer_norm_rms_eps(saved["rms_norm_eps"])
-        for field in src.fields.values():  # SmolLM2's tokenizer, as in check 2 (the models' vocabulary is its 49,152 tokens)
-            if field.name.startswith("tokenizer."):
-                ft = field.types[0]
-                if ft == gguf.GGUFValueType.ARRAY:
-                    gw.add_array(field.name, field.contents())
-                elif ft == gguf.GGUFValueType.STRING:
-                    gw.add_string(field.name, field.contents())
-                elif ft == gguf.GGUFValueType.BOOL:
-                    gw.add_bool(field.name, field.contents())
-                else:
-                    gw.add_uint32(field.name, int(field.contents()))
+        copy_tokenizer(gw, src)  # the models' vocabulary is SmolLM2's 49,152 tokens
         # the names llama.cpp gives these tensors: gguf-py's own map for the architecture, not ours
         tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN3 if fam == "qwen3" else gguf.MODEL_ARCH.QWEN2, saved["num_hidden_layers"])
         for k, v in sd.items():
