@@ -87,6 +87,12 @@ const std::vector<FamilyRow>& families() {
          j["use_sliding_window"] = c.sliding_window > 0;
          j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json(nullptr);
        }},
+      {"olmo2", "Olmo2ForCausalLM",
+       [](LlamaConfig& c, const nlohmann::json& j) {
+         c.qk_norm = c.qk_norm_whole = c.post_norms = true;  // Olmo2Attention / Olmo2DecoderLayer
+         c.qkv_bias = c.o_bias = j.value("attention_bias", false);
+       },
+       [](const LlamaConfig& c, nlohmann::json& j) { j["attention_bias"] = c.qkv_bias; }},
   };
   return rows;
 }
@@ -218,7 +224,7 @@ int64_t LlamaConfig::parameter_count() const {
   const int64_t C = hidden_size, D = head_dim(), q = num_attention_heads * D, kv = num_key_value_heads * D, I = intermediate_size;
   int64_t attn = C * q + 2 * C * kv + q * C + (qkv_bias ? q + 2 * kv : 0) + (o_bias ? C : 0);
   int64_t mlp = 3 * C * I + (mlp_bias ? 2 * I + C : 0);
-  int64_t layer = attn + mlp + 2 * C + (qk_norm ? 2 * D : 0);
+  int64_t layer = attn + mlp + 2 * C + (qk_norm ? (qk_norm_whole ? q + kv : 2 * D) : 0);
   return vocab_size * C + num_hidden_layers * layer + C + (tie_word_embeddings ? 0 : vocab_size * C);
 }
 
@@ -315,8 +321,9 @@ AttentionImpl::AttentionImpl(const LlamaConfig& c)
   v_proj = register_module("v_proj", lin(c.hidden_size, n_kv * head_dim, c.qkv_bias));
   o_proj = register_module("o_proj", lin(n_heads * head_dim, c.hidden_size, c.o_bias));
   if (c.qk_norm) {
-    q_norm = register_module("q_norm", RMSNorm(head_dim, c.rms_norm_eps));
-    k_norm = register_module("k_norm", RMSNorm(head_dim, c.rms_norm_eps));
+    q_norm = register_module("q_norm", RMSNorm(c.qk_norm_whole ? n_heads * head_dim : head_dim, c.rms_norm_eps));
+    k_norm = register_module("k_norm", RMSNorm(c.qk_norm_whole ? n_kv * head_dim : head_dim, c.rms_norm_eps));
+    qk_norm_whole = c.qk_norm_whole;
   }
 }
 
@@ -410,9 +417,13 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     k = project(k_proj, lora, "k_proj", x, tr);
     v = project(v_proj, lora, "v_proj", x, tr);
   }
+  if (q_norm && qk_norm_whole) {  // OLMo 2: one RMS over every head of the projection, before the split
+    q = q_norm(q).to(v.scalar_type());
+    k = k_norm(k).to(v.scalar_type());
+  }
   q = q.reshape({B, T, n_heads, head_dim});
   k = k.reshape({B, T, n_kv, head_dim});
-  if (q_norm) {  // Qwen3: each head normalised over head_dim, before RoPE (fp32 out, as the residual stream)
+  if (q_norm && !qk_norm_whole) {  // Qwen3: each head normalised over head_dim, before RoPE (fp32 out, as the residual stream)
     q = q_norm(q).to(v.scalar_type());
     k = k_norm(k).to(v.scalar_type());
   }
@@ -507,13 +518,19 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
 DecoderLayerImpl::DecoderLayerImpl(const LlamaConfig& c) {
   self_attn = register_module("self_attn", Attention(c));
   mlp = register_module("mlp", MLP(c));
-  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  post_norms = c.post_norms;
+  if (!post_norms) input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  if (post_norms) post_feedforward_layernorm = register_module("post_feedforward_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                         const torch::Tensor& bias, KVCache* cache, int64_t layer) {
   // residual stream stays fp32 (autocast outputs bf16 from linears; bf16 + fp32 -> fp32)
+  if (post_norms) {  // OLMo 2: the norms act on the sublayers' outputs
+    auto h = x + post_attention_layernorm(self_attn->forward(x, cos, sin, bias, cache, layer));
+    return h + post_feedforward_layernorm(mlp->forward(h));
+  }
   auto h = x + self_attn->forward(input_layernorm(x), cos, sin, bias, cache, layer).to(torch::kFloat);
   return h + mlp->forward(post_attention_layernorm(h)).to(torch::kFloat);
 }

@@ -1,5 +1,5 @@
 // Hugging Face decoder families beyond Llama's defaults: Mistral-style GQA with a sliding window,
-// Qwen2 with q/k/v biases, Qwen3 with q/k norms, Llama with attention/MLP biases, an explicit head_dim and Llama-3 /
+// Qwen2 with q/k/v biases, Qwen3 with q/k norms, OLMo 2 with norms after the sublayers, Llama with attention/MLP biases, an explicit head_dim and Llama-3 /
 // linear RoPE scaling. Tiny checkpoints written here in HF layout (single file and sharded, fp32
 // and bf16 on disk) must load to the same logits, decode with the KV cache like a full recompute,
 // match the independent Python reference, and damaged ones must be refused with a clear message.
@@ -68,6 +68,9 @@ std::vector<Variant> variants() {
   q3.head_dim_override = 12;
   q3.tie_word_embeddings = true;
   v.push_back({"qwen3_qknorm_headdim", q3});
+  auto o2 = base_cfg("olmo2");  // norms after the sublayers, q/k norms over the whole projection
+  o2.qk_norm = o2.qk_norm_whole = o2.post_norms = true;
+  v.push_back({"olmo2_postnorm", o2, true});
   auto lin = base_cfg("llama");
   lin.rope_type = "linear";
   lin.rope_factor = 2.0;

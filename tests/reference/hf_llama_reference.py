@@ -51,7 +51,7 @@ def rotate_half(x):
 def main():
     model_dir, ids_path, out_path = sys.argv[1:4]
     cfg = json.load(open(f"{model_dir}/config.json"))
-    arch = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+    arch = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", "olmo2": "Olmo2ForCausalLM"}
     assert cfg["architectures"] == [arch[cfg["model_type"]]], cfg["architectures"]
     try:
         index = json.load(open(f"{model_dir}/model.safetensors.index.json"))
@@ -112,9 +112,15 @@ def main():
     x = W["model.embed_tokens.weight"][ids]
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
-        h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
-        q = lin(h, p + "self_attn.q_proj").view(B, T, H, D)
-        k = lin(h, p + "self_attn.k_proj").view(B, T, Hkv, D)
+        olmo2 = cfg["model_type"] == "olmo2"  # modeling_olmo2.py: no pre-norms; q/k norms over the whole projection
+        h = x if olmo2 else rms_norm(x, W[p + "input_layernorm.weight"], eps)
+        q = lin(h, p + "self_attn.q_proj")
+        k = lin(h, p + "self_attn.k_proj")
+        if olmo2:
+            q = rms_norm(q, W[p + "self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, W[p + "self_attn.k_norm.weight"], eps)
+        q = q.view(B, T, H, D)
+        k = k.view(B, T, Hkv, D)
         if cfg["model_type"] == "qwen3":  # modeling_qwen3.py Qwen3Attention: q_norm / k_norm per head, before RoPE
             q = rms_norm(q, W[p + "self_attn.q_norm.weight"], eps)
             k = rms_norm(k, W[p + "self_attn.k_norm.weight"], eps)
@@ -127,6 +133,11 @@ def main():
         att = (q @ k.transpose(2, 3)) / math.sqrt(D) + mask
         att = torch.softmax(att.float(), dim=-1)
         y = (att @ v).transpose(1, 2).reshape(B, T, H * D)
+        if olmo2:
+            x = x + rms_norm(lin(y, p + "self_attn.o_proj"), W[p + "post_attention_layernorm.weight"], eps)
+            g, u = lin(x, p + "mlp.gate_proj"), lin(x, p + "mlp.up_proj")
+            x = x + rms_norm(lin(torch.nn.functional.silu(g) * u, p + "mlp.down_proj"), W[p + "post_feedforward_layernorm.weight"], eps)
+            continue
         x = x + lin(y, p + "self_attn.o_proj")
         h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
         g = lin(h, p + "mlp.gate_proj")

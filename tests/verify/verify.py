@@ -440,6 +440,7 @@ FAMILIES = {
     "mistral": dict(sliding_window=4096),
     "qwen2": dict(rope_theta=1000000.0),
     "qwen3": dict(rope_theta=1000000.0, head_dim=24, tie_word_embeddings=True),  # head_dim != hidden / heads
+    "olmo2": dict(rope_theta=500000.0),
 }
 for fam, extra in FAMILIES.items():
     d = os.path.join(args.work, f"family_{fam}")

@@ -18,7 +18,8 @@ namespace subliminal::model {
 struct LlamaConfig {
   // The decoder families that are this model up to small deltas, one row each of the table in
   // llama.cpp (families()): "llama" (Llama 1-3, TinyLlama), "mistral" (sliding window recorded and
-  // enforced), "qwen2" (Qwen2 / Qwen2.5: q/k/v biases), "qwen3" (Qwen3: q/k RMSNorm per head).
+  // enforced), "qwen2" (Qwen2 / Qwen2.5: q/k/v biases), "qwen3" (Qwen3: q/k RMSNorm per head),
+  // "olmo2" (OLMo 2: norms after the sublayers, q/k RMSNorm over the whole projection).
   std::string model_type = "llama";
   int64_t vocab_size = 0, hidden_size = 0, intermediate_size = 0, num_hidden_layers = 0, num_attention_heads = 0,
           num_key_value_heads = 0, max_position_embeddings = 0;
@@ -27,6 +28,8 @@ struct LlamaConfig {
   bool qkv_bias = false, o_bias = false, mlp_bias = false;  // Llama attention_bias / mlp_bias; Qwen2: q, k, v
   int64_t head_dim_override = 0;                              // config "head_dim" when not hidden / heads
   bool qk_norm = false;  // Qwen3: an RMSNorm over head_dim on each query and key head, before RoPE (q_norm, k_norm)
+  bool qk_norm_whole = false;  // OLMo 2: q_norm / k_norm over the whole projection (heads x head_dim), before the split
+  bool post_norms = false;     // OLMo 2: no pre-norms; x + post_attention_layernorm(attn(x)), h + post_feedforward_layernorm(mlp(h))
   // RoPE scaling: "default", "linear" (positions / factor) or "llama3" (Llama 3.1 frequency bands).
   std::string rope_type = "default";
   double rope_factor = 1.0, rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
@@ -95,6 +98,7 @@ struct AttentionImpl : torch::nn::Module {
   std::map<std::string, LoraAdapter> lora;  // by projection name
   int64_t n_heads, n_kv, head_dim, window;
   bool fused = false;  // q/k/v in one GEMM (set_fused_projections)
+  bool qk_norm_whole = false;  // LlamaConfig::qk_norm_whole
   bool use_sdpa = true;  // the fused scaled-dot-product attention where LibTorch has it (set_sdpa_attention)
   FusedWeight qkv_cache;
 };
@@ -117,6 +121,8 @@ struct DecoderLayerImpl : torch::nn::Module {
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  RMSNorm post_feedforward_layernorm{nullptr};  // LlamaConfig::post_norms (then input_layernorm is absent)
+  bool post_norms = false;
 };
 TORCH_MODULE(DecoderLayer);
 
