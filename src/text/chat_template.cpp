@@ -321,9 +321,7 @@ class JinjaFamily final : public ChatFamily {
   }
   std::vector<int> prompt_ids(const Conversation& conv) const override { return ids(conv, true); }
   std::string render(const Conversation& conv, bool add_generation_prompt) const override {
-    std::string s;
-    for (const auto& p : jt_->render_parts(vars(conv, add_generation_prompt))) s += p.text;
-    return s;
+    return jt_->render(vars(conv, add_generation_prompt));
   }
 
  private:

@@ -51,14 +51,14 @@ std::vector<RenderedPart> JinjaTemplate::render_parts(const JinjaVariables& v) c
     jinja::context ctx(impl_->source);
     ctx.current_time = v.now;
     // As transformers: tools and documents are defined (None) unless given; the special tokens; then
-    // the template's own keyword arguments; the conversation last, its strings marked as input.
-    set_globals(ctx, nlohmann::ordered_json{{"tools", nullptr}, {"documents", nullptr}}, false);
-    nlohmann::ordered_json specials = nlohmann::ordered_json::object();
+    // the template's own keyword arguments (a later key wins); the conversation last, its strings
+    // marked as input.
+    nlohmann::ordered_json globals = {{"tools", nullptr}, {"documents", nullptr}};
     for (auto it = v.special_tokens.begin(); it != v.special_tokens.end(); ++it)
-      if (!it.value().is_null()) specials[it.key()] = it.value();
-    set_globals(ctx, specials, false);
-    set_globals(ctx, v.extra, false);
-    set_globals(ctx, nlohmann::ordered_json{{"add_generation_prompt", v.add_generation_prompt}}, false);
+      if (!it.value().is_null()) globals[it.key()] = it.value();
+    for (auto it = v.extra.begin(); it != v.extra.end(); ++it) globals[it.key()] = it.value();
+    globals["add_generation_prompt"] = v.add_generation_prompt;
+    set_globals(ctx, globals, false);
     set_globals(ctx, nlohmann::ordered_json{{"messages", v.messages}}, true);
     jinja::runtime rt(ctx);
     const auto results = rt.execute(impl_->program);
